@@ -1,0 +1,200 @@
+"""The ``fake-gpu-plugin`` command (also ``python -m fake_gpu_plugin``).
+
+Owns argument parsing, logging setup, signal handling and turning PluginError into one line and an exit code
+(2 for a bad config or bad arguments).  Subcommands:
+
+    serve     --config FILE [--node-name N] [--device-plugin-dir DIR] [--state-dir DIR] [--metrics-addr H:P|off]
+              [--kubelet-root DIR] [--pod-resources-socket PATH] [--no-device-nodes] [--kubeconfig F|--in-cluster]
+    health    --state-dir DIR (or --node-name N) --device UUID --unhealthy|--healthy
+    labels    --config FILE [--format json|lines]
+    validate  --config FILE
+    inventory --config FILE [--node-name N]      (the device ids each resource advertises, as JSON)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from fake_gpu_plugin.config import InventoryConfig, load_config
+from fake_gpu_plugin.errors import ConfigError, PluginError
+
+log = logging.getLogger("fake_gpu_plugin")
+
+PROG = "fake-gpu-plugin"
+
+
+def default_node_name() -> str:
+    return os.environ.get("NODE_NAME") or socket.gethostname()
+
+
+def parse_addr(value: str) -> tuple[str, int] | None:
+    """``HOST:PORT`` (``off`` or empty: no endpoint)."""
+    if value in ("", "off", "none"):
+        return None
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT or 'off', got {value!r}")
+    return (host.strip("[]") or "0.0.0.0", int(port))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="aiconform's fake GPU device plugin (the GPUs are fake; "
+                                                            "the kubelet talking to it is real).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the device plugin next to a kubelet")
+    serve.add_argument("--config", required=True, type=Path, help="inventory config (YAML or JSON pool dict)")
+    serve.add_argument("--node-name", default=None, help="node this plugin plays (default: $NODE_NAME or hostname)")
+    serve.add_argument("--device-plugin-dir", type=Path, default=Path("/var/lib/kubelet/device-plugins"))
+    serve.add_argument("--state-dir", type=Path, default=None,
+                       help="host dir for device nodes, nvidia-smi, allocation files, health control "
+                            "(default: /var/run/aiconform/fake-gpu/<node>)")
+    serve.add_argument("--metrics-addr", type=parse_addr, default=("127.0.0.1", 9400),
+                       help="HOST:PORT of /metrics, or 'off' (default 127.0.0.1:9400)")
+    serve.add_argument("--kubelet-root", type=Path, default=Path("/var/lib/kubelet"),
+                       help="the kubelet's --root-dir; locates the PodResources socket")
+    serve.add_argument("--pod-resources-socket", type=Path, default=None,
+                       help="default: <kubelet-root>/pod-resources/kubelet.sock")
+    serve.add_argument("--no-device-nodes", action="store_true",
+                       help="do not mknod /dev/nvidia* stand-ins (no root); Allocate then hands out no devices")
+    lookup = serve.add_mutually_exclusive_group()
+    lookup.add_argument("--kubeconfig", type=Path, default=None,
+                        help="read pod annotations (utilisation) from this cluster")
+    lookup.add_argument("--in-cluster", action="store_true", help="read pod annotations with the pod's account")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    health = sub.add_parser("health", help="mark a device unhealthy or healthy in a running plugin")
+    where = health.add_mutually_exclusive_group(required=True)
+    where.add_argument("--state-dir", type=Path)
+    where.add_argument("--node-name", help="use the default state dir of this node")
+    health.add_argument("--device", required=True, help="GPU or MIG UUID (or an advertised device id)")
+    state = health.add_mutually_exclusive_group(required=True)
+    state.add_argument("--unhealthy", dest="healthy", action="store_false")
+    state.add_argument("--healthy", dest="healthy", action="store_true")
+
+    labels = sub.add_parser("labels", help="print the GFD-style node labels of an inventory")
+    labels.add_argument("--config", required=True, type=Path)
+    labels.add_argument("--format", choices=["json", "lines"], default="json")
+
+    validate = sub.add_parser("validate", help="check an inventory config; one line and exit 2 if it is bad")
+    validate.add_argument("--config", required=True, type=Path)
+
+    inventory = sub.add_parser("inventory", help="print the devices each resource advertises (JSON)")
+    inventory.add_argument("--config", required=True, type=Path)
+    inventory.add_argument("--node-name", default=None)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "health":
+            return _health(args)
+        if args.command == "labels":
+            return _labels(args)
+        if args.command == "validate":
+            return _validate(args)
+        return _inventory(args)
+    except PluginError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return err.exit_code
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from fake_gpu_plugin.inventory import build_inventory
+    from fake_gpu_plugin.kubeapi import KubeAnnotationLookup
+    from fake_gpu_plugin.metrics import AnnotationLookup
+    from fake_gpu_plugin.plugin import FakeGpuPlugin, PluginSettings
+
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = load_config(args.config)
+    node = args.node_name or default_node_name()
+    settings = PluginSettings(
+        node_name=node,
+        device_plugin_dir=args.device_plugin_dir,
+        state_dir=args.state_dir,
+        device_nodes=not args.no_device_nodes,
+        metrics_addr=args.metrics_addr,
+        pod_resources_socket=args.pod_resources_socket or args.kubelet_root / "pod-resources" / "kubelet.sock",
+    )
+    lookup: AnnotationLookup | None = None
+    if args.kubeconfig is not None:
+        lookup = KubeAnnotationLookup.from_kubeconfig(args.kubeconfig)
+    elif args.in_cluster:
+        lookup = KubeAnnotationLookup.in_cluster()
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s; stopping", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    plugin = FakeGpuPlugin(build_inventory(config, node), settings, annotation_lookup=lookup)
+    try:
+        plugin.start()
+        log.info("ready: node %s, resources %s, state dir %s", node, ", ".join(plugin.servers),
+                 settings.resolved_state_dir)
+        stop.wait()
+    finally:
+        plugin.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+def _health(args: argparse.Namespace) -> int:
+    from fake_gpu_plugin.health import set_device_health
+    from fake_gpu_plugin.hostfiles import default_state_dir
+
+    state_dir = args.state_dir or default_state_dir(args.node_name)
+    unhealthy = set_device_health(state_dir, args.device, healthy=args.healthy)
+    print(f"{args.device}: {'healthy' if args.healthy else 'unhealthy'} ({len(unhealthy)} unhealthy in {state_dir})")
+    return 0
+
+
+def _labels(args: argparse.Namespace) -> int:
+    from fake_gpu_plugin.labels import node_labels
+
+    labels = node_labels(load_config(args.config))
+    if args.format == "json":
+        print(json.dumps(labels, indent=2))
+    else:
+        for key, value in labels.items():
+            print(f"{key}={value}")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    config: InventoryConfig = load_config(args.config)
+    mig = f", MIG {config.mig.strategy}" if config.mig.enabled else ""
+    shared = f", time-slicing x{config.time_slicing.replicas}" if config.time_slicing.enabled else ""
+    print(f"{args.config}: ok ({config.count} x {config.model}{mig}{shared})")
+    return 0
+
+
+def _inventory(args: argparse.Namespace) -> int:
+    from fake_gpu_plugin.inventory import build_inventory
+
+    inv = build_inventory(load_config(args.config), args.node_name or default_node_name())
+    print(json.dumps({
+        "node": inv.node_name,
+        "gpus": [{"index": g.index, "uuid": g.uuid, "numa": g.numa_node} for g in inv.gpus],
+        "resources": {name: [d.id for d in devs] for name, devs in inv.resources.items()},
+    }, indent=2))
+    return 0
+
+
+__all__ = ["main", "build_parser", "ConfigError"]

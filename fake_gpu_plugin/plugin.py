@@ -1,0 +1,223 @@
+"""The plugin process: every resource server of one node, the health control file, kubelet restarts, metrics.
+
+Owns orchestration and nothing else: ``FakeGpuPlugin.start()`` prepares the host files, starts one
+``ResourceServer`` per resource name, registers each, starts the metrics endpoint and a supervisor thread that
+every ``poll_interval_s`` (default 50 ms):
+- re-reads the health control file when its (inode, mtime, size) changed and pushes changed device lists to
+  every open ListAndWatch stream;
+- notices a kubelet restart, i.e. our socket vanished or was replaced, or ``kubelet.sock``'s (inode, ctime)
+  changed (the new kubelet recreates it with the SAME inode on ext4, so the inode alone is not enough), then
+  recreates the socket and registers again;
+- retries a failed registration every ``register_retry_s`` while ``kubelet.sock`` exists.
+``stop()`` removes the sockets.  Signals are the CLI's business, not this class's.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from fake_gpu_plugin.allocate import Allocator
+from fake_gpu_plugin.errors import PluginError, RegistrationError
+from fake_gpu_plugin.health import FileIdentity, file_identity, health_file, read_unhealthy
+from fake_gpu_plugin.hostfiles import HostPaths, default_state_dir, prepare
+from fake_gpu_plugin.inventory import Inventory
+from fake_gpu_plugin.metrics import AnnotationLookup, MetricsExporter, MetricsServer
+from fake_gpu_plugin.server import ResourceServer
+from fake_gpu_plugin.service import DeviceListFeed, DevicePluginService, device_list
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DEVICE_PLUGIN_DIR = Path("/var/lib/kubelet/device-plugins")
+DEFAULT_KUBELET_ROOT = Path("/var/lib/kubelet")
+
+
+@dataclass(frozen=True)
+class PluginSettings:
+    """How and where one plugin process runs (the inventory itself comes from ``InventoryConfig``)."""
+
+    node_name: str
+    """The node this plugin plays; seeds the device UUIDs."""
+    device_plugin_dir: Path = DEFAULT_DEVICE_PLUGIN_DIR
+    """Directory of the kubelet's ``kubelet.sock``; the plugin's sockets are created there."""
+    state_dir: Path | None = None
+    """Host directory for device nodes, nvidia-smi, allocation files, health file; None: the default per node."""
+    device_nodes: bool = True
+    """Create /dev/nvidia* stand-ins (needs root) and hand them out in Allocate."""
+    metrics_addr: tuple[str, int] | None = ("127.0.0.1", 9400)
+    """Where /metrics listens; None: no metrics endpoint."""
+    pod_resources_socket: Path | None = DEFAULT_KUBELET_ROOT / "pod-resources" / "kubelet.sock"
+    """The kubelet's PodResources socket, read by the metrics exporter; None: no pod attribution."""
+    socket_prefix: str = "aiconform-fakegpu"
+    """File name prefix of the plugin's sockets."""
+    kubelet_socket_name: str = "kubelet.sock"
+    poll_interval_s: float = 0.05
+    """Supervisor period: latency of health flips and of re-registration after a kubelet restart."""
+    register_timeout_s: float = 5.0
+    register_retry_s: float = 1.0
+    """Pause between attempts while the kubelet refuses or does not answer."""
+
+    @property
+    def resolved_state_dir(self) -> Path:
+        return self.state_dir if self.state_dir is not None else default_state_dir(self.node_name)
+
+    @property
+    def kubelet_socket(self) -> Path:
+        return self.device_plugin_dir / self.kubelet_socket_name
+
+
+class FakeGpuPlugin:
+    """All resource servers of one node.  Use as a context manager or call ``start()``/``stop()``."""
+
+    def __init__(self, inventory: Inventory, settings: PluginSettings, *,
+                 annotation_lookup: AnnotationLookup | None = None) -> None:
+        self.inventory = inventory
+        self.settings = settings
+        self.paths = HostPaths(settings.resolved_state_dir)
+        self.annotation_lookup = annotation_lookup
+        self._unhealthy: frozenset[str] = frozenset()
+        self._health_ident: FileIdentity | None = None
+        self._kubelet_ident: tuple[int, int] | None = None
+        self._next_attempt: dict[str, float] = {}
+        self._warned_unknown: set[str] = set()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._supervisor: threading.Thread | None = None
+        self.feeds: dict[str, DeviceListFeed] = {}
+        self.servers: dict[str, ResourceServer] = {}
+        self.metrics_server: MetricsServer | None = None
+        self.exporter = MetricsExporter(inventory, pod_resources_socket=settings.pod_resources_socket,
+                                        annotation_lookup=annotation_lookup)
+
+    # ---- lifecycle -------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Prepare the host, serve every resource, register each, start metrics and the supervisor."""
+        prepare(self.paths, self.inventory, device_nodes=self.settings.device_nodes)
+        self._reload_health(initial=True)
+        try:
+            for resource, devices in self.inventory.resources.items():
+                feed = DeviceListFeed(device_list(devices, self._unhealthy))
+                allocator = Allocator(self.inventory, self.paths, resource, device_nodes=self.settings.device_nodes)
+                server = ResourceServer(DevicePluginService(resource, feed, allocator),
+                                        self.settings.device_plugin_dir, socket_prefix=self.settings.socket_prefix)
+                self.feeds[resource], self.servers[resource] = feed, server
+                server.start()
+            if self.settings.metrics_addr is not None:
+                metrics = MetricsServer(self.exporter, self.settings.metrics_addr)
+                metrics.start()
+                self.metrics_server = metrics
+        except BaseException:
+            self.stop()
+            raise
+        self._check_kubelet()
+        self._supervisor = threading.Thread(target=self._supervise, name="fake-gpu-supervisor", daemon=True)
+        self._supervisor.start()
+
+    def stop(self) -> None:
+        """Stop everything and remove the plugin's sockets.  Safe to call twice."""
+        self._stop.set()
+        if self._supervisor is not None and self._supervisor is not threading.current_thread():
+            self._supervisor.join(timeout=5)
+        self._supervisor = None
+        metrics = self.metrics_server
+        self.metrics_server = None
+        if metrics is not None:
+            metrics.stop()
+        with self._lock:
+            for feed in self.feeds.values():
+                feed.close_all()
+            for server in self.servers.values():
+                server.stop()
+
+    def __enter__(self) -> FakeGpuPlugin:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    # ---- state -----------------------------------------------------------------------------------------------
+
+    @property
+    def unhealthy(self) -> frozenset[str]:
+        """Device ids (GPU/MIG UUIDs, advertised ids) currently marked unhealthy."""
+        return self._unhealthy
+
+    def set_unhealthy(self, unhealthy: frozenset[str]) -> None:
+        """Apply a new unhealthy set and push changed device lists (the control file is the usual way in)."""
+        unknown = {u.split("::")[0] for u in unhealthy} - self.inventory.known_uuids() - self._warned_unknown
+        for uuid in sorted(unknown):
+            log.warning("health control names %s, which this node does not have", uuid)
+        self._warned_unknown |= unknown
+        self._unhealthy = unhealthy
+        for resource, feed in self.feeds.items():
+            if feed.publish(device_list(self.inventory.resources[resource], unhealthy)):
+                log.info("%s: device health changed; pushed to %d stream(s)", resource, feed.stream_count)
+
+    # ---- supervisor ------------------------------------------------------------------------------------------
+
+    def _supervise(self) -> None:
+        while not self._stop.wait(self.settings.poll_interval_s):
+            with self._lock:
+                if self._stop.is_set():
+                    return
+                self._reload_health()
+                self._check_kubelet()
+
+    def _reload_health(self, *, initial: bool = False) -> None:
+        ident = file_identity(health_file(self.paths.state_dir))
+        if ident == self._health_ident and not initial:
+            return
+        self._health_ident = ident
+        try:
+            unhealthy = read_unhealthy(self.paths.state_dir)
+        except PluginError as err:
+            log.warning("%s; keeping the previous health", err)
+            return
+        self.set_unhealthy(unhealthy)
+
+    def _check_kubelet(self) -> None:
+        ident = _kubelet_identity(self.settings.kubelet_socket)
+        restarted = ident != self._kubelet_ident
+        if restarted:
+            log.info("kubelet socket %s: %s", self.settings.kubelet_socket, "appeared or changed" if ident else "gone")
+        self._kubelet_ident = ident
+        now = time.monotonic()
+        for resource, server in self.servers.items():
+            if not server.socket_intact():
+                log.info("%s: socket %s vanished (kubelet restart?); recreating", resource, server.socket_path)
+                server.restart()
+                self._next_attempt[resource] = 0.0
+            elif restarted:
+                server.registered = False
+                self._next_attempt[resource] = 0.0
+            if ident is None or server.registered or now < self._next_attempt.get(resource, 0.0):
+                continue
+            try:
+                server.register(self.settings.kubelet_socket, timeout_s=self.settings.register_timeout_s)
+            except RegistrationError as err:
+                log.warning("%s (retrying in %.1fs)", err, self.settings.register_retry_s)
+                self._next_attempt[resource] = now + self.settings.register_retry_s
+
+    def wait_registered(self, timeout_s: float) -> bool:
+        """True once every resource is registered (for callers that start the kubelet first)."""
+        deadline = time.monotonic() + timeout_s
+        while not all(s.registered for s in self.servers.values()):
+            if time.monotonic() >= deadline or self._stop.wait(0.01):
+                return False
+        return True
+
+
+def _kubelet_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_ctime_ns)

@@ -1,0 +1,429 @@
+"""Pinned upstream binaries: resolve from $AICONFORM_BIN_DIR or the per-version cache, download an official release
+(checksum verified), or build from the Go module proxy.
+
+Owns where binaries live and how they get there.  Must not start them (providers do) and never writes into the
+repository: the cache is ``$AICONFORM_CACHE_DIR`` or ``~/.cache/aiconform``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import io
+import json
+import os
+import platform
+import shutil
+import sys
+import tarfile
+import tempfile
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import proc
+from harness.errors import BinaryError, ChecksumError, CommandError
+
+VERSIONS_FILE = Path(__file__).with_name("versions.toml")
+
+Progress = Callable[[str], None]
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Component:
+    """One upstream project whose binaries are pinned together (kubernetes, etcd, kwok)."""
+
+    group: str
+    """Name of the group in versions.toml, e.g. ``kubernetes``."""
+    version: str
+    """Pinned version without the leading ``v``."""
+    module: str
+    """Go module that holds the commands."""
+    binaries: tuple[str, ...]
+    packages: dict[str, str]
+    """Binary name → Go package path of its ``main``."""
+    release_url: str = ""
+    """Template of the official release URL; placeholders {version} {os} {arch} {name}."""
+    checksum_url: str = ""
+    """Template of the checksum file: a bare hex digest, or ``<hex>  <file>`` lines."""
+    archive_member: str = ""
+    """When the release is a .tar.gz: template of the member path of the binary."""
+    build_tags: str = ""
+
+
+@dataclass(frozen=True)
+class Versions:
+    """The parsed versions.toml."""
+
+    kubernetes_default: str
+    kubernetes_previous: str
+    groups: dict[str, Component] = field(default_factory=dict)
+
+    def component(self, group: str, version: str | None = None) -> Component:
+        base = self.groups[group]
+        if version is None or version == base.version:
+            return base
+        return Component(**{**base.__dict__, "version": version})
+
+    def owner_of(self, binary: str) -> str:
+        for name, comp in self.groups.items():
+            if binary in comp.binaries:
+                return name
+        raise BinaryError(f"unknown binary {binary!r}; known: {', '.join(sorted(self.all_binaries()))}")
+
+    def all_binaries(self) -> list[str]:
+        return [b for c in self.groups.values() for b in c.binaries]
+
+
+def load_versions(path: Path = VERSIONS_FILE) -> Versions:
+    """Parse versions.toml; a broken file is a BinaryError naming the field."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise BinaryError(f"cannot read {path}: {err}") from err
+    groups: dict[str, Component] = {}
+    try:
+        k8s = data["kubernetes"]
+        for name, sec in data.items():
+            version = sec["default"] if name == "kubernetes" else sec["version"]
+            groups[name] = Component(
+                group=name,
+                version=str(version).lstrip("v"),
+                module=sec["module"],
+                binaries=tuple(sec["binaries"]),
+                packages=dict(sec["packages"]),
+                release_url=sec.get("release_url", ""),
+                checksum_url=sec.get("checksum_url", ""),
+                archive_member=sec.get("archive_member", ""),
+                build_tags=sec.get("build_tags", ""),
+            )
+        return Versions(str(k8s["default"]).lstrip("v"), str(k8s["previous"]).lstrip("v"), groups)
+    except KeyError as err:
+        raise BinaryError(f"{path}: missing field {err.args[0]!r}") from err
+
+
+def cache_root() -> Path:
+    env = os.environ.get("AICONFORM_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "aiconform"
+
+
+def go_platform() -> tuple[str, str]:
+    machine = platform.machine().lower()
+    arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(machine, machine)
+    return sys.platform if sys.platform != "linux2" else "linux", arch
+
+
+@dataclass(frozen=True)
+class Resolved:
+    name: str
+    version: str
+    path: Path
+    source: str
+    """``bin-dir``, ``cache``, ``download`` or ``build``."""
+
+
+class BinaryResolver:
+    """Finds or fetches each pinned binary.  ``download`` is ``auto`` (try releases, then build) or ``never``."""
+
+    def __init__(
+        self,
+        versions: Versions | None = None,
+        *,
+        cache_dir: Path | None = None,
+        bin_dir: Path | None = None,
+        download: str | None = None,
+        go: str | None = None,
+        progress: Progress = _stderr,
+        download_timeout: float = 30.0,
+    ) -> None:
+        self.versions = versions or load_versions()
+        self.cache_dir = cache_dir or cache_root()
+        env_bin = os.environ.get("AICONFORM_BIN_DIR")
+        self.bin_dir = bin_dir if bin_dir is not None else (Path(env_bin) if env_bin else None)
+        mode = download or os.environ.get("AICONFORM_DOWNLOAD", "auto")
+        if mode not in ("auto", "never"):
+            raise BinaryError(f"AICONFORM_DOWNLOAD must be 'auto' or 'never', not {mode!r}")
+        self.download_mode = mode
+        self.go = go if go is not None else _find_go()
+        self.progress = progress
+        self.download_timeout = download_timeout
+
+    # -- public -------------------------------------------------------------------------------------------------
+
+    def resolve(self, name: str, *, kubernetes: str | None = None) -> Resolved:
+        group = self.versions.owner_of(name)
+        version = kubernetes if (group == "kubernetes" and kubernetes) else None
+        return self.resolve_many([name], kubernetes=version)[name]
+
+    def resolve_many(self, names: Iterable[str], *, kubernetes: str | None = None) -> dict[str, Resolved]:
+        """Resolve several binaries; binaries of one group missing from the cache are built in one go."""
+        wanted = list(dict.fromkeys(names))
+        out: dict[str, Resolved] = {}
+        missing: dict[str, list[str]] = {}
+        for name in wanted:
+            group = self.versions.owner_of(name)
+            comp = self.versions.component(group, kubernetes if group == "kubernetes" else None)
+            found = self._find_local(comp, name)
+            if found is not None:
+                out[name] = found
+            else:
+                missing.setdefault(group, []).append(name)
+        for group, names_ in missing.items():
+            comp = self.versions.component(group, kubernetes if group == "kubernetes" else None)
+            out.update(self._fetch(comp, names_))
+        return {n: out[n] for n in wanted}
+
+    def cached_path(self, comp: Component, name: str) -> Path:
+        return self.cache_dir / "bin" / f"{comp.group}-v{comp.version}" / name
+
+    # -- lookup ---------------------------------------------------------------------------------------------------
+
+    def _find_local(self, comp: Component, name: str) -> Resolved | None:
+        if self.bin_dir is not None:
+            cand = self.bin_dir / name
+            if _is_exe(cand):
+                return Resolved(name, comp.version, cand, "bin-dir")
+        cand = self.cached_path(comp, name)
+        if _is_exe(cand):
+            return Resolved(name, comp.version, cand, "cache")
+        return None
+
+    def _fetch(self, comp: Component, names: list[str]) -> dict[str, Resolved]:
+        errors: list[str] = []
+        out: dict[str, Resolved] = {}
+        with _locked(self.cache_dir / "locks" / f"{comp.group}-v{comp.version}.lock"):
+            todo = []
+            for name in names:  # another process may have fetched it while we waited for the lock
+                found = self._find_local(comp, name)
+                if found is not None:
+                    out[name] = found
+                else:
+                    todo.append(name)
+            if not todo:
+                return out
+            if self.download_mode == "auto" and comp.release_url:
+                try:
+                    for name in todo:
+                        out[name] = self.download(comp, name)
+                    return out
+                except ChecksumError:
+                    raise
+                except BinaryError as err:
+                    errors.append(str(err))
+                    self.progress(f"download failed ({err}); falling back to a build from the Go module proxy")
+            if self.go:
+                out.update(self.build(comp, [n for n in todo if n not in out]))
+                return out
+        how = (
+            f"no Go toolchain found to build {comp.module} v{comp.version}"
+            + (f" and the download failed ({errors[-1]})" if errors else " and downloads are off (AICONFORM_DOWNLOAD=never)")
+        )
+        raise BinaryError(
+            f"cannot obtain {', '.join(names)} v{comp.version}: {how}; put the binaries in a directory and set "
+            f"AICONFORM_BIN_DIR to it, or install Go >= 1.26 (`go` on PATH)"
+        )
+
+    # -- download -------------------------------------------------------------------------------------------------
+
+    def download(self, comp: Component, name: str) -> Resolved:
+        """Download one binary from its official release and verify the published SHA-256 before caching it."""
+        os_, arch = go_platform()
+        fmt = {"version": comp.version, "os": os_, "arch": arch, "name": name}
+        url = comp.release_url.format(**fmt)
+        if not comp.checksum_url:
+            raise BinaryError(f"no checksum URL pinned for {comp.group}; refusing an unverified download")
+        sums_url = comp.checksum_url.format(**fmt)
+        self.progress(f"downloading {name} v{comp.version} from {url}")
+        payload = self._get(url)
+        sums = self._get(sums_url).decode(errors="replace")
+        file_name = url.rsplit("/", 1)[-1]
+        expected = _expected_digest(sums, file_name)
+        if expected is None:
+            raise ChecksumError(f"{sums_url} lists no checksum for {file_name}")
+        actual = hashlib.sha256(payload).hexdigest()
+        if actual != expected:
+            raise ChecksumError(
+                f"checksum mismatch for {file_name}: published {expected}, downloaded {actual}; nothing was installed"
+            )
+        if comp.archive_member:
+            member = comp.archive_member.format(**fmt)
+            payload = _extract_member(payload, member, url)
+        dest = self.cached_path(comp, name)
+        _install_bytes(payload, dest)
+        return Resolved(name, comp.version, dest, "download")
+
+    def _get(self, url: str) -> bytes:
+        try:
+            with urllib.request.urlopen(url, timeout=self.download_timeout) as resp:  # noqa: S310 (pinned https URLs)
+                data: bytes = resp.read()
+                return data
+        except urllib.error.HTTPError as err:
+            raise BinaryError(f"GET {url}: HTTP {err.code}") from err
+        except (urllib.error.URLError, OSError, TimeoutError) as err:
+            reason = getattr(err, "reason", err)
+            raise BinaryError(f"GET {url}: {reason}") from err
+
+    # -- build ------------------------------------------------------------------------------------------------------
+
+    def build(self, comp: Component, names: list[str]) -> dict[str, Resolved]:
+        """Build binaries with ``go`` in a scratch module under the cache.
+
+        For k8s.io/kubernetes the scratch go.mod replaces every ``k8s.io/<staging>`` module with ``v0.X.Y``, since
+        the kubernetes go.mod points them at ./staging paths that a module consumer cannot see.
+        """
+        if not self.go:
+            raise BinaryError("no Go toolchain on PATH")
+        work = self.cache_dir / "build" / f"{comp.group}-v{comp.version}"
+        work.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
+        self._write_scratch_module(comp, work, env)
+        out: dict[str, Resolved] = {}
+        for name in names:
+            pkg = comp.packages[name]
+            dest = self.cached_path(comp, name)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_name(f".{name}.tmp")
+            argv = [self.go, "build", "-trimpath", "-o", str(tmp)]
+            if comp.build_tags:
+                argv.append(f"-tags={comp.build_tags}")
+            argv += ["-ldflags", self._ldflags(comp), pkg]
+            hint = " (cold build of kube-apiserver takes about 2 minutes on 2 cores)" if name == "kube-apiserver" else ""
+            self.progress(f"building {name} v{comp.version} from the Go module proxy{hint}")
+            t0 = time.monotonic()
+            try:
+                proc.run(argv, cwd=work, env=env, timeout=3600)
+            except CommandError as err:
+                raise BinaryError(f"building {name} v{comp.version} failed: {err}") from err
+            os.chmod(tmp, 0o755)
+            os.replace(tmp, dest)
+            self.progress(f"built {name} in {time.monotonic() - t0:.0f}s -> {dest}")
+            out[name] = Resolved(name, comp.version, dest, "build")
+        return out
+
+    def _ldflags(self, comp: Component) -> str:
+        flags = ["-s", "-w"]
+        if comp.group == "kubernetes":
+            major, minor, *_ = comp.version.split(".")
+            base = "k8s.io/component-base/version"
+            flags += [
+                f"-X {base}.gitVersion=v{comp.version}",
+                f"-X {base}.gitMajor={major}",
+                f"-X {base}.gitMinor={minor}",
+                f"-X {base}.gitTreeState=clean",
+                "-X k8s.io/client-go/pkg/version.gitVersion=v" + comp.version,
+            ]
+        elif comp.group == "kwok":
+            flags.append(f"-X sigs.k8s.io/kwok/pkg/consts.Version=v{comp.version}")
+        return " ".join(flags)
+
+    def _write_scratch_module(self, comp: Component, work: Path, env: dict[str, str]) -> None:
+        gomod = work / "go.mod"
+        marker = work / ".ready"
+        if marker.exists() and gomod.exists():
+            return
+        lines = ["module aiconform.local/build", "", "go 1.26", "", f"require {comp.module} v{comp.version}", ""]
+        if comp.group == "kubernetes":
+            minor_ver = "0." + comp.version.split(".", 1)[1]
+            for staging in self._kubernetes_staging_modules(comp, work, env):
+                lines.append(f"replace {staging} => {staging} v{minor_ver}")
+        gomod.write_text("\n".join(lines) + "\n")
+        imports = "\n".join(f'import _ "{p}"' for p in comp.packages.values())
+        (work / "tools.go").write_text(f"//go:build tools\n\npackage tools\n\n{imports}\n")
+        self.progress(f"resolving Go modules for {comp.module} v{comp.version}")
+        try:
+            proc.run([self.go, "mod", "tidy"], cwd=work, env=env, timeout=1800)
+        except CommandError as err:
+            raise BinaryError(f"go mod tidy for {comp.module} v{comp.version} failed: {err}") from err
+        marker.write_text("ok\n")
+
+    def _kubernetes_staging_modules(self, comp: Component, work: Path, env: dict[str, str]) -> list[str]:
+        try:
+            res = proc.run(
+                [self.go, "mod", "download", "-json", f"{comp.module}@v{comp.version}"], cwd=work, env=env, timeout=900
+            )
+        except CommandError as err:
+            raise BinaryError(f"cannot fetch {comp.module} v{comp.version} from the Go module proxy: {err}") from err
+        info = json.loads(res.stdout)
+        text = Path(info["GoMod"]).read_text()
+        return staging_modules_from_gomod(text)
+
+
+def staging_modules_from_gomod(text: str) -> list[str]:
+    """The ``k8s.io/*`` modules that k8s.io/kubernetes's go.mod maps to ``./staging`` directories."""
+    mods = []
+    for line in text.splitlines():
+        parts = line.split()
+        if "=>" in parts and parts[0] == "replace":
+            parts = parts[1:]
+        if len(parts) >= 3 and parts[1] == "=>" and parts[2].startswith("./staging/") and parts[0].startswith("k8s.io/"):
+            mods.append(parts[0])
+    return sorted(set(mods))
+
+
+def _expected_digest(sums: str, file_name: str) -> str | None:
+    lines = [ln.strip() for ln in sums.splitlines() if ln.strip()]
+    if len(lines) == 1 and len(lines[0].split()) == 1 and len(lines[0]) == 64:
+        return lines[0].lower()
+    for ln in lines:
+        parts = ln.split()
+        if len(parts) >= 2 and parts[-1].lstrip("*").rsplit("/", 1)[-1] == file_name and len(parts[0]) == 64:
+            return parts[0].lower()
+    return None
+
+
+def _extract_member(payload: bytes, member: str, url: str) -> bytes:
+    try:
+        with tarfile.open(fileobj=io.BytesIO(payload), mode="r:gz") as tar:
+            fh = tar.extractfile(member)
+            if fh is None:
+                raise BinaryError(f"{url}: {member} is not a file")
+            return fh.read()
+    except (tarfile.TarError, KeyError) as err:
+        raise BinaryError(f"{url}: cannot extract {member}: {err}") from err
+
+
+def _install_bytes(payload: bytes, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(payload)
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, dest)
+
+
+def _is_exe(path: Path) -> bool:
+    return path.is_file() and os.access(path, os.X_OK)
+
+
+def _find_go() -> str:
+    found = shutil.which("go")
+    if found:
+        return found
+    for cand in ("/usr/local/go/bin/go", "/usr/lib/go/bin/go"):
+        if _is_exe(Path(cand)):
+            return cand
+    return ""
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+CONTROL_PLANE = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"]
+REAL_NODE = ["kubelet"]

@@ -1,0 +1,206 @@
+"""The ``aiconform`` command line: up / down / status / kubeconfig / bins / run / report / plugin.
+
+Progress goes to stderr; results (a kubeconfig path, a table) to stdout.  Every error a user can cause ends in one
+line on stderr and a non-zero exit: ``aiconform: <what went wrong>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from harness import __version__
+from harness.errors import AiconformError, ClusterNotFound
+
+EXIT_INTERRUPTED = 130
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _err(msg: str) -> None:
+    print(f"aiconform: {msg}", file=sys.stderr, flush=True)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from harness.config import load_profile
+    from harness.providers import provider_for
+
+    profile = load_profile(args.profile)
+    provider = provider_for(profile, args.name)
+    kubeconfig = provider.create(profile)
+    print(kubeconfig, flush=True)
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from harness.providers.local import LocalCluster
+
+    cluster = LocalCluster(args.name)
+    if not cluster.delete():
+        if args.ignore_missing:
+            print(f"no cluster named {args.name!r}; nothing to do", file=sys.stderr)
+            return 0
+        raise ClusterNotFound(f"no cluster named {args.name!r}; nothing to do")
+    print(f"cluster {args.name!r} deleted", file=sys.stderr)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from harness.providers.local import STOP_ORDER, LocalCluster
+
+    cluster = LocalCluster(args.name)
+    st = cluster.state()
+    running = cluster.running_components()
+    if st is None and not running:
+        raise ClusterNotFound(f"no cluster named {args.name!r}")
+    healthy = cluster.is_up()
+    info = {
+        "name": args.name,
+        "healthy": healthy,
+        "profile": (st or {}).get("profile"),
+        "tier": (st or {}).get("tier"),
+        "kubernetes": (st or {}).get("kubernetes_version"),
+        "server": (st or {}).get("server"),
+        "kubeconfig": str(cluster.kubeconfig()),
+        "components": {c: running.get(c) for c in reversed(STOP_ORDER) if c in (st or {}).get("components", running)},
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(f"cluster     {info['name']} ({'healthy' if healthy else 'NOT healthy'})")
+        print(f"profile     {info['profile']} (tier {info['tier']})")
+        print(f"kubernetes  v{info['kubernetes']} at {info['server']}")
+        print(f"kubeconfig  {info['kubeconfig']}")
+        for comp, pid in info["components"].items():
+            print(f"  {comp:<24} {'pid ' + str(pid) if pid else 'NOT RUNNING'}")
+    return 0 if healthy else 1
+
+
+def cmd_kubeconfig(args: argparse.Namespace) -> int:
+    from harness.providers.local import LocalCluster
+
+    cluster = LocalCluster(args.name)
+    if cluster.state() is None:
+        raise ClusterNotFound(f"no cluster named {args.name!r}")
+    print(cluster.kubeconfig())
+    return 0
+
+
+def cmd_bins(args: argparse.Namespace) -> int:
+    from harness.bins import CONTROL_PLANE, REAL_NODE, BinaryResolver
+
+    resolver = BinaryResolver(download="never" if args.no_download else None)
+    names = resolver.versions.all_binaries() if args.all else CONTROL_PLANE + REAL_NODE
+    for name, res in resolver.resolve_many(names, kubernetes=args.kubernetes).items():
+        print(f"{name:<24} v{res.version:<8} {res.source:<8} {res.path}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.runner import run_main
+
+    return run_main(args)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    if args.report_cmd == "diff":
+        from harness.report import diff_main
+
+        return int(diff_main(args.before, args.after))
+    from harness.report import render_main
+
+    return int(render_main(args.dir))
+
+
+def cmd_plugin(args: argparse.Namespace) -> int:
+    from fake_gpu_plugin.cli import main as plugin_main
+
+    return int(plugin_main(args.plugin_args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="aiconform",
+        description="Local-first emulator and conformance harness for Kubernetes clusters that run AI workloads.",
+    )
+    p.add_argument("--version", action="version", version=f"aiconform {__version__}")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="bring a cluster up (idempotent); prints the kubeconfig path last")
+    up.add_argument("--profile", default=None, help="shipped profile name or path to a YAML profile (default: default)")
+    up.add_argument("--name", default="aiconform", help="cluster name (default: aiconform)")
+    up.set_defaults(func=cmd_up)
+
+    down = sub.add_parser("down", help="stop every process of a cluster and remove its run directory")
+    down.add_argument("--name", default="aiconform")
+    down.add_argument("--ignore-missing", action="store_true", help="exit 0 when no such cluster exists")
+    down.set_defaults(func=cmd_down)
+
+    st = sub.add_parser("status", help="show a cluster's components and health")
+    st.add_argument("--name", default="aiconform")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_status)
+
+    kc = sub.add_parser("kubeconfig", help="print the kubeconfig path of a running cluster")
+    kc.add_argument("--name", default="aiconform")
+    kc.set_defaults(func=cmd_kubeconfig)
+
+    bins = sub.add_parser("bins", help="resolve the pinned upstream binaries and print where they are")
+    bins.add_argument("--kubernetes", default=None, help="Kubernetes version (default: pinned in versions.toml)")
+    bins.add_argument("--all", action="store_true", help="also kubectl")
+    bins.add_argument("--no-download", action="store_true", help="never try release downloads; build instead")
+    bins.set_defaults(func=cmd_bins)
+
+    run = sub.add_parser("run", help="bring a cluster up, run scenario suites, write the report")
+    run.add_argument("--profile", default=None)
+    run.add_argument("--name", default="aiconform-run")
+    run.add_argument("--suite", action="append", default=None,
+                     help="suite name (repeat or comma-separate); default: all")
+    run.add_argument("--report-dir", default=None, help="default: reports/<run-id>")
+    run.add_argument("--keep", action="store_true", help="leave the cluster up afterwards")
+    run.add_argument("--kubeconfig", default=None, help="run against an existing cluster (provider existing)")
+    run.add_argument("--allow-existing", action="store_true",
+                     help="allow destructive suites on an existing cluster")
+    run.add_argument("--seed", type=int, default=None, help="Hypothesis seed for the property suite")
+    run.add_argument("--examples", type=int, default=None, help="Hypothesis examples per property")
+    run.add_argument("-k", dest="keyword", default=None, help="pytest -k expression")
+    run.set_defaults(func=cmd_run)
+
+    rep = sub.add_parser("report", help="render or compare reports")
+    rsub = rep.add_subparsers(dest="report_cmd", required=True, metavar="SUBCOMMAND")
+    d = rsub.add_parser("diff", help="compare two reports; exit 1 on a regression")
+    d.add_argument("before")
+    d.add_argument("after")
+    r = rsub.add_parser("render", help="re-render html/md/junit/evidence from a results.json")
+    r.add_argument("dir")
+    rep.set_defaults(func=cmd_report)
+
+    plug = sub.add_parser("plugin", help="the fake GPU device plugin (see `aiconform plugin -- --help`)")
+    plug.add_argument("plugin_args", nargs=argparse.REMAINDER)
+    plug.set_defaults(func=cmd_plugin)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        _err("interrupted; everything this command started has been stopped")
+        return EXIT_INTERRUPTED
+    except AiconformError as err:
+        _err(str(err))
+        return err.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""The one exception tree of aiconform.
+
+Every error a user can cause ends in one of these classes; the CLI prints ``str(err)`` as one line and exits
+non-zero.  Nothing here imports other harness modules.
+"""
+
+from __future__ import annotations
+
+
+class AiconformError(Exception):
+    """Base of every error the harness raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(AiconformError):
+    """A profile or setting is invalid; the message names the bad field."""
+
+    exit_code = 2
+
+
+class BinaryError(AiconformError):
+    """An upstream binary could not be resolved, downloaded, verified or built."""
+
+
+class ChecksumError(BinaryError):
+    """A downloaded file did not match its published checksum."""
+
+
+class CommandError(AiconformError):
+    """A subprocess failed or timed out.  Carries argv, output and a line you can paste into a terminal."""
+
+    def __init__(
+        self,
+        argv: list[str],
+        returncode: int | None,
+        output: str = "",
+        *,
+        timed_out: bool = False,
+        cwd: str | None = None,
+    ) -> None:
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.output = output
+        self.timed_out = timed_out
+        self.cwd = cwd
+        super().__init__(self._summary())
+
+    def shell_line(self) -> str:
+        """The command as a line you can paste into a POSIX shell."""
+        import shlex
+
+        line = shlex.join(self.argv)
+        return f"(cd {shlex.quote(self.cwd)} && {line})" if self.cwd else line
+
+    def _summary(self) -> str:
+        what = "timed out" if self.timed_out else f"exited with status {self.returncode}"
+        tail = self.output.strip().splitlines()[-1:] if self.output.strip() else []
+        detail = f": {tail[0]}" if tail else ""
+        return f"command {what}{detail} [{self.shell_line()}]"
+
+
+class ClusterError(AiconformError):
+    """A cluster could not be created, found, or torn down."""
+
+
+class ClusterNotFound(ClusterError):
+    """No cluster of that name is running."""
+
+
+class ClusterExists(ClusterError):
+    """A cluster of that name already runs with a different spec."""
+
+
+class PortInUse(ClusterError):
+    """A port the profile asks for is already bound by another process."""
+
+
+class PrivilegeError(AiconformError):
+    """A tier or step needs root and the process is not root."""
+
+
+class UnsupportedCapability(AiconformError):
+    """A provider was asked for an optional capability it does not have."""
+
+    def __init__(self, provider: str, capability: str) -> None:
+        super().__init__(f"provider {provider!r} does not support {capability}")
+        self.provider = provider
+        self.capability = capability
+
+
+class KubeError(AiconformError):
+    """Talking to a kube-apiserver failed."""
+
+
+class KubeConfigError(KubeError):
+    """A kubeconfig is missing, unreadable, or uses something this client does not speak."""
+
+
+class KubeUnreachable(KubeError):
+    """The apiserver did not answer (connection refused, TLS failure, timeout)."""
+
+
+class ApiError(KubeError):
+    """The apiserver answered with an error status.  One subclass per status the harness acts on."""
+
+    status = 0
+
+    def __init__(self, status: int, reason: str, message: str, body: dict | None = None) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.body = body or {}
+
+
+class BadRequest(ApiError):
+    status = 400
+
+
+class Unauthorized(ApiError):
+    status = 401
+
+
+class Forbidden(ApiError):
+    status = 403
+
+
+class NotFound(ApiError):
+    status = 404
+
+
+class Conflict(ApiError):
+    """409: AlreadyExists or a resourceVersion conflict."""
+
+    status = 409
+
+
+class Gone(ApiError):
+    """410: a watch's resourceVersion is too old."""
+
+    status = 410
+
+
+class Invalid(ApiError):
+    status = 422
+
+
+class TooManyRequests(ApiError):
+    """429: temporary; ``retry_after`` says how long the server asked us to wait."""
+
+    status = 429
+
+    def __init__(self, status: int, reason: str, message: str, body: dict | None = None, retry_after: float = 1.0):
+        super().__init__(status, reason, message, body)
+        self.retry_after = retry_after
+
+
+class ServerError(ApiError):
+    """5xx: temporary from the client's point of view."""
+
+    status = 500
+
+
+_BY_STATUS: dict[int, type[ApiError]] = {
+    400: BadRequest,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    410: Gone,
+    422: Invalid,
+}
+
+
+def api_error_for(status: int, reason: str, message: str, body: dict | None = None) -> ApiError:
+    """Map an HTTP status to the ApiError subclass for it."""
+    if status == 429:
+        return TooManyRequests(status, reason, message, body)
+    if status >= 500:
+        return ServerError(status, reason, message, body)
+    return _BY_STATUS.get(status, ApiError)(status, reason, message, body)
+
+
+class WaitTimeout(AiconformError):
+    """A watch-based wait reached its deadline; says what was awaited and what was last seen."""
+
+
+class WaitFailed(AiconformError):
+    """A watch-based wait saw a failure condition (Job Failed, pod Unschedulable) before success."""

@@ -1,0 +1,72 @@
+"""``report.md``: a short Markdown summary for CI job pages (e.g. ``$GITHUB_STEP_SUMMARY``).
+
+A title line with the overall result, one counts line, the verdict per requirement, and the failed and
+errored checks with their reasons.  Passed and skipped checks are only counted.
+"""
+
+from __future__ import annotations
+
+from harness.report.model import RunResults, Status
+from harness.report.verdicts import summarize
+
+MAX_REASON_CHARS = 300
+"""Longer reasons are cut (the HTML report and junit.xml keep them whole)."""
+
+_ICON = {"pass": "✅", "partial": "🟡", "fail": "❌", "error": "⚠️", "skipped": "⏭️"}
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a table cell or list item: one line, pipes and backticks neutralised."""
+    return " ".join(text.split()).replace("|", "\\|").replace("`", "'")
+
+
+def counts_line(results: RunResults) -> str:
+    """``12 checks: 10 passed, 1 failed, 0 errored, 1 skipped in 42.0 s``."""
+    counts = results.counts()
+    total = sum(c.duration_s for c in results.checks)
+    return (
+        f"{len(results.checks)} checks: {counts[Status.PASSED]} passed, {counts[Status.FAILED]} failed, "
+        f"{counts[Status.ERROR]} errored, {counts[Status.SKIPPED]} skipped in {total:.1f} s"
+    )
+
+
+def render_markdown(results: RunResults) -> str:
+    """The ``report.md`` text."""
+    info = results.info
+    overall = "✅ passed" if results.ok else "❌ failed"
+    lines = [
+        f"## aiconform conformance: {overall}",
+        "",
+        f"Run `{_cell(info.run_id)}` · provider `{_cell(info.provider)}` · tier {info.tier.value} · "
+        f"profile `{_cell(info.profile or '-')}` · Kubernetes {_cell(info.kubernetes_version or '-')} · "
+        f"aiconform {_cell(info.harness_version)}" + (f" · seed `{info.seed}`" if info.seed is not None else ""),
+        "",
+        f"**{counts_line(results)}**",
+        "",
+    ]
+    summaries = summarize(results)
+    if summaries:
+        lines += [
+            "| Requirement | Level | Verdict | Passed | Failed | Errors | Skipped |",
+            "|:--|:--:|:--|--:|--:|--:|--:|",
+        ]
+        for s in summaries:
+            level = s.level.value if s.level else "-"
+            lines.append(
+                f"| `{_cell(s.requirement_id)}` | {level} | {_ICON[s.verdict.value]} {s.verdict.value} | "
+                f"{s.count(Status.PASSED)} | {s.count(Status.FAILED)} | {s.count(Status.ERROR)} | "
+                f"{s.count(Status.SKIPPED)} |"
+            )
+        lines.append("")
+    bad = [c for c in results.checks if c.status in (Status.FAILED, Status.ERROR)]
+    if bad:
+        lines += ["### Failed and errored checks", ""]
+        for c in bad:
+            req = f" ({_cell(c.requirement)})" if c.requirement else ""
+            reason = _cell(c.reason) or "no reason recorded"
+            if len(reason) > MAX_REASON_CHARS:
+                reason = reason[: MAX_REASON_CHARS - 1] + "…"
+            lines.append(f"- **{c.status.value}** `{_cell(c.id)}`{req}: {reason}")
+        lines.append("")
+    lines.append(f"Tier {info.tier.value}: {info.tier.note}. Full report: `report.html`.")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,169 @@
+"""The files of a report directory: junit.xml, report.html, report.md, cncf-evidence.yaml."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from harness.report import ReportError, RunResults, Status, load_results, render_main, save_results, write_all
+from harness.report.cncf import render_cncf_yaml
+from harness.report.html_report import render_html
+from harness.report.junit import render_junit
+from harness.report.markdown import render_markdown
+from harness.report.sample import sample_results
+
+HOSTILE = "<script>alert('x')</script>"
+
+
+def _with_hostile_evidence() -> RunResults:
+    results = sample_results()
+    first = results.checks[0]
+    hostile = dataclasses.replace(
+        first, id="scenarios/test_x.py::test_<b>", name="test_<b>", status=Status.FAILED, reason=f"bad {HOSTILE}",
+        evidence={"html": HOSTILE, "nested": {"k": HOSTILE, "list": list(range(40))}, "ctl": "a\x01b"},
+    )
+    return dataclasses.replace(results, checks=results.checks + (hostile,))
+
+
+def test_junit_parses_and_counts_match() -> None:
+    results = _with_hostile_evidence()
+    root = ET.fromstring(render_junit(results))
+    counts = results.counts()
+    assert root.tag == "testsuites"
+    assert int(root.get("tests", "")) == len(results.checks)
+    assert int(root.get("failures", "")) == counts[Status.FAILED]
+    assert int(root.get("errors", "")) == counts[Status.ERROR]
+    assert int(root.get("skipped", "")) == counts[Status.SKIPPED]
+    cases = root.findall("testsuite/testcase")
+    assert len(cases) == len(results.checks)
+    assert len(root.findall("testsuite/testcase/failure")) == counts[Status.FAILED]
+    assert len(root.findall("testsuite/testcase/error")) == counts[Status.ERROR]
+    assert len(root.findall("testsuite/testcase/skipped")) == counts[Status.SKIPPED]
+    assert sum(int(s.get("tests", "")) for s in root.findall("testsuite")) == len(results.checks)
+    gang = next(c for c in cases if c.get("name") == "test_gang_all_or_nothing")
+    props = {p.get("name"): p.get("value") for p in gang.findall("properties/property")}
+    assert props["requirement"] == "gang_scheduling" and props["tier"] == "S"
+    assert gang.get("classname") == "scenarios.test_scheduling"
+    suite_props = {p.get("name"): p.get("value") for p in root.findall("testsuite[1]/properties/property")}
+    assert suite_props["run_id"] == results.info.run_id and suite_props["tier"] == "S"
+    hostile = next(c for c in cases if c.get("name") == "test_<b>")
+    assert HOSTILE in (hostile.findtext("system-out") or "")
+
+
+def test_html_is_self_contained_and_has_charts() -> None:
+    page = render_html(sample_results())
+    assert page.startswith("<!DOCTYPE html>")
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.I)
+    assert "<script" not in page.lower() and "<link" not in page.lower() and "@import" not in page
+    assert page.count("<svg") == 2  # duration per check, time to schedule per check
+    assert "Time to schedule per check" in page
+    assert "Verdict per requirement" in page
+    # requirement table sits above the checks
+    assert page.index("Verdict per requirement") < page.index('id="checks"')
+    assert 'class="badge b-partial">partial' in page
+
+
+def test_html_escapes_evidence_reason_and_names() -> None:
+    page = render_html(_with_hostile_evidence())
+    assert HOSTILE not in page
+    assert "test_<b>" not in page
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
+    assert "test_&lt;b&gt;" in page
+
+
+def test_markdown_summarises_verdicts_and_failures() -> None:
+    md = render_markdown(sample_results())
+    assert md.startswith("## aiconform conformance: ❌ failed")
+    assert "**16 checks: 10 passed, 2 failed, 1 errored, 3 skipped in 244.3 s**" in md
+    assert "| `gang_scheduling` | MUST | 🟡 partial | 1 | 1 | 0 | 0 |" in md
+    assert "| `accelerator_metrics` | MUST | ⏭️ skipped | 0 | 0 | 0 | 1 |" in md
+    assert "- **failed** `scenarios/test_scheduling.py::test_quota_counts_mig_slices` (aiconform.quota): pod" in md
+    assert "- **error** `scenarios/test_autoscaling.py::test_hpa_scales_on_custom_metric`" in md
+    assert "test_gpu_pod_fits" not in md  # passed checks are only counted
+
+
+def test_markdown_of_a_clean_run_has_no_failure_section() -> None:
+    results = sample_results()
+    passed = tuple(c for c in results.checks if c.status is Status.PASSED)
+    md = render_markdown(dataclasses.replace(results, checks=passed))
+    assert md.startswith("## aiconform conformance: ✅ passed")
+    assert "Failed and errored" not in md
+
+
+def _entries(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    out = {e["id"]: e for entries in doc["spec"].values() for e in entries}
+    out.update({e["id"]: e for e in doc["aiconformRequirements"]})
+    return out
+
+
+def test_cncf_yaml_status_per_requirement() -> None:
+    doc = yaml.safe_load(render_cncf_yaml(sample_results()))
+    assert doc["metadata"]["kubernetesVersion"] == "v1.34.2"
+    assert doc["metadata"]["checklistVersion"] == "v1.34"
+    assert doc["verification"]["tier"] == "S" and "KWOK" in doc["verification"]["tierNotes"]
+    assert set(doc["spec"]) <= {"accelerators", "networking", "schedulingOrchestration", "observability",
+                                "security", "operator"}
+    entries = _entries(doc)
+    assert entries["gang_scheduling"]["status"] == "Partially Implemented"  # one passed, one failed
+    assert entries["cluster_autoscaling"]["status"] == "Implemented"
+    assert entries["pod_autoscaling"]["status"] == ""  # infrastructure error: inconclusive
+    assert entries["accelerator_metrics"]["status"] == ""  # skipped below its tier
+    assert entries["ai_inference"]["status"] == "" and entries["ai_inference"]["evidence"] == []
+    assert entries["aiconform.quota"]["status"] == "Partially Implemented"
+    assert entries["aiconform.gpu_scheduling"]["status"] == "Implemented"
+    assert all(e["status"] in {"Implemented", "Not Implemented", "Partially Implemented", "N/A", ""}
+               for e in entries.values())
+    gang = entries["gang_scheduling"]
+    assert gang["level"] == "MUST"
+    assert "file://junit.xml#scenarios/test_scheduling.py::test_gang_all_or_nothing" in gang["evidence"]
+    assert gang["notes"].startswith("verified on tier S: simulated GPU nodes (KWOK)")
+    failed = next(c for c in gang["checks"] if c["status"] == "failed")
+    assert "partial placement" in failed["observation"]
+    # gpu_sharing is not in the v1.34 checklist but a check evidences it: kept and marked
+    assert "not listed in the v1.34 checklist" in entries["gpu_sharing"]["notes"]
+
+
+def test_cncf_yaml_not_implemented_when_all_checks_fail() -> None:
+    results = sample_results()
+    checks = tuple(
+        dataclasses.replace(c, status=Status.FAILED, reason="no gang") if c.requirement == "gang_scheduling" else c
+        for c in results.checks
+    )
+    doc = yaml.safe_load(render_cncf_yaml(dataclasses.replace(results, checks=checks)))
+    assert _entries(doc)["gang_scheduling"]["status"] == "Not Implemented"
+
+
+def test_unwritable_report_dir_is_one_line_naming_it(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    target = blocker / "report"
+    with pytest.raises(ReportError) as err:
+        write_all(sample_results(), target)
+    assert str(target) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_render_main_regenerates_files_from_results_json(tmp_path: Path) -> None:
+    save_results(sample_results(), tmp_path)
+    out = io.StringIO()
+    assert render_main(tmp_path, out=out) == 0
+    names = {Path(line).name for line in out.getvalue().split()}
+    assert names == {"junit.xml", "report.html", "report.md", "cncf-evidence.yaml"}
+    assert (tmp_path / "report.html").read_text().startswith("<!DOCTYPE html>")
+    assert load_results(tmp_path) == sample_results()
+    with pytest.raises(ReportError, match="no results file"):
+        render_main(tmp_path / "missing")
+
+
+def test_empty_run_still_renders(tmp_path: Path) -> None:
+    results = dataclasses.replace(sample_results(), checks=())
+    files = write_all(results, tmp_path)
+    assert "No checks ran." in files["report.html"].read_text()
+    assert ET.parse(files["junit.xml"]).getroot().get("tests") == "0"
+    assert isinstance(yaml.safe_load(files["cncf-evidence.yaml"].read_text()), dict)
