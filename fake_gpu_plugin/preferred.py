@@ -4,7 +4,8 @@ Owns a pure function.  Policy, in order:
 1. the ``must_include`` devices are always in the answer;
 2. the rest comes from one NUMA node when one can supply it: the NUMA node of the must-include devices if it has
    room, else the node that fits most tightly (fewest spare devices, then lowest id), so large free blocks stay
-   intact for large requests;
+   intact for large requests; for time-slicing replicas the least loaded node (most free replicas) instead, so
+   sharing is spread;
 3. if no single node can, nodes are used largest-first so the answer spans as few NUMA nodes as possible;
 4. within a node, time-slicing replicas are spread: the next pick is a replica of the unit with the most free
    replicas (ties: lowest unit position), so two pods share a GPU only when they must.
@@ -31,7 +32,8 @@ def preferred_allocation(available: Sequence[AdvertisedDevice], must_include: Se
     by_numa: dict[int, list[AdvertisedDevice]] = {}
     for dev in pool:
         by_numa.setdefault(dev.numa_node, []).append(dev)
-    order = _numa_order(by_numa, {d.numa_node for d in must_include}, need)
+    replicated = any(d.replica is not None for d in pool)
+    order = _numa_order(by_numa, {d.numa_node for d in must_include}, need, spread=replicated)
     for node in order:
         chosen += _spread(by_numa[node], size - len(chosen))
         if len(chosen) >= size:
@@ -44,14 +46,16 @@ def _inventory_order(dev: AdvertisedDevice) -> tuple[int, int, int]:
     return (dev.gpu.index, slot, dev.replica or 0)
 
 
-def _numa_order(by_numa: dict[int, list[AdvertisedDevice]], must_nodes: set[int], need: int) -> list[int]:
+def _numa_order(by_numa: dict[int, list[AdvertisedDevice]], must_nodes: set[int], need: int, *,
+                spread: bool) -> list[int]:
     fitting = [n for n, devs in by_numa.items() if len(devs) >= need]
     if len(must_nodes) == 1:
         (home,) = must_nodes
         if home in fitting:
             return [home]
     if fitting:
-        return [min(fitting, key=lambda n: (len(by_numa[n]), n))]
+        sign = -1 if spread else 1
+        return [min(fitting, key=lambda n: (sign * len(by_numa[n]), n))]
     return sorted(by_numa, key=lambda n: (-len(by_numa[n]), n))
 
 

@@ -1,0 +1,204 @@
+"""Manifests and watch-based waits that scenarios share: GPU pods, quotas, priority classes, and the questions a
+scenario asks the real cluster ("was it bound, and where?", "what did the scheduler say?").
+
+Owns building objects and reading answers; never decides an outcome itself.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from harness.kube import KubeClient, Obj, is_bound, unschedulable_message
+
+GPU = "nvidia.com/gpu"
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+PAUSE_IMAGE = "aiconform.local/pause:latest"
+
+
+def pod(
+    name: str,
+    *,
+    resources: dict[str, int | str] | None = None,
+    tolerate_gpu: bool = True,
+    node_selector: dict[str, str] | None = None,
+    affinity: dict[str, Any] | None = None,
+    priority_class: str | None = None,
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+    image: str = PAUSE_IMAGE,
+    command: list[str] | None = None,
+    containers: list[dict[str, Any]] | None = None,
+    service_account: str | None = None,
+    security_context: dict[str, Any] | None = None,
+) -> Obj:
+    """A one-container pod; ``resources`` go to limits (requests default to limits for extended resources)."""
+    container: dict[str, Any] = {"name": "main", "image": image}
+    if command:
+        container["command"] = command
+    if resources:
+        limits = {k: str(v) for k, v in resources.items()}
+        container["resources"] = {"limits": limits, "requests": dict(limits)}
+    if security_context is not None:
+        container["securityContext"] = security_context
+    spec: dict[str, Any] = {
+        "containers": containers or [container],
+        "terminationGracePeriodSeconds": 0,
+        "restartPolicy": "Never" if command else "Always",
+    }
+    if tolerate_gpu:
+        spec["tolerations"] = [GPU_TOLERATION]
+    if node_selector:
+        spec["nodeSelector"] = node_selector
+    if affinity:
+        spec["affinity"] = affinity
+    if priority_class:
+        spec["priorityClassName"] = priority_class
+    if service_account:
+        spec["serviceAccountName"] = service_account
+    md: dict[str, Any] = {"name": name, "labels": {"app.kubernetes.io/part-of": "aiconform", **(labels or {})}}
+    if annotations:
+        md["annotations"] = annotations
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": md, "spec": spec}
+
+
+def gpu_pod(name: str, gpus: int, *, resource: str = GPU, **kw: Any) -> Obj:
+    return pod(name, resources={resource: gpus, "cpu": "100m", "memory": "64Mi"}, **kw)
+
+
+def gpu_quota(name: str, gpus: int, *, resource: str = GPU) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": name},
+        "spec": {"hard": {f"requests.{resource}": str(gpus)}},
+    }
+
+
+def priority_class(name: str, value: int, *, preempt: bool = True) -> Obj:
+    return {
+        "apiVersion": "scheduling.k8s.io/v1",
+        "kind": "PriorityClass",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "aiconform"}},
+        "value": value,
+        "preemptionPolicy": "PreemptLowerPriority" if preempt else "Never",
+        "globalDefault": False,
+    }
+
+
+@dataclass(frozen=True)
+class Placement:
+    pod: str
+    node: str
+    seconds: float
+    """From the wait's start to the moment the pod was seen bound."""
+
+
+def wait_bound(client: KubeClient, namespace: str, names: list[str], *, timeout: float = 60.0) -> dict[str, Placement]:
+    """Watch until every named pod is bound to a node; fails fast with the scheduler's message when one is
+    marked Unschedulable."""
+    t0 = time.monotonic()
+    seen: dict[str, float] = {}
+    wanted = set(names)
+
+    def cond(state: dict[str, Obj]) -> bool:
+        now = time.monotonic() - t0
+        for key, obj in state.items():
+            short = key.split("/", 1)[-1]
+            if short in wanted and is_bound(obj) and short not in seen:
+                seen[short] = now
+        return wanted <= set(seen)
+
+    def fail(state: dict[str, Obj]) -> str | None:
+        for key, obj in state.items():
+            short = key.split("/", 1)[-1]
+            if short in wanted:
+                msg = unschedulable_message(obj)
+                if msg:
+                    return f"pod {short} is Unschedulable: {msg}"
+        return None
+
+    final = client.wait_for(
+        "Pod", namespace=namespace, condition=cond, failure=fail, timeout=timeout,
+        what=f"pods {', '.join(sorted(wanted))} in {namespace} to be bound",
+    )
+    return {
+        n: Placement(n, final[f"{namespace}/{n}"]["spec"]["nodeName"], seen[n]) for n in names
+    }
+
+
+def wait_unschedulable(client: KubeClient, namespace: str, name: str, *, timeout: float = 30.0) -> str:
+    """Watch until the scheduler marks the pod Unschedulable; returns its message.  Fails if the pod is bound."""
+    msg: dict[str, str] = {}
+
+    def cond(state: dict[str, Obj]) -> bool:
+        obj = state.get(f"{namespace}/{name}")
+        m = unschedulable_message(obj) if obj else None
+        if m:
+            msg["m"] = m
+        return bool(m)
+
+    def fail(state: dict[str, Obj]) -> str | None:
+        obj = state.get(f"{namespace}/{name}")
+        if obj and is_bound(obj):
+            return f"pod {name} was bound to {obj['spec']['nodeName']}, expected it to stay Pending"
+        return None
+
+    client.wait_for("Pod", namespace=namespace, name=name, condition=cond, failure=fail, timeout=timeout,
+                    what=f"the scheduler to mark {namespace}/{name} Unschedulable")
+    return msg["m"]
+
+
+def scheduler_events(client: KubeClient, namespace: str, pod_name: str, *, reason: str = "FailedScheduling",
+                     timeout: float = 20.0) -> list[str]:
+    """Watch until the scheduler has emitted an event of ``reason`` for the pod; returns the messages."""
+    fsel = f"involvedObject.name={pod_name},involvedObject.kind=Pod,reason={reason}"
+    found: list[str] = []
+
+    def cond(state: dict[str, Obj]) -> bool:
+        found[:] = [str(e.get("message", "")) for e in state.values()]
+        return bool(found)
+
+    path = client.kind_path("Event", namespace)
+    listing = client.request("GET", path, params={"fieldSelector": fsel})
+    state = {e["metadata"]["name"]: e for e in listing.get("items", [])}
+    if cond(state):
+        return found
+    deadline = time.monotonic() + timeout
+    rv = listing.get("metadata", {}).get("resourceVersion")
+    while time.monotonic() < deadline:
+        for etype, ev in client.watch(path, resource_version=rv, field_selector=fsel,
+                                      timeout=deadline - time.monotonic()):
+            rv = ev["metadata"].get("resourceVersion", rv)
+            if etype != "DELETED":
+                state[ev["metadata"]["name"]] = ev
+            if cond(state):
+                return found
+    return found
+
+
+def node_gpu_usage(client: KubeClient, resource: str = GPU) -> dict[str, tuple[int, int]]:
+    """node → (requested by bound non-terminal pods, allocatable) for ``resource``, read from the API."""
+    alloc: dict[str, int] = {}
+    for n in client.list("Node")["items"]:
+        a = n.get("status", {}).get("allocatable", {}).get(resource)
+        if a is not None:
+            alloc[n["metadata"]["name"]] = int(a)
+    used: dict[str, int] = {k: 0 for k in alloc}
+    for p in client.list("Pod")["items"]:
+        node = p.get("spec", {}).get("nodeName")
+        if not node or p.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+            continue
+        used[node] = used.get(node, 0) + pod_request(p, resource)
+    return {k: (used.get(k, 0), alloc.get(k, 0)) for k in set(alloc) | set(used)}
+
+
+def pod_request(p: Obj, resource: str = GPU) -> int:
+    total = 0
+    for c in p.get("spec", {}).get("containers", []):
+        r = c.get("resources", {})
+        v = (r.get("requests") or {}).get(resource) or (r.get("limits") or {}).get(resource)
+        if v is not None:
+            total += int(v)
+    return total
