@@ -120,7 +120,7 @@ class KubeAnnotationLookup:
 
 def _material(user: Mapping[str, Any], field: str, base: Path) -> bytes | None:
     if user.get(f"{field}-data"):
-        return base64.b64decode(user[f"{field}-data"])
+        return base64.b64decode(str(user[f"{field}-data"]))
     if user.get(field):
-        return (base / user[field]).read_bytes()
+        return Path(base, str(user[field])).read_bytes()
     return None

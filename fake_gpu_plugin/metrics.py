@@ -115,9 +115,9 @@ class MetricsExporter:
         out: list[str] = []
         for index, (name, help_text) in enumerate(_METRICS):
             out.append(f"# HELP {name} {help_text}\n# TYPE {name} gauge\n")
-            for labels, sample in rows:
+            for label_text, sample in rows:
                 value = (sample.util, sample.fb_used, sample.fb_free, sample.temp, sample.power)[index]
-                out.append(f"{name}{{{labels}}} {_fmt_value(value)}\n")
+                out.append(f"{name}{{{label_text}}} {_fmt_value(value)}\n")
         out.append("# HELP aiconform_fake_gpu_pod_resources_up Whether the kubelet's PodResources API answered.\n"
                    "# TYPE aiconform_fake_gpu_pod_resources_up gauge\n"
                    f"aiconform_fake_gpu_pod_resources_up {int(kubelet_up)}\n")

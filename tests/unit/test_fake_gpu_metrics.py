@@ -75,7 +75,8 @@ def test_allocated_gpu_carries_pod_labels_and_annotated_utilisation(sockdir: Pat
 def test_without_annotation_lookup_a_held_gpu_uses_the_documented_default(sockdir: Path) -> None:
     inv = inventory(sharing={"timeSlicing": {"replicas": 2}})
     g0 = inv.gpus[0]
-    table = [("ns", "a", "c", "nvidia.com/gpu", [f"{g0.uuid}::0"]), ("ns", "b", "c", "nvidia.com/gpu", [f"{g0.uuid}::1"])]
+    table = [("ns", "a", "c", "nvidia.com/gpu", [f"{g0.uuid}::0"]),
+             ("ns", "b", "c", "nvidia.com/gpu", [f"{g0.uuid}::1"])]
     with FakePodResources(sockdir / "pr.sock", table):
         text = MetricsExporter(inv, pod_resources_socket=sockdir / "pr.sock").render()
     util = series(text, "DCGM_FI_DEV_GPU_UTIL")

@@ -72,7 +72,7 @@ def test_registers_every_resource_with_its_own_socket(sockdir: Path) -> None:
     with FakeKubeletRegistration(sockdir) as kubelet, running(sockdir, inv):
         requests = {r.resource_name: r for r in drain_registrations(kubelet, 3)}
     assert set(requests) == {"nvidia.com/gpu", "nvidia.com/mig-3g.40gb", "nvidia.com/mig-2g.20gb"}
-    for name, req in requests.items():
+    for req in requests.values():
         assert req.version == "v1beta1"
         assert "/" not in req.endpoint and req.endpoint.endswith(".sock")
         assert req.options.get_preferred_allocation_available is True

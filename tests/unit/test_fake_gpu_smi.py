@@ -14,7 +14,9 @@ from fake_gpu_plugin.config import config_from_pool
 from fake_gpu_plugin.hostfiles import nvidia_smi_script
 from fake_gpu_plugin.inventory import build_inventory
 
-SH = shutil.which("busybox") and [shutil.which("busybox"), "sh"] or [shutil.which("sh") or "/bin/sh"]
+# busybox's sh where the host has it (the shell of the images the script really runs in), else the host's POSIX sh.
+_BUSYBOX = shutil.which("busybox")
+SH = [_BUSYBOX, "sh"] if _BUSYBOX else [shutil.which("sh") or "/bin/sh"]
 
 
 @pytest.fixture

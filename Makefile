@@ -1,0 +1,49 @@
+# aiconform — the two set-up commands are `make test-cluster` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# This project's machines reach no release download site: binaries are built from the Go module proxy and
+# cached under ~/.cache/aiconform.  On a machine with internet, `make ... AICONFORM_DOWNLOAD=auto` fetches
+# official releases (checksum verified) instead.
+export AICONFORM_DOWNLOAD ?= never
+PROFILE ?= default
+
+.PHONY: venv bins test test-unit test-integration test-cluster bench lint clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+## Resolve (build on first use) the pinned upstream binaries: etcd, kube-*, kubelet, kwok.
+bins: venv
+	$(BIN)/aiconform bins
+
+## The project's own tests: unit (no cluster) and integration (real local clusters).
+test: venv bins
+	$(BIN)/pytest tests
+
+test-unit: venv
+	$(BIN)/pytest tests/unit
+
+test-integration: venv bins
+	$(BIN)/pytest tests/integration
+
+## The main job: bring up the default local cluster, run the suites, write reports/<run-id>/, tear down.
+test-cluster: venv bins
+	$(BIN)/aiconform run --profile $(PROFILE)
+
+## Benchmarks: print figures and write bench/results.json.
+bench: venv bins
+	$(BIN)/python bench/bench_local.py --out bench/results.json
+	$(BIN)/python bench/bench_allocate.py --out bench/results-allocate.json
+
+lint: venv
+	$(BIN)/ruff check harness fake_gpu_plugin scenarios tests bench
+	$(BIN)/mypy harness
+
+clean:
+	rm -rf $(VENV) reports .pytest_cache

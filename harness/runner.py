@@ -1,0 +1,129 @@
+"""``aiconform run``: profile → provider.create → pytest over scenarios/ with the aiconform plugin → report →
+provider.delete (unless --keep).
+
+Owns the orchestration only; checks live in scenarios/, reporting in harness/report, clusters in providers/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from harness.config import load_profile
+from harness.errors import AiconformError, ConfigError, KubeConfigError, KubeUnreachable
+from harness.kube import KubeClient, KubeConfig
+from harness.pytest_plugin import detect_tier, new_run_id
+from harness.report import ReportError
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+EXIT_FAILED = 1
+EXIT_INFRA = 3
+
+
+def known_suites() -> list[str]:
+    return sorted(p.stem.removeprefix("test_") for p in SCENARIOS.glob("test_*.py"))
+
+
+def suite_files(names: list[str] | None) -> list[Path]:
+    known = known_suites()
+    wanted: list[str] = []
+    for item in names or []:
+        wanted += [n.strip() for n in item.split(",") if n.strip()]
+    if not wanted:
+        wanted = known
+    for n in wanted:
+        if n not in known:
+            raise ConfigError(f"--suite: unknown suite {n!r}; known suites: {', '.join(known)}")
+    return [SCENARIOS / f"test_{n}.py" for n in dict.fromkeys(wanted)]
+
+
+def prepare_report_dir(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise ReportError(f"report directory {path} cannot be written: {err.strerror}") from None
+    return path
+
+
+def run_main(args: argparse.Namespace) -> int:
+    files = suite_files(args.suite)
+    run_id = new_run_id()
+    report_dir = prepare_report_dir(Path(args.report_dir) if args.report_dir else Path("reports") / run_id)
+    cluster = None
+    created = False
+    if args.kubeconfig:
+        kc = Path(args.kubeconfig)
+        client = KubeClient(KubeConfig.from_file(kc))
+        if not client.healthz("/readyz"):
+            raise KubeUnreachable(f"the cluster in {kc} does not answer (GET {client.config.server}/readyz failed)")
+        provider, profile_name, tier, caps = "existing", "existing", detect_tier(client), ""
+        kubeconfig = kc
+    else:
+        from harness.providers import provider_for
+
+        profile = load_profile(args.profile)
+        if profile.provider == "existing":
+            raise KubeConfigError("profile uses provider 'existing': pass --kubeconfig")
+        cluster = provider_for(profile, args.name)
+        was_up = cluster.kubeconfig().exists() and getattr(cluster, "is_up", lambda: False)()
+        print(f"aiconform run {run_id}: bringing up {profile.provider} cluster {args.name!r} "
+              f"(profile {profile.name})", file=sys.stderr, flush=True)
+        kubeconfig = cluster.create(profile)
+        created = not was_up
+        info = cluster.info()
+        provider, profile_name, tier = info.provider, profile.name, info.tier
+        caps = ",".join(sorted(info.capabilities))
+    argv = [
+        sys.executable, "-m", "pytest", *map(str, files),
+        "-p", "no:cacheprovider", "-q", f"--rootdir={SCENARIOS.parent}",
+        f"--aiconform-kubeconfig={kubeconfig}", f"--aiconform-report-dir={report_dir}",
+        f"--aiconform-run-id={run_id}", f"--aiconform-provider={provider}",
+        f"--aiconform-profile={profile_name}", f"--aiconform-tier={tier}",
+        f"--aiconform-capabilities={caps}",
+        f"--junitxml={report_dir / 'pytest-junit.xml'}",
+    ]
+    if args.allow_existing:
+        argv.append("--aiconform-allow-destructive")
+    if args.seed is not None:
+        argv.append(f"--hypothesis-seed={args.seed}")
+    if args.keyword:
+        argv += ["-k", args.keyword]
+    env = dict(os.environ)
+    if args.examples is not None:
+        env["AICONFORM_EXAMPLES"] = str(args.examples)
+    t0 = time.monotonic()
+    print(f"aiconform run {run_id}: running {', '.join(f.stem.removeprefix('test_') for f in files)} "
+          f"against tier {tier}", file=sys.stderr, flush=True)
+    try:
+        rc = subprocess.call(argv, env=env, cwd=SCENARIOS.parent)
+    finally:
+        if cluster is not None:
+            try:
+                cluster.collect_logs(report_dir / "logs")
+            except OSError:
+                pass
+            if created and not args.keep:
+                cluster.delete()
+            elif args.keep:
+                print(f"cluster {args.name!r} kept; kubeconfig: {kubeconfig}", file=sys.stderr)
+    wall = time.monotonic() - t0
+    html = report_dir / "report.html"
+    print(f"aiconform run {run_id}: suites took {wall:.0f}s; report: {html if html.exists() else report_dir}",
+          file=sys.stderr)
+    print(report_dir)
+    if rc == 0:
+        return 0
+    if rc == 1:
+        return EXIT_FAILED
+    raise _PytestBroke(f"the test runner stopped with exit code {rc}; see the output above and {report_dir}")
+
+
+class _PytestBroke(AiconformError):
+    exit_code = EXIT_INFRA

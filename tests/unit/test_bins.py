@@ -1,0 +1,162 @@
+"""Binary resolution: bin dir and cache first, checksum-verified downloads (against a loopback server), clear
+errors without network or Go."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import tarfile
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from harness.bins import BinaryResolver, Versions, load_versions, staging_modules_from_gomod
+from harness.errors import BinaryError, ChecksumError
+
+PAYLOAD = b"#!/bin/sh\necho fake-kube-apiserver\n"
+
+
+class _Files(http.server.BaseHTTPRequestHandler):
+    files: dict[str, bytes] = {}
+
+    def do_GET(self) -> None:  # noqa: N802
+        body = self.files.get(self.path)
+        if body is None:
+            self.send_response(404)
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, dict[str, bytes]]]:
+    files: dict[str, bytes] = {}
+    handler = type("H", (_Files,), {"files": files})
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}", files
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def _versions(base: str) -> Versions:
+    v = load_versions()
+    k8s = replace(v.groups["kubernetes"], release_url=base + "/v{version}/bin/{os}/{arch}/{name}",
+                  checksum_url=base + "/v{version}/bin/{os}/{arch}/{name}.sha256")
+    etcd = replace(v.groups["etcd"], release_url=base + "/etcd-v{version}-{os}-{arch}.tar.gz",
+                   checksum_url=base + "/SHA256SUMS")
+    return Versions(v.kubernetes_default, v.kubernetes_previous, {**v.groups, "kubernetes": k8s, "etcd": etcd})
+
+
+def _resolver(tmp_path: Path, versions: Versions, **kw: object) -> BinaryResolver:
+    return BinaryResolver(versions, cache_dir=tmp_path / "cache", bin_dir=None, go="", progress=lambda m: None, **kw)  # type: ignore[arg-type]
+
+
+def test_download_verifies_checksum_and_caches(tmp_path: Path, server: tuple[str, dict[str, bytes]]) -> None:
+    base, files = server
+    v = _versions(base)
+    ver = v.kubernetes_default
+    files[f"/v{ver}/bin/linux/amd64/kube-apiserver"] = PAYLOAD
+    files[f"/v{ver}/bin/linux/amd64/kube-apiserver.sha256"] = hashlib.sha256(PAYLOAD).hexdigest().encode()
+    r = _resolver(tmp_path, v)
+    got = r.resolve("kube-apiserver")
+    assert got.source == "download"
+    assert got.path.read_bytes() == PAYLOAD
+    assert got.path.stat().st_mode & 0o111
+    files.clear()  # second resolution must not touch the network
+    again = r.resolve("kube-apiserver")
+    assert again.source == "cache" and again.path == got.path
+
+
+def test_download_with_wrong_checksum_installs_nothing(tmp_path: Path, server: tuple[str, dict[str, bytes]]) -> None:
+    base, files = server
+    v = _versions(base)
+    ver = v.kubernetes_default
+    files[f"/v{ver}/bin/linux/amd64/kube-apiserver"] = PAYLOAD + b"tampered"
+    files[f"/v{ver}/bin/linux/amd64/kube-apiserver.sha256"] = hashlib.sha256(PAYLOAD).hexdigest().encode()
+    r = _resolver(tmp_path, v)
+    with pytest.raises(ChecksumError, match="checksum mismatch for kube-apiserver"):
+        r.resolve("kube-apiserver")
+    assert not r.cached_path(v.groups["kubernetes"], "kube-apiserver").exists()
+
+
+def test_tarball_release_with_sums_file(tmp_path: Path, server: tuple[str, dict[str, bytes]]) -> None:
+    base, files = server
+    v = _versions(base)
+    ver = v.groups["etcd"].version
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo(f"etcd-v{ver}-linux-amd64/etcd")
+        info.size = len(PAYLOAD)
+        tar.addfile(info, io.BytesIO(PAYLOAD))
+    tgz = buf.getvalue()
+    name = f"etcd-v{ver}-linux-amd64.tar.gz"
+    files[f"/{name}"] = tgz
+    files["/SHA256SUMS"] = f"{'0' * 64}  other.tar.gz\n{hashlib.sha256(tgz).hexdigest()}  {name}\n".encode()
+    got = _resolver(tmp_path, v).resolve("etcd")
+    assert got.path.read_bytes() == PAYLOAD
+
+
+def test_no_network_no_go_is_one_clear_line(tmp_path: Path, server: tuple[str, dict[str, bytes]]) -> None:
+    base, _files = server  # serves 404 for everything
+    r = _resolver(tmp_path, _versions(base))
+    with pytest.raises(BinaryError) as err:
+        r.resolve("kube-scheduler")
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert "AICONFORM_BIN_DIR" in msg and "install Go" in msg and "HTTP 404" in msg
+
+
+def test_downloads_off_and_no_go(tmp_path: Path) -> None:
+    r = _resolver(tmp_path, load_versions(), download="never")
+    with pytest.raises(BinaryError, match="downloads are off"):
+        r.resolve("etcd")
+
+
+def test_bin_dir_wins(tmp_path: Path) -> None:
+    bdir = tmp_path / "bins"
+    bdir.mkdir()
+    exe = bdir / "kwok"
+    exe.write_bytes(PAYLOAD)
+    exe.chmod(0o755)
+    r = BinaryResolver(load_versions(), cache_dir=tmp_path / "c", bin_dir=bdir, go="", progress=lambda m: None)
+    got = r.resolve("kwok")
+    assert got.source == "bin-dir" and got.path == exe
+
+
+def test_unknown_binary() -> None:
+    with pytest.raises(BinaryError, match="unknown binary 'kube-proxy2'"):
+        BinaryResolver(load_versions(), go="", progress=lambda m: None).resolve("kube-proxy2")
+
+
+def test_staging_modules_parsed_from_kubernetes_gomod() -> None:
+    gomod = """module k8s.io/kubernetes
+
+replace (
+\tk8s.io/api => ./staging/src/k8s.io/api
+\tk8s.io/client-go => ./staging/src/k8s.io/client-go
+\tgithub.com/x/y => github.com/x/y v1.2.3
+)
+replace k8s.io/kubelet => ./staging/src/k8s.io/kubelet
+"""
+    assert staging_modules_from_gomod(gomod) == ["k8s.io/api", "k8s.io/client-go", "k8s.io/kubelet"]
+
+
+def test_versions_pin_two_kubernetes_minors() -> None:
+    v = load_versions()
+    cur = int(v.kubernetes_default.split(".")[1])
+    prev = int(v.kubernetes_previous.split(".")[1])
+    assert cur == prev + 1

@@ -1,0 +1,86 @@
+"""Profile validation: every shipped profile loads; every mistake names its field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.config import load_profile, parse_profile, shipped_profiles
+from harness.errors import ConfigError
+
+
+@pytest.mark.parametrize("name", shipped_profiles())
+def test_shipped_profiles_load(name: str) -> None:
+    profile = load_profile(name)
+    assert profile.provider == "local"
+    assert profile.node_count() >= 1
+
+
+def test_default_profile_gpu_resources() -> None:
+    pools = {p.name: p for p in load_profile("default").pools}
+    assert pools["a100"].gpu is not None and pools["a100"].gpu.extended_resources() == {"nvidia.com/gpu": 8}
+    mig = pools["a100-mig"].gpu
+    assert mig is not None
+    assert mig.extended_resources() == {
+        "nvidia.com/mig-3g.40gb": 2, "nvidia.com/mig-2g.20gb": 2, "nvidia.com/mig-1g.10gb": 4,
+    }
+    shared = pools["t4-shared"].gpu
+    assert shared is not None and shared.extended_resources() == {"nvidia.com/gpu": 8}
+
+
+def test_model_alias_is_normalised() -> None:
+    p = parse_profile({"pools": [{"name": "x", "gpu": {"model": "H100", "count": 4}}]})
+    assert p.pools[0].gpu is not None and p.pools[0].gpu.model == "H100-SXM5-80GB"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"pools": [{"name": "x", "nodes": -2}]}, "pools[0].nodes: must be >= 0, got -2"),
+        ({"pools": [{"name": "x", "gpu": {"model": "B300", "count": 8}}]},
+         "pools[0].gpu.model: unknown GPU model 'B300'; known: A100-SXM4-40GB, A100-SXM4-80GB"),
+        ({"pools": [{"name": "x", "gpu": {"model": "T4", "count": -1}}]}, "pools[0].gpu.count: must be >= 0"),
+        ({"pools": [{"name": "x", "gpu": {"model": "T4", "count": "8"}}]}, "pools[0].gpu.count: must be an integer"),
+        ({"pools": [{"name": "x"}, {"name": "x"}]}, "pools[1].name: duplicate pool name 'x'"),
+        ({"pools": [{"name": "Bad_Name"}]}, "pools[0].name: must be a DNS-1123 label"),
+        ({"pools": [{"name": "x", "gpus": 8}]}, "pools[0].gpus: unknown field"),
+        ({"pools": [{"name": "x", "taints": [{"key": "a", "effect": "Sometimes"}]}]},
+         "pools[0].taints[0].effect: must be one of NoSchedule, PreferNoSchedule, NoExecute"),
+        ({"pools": [{"name": "x", "labels": {"team": "a b"}}]}, "pools[0].labels.team: invalid label value"),
+        ({"pools": [{"name": "x", "gpu": {"model": "T4", "mig": {"strategy": "mixed", "layout": {"1g.5gb": 1}}}}]},
+         "pools[0].gpu.mig.strategy: model T4 is not MIG-capable"),
+        ({"pools": [{"name": "x", "gpu": {"model": "A100-80GB", "mig": {"strategy": "mixed",
+                                                                          "layout": {"7g.80gb": 1, "1g.10gb": 1}}}}]},
+         "does not fit one A100-SXM4-80GB (uses 8/7 compute"),
+        ({"pools": [{"name": "x", "gpu": {"model": "A100-80GB", "mig": {"strategy": "mixed",
+                                                                          "layout": {"5g.50gb": 1}}}}]},
+         "pools[0].gpu.mig.layout.5g.50gb: model A100-SXM4-80GB has no MIG profile '5g.50gb'"),
+        ({"provider": "cloud"}, "provider: must be one of local, kind, existing"),
+        ({"controlPlane": {"apiserverPort": 80}}, "controlPlane.apiserverPort: choose a port >= 1024"),
+        ({"pools": "many"}, "pools: must be a list"),
+        ([1, 2], "profile: must be a mapping"),
+    ],
+)
+def test_bad_profiles_name_the_field(data: object, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_profile(data, name="bad")
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_profile_lists_shipped_ones() -> None:
+    with pytest.raises(ConfigError, match="unknown profile 'nope'; shipped profiles: .*default"):
+        load_profile("nope")
+
+
+def test_missing_profile_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_profile(str(tmp_path / "missing.yaml"))
+
+
+def test_invalid_yaml_names_line(tmp_path: Path) -> None:
+    f = tmp_path / "p.yaml"
+    f.write_text("pools:\n  - name: x\n    nodes: [1\n")
+    with pytest.raises(ConfigError, match=r"p.yaml line \d+: not valid YAML"):
+        load_profile(str(f))
