@@ -41,11 +41,12 @@ def percentile(sorted_ms: Sequence[float], q: float) -> float:
 
 
 def run_scenario(pool: dict[str, Any], ids_for_call: Callable[[list[str], int], list[str]], calls: int,
-                 warmup: int) -> dict[str, float]:
+                 warmup: int, state_root: Path) -> dict[str, float]:
     inv = build_inventory(config_from_pool(pool), "bench-node")
     ids = [d.id for d in inv.resources["nvidia.com/gpu"]]
     workdir = Path(tempfile.mkdtemp(dir="/tmp", prefix="fgb"))
-    settings = PluginSettings(node_name="bench-node", device_plugin_dir=workdir, state_dir=workdir / "state",
+    state_dir = Path(tempfile.mkdtemp(dir=state_root, prefix="fgb-state"))
+    settings = PluginSettings(node_name="bench-node", device_plugin_dir=workdir, state_dir=state_dir,
                               device_nodes=os.geteuid() == 0, metrics_addr=None, pod_resources_socket=None)
     try:
         with FakeGpuPlugin(inv, settings) as plugin, \
@@ -64,6 +65,7 @@ def run_scenario(pool: dict[str, Any], ids_for_call: Callable[[list[str], int], 
             samples = sorted(call(warmup + n) for n in range(calls))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(state_dir, ignore_errors=True)
     return {"calls": calls, "p50_ms": round(percentile(samples, 50), 4), "p99_ms": round(percentile(samples, 99), 4),
             "mean_ms": round(statistics.fmean(samples), 4), "max_ms": round(samples[-1], 4)}
 
@@ -72,21 +74,24 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--state-root", type=Path, default=Path("/tmp"),
+                        help="where the state dir (allocation data files) lives; /dev/shm mimics a tmpfs /var/run")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results-allocate.json")
     args = parser.parse_args()
     plain = {"gpu": {"model": "A100-SXM4-80GB", "count": 8}}
     shared = {"gpu": {"model": "A100-SXM4-80GB", "count": 8, "sharing": {"timeSlicing": {"replicas": 160}}}}
     scenarios = {
-        "1gpu": run_scenario(plain, lambda ids, n: [ids[n % len(ids)]], args.calls, args.warmup),
-        "8gpu": run_scenario(plain, lambda ids, n: ids, args.calls, args.warmup),
+        "1gpu": run_scenario(plain, lambda ids, n: [ids[n % len(ids)]], args.calls, args.warmup, args.state_root),
+        "8gpu": run_scenario(plain, lambda ids, n: ids, args.calls, args.warmup, args.state_root),
         "timesliced-cold": run_scenario(shared, lambda ids, n: [ids[(n * 7919) % len(ids)]], args.calls,
-                                        args.warmup),
+                                        args.warmup, args.state_root),
     }
     result = {
         "benchmark": "allocate",
         "transport": "grpc over unix socket, one client channel, sequential calls",
         "target_p99_ms": 2.0,
         "scenarios": scenarios,
+        "state_root": str(args.state_root),
         "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
                  "grpcio": grpc.__version__, "root": os.geteuid() == 0},
     }
@@ -95,7 +100,7 @@ def main() -> int:
               f"mean {figures['mean_ms']:.3f} ms  max {figures['max_ms']:.3f} ms  ({figures['calls']} calls)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    print(f"wrote {args.out}", flush=True)
     return 0
 
 

@@ -32,7 +32,6 @@ class Allocator:
         self.paths = paths
         self.resource = resource
         self.device_nodes = device_nodes
-        self._written: set[str] = set()
 
     def resolve(self, device_ids: Sequence[str]) -> list[AdvertisedDevice]:
         """The advertised devices behind ``device_ids``; AllocationError for an id this resource never advertised."""
@@ -78,12 +77,11 @@ class Allocator:
         return resp
 
     def _data_file(self, device_ids: Sequence[str], units: list[Unit], gpus: list[PhysicalGpu]) -> str:
+        # Content is a function of the name (hash of inventory + ids), so an existing file is always right.  Files
+        # are kept: the kubelet reuses a checkpointed Allocate response when it restarts a container.
         path = self.paths.allocation_file(self.inventory, device_ids)
-        key = path.name
-        if key not in self._written:
-            if not path.exists():
-                write_atomic(path, render_data_file(units, gpus))
-            self._written.add(key)
+        if not path.exists():
+            write_atomic(path, render_data_file(units, gpus))
         return str(path)
 
 

@@ -6,7 +6,7 @@ both, so there is one source of truth).  Does not build devices (``inventory``) 
 The format is the pool dict of an aiconform profile::
 
     name: gpu-pool            # optional, informational
-    nodes: 2                  # optional, read by the harness only
+    nodes: 2                  # optional, read by the harness only (as are cpu, memory, labels, taints, ...)
     gpu:
       model: A100-SXM4-80GB   # a key or alias of fake_gpu_plugin.models.CATALOGUE
       count: 8
@@ -122,7 +122,9 @@ def load_config(path: str | Path) -> InventoryConfig:
 def config_from_pool(pool: Any, *, source: str = "") -> InventoryConfig:
     """Build the config from a profile pool dict ``{name, nodes, gpu: {...}}`` (the format of a config file)."""
     reader = _Reader(source)
-    top = reader.mapping(pool, "", {"name", "nodes", "gpu"})
+    if not isinstance(pool, Mapping):
+        raise reader.error("", f"must be a mapping, got {type(pool).__name__}")
+    top = pool  # pool-level keys other than these (cpu, labels, taints, ...) are the harness's to validate
     name = reader.optional_str(top, "name", "")
     if "nodes" in top:
         reader.positive_int(top["nodes"], "nodes", allow_zero=True)

@@ -77,7 +77,9 @@ def prepare(paths: HostPaths, inventory: Inventory, *, device_nodes: bool) -> No
     try:
         for d in (paths.state_dir, paths.bin_dir, paths.alloc_dir):
             d.mkdir(parents=True, exist_ok=True)
-        write_atomic(paths.nvidia_smi, nvidia_smi_script(), mode=0o755)
+        script = nvidia_smi_script()
+        if not paths.nvidia_smi.exists() or paths.nvidia_smi.read_text() != script:
+            write_atomic(paths.nvidia_smi, script, mode=0o755)
     except OSError as err:
         raise HostSetupError(f"cannot prepare state dir {paths.state_dir}: {err.strerror}") from err
     if device_nodes:

@@ -191,20 +191,27 @@ class FakeGpuPlugin:
         self._kubelet_ident = ident
         now = time.monotonic()
         for resource, server in self.servers.items():
-            if not server.socket_intact():
-                log.info("%s: socket %s vanished (kubelet restart?); recreating", resource, server.socket_path)
-                server.restart()
-                self._next_attempt[resource] = 0.0
-            elif restarted:
-                server.registered = False
-                self._next_attempt[resource] = 0.0
-            if ident is None or server.registered or now < self._next_attempt.get(resource, 0.0):
-                continue
             try:
-                server.register(self.settings.kubelet_socket, timeout_s=self.settings.register_timeout_s)
-            except RegistrationError as err:
-                log.warning("%s (retrying in %.1fs)", err, self.settings.register_retry_s)
-                self._next_attempt[resource] = now + self.settings.register_retry_s
+                self._tend(resource, server, kubelet_up=ident is not None, restarted=restarted, now=now)
+            except PluginError as err:
+                log.warning("%s: %s (retrying)", resource, err)
+
+    def _tend(self, resource: str, server: ResourceServer, *, kubelet_up: bool, restarted: bool, now: float) -> None:
+        """Recreate a vanished socket, then (re)register if needed."""
+        if not server.socket_intact():
+            log.info("%s: socket %s vanished (kubelet restart?); recreating", resource, server.socket_path)
+            server.restart()
+            self._next_attempt[resource] = 0.0
+        elif restarted:
+            server.registered = False
+            self._next_attempt[resource] = 0.0
+        if not kubelet_up or server.registered or now < self._next_attempt.get(resource, 0.0):
+            return
+        try:
+            server.register(self.settings.kubelet_socket, timeout_s=self.settings.register_timeout_s)
+        except RegistrationError as err:
+            log.warning("%s (retrying in %.1fs)", err, self.settings.register_retry_s)
+            self._next_attempt[resource] = now + self.settings.register_retry_s
 
     def wait_registered(self, timeout_s: float) -> bool:
         """True once every resource is registered (for callers that start the kubelet first)."""

@@ -60,11 +60,12 @@ class ResourceServer:
         pb_grpc.add_DevicePluginServicer_to_server(self.service, server)
         try:
             server.add_insecure_port(f"unix://{self.socket_path}")
-        except RuntimeError as err:
+            server.start()
+            self._socket_ino = os.stat(self.socket_path).st_ino
+        except (RuntimeError, OSError) as err:
+            server.stop(grace=None)
             raise HostSetupError(f"cannot listen on {self.socket_path}: {err}") from err
-        server.start()
         self._server = server
-        self._socket_ino = os.stat(self.socket_path).st_ino
         log.info("%s: serving on %s", self.resource, self.socket_path)
 
     def stop(self) -> None:

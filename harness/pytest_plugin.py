@@ -82,6 +82,7 @@ class ClusterHandle:
     kubernetes_version: str = ""
     allow_destructive: bool = False
     _gpu_total: int | None = field(default=None, repr=False)
+    _clients: list[KubeClient] = field(default_factory=list, repr=False)
 
     def gpu_total(self) -> int:
         if self._gpu_total is None:
@@ -94,7 +95,13 @@ class ClusterHandle:
 
     def as_user(self, token: str) -> KubeClient:
         """A client for the same cluster with another identity (a service account token)."""
-        return KubeClient(self.client.config.with_token(token))
+        client = KubeClient(self.client.config.with_token(token))
+        self._clients.append(client)
+        return client
+
+    def close(self) -> None:
+        for c in [*self._clients, self.client]:
+            c.close()
 
 
 def detect_tier(client: KubeClient) -> str:
@@ -211,10 +218,22 @@ def tenants(aiconform_cluster: ClusterHandle) -> Iterator[Callable[..., Tenant]]
 
     yield make
     for name in made:
-        try:
-            client.delete("Namespace", name, grace_period=0)
-        except KubeError:
-            pass
+        release_tenant(client, name)
+
+
+def release_tenant(client: KubeClient, namespace: str, timeout: float = 60.0) -> None:
+    """Delete a tenant's pods at once and wait until they are gone (their GPUs free for the next check), then
+    delete the namespace (the namespace controller removes the rest in the background)."""
+    try:
+        client.delete_collection("Pod", namespace, grace_period=0)
+        client.wait_for("Pod", namespace=namespace, condition=lambda s: not s, timeout=timeout,
+                        what=f"pods of {namespace} to be deleted")
+    except (KubeError, WaitTimeout):
+        pass
+    try:
+        client.delete("Namespace", namespace, grace_period=0)
+    except KubeError:
+        pass
 
 
 @pytest.fixture
@@ -386,6 +405,12 @@ def _failure_reason(exc: BaseException | None, rep: pytest.TestReport) -> str:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
+    _write_report(config)
+    if _SESSION in config.stash:
+        config.stash[_SESSION].close()
+
+
+def _write_report(config: pytest.Config) -> None:
     out = config.getoption("--aiconform-report-dir", None)
     if not out or _COLLECTOR not in config.stash:
         return

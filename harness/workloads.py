@@ -95,9 +95,11 @@ class Placement:
     """From the wait's start to the moment the pod was seen bound."""
 
 
-def wait_bound(client: KubeClient, namespace: str, names: list[str], *, timeout: float = 60.0) -> dict[str, Placement]:
+def wait_bound(
+    client: KubeClient, namespace: str, names: list[str], *, timeout: float = 60.0, fail_fast: bool = True
+) -> dict[str, Placement]:
     """Watch until every named pod is bound to a node; fails fast with the scheduler's message when one is
-    marked Unschedulable."""
+    marked Unschedulable (unless ``fail_fast`` is off: a preemptor is Unschedulable until its victims are gone)."""
     t0 = time.monotonic()
     seen: dict[str, float] = {}
     wanted = set(names)
@@ -120,7 +122,7 @@ def wait_bound(client: KubeClient, namespace: str, names: list[str], *, timeout:
         return None
 
     final = client.wait_for(
-        "Pod", namespace=namespace, condition=cond, failure=fail, timeout=timeout,
+        "Pod", namespace=namespace, condition=cond, failure=fail if fail_fast else None, timeout=timeout,
         what=f"pods {', '.join(sorted(wanted))} in {namespace} to be bound",
     )
     return {
@@ -179,19 +181,39 @@ def scheduler_events(client: KubeClient, namespace: str, pod_name: str, *, reaso
 
 
 def node_gpu_usage(client: KubeClient, resource: str = GPU) -> dict[str, tuple[int, int]]:
-    """node → (requested by bound non-terminal pods, allocatable) for ``resource``, read from the API."""
+    """node → (requested by bound pods that will stay, allocatable) for ``resource``, read from the API.
+
+    Pods that are finished, being deleted, or in a namespace being deleted are not counted: their GPUs are about
+    to be free."""
     alloc: dict[str, int] = {}
     for n in client.list("Node")["items"]:
         a = n.get("status", {}).get("allocatable", {}).get(resource)
         if a is not None:
             alloc[n["metadata"]["name"]] = int(a)
     used: dict[str, int] = {k: 0 for k in alloc}
+    leaving = {ns["metadata"]["name"] for ns in client.list("Namespace")["items"]
+               if ns.get("status", {}).get("phase") == "Terminating" or ns["metadata"].get("deletionTimestamp")}
     for p in client.list("Pod")["items"]:
+        if p["metadata"].get("namespace") in leaving:
+            continue
         node = p.get("spec", {}).get("nodeName")
         if not node or p.get("status", {}).get("phase") in ("Succeeded", "Failed"):
             continue
+        if p["metadata"].get("deletionTimestamp"):
+            continue
         used[node] = used.get(node, 0) + pod_request(p, resource)
     return {k: (used.get(k, 0), alloc.get(k, 0)) for k in set(alloc) | set(used)}
+
+
+def wait_no_terminating_pods(client: KubeClient, nodes: list[str], *, timeout: float = 60.0) -> None:
+    """Watch until no pod that is being deleted is still bound to one of ``nodes`` (its resources are free)."""
+    wanted = set(nodes)
+
+    def cond(state: dict[str, Obj]) -> bool:
+        return not any(p["metadata"].get("deletionTimestamp") and p["spec"].get("nodeName") in wanted
+                       for p in state.values())
+
+    client.wait_for("Pod", condition=cond, timeout=timeout, what=f"terminating pods to leave {len(wanted)} nodes")
 
 
 def pod_request(p: Obj, resource: str = GPU) -> int:

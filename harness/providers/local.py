@@ -400,6 +400,13 @@ class LocalCluster:
             path = self.kubeconfig() if stem == "admin" else self.dir / "kubeconfigs" / f"{stem}.yaml"
             write_kubeconfig(path, server, self.pki.ca.cert, pair.cert, pair.key, self.name)
 
+    def _go_env(self, profile: Profile) -> dict[str, str] | None:
+        """With limits lifted, Go components collect garbage less often (GOGC=400): on 2 cores this buys about
+        20% more pods/s at some resident memory (figures in the README)."""
+        if not profile.control_plane.lift_limits:
+            return None
+        return {**os.environ, "GOGC": os.environ.get("AICONFORM_GOGC", "400")}
+
     def _start(self, component: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         try:
             proc.start_daemon(component, argv, log=self.logfile(component), pidfile=self.pidfile(component), env=env)
@@ -489,7 +496,7 @@ class LocalCluster:
         if cp.lift_limits:
             argv += ["--max-requests-inflight=0", "--max-mutating-requests-inflight=0",
                      "--enable-priority-and-fairness=false"]
-        self._start("kube-apiserver", argv)
+        self._start("kube-apiserver", argv, env=self._go_env(profile))
 
     def _start_controller_manager(self, binary: Path, ports: dict[str, int], profile: Profile) -> None:
         kc = self.dir / "kubeconfigs" / "controller-manager.yaml"
@@ -512,7 +519,7 @@ class LocalCluster:
         ]
         if profile.control_plane.lift_limits:
             argv += ["--kube-api-qps=5000", "--kube-api-burst=10000"]
-        self._start("kube-controller-manager", argv)
+        self._start("kube-controller-manager", argv, env=self._go_env(profile))
 
     def _start_scheduler(self, binary: Path, ports: dict[str, int], profile: Profile) -> None:
         kc = self.dir / "kubeconfigs" / "scheduler.yaml"
@@ -537,6 +544,7 @@ class LocalCluster:
                 f"--cert-dir={self.pki.dir / 'generated-sched'}",
                 "--profiling=false",
             ],
+            env=self._go_env(profile),
         )
 
     def _start_kwok(self, binary: Path, ports: dict[str, int], profile: Profile) -> None:
@@ -556,6 +564,7 @@ class LocalCluster:
                 "--node-lease-duration-seconds=40",
                 f"--server-address=127.0.0.1:{ports['kwok']}",
             ],
+            env=self._go_env(profile),
         )
 
     # -- delete -------------------------------------------------------------------------------------------------------
@@ -633,7 +642,7 @@ def create_nodes(client: KubeClient, nodes: list[dict[str, Any]], workers: int =
 
     def one(node: dict[str, Any]) -> None:
         try:
-            client.create(node)
+            client.create_fast(node)
         except Conflict:
             pass
 

@@ -43,6 +43,12 @@ def test_uuids_are_stable_per_node_and_differ_between_nodes() -> None:
     assert not {g.uuid for g in a1.gpus} & {g.uuid for g in b.gpus}
 
 
+def test_harness_pool_keys_are_left_to_the_harness() -> None:
+    cfg = config_from_pool({**pool(mig={"strategy": "mixed", "layout": {"3g.40gb": 1, "2g.20gb": 1, "1g.10gb": 2}}),
+                            "cpu": "64", "labels": {"a": "b"}, "taints": []})
+    assert cfg.mig.layout == (("3g.40gb", "2g.20gb", "1g.10gb", "1g.10gb"),) * 8
+
+
 def test_aliases_resolve_to_catalogue_keys() -> None:
     assert config_from_pool({"gpu": {"model": "H100", "count": 1}}).model == "H100-SXM5-80GB"
 

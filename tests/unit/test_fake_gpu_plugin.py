@@ -60,6 +60,15 @@ def allocate(stub: pb_grpc.DevicePluginStub, *ids: str) -> pb.ContainerAllocateR
     return reply.container_responses[0]
 
 
+def stream_ends(stream: Iterator[pb.ListAndWatchResponse]) -> bool:
+    """True when the stream is over (closed by the plugin, or cancelled with its server) instead of sending more."""
+    try:
+        next(stream)
+    except (StopIteration, grpc.RpcError):
+        return True
+    return False
+
+
 def drain_registrations(kubelet: FakeKubeletRegistration, n: int) -> list[pb.RegisterRequest]:
     return [kubelet.next_request() for _ in range(n)]
 
@@ -264,3 +273,25 @@ def test_get_preferred_allocation_packs_numa_over_grpc(sockdir: Path) -> None:
         reply = stub.GetPreferredAllocation(request, timeout=5)
     chosen = list(reply.container_responses[0].deviceIDs)
     assert chosen[0] == ids[5] and sorted(chosen) == sorted(ids[4:8])
+
+
+def test_open_streams_end_on_kubelet_restart_and_on_stop(sockdir: Path) -> None:
+    inv = make_inventory(count=1)
+    with FakeKubeletRegistration(sockdir) as kubelet, running(sockdir, inv) as plugin:
+        kubelet.next_request()
+        feed = plugin.feeds["nvidia.com/gpu"]
+        with stub_for(plugin) as stub:
+            stream = stub.ListAndWatch(pb.Empty(), timeout=10)
+            next(stream)
+            assert feed.stream_count == 1
+            kubelet.restart()
+            kubelet.next_request(timeout_s=2)
+            assert stream_ends(stream)  # the old socket's server is gone, so is its stream
+        with stub_for(plugin) as stub:
+            stream = stub.ListAndWatch(pb.Empty(), timeout=10)
+            next(stream)
+            started = time.monotonic()
+            plugin.stop()
+            assert time.monotonic() - started < 2
+            assert stream_ends(stream)
+        assert feed.stream_count == 0

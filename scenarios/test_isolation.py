@@ -1,0 +1,144 @@
+"""Isolation suite: per-tenant GPU quotas and LimitRanges, RBAC between tenants, Pod Security admission, secure
+accelerator access (tier R), and NetworkPolicy where the CNI enforces it.
+
+Admission verdicts come from the real kube-apiserver (ResourceQuota, LimitRanger, PodSecurity admission plugins);
+RBAC verdicts from its authorizer, asked as the tenant's own service account with a token from the TokenRequest API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from harness.errors import Forbidden
+from harness.kube import KubeClient
+from harness.pytest_plugin import ClusterHandle, Evidence, Tenant
+from harness.workloads import GPU, gpu_pod, gpu_quota, pod, wait_bound
+
+
+def _wait_quota_ready(kube: KubeClient, ns: str, name: str) -> None:
+    kube.wait_for("ResourceQuota", namespace=ns, name=name,
+                  condition=lambda s: bool(s) and "hard" in next(iter(s.values())).get("status", {}),
+                  timeout=30, what=f"quota {ns}/{name} to be published")
+
+
+@pytest.mark.aiconform(requirement="aiconform.quota", tier="S", gpus=4)
+def test_gpu_quota_is_per_tenant_and_counts_running_pods(
+    kube: KubeClient, tenants: Callable[..., Tenant], evidence: Evidence
+) -> None:
+    """Tenant A (quota 4 GPUs) runs 2+2 and is refused a third; tenant B's quota is untouched by A's pods."""
+    a, b = tenants("team-a"), tenants("team-b")
+    for t in (a, b):
+        t.create(gpu_quota("gpu", 4))
+        _wait_quota_ready(kube, t.name, "gpu")
+    a.create(gpu_pod("a1", 2))
+    a.create(gpu_pod("a2", 2))
+    with pytest.raises(Forbidden) as refused:
+        a.create(gpu_pod("a3", 1))
+    b.create(gpu_pod("b1", 4))
+    wait_bound(kube, a.name, ["a1", "a2"])
+    used = kube.get("ResourceQuota", "gpu", a.name)["status"].get("used", {})
+    evidence["tenant_a_refusal"] = refused.value.message
+    evidence["tenant_a_used"] = used
+    assert "exceeded quota" in refused.value.message
+    assert used.get(f"requests.{GPU}") == "4"
+
+
+@pytest.mark.aiconform(requirement="aiconform.quota", tier="S")
+def test_limitrange_caps_gpus_per_container(kube: KubeClient, tenant: Tenant, evidence: Evidence) -> None:
+    """A LimitRange with max nvidia.com/gpu: 2 per container rejects a 4-GPU container at admission."""
+    tenant.create({
+        "apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "gpu-max"},
+        "spec": {"limits": [{"type": "Container", "max": {GPU: "2"}}]},
+    })
+    with pytest.raises(Forbidden) as refused:
+        tenant.create(gpu_pod("too-big", 4))
+    tenant.create(gpu_pod("fits", 2))
+    evidence["refusal"] = refused.value.message
+    assert f"maximum {GPU} usage per Container is 2" in refused.value.message
+
+
+@pytest.mark.aiconform(requirement="aiconform.tenant_isolation", tier="S")
+def test_rbac_tenant_cannot_touch_another_tenant(
+    aiconform_cluster: ClusterHandle, tenants: Callable[..., Tenant], evidence: Evidence
+) -> None:
+    """Tenant A's service account (with edit in A) can create in A, but can neither read nor create in tenant B,
+    nor read B's secrets."""
+    a, b = tenants("rbac-a"), tenants("rbac-b")
+    a.create({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "runner-edit"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+        "subjects": [{"kind": "ServiceAccount", "name": "runner", "namespace": a.name}],
+    })
+    b.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "weights-key"},
+              "stringData": {"key": "do-not-leak"}})
+    as_a = aiconform_cluster.as_user(a.service_account_token("runner"))
+    as_a.create(pod("own-pod", resources={"cpu": "10m"}), namespace=a.name)
+    verdicts: dict[str, str] = {}
+    for what, call in {
+        "list pods in B": lambda: as_a.list("Pod", b.name),
+        "create pod in B": lambda: as_a.create(pod("intruder", resources={"cpu": "10m"}), namespace=b.name),
+        "read B's secret": lambda: as_a.get("Secret", "weights-key", b.name),
+        "list B's secrets": lambda: as_a.list("Secret", b.name),
+    }.items():
+        try:
+            call()
+            verdicts[what] = "allowed"
+        except Forbidden:
+            verdicts[what] = "forbidden"
+    evidence["verdicts"] = verdicts
+    assert set(verdicts.values()) == {"forbidden"}, verdicts
+
+
+@pytest.mark.aiconform(requirement="aiconform.tenant_isolation", tier="S")
+def test_pod_security_restricted_rejects_privileged_pod(
+    kube: KubeClient, tenants: Callable[..., Tenant], evidence: Evidence
+) -> None:
+    """In a namespace labelled pod-security.kubernetes.io/enforce=restricted, a privileged GPU pod is refused and a
+    compliant one is admitted."""
+    t = tenants("psa", labels={"pod-security.kubernetes.io/enforce": "restricted"})
+    with pytest.raises(Forbidden) as refused:
+        t.create(gpu_pod("privileged", 1, security_context={"privileged": True}))
+    compliant = gpu_pod("compliant", 1, security_context={
+        "allowPrivilegeEscalation": False, "runAsNonRoot": True, "runAsUser": 1000,
+        "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"},
+    })
+    t.create(compliant)
+    evidence["refusal"] = refused.value.message
+    assert 'violates PodSecurity "restricted' in refused.value.message
+
+
+def _client_exit(kube: KubeClient, t: Tenant, name: str, url: str, image: str) -> str:
+    """Run a one-shot wget from tenant ``t`` and return the pod's final phase (Succeeded or Failed)."""
+    t.create(pod(name, image=image, tolerate_gpu=False, command=["wget", "-T", "3", "-q", "-O-", url]))
+    final = kube.wait_for("Pod", namespace=t.name, name=name, timeout=60, what=f"client pod {name} to finish",
+                          condition=lambda s: bool(s) and next(iter(s.values()))["status"].get("phase")
+                          in ("Succeeded", "Failed"))
+    return str(next(iter(final.values()))["status"]["phase"])
+
+
+@pytest.mark.aiconform(requirement="aiconform.tenant_isolation", tier="R", capabilities=("networkpolicy",))
+def test_networkpolicy_default_deny_blocks_cross_tenant_traffic(
+    kube: KubeClient, tenants: Callable[..., Tenant], evidence: Evidence
+) -> None:
+    """Tenant A reaches tenant B's server until B applies a default-deny ingress NetworkPolicy; then it cannot.
+    Runs only where the cluster declares the ``networkpolicy`` capability (its CNI enforces policies)."""
+    import os
+
+    image = os.environ.get("AICONFORM_TEST_IMAGE", "aiconform.local/busybox:latest")
+    a, b = tenants("np-a"), tenants("np-b")
+    b.create(pod("server", image=image, tolerate_gpu=False, labels={"app": "server"},
+                 command=["sh", "-c", "mkdir -p /www && echo ok > /www/index.html && httpd -f -p 8080 -h /www"]))
+    server = kube.wait_for("Pod", namespace=b.name, name="server", timeout=60, what="server pod Running",
+                           condition=lambda s: bool(s) and bool(next(iter(s.values()))["status"].get("podIP"))
+                           and next(iter(s.values()))["status"].get("phase") == "Running")
+    url = f"http://{next(iter(server.values()))['status']['podIP']}:8080/"
+    before = _client_exit(kube, a, "client-before", url, image)
+    b.create({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "deny-all"},
+              "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}})
+    after = _client_exit(kube, a, "client-after", url, image)
+    evidence["before_policy"] = before
+    evidence["after_policy"] = after
+    assert before == "Succeeded", "the baseline request failed, so the policy check would prove nothing"
+    assert after == "Failed"
