@@ -212,6 +212,8 @@ class FakeGpuPlugin:
         except RegistrationError as err:
             log.warning("%s (retrying in %.1fs)", err, self.settings.register_retry_s)
             self._next_attempt[resource] = now + self.settings.register_retry_s
+            return
+        log.info("%s: registered with the kubelet (%s)", resource, self.settings.kubelet_socket)
 
     def wait_registered(self, timeout_s: float) -> bool:
         """True once every resource is registered (for callers that start the kubelet first)."""

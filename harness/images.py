@@ -153,6 +153,18 @@ def pause_archive() -> Path:
     return _cached("pause", key, build)
 
 
+def is_static_elf(data: bytes) -> bool:
+    """True for a 64-bit ELF without a program interpreter (PT_INTERP), i.e. one that runs in an empty image."""
+    if data[:5] != b"\x7fELF\x02":
+        return False
+    phoff = int.from_bytes(data[0x20:0x28], "little")
+    phentsize = int.from_bytes(data[0x36:0x38], "little")
+    phnum = int.from_bytes(data[0x38:0x3A], "little")
+    pt_interp = 3
+    return all(int.from_bytes(data[phoff + i * phentsize:phoff + i * phentsize + 4], "little") != pt_interp
+               for i in range(phnum))
+
+
 def busybox_applets(binary: Path = BUSYBOX_BINARY) -> list[str]:
     out = proc.run([str(binary), "--list"], timeout=30).stdout
     return sorted({a.strip() for a in out.split() if a.strip() and "/" not in a and a.strip() != "busybox"})
@@ -164,6 +176,9 @@ def busybox_archive(binary: Path = BUSYBOX_BINARY) -> Path:
         raise ClusterError(f"{binary} not found (needed for {BUSYBOX_IMAGE}); install it with: "
                            "apt-get install busybox-static")
     data = binary.read_bytes()
+    if not is_static_elf(data):
+        raise ClusterError(f"{binary} is not a static binary (the dynamic 'busybox' package?); install the static "
+                           "one with: apt-get install busybox-static")
     key = hashlib.sha256(FORMAT_VERSION.encode() + BUSYBOX_IMAGE.encode() + data).hexdigest()
 
     def build() -> bytes:

@@ -251,6 +251,12 @@ class LocalCluster:
     def client(self) -> KubeClient:
         return KubeClient(KubeConfig.from_file(self.kubeconfig()))
 
+    def restart_node(self, node: str) -> None:
+        """RestartsNodes: restart the real node's kubelet (simulated nodes have none: UnsupportedCapability)."""
+        from harness.providers.realnode import restart_node
+
+        restart_node(self, node)
+
     # -- create -------------------------------------------------------------------------------------------------------
 
     def create(self, profile: Profile) -> Path:
@@ -280,6 +286,10 @@ class LocalCluster:
                     f"profile {profile.name!r} adds a real kubelet node (tier R), which needs root; "
                     "run as root or use a tier S profile such as 'default'"
                 )
+            if profile.real_node.enabled:  # packages, address ranges, one real node per host: before anything starts
+                from harness.providers.realnode import preflight
+
+                preflight(self)
             if profile.control_plane.apiserver_port:
                 check_port_free(profile.control_plane.apiserver_port, "controlPlane.apiserverPort")
             t0 = time.monotonic()

@@ -1,0 +1,709 @@
+"""The real node of a ``local`` cluster (tier R): kubelet + containerd + runc + CNI, GPUs from fake_gpu_plugin.
+
+Owns the host state one real node needs and giving all of it back:
+- a containerd of our own (config, root, state and socket under ``<run dir>/realnode/containerd``; never the
+  system service) with the CRI settings this VM needs (``restrict_oom_score_adj``, our pause image, cgroupfs);
+- two images built here and imported with ``ctr`` (harness/images.py): the pause and ``aiconform.local/busybox``;
+- a veth pair carrying the node's own address (``172.31.255.1/30``) and a CNI bridge network (``10.244.0.0/24``);
+- the kubelet (root dir ``/var/lib/kubelet/aiconform``; the device-plugin dir ``/var/lib/kubelet/device-plugins``
+  is fixed, hence one real node per host, claimed in ``/run/aiconform-realnode.json``);
+- the fake GPU plugin as a host process (component ``realnode-plugin``), node labels and taints.
+
+Everything changed on the host is written to ``<run dir>/realnode.json`` *before* it is changed, so that
+``teardown_host`` can undo a half-finished start as well as a full one.  Must not touch anything it did not record
+(other clusters, other interfaces, directories it did not create).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from harness import images, proc
+from harness.config import GpuSpec, RealNode
+from harness.errors import (
+    AiconformError,
+    ClusterError,
+    CommandError,
+    PrivilegeError,
+    UnsupportedCapability,
+    WaitFailed,
+    WaitTimeout,
+)
+from harness.kube import KubeClient, KubeConfig
+from harness.providers import linuxhost as host
+
+if TYPE_CHECKING:
+    from harness.providers.local import LocalCluster
+
+Progress = Callable[[str], None]
+
+KUBELET_BASE = Path("/var/lib/kubelet")
+KUBELET_ROOT = KUBELET_BASE / "aiconform"
+DEVICE_PLUGIN_DIR = KUBELET_BASE / "device-plugins"
+CNI_STATE_DIR = Path("/var/lib/cni")
+CONTAINER_LOGS_DIR = Path("/var/log/containers")  # the kubelet creates it whatever its config says
+CONTAINERD_RUN_DIR = Path("/run/containerd")  # containerd-shim sockets land in /run/containerd/s regardless
+HOST_CLAIM = Path("/run/aiconform-realnode.json")
+CNI_BIN_DIR = Path("/usr/lib/cni")
+CNI_PLUGINS = ("bridge", "host-local", "loopback", "portmap")
+VETH, VETH_PEER = "aicf-node0", "aicf-node1"
+NODE_IP, NODE_PREFIX = "172.31.255.1", 30
+BRIDGE = "aicf-cni0"
+POD_CIDR = "10.244.0.0/24"
+CNI_NETWORK = "aiconform"
+NODE_STATUS_UPDATE_FREQUENCY = "4s"
+SYSCTLS = ("vm.overcommit_memory", "vm.panic_on_oom", "kernel.panic", "kernel.panic_on_oops",
+           "kernel.keys.root_maxkeys", "kernel.keys.root_maxbytes", "net.ipv4.ip_forward")
+"""What the kubelet (the first six) and the CNI bridge plugin (ip_forward) change on start."""
+FAKE_GPU_LABEL = "aiconform.io/fake-gpu"
+REAL_NODE_LABEL = "aiconform.io/real-node"
+COMPONENTS = ("containerd", "kubelet", "realnode-plugin")
+MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes; containerd also makes "<socket>.ttrpc"
+
+# What to install when something is missing: executable or path -> Debian package.
+APT_PACKAGES = {
+    "containerd": "containerd",
+    "ctr": "containerd",
+    "runc": "runc",
+    "ip": "iproute2",
+    "umount": "mount",
+    "iptables": "iptables",
+}
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# -- preflight -------------------------------------------------------------------------------------------------------
+
+
+def missing_packages() -> list[str]:
+    """Debian packages the real node needs that are not installed (checked by executable and file)."""
+    missing = {pkg for exe, pkg in APT_PACKAGES.items() if shutil.which(exe) is None}
+    if not all((CNI_BIN_DIR / p).is_file() for p in CNI_PLUGINS):
+        missing.add("containernetworking-plugins")
+    if not images.BUSYBOX_BINARY.is_file():
+        missing.add("busybox-static")
+    return sorted(missing)
+
+
+def preflight(cluster: LocalCluster | None = None) -> None:
+    """Fail fast, in one line, on what a user can fix: not root, missing packages, address ranges in use, the
+    host's real node already taken by another cluster (``cluster`` given)."""
+    if os.geteuid() != 0:
+        raise PrivilegeError("a real kubelet node (tier R) needs root; run as root or use a tier S profile")
+    missing = missing_packages()
+    if missing:
+        raise ClusterError(f"the real node needs packages that are not installed; run: "
+                           f"apt-get install {' '.join(missing)}")
+    networks = host.host_networks(exclude_links=(VETH, VETH_PEER, BRIDGE))  # ours: leftovers are replaced
+    taken = host.overlapping(POD_CIDR, networks) or host.overlapping(f"{NODE_IP}/{NODE_PREFIX}", networks)
+    if taken is not None:
+        raise ClusterError(f"the real node's networks ({POD_CIDR}, {NODE_IP}/{NODE_PREFIX}) overlap {taken} on "
+                           "this host; free that range first")
+    holder = _claim_holder()
+    if cluster is not None and holder is not None and _held_by_other(holder, cluster):
+        raise _taken_error(holder)
+
+
+def _held_by_other(holder: dict[str, Any], cluster: LocalCluster) -> bool:
+    return holder.get("run_dir") != str(cluster.dir) and Path(holder.get("run_dir", "")).is_dir()
+
+
+def _taken_error(holder: dict[str, Any]) -> ClusterError:
+    return ClusterError(
+        f"a real node already runs on this host (cluster {holder.get('cluster')!r}, run dir {holder.get('run_dir')}); "
+        "one real node per host, since the kubelet's device-plugin dir is global: run "
+        f"`aiconform down --name {holder.get('cluster')}` first")
+
+
+def claim_host(cluster: LocalCluster) -> None:
+    """Take the one-real-node-per-host claim for ``cluster``; ClusterError when another cluster holds it."""
+    record = json.dumps({"cluster": cluster.name, "run_dir": str(cluster.dir), "pid": os.getpid()})
+    for _ in range(2):
+        try:
+            fd = os.open(HOST_CLAIM, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            holder = _claim_holder()
+            if holder is not None and _held_by_other(holder, cluster):
+                raise _taken_error(holder) from None
+            HOST_CLAIM.unlink(missing_ok=True)  # ours from a crashed start, or its run dir is gone: stale
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(record)
+        return
+    raise ClusterError(f"cannot claim the real node for this host ({HOST_CLAIM}); try again")
+
+
+def _claim_holder() -> dict[str, Any] | None:
+    try:
+        data: dict[str, Any] = json.loads(HOST_CLAIM.read_text())
+        return data
+    except (OSError, ValueError):
+        return None
+
+
+def release_host(cluster: LocalCluster) -> None:
+    holder = _claim_holder()
+    if holder is not None and holder.get("run_dir") == str(cluster.dir):
+        HOST_CLAIM.unlink(missing_ok=True)
+
+
+# -- config files ----------------------------------------------------------------------------------------------------
+
+
+def plugin_config(node: str, gpu: GpuSpec) -> dict[str, Any]:
+    """The fake GPU plugin's config (a pool dict) for the real node's GPU spec."""
+    gpu_d: dict[str, Any] = {"model": gpu.model, "count": gpu.count}
+    if gpu.mig.strategy != "none":
+        gpu_d["mig"] = {"strategy": gpu.mig.strategy, "layout": dict(gpu.mig.layout)}
+    ts = gpu.time_slicing
+    if ts.replicas > 1:
+        gpu_d["sharing"] = {"timeSlicing": {"replicas": ts.replicas, "renameByDefault": ts.rename_by_default,
+                                            "failRequestsGreaterThanOne": ts.fail_requests_greater_than_one}}
+    return {"name": node, "nodes": 1, "gpu": gpu_d}
+
+
+def _toml_str(value: str) -> str:
+    return json.dumps(value)
+
+
+def containerd_config(root: Path, state: Path, socket: Path, cni_conf_dir: Path) -> str:
+    """containerd 1.6 config (version 2): our own dirs and socket, CRI with this VM's settings."""
+    cri = '[plugins."io.containerd.grpc.v1.cri"]'
+    runc = f'{cri[:-1]}.containerd.runtimes.runc]'
+    return "\n".join([
+        "version = 2",
+        f"root = {_toml_str(str(root))}",
+        f"state = {_toml_str(str(state))}",
+        'disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",'
+        ' "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",'
+        ' "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]',
+        "[grpc]",
+        f"  address = {_toml_str(str(socket))}",
+        "[ttrpc]",
+        f"  address = {_toml_str(str(socket) + '.ttrpc')}",
+        "[debug]",
+        '  address = ""',
+        "[metrics]",
+        '  address = ""',
+        '[plugins."io.containerd.internal.v1.opt"]',
+        f"  path = {_toml_str(str(root / 'opt'))}",
+        cri,
+        f"  sandbox_image = {_toml_str(images.PAUSE_IMAGE)}",
+        "  restrict_oom_score_adj = true",
+        "  netns_mounts_under_state_dir = true",
+        "  enable_selinux = false",
+        f"{cri[:-1]}.containerd]",
+        '  snapshotter = "overlayfs"',
+        '  default_runtime_name = "runc"',
+        runc,
+        '  runtime_type = "io.containerd.runc.v2"',
+        f"{runc[:-1]}.options]",
+        "  SystemdCgroup = false",
+        f"  Root = {_toml_str(str(state / 'runc'))}",
+        f"{cri[:-1]}.cni]",
+        f"  bin_dir = {_toml_str(str(CNI_BIN_DIR))}",
+        f"  conf_dir = {_toml_str(str(cni_conf_dir))}",
+        "  max_conf_num = 1",
+        "",
+    ])
+
+
+def cni_conflist(ipam_dir: Path) -> dict[str, Any]:
+    return {
+        "cniVersion": "0.4.0",
+        "name": CNI_NETWORK,
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": BRIDGE,
+                "isGateway": True,
+                "ipMasq": False,
+                "hairpinMode": True,
+                "ipam": {"type": "host-local", "ranges": [[{"subnet": POD_CIDR}]], "dataDir": str(ipam_dir)},
+            },
+            {"type": "portmap", "capabilities": {"portMappings": True}},
+        ],
+    }
+
+
+def kubelet_config(*, ca: Path, socket: Path, port: int, healthz_port: int, serving: tuple[Path, Path],
+                   taints: list[dict[str, str]]) -> dict[str, Any]:
+    return {
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        "address": NODE_IP,
+        "port": port,
+        "readOnlyPort": 0,
+        "healthzBindAddress": "127.0.0.1",
+        "healthzPort": healthz_port,
+        "tlsCertFile": str(serving[0]),
+        "tlsPrivateKeyFile": str(serving[1]),
+        "authentication": {"x509": {"clientCAFile": str(ca)}, "webhook": {"enabled": True},
+                           "anonymous": {"enabled": False}},
+        "authorization": {"mode": "Webhook"},
+        "cgroupDriver": "cgroupfs",
+        "failCgroupV1": False,  # this VM is cgroup v1; kubelet >= 1.35 refuses it unless told otherwise
+        "failSwapOn": False,
+        "containerRuntimeEndpoint": f"unix://{socket}",
+        "nodeStatusUpdateFrequency": NODE_STATUS_UPDATE_FREQUENCY,
+        "nodeStatusReportFrequency": "1m",
+        "evictionHard": {"memory.available": "1Mi", "nodefs.available": "0%", "nodefs.inodesFree": "0%",
+                         "imagefs.available": "0%", "imagefs.inodesFree": "0%"},
+        "imageGCHighThresholdPercent": 100,  # never garbage-collect our imported images (nothing can be pulled)
+        "imageGCLowThresholdPercent": 99,
+        "makeIPTablesUtilChains": False,
+        "podLogsDir": str(KUBELET_ROOT / "pod-logs"),
+        "registerWithTaints": taints,
+        "rotateCertificates": False,
+        "serverTLSBootstrap": False,
+        "resolvConf": "/etc/resolv.conf",
+        "maxPods": 32,
+    }
+
+
+# -- the host ----------------------------------------------------------------------------------------------------------
+
+
+class RealNodeHost:
+    """Starts (and restarts the kubelet of) the one real node of a local cluster."""
+
+    def __init__(self, cluster: LocalCluster, spec: RealNode, kubelet: Path, *, progress: Progress = _stderr) -> None:
+        self.cluster = cluster
+        self.spec = spec
+        self.kubelet = kubelet
+        self.progress = progress
+        self.dir = cluster.dir / "realnode"
+        self.record: dict[str, Any] = {}
+
+    @classmethod
+    def attach(cls, cluster: LocalCluster, *, progress: Progress = _stderr) -> RealNodeHost:
+        """The real node of a running cluster (from its realnode.json)."""
+        record = load_record(cluster)
+        if record is None:
+            raise UnsupportedCapability("local", f"a real node (cluster {cluster.name!r} has none)")
+        node = cls(cluster, RealNode(enabled=True, name=record["node"]), Path(record["kubelet_argv"][0]),
+                   progress=progress)
+        node.record = record
+        return node
+
+    # -- paths --
+    @property
+    def containerd_dir(self) -> Path:
+        return self.dir / "containerd"
+
+    @property
+    def socket(self) -> Path:
+        return self.containerd_dir / "containerd.sock"
+
+    @property
+    def plugin_state_dir(self) -> Path:
+        return self.cluster.dir / "fake-gpu" / self.spec.name
+
+    def _save(self) -> None:
+        path = self.cluster.dir / "realnode.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.record, indent=2))
+        os.replace(tmp, path)
+
+    # -- start --
+    def start(self) -> list[str]:
+        """Bring the node up; returns the components started (each with a pidfile at cluster.pidfile(name))."""
+        preflight(self.cluster)
+        if len(str(self.socket)) > MAX_SOCKET_PATH:
+            raise ClusterError(f"the run dir {self.cluster.dir} is too deep for containerd's socket path "
+                               f"({len(str(self.socket))} > {MAX_SOCKET_PATH} characters); use a shorter "
+                               "AICONFORM_STATE_DIR")
+        claim_host(self.cluster)
+        self._record_host_before()
+        archives = self._build_images()
+        self._make_network()
+        self._start_containerd(archives)
+        self._start_kubelet()
+        components = ["containerd", "kubelet"]
+        if self.spec.gpu is not None and self.spec.gpu.count > 0:
+            self._start_plugin(self.spec.gpu)
+            components.append("realnode-plugin")
+        self._wait_node()
+        return components
+
+    def _record_host_before(self) -> None:
+        """Write down, before changing anything, what exists on the host so teardown restores exactly that."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        existed = {str(p): p.exists() for p in (KUBELET_BASE, KUBELET_ROOT, DEVICE_PLUGIN_DIR, CNI_STATE_DIR,
+                                                 CONTAINER_LOGS_DIR, CONTAINERD_RUN_DIR)}
+        self.record = {
+            "node": self.spec.name,
+            "node_ip": NODE_IP,
+            "veth": [VETH, VETH_PEER],
+            "bridge": BRIDGE,
+            "pod_cidr": POD_CIDR,
+            "kubelet_root": str(KUBELET_ROOT),
+            "containerd": {"socket": str(self.socket), "root": str(self.containerd_dir / "root"),
+                           "state": str(self.containerd_dir / "state")},
+            "existed": existed,
+            "sysctls": {name: host.read_sysctl(name) for name in SYSCTLS},
+            "kubepods_existed": [str(p) for p in host.cgroup_dirs("kubepods")],
+            "iptables_chains": host.iptables_chains(),
+            "plugin_state_dir": str(self.plugin_state_dir),
+            "created": time.time(),
+        }
+        self._save()
+
+    def _build_images(self) -> list[Path]:
+        self.progress("  real node: building the pause and busybox images (cached under "
+                      f"{images.images_cache()})")
+        return [images.pause_archive(), images.busybox_archive()]
+
+    def _make_network(self) -> None:
+        self.progress(f"  real node: veth {VETH} with {NODE_IP}/{NODE_PREFIX}; CNI bridge {BRIDGE} for {POD_CIDR}")
+        for stale in (VETH, BRIDGE):  # leftovers of ours from a crashed run (the names are ours alone)
+            host.delete_link(stale)
+        try:
+            host.create_veth(VETH, VETH_PEER, f"{NODE_IP}/{NODE_PREFIX}")
+        except CommandError as err:
+            raise ClusterError(f"cannot create the real node's veth pair: {err}") from err
+        conf_dir = self.dir / "cni" / "net.d"
+        conf_dir.mkdir(parents=True, exist_ok=True)
+        (conf_dir / "10-aiconform.conflist").write_text(
+            json.dumps(cni_conflist(self.dir / "cni" / "ipam"), indent=2))
+
+    def _start_containerd(self, archives: list[Path]) -> None:
+        self.progress(f"  real node: starting containerd ({self.socket})")
+        cfg = self.containerd_dir / "config.toml"
+        self.containerd_dir.mkdir(parents=True, exist_ok=True)
+        cfg.write_text(containerd_config(self.containerd_dir / "root", self.containerd_dir / "state", self.socket,
+                                         self.dir / "cni" / "net.d"))
+        self.cluster._start("containerd", [shutil.which("containerd") or "containerd", "--config", str(cfg)])
+        self._poll("containerd", lambda: self._ctr_ok(), timeout=30, what="containerd's socket")
+        for archive in archives:
+            try:
+                self._ctr("images", "import", str(archive), timeout=120)
+            except CommandError as err:
+                raise ClusterError(f"cannot import {archive.name} into containerd: {err}") from err
+
+    def _ctr(self, *args: str, timeout: float = 60) -> proc.Result:
+        return proc.run(["ctr", "--address", str(self.socket), "--namespace", "k8s.io", *args], timeout=timeout)
+
+    def _ctr_ok(self) -> bool:
+        if not self.socket.exists():
+            return False
+        try:
+            self._ctr("version", timeout=10)
+        except CommandError:
+            return False
+        return True
+
+    def _start_kubelet(self) -> None:
+        from harness.providers.local import free_port, write_kubeconfig
+
+        name = self.spec.name
+        pki = self.cluster.pki
+        self.progress(f"  real node: starting kubelet for node {name} (root dir {KUBELET_ROOT})")
+        client = pki.issue(f"kubelet-{name}-client", f"system:node:{name}", org="system:nodes", client=True)
+        serving = pki.issue(f"kubelet-{name}-serving", f"system:node:{name}", org="system:nodes", server=True,
+                            dns=(name,), ips=(NODE_IP,))
+        server = KubeConfig.from_file(self.cluster.kubeconfig()).server
+        kubeconfig = self.dir / "kubelet.kubeconfig"
+        write_kubeconfig(kubeconfig, server, pki.ca.cert, client.cert, client.key, self.cluster.name)
+        healthz = free_port()
+        config = kubelet_config(ca=pki.ca.cert, socket=self.socket, port=free_port(), healthz_port=healthz,
+                                serving=(serving.cert, serving.key),
+                                taints=[t.to_api() for t in self.spec.taints])
+        cfg = self.dir / "kubelet-config.yaml"
+        cfg.write_text(yaml.safe_dump(config))
+        argv = [str(self.kubelet), f"--config={cfg}", f"--kubeconfig={kubeconfig}", f"--root-dir={KUBELET_ROOT}",
+                f"--hostname-override={name}", f"--node-ip={NODE_IP}", "--v=1"]
+        self.record |= {"kubelet_argv": argv, "kubelet_healthz_port": healthz}
+        self._save()
+        self.cluster._start("kubelet", argv)
+        self._wait_kubelet_healthy()
+
+    def _wait_kubelet_healthy(self, timeout: float = 60) -> None:
+        url = f"http://127.0.0.1:{self.record['kubelet_healthz_port']}/healthz"
+
+        def healthy() -> bool:
+            try:
+                with urllib.request.urlopen(url, timeout=1) as resp:
+                    return bool(resp.status == 200)
+            except (urllib.error.URLError, OSError):
+                return False
+
+        self._poll("kubelet", healthy, timeout=timeout, what="the kubelet's /healthz")
+
+    def _poll(self, component: str, probe: Callable[[], bool], *, timeout: float, what: str) -> None:
+        """A bounded poll (no watch exists for a socket or a health endpoint); fails fast if the process exits."""
+        deadline = time.monotonic() + timeout
+        delay = 0.05
+        while time.monotonic() < deadline:
+            if probe():
+                return
+            self._check_alive(component)
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+        raise ClusterError(f"{what} did not answer within {timeout:.0f}s: {self.cluster._log_tail(component)}")
+
+    def _check_alive(self, component: str) -> None:
+        rec = proc.read_pidfile(self.cluster.pidfile(component))
+        if rec is None or not proc.pid_alive(rec[0]):
+            raise ClusterError(f"{component} exited during start-up: {self.cluster._log_tail(component)}")
+
+    def _start_plugin(self, gpu: GpuSpec) -> None:
+        from harness.providers.local import free_port
+
+        port = free_port()
+        self.progress(f"  real node: starting the fake GPU plugin ({gpu.count} x {gpu.model}; metrics on "
+                      f"127.0.0.1:{port})")
+        cfg = self.dir / "fake-gpu.json"
+        cfg.write_text(json.dumps(plugin_config(self.spec.name, gpu), indent=2))
+        self.record |= {"plugin_config": str(cfg), "metrics_port": port}
+        self._save()
+        argv = [sys.executable, "-m", "fake_gpu_plugin", "serve", "--config", str(cfg),
+                "--node-name", self.spec.name, "--device-plugin-dir", str(DEVICE_PLUGIN_DIR),
+                "--kubelet-root", str(KUBELET_ROOT), "--state-dir", str(self.plugin_state_dir),
+                "--metrics-addr", f"127.0.0.1:{port}", "--kubeconfig", str(self.cluster.kubeconfig())]
+        self.cluster._start("realnode-plugin", argv, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    def node_labels(self) -> dict[str, str]:
+        labels = {REAL_NODE_LABEL: "true", "aiconform.io/cluster": self.cluster.name}
+        if self.spec.gpu is not None and self.spec.gpu.count > 0:
+            from fake_gpu_plugin.config import config_from_pool
+            from fake_gpu_plugin.labels import node_labels
+
+            labels |= node_labels(config_from_pool(plugin_config(self.spec.name, self.spec.gpu)))
+            labels[FAKE_GPU_LABEL] = "true"
+        return labels | dict(self.spec.labels)
+
+    def expected_resources(self) -> dict[str, str]:
+        gpu = self.spec.gpu
+        return {k: str(v) for k, v in gpu.extended_resources().items()} if gpu is not None else {}
+
+    def _wait_node(self, timeout: float = 120) -> None:
+        name = self.spec.name
+        client = self.cluster.client()
+        self.progress(f"  real node: waiting for node {name} to register")
+        self._watch_node(client, lambda n: True, timeout, "to register")
+        client.patch("Node", name, {"metadata": {"labels": self.node_labels()}})
+        want = self.expected_resources()
+        self.progress(f"  real node: waiting for {name} to be Ready"
+                      + (f" with {', '.join(f'{k}={v}' for k, v in want.items())}" if want else ""))
+
+        def done(node: dict[str, Any]) -> bool:
+            from harness.providers.local import node_ready
+
+            alloc = node.get("status", {}).get("allocatable", {})
+            return node_ready(node) and all(alloc.get(k) == v for k, v in want.items())
+
+        self._watch_node(client, done, timeout, "to be Ready with the plugin's resources")
+
+    def _watch_node(self, client: KubeClient, cond: Callable[[dict[str, Any]], bool], timeout: float,
+                    what: str) -> None:
+        def failure(_state: dict[str, Any]) -> str | None:
+            for comp in ("kubelet", "containerd", "realnode-plugin"):
+                pf = self.cluster.pidfile(comp)
+                rec = proc.read_pidfile(pf)
+                if pf.exists() and (rec is None or not proc.pid_alive(rec[0])):
+                    return f"{comp} exited: {self.cluster._log_tail(comp)}"
+            return None
+
+        try:
+            client.wait_for("Node", name=self.spec.name, condition=lambda s: any(cond(n) for n in s.values()),
+                            failure=failure, timeout=timeout, what=f"node {self.spec.name} {what}")
+        except (WaitTimeout, WaitFailed) as err:
+            raise ClusterError(f"{err} (kubelet log: {self.cluster.logfile('kubelet')})") from err
+
+    # -- restart --
+    def restart_kubelet(self) -> None:
+        """Stop the kubelet and start it again with the same argv (pods and the plugin keep running)."""
+        argv = self.record["kubelet_argv"]
+        self.progress(f"restarting the kubelet of node {self.record['node']}")
+        proc.stop_pidfile(self.cluster.pidfile("kubelet"))
+        self.cluster._start("kubelet", list(argv))
+        self._wait_kubelet_healthy()
+
+
+def load_record(cluster: LocalCluster) -> dict[str, Any] | None:
+    try:
+        data: dict[str, Any] = json.loads((cluster.dir / "realnode.json").read_text())
+        return data
+    except (OSError, ValueError):
+        return None
+
+
+def restart_node(cluster: LocalCluster, node: str) -> None:
+    """The ``RestartsNodes`` capability of the local provider: only the real node has a kubelet to restart."""
+    record = load_record(cluster)
+    if record is None or record.get("node") != node:
+        raise UnsupportedCapability("local", f"restarting node {node!r} (only a real node has a kubelet; "
+                                             f"this cluster's is {record.get('node') if record else None!r})")
+    RealNodeHost.attach(cluster, progress=cluster.progress).restart_kubelet()
+
+
+# -- teardown ----------------------------------------------------------------------------------------------------------
+
+
+def teardown_host(cluster: LocalCluster, *, progress: Progress = _stderr) -> list[str]:
+    """Undo everything realnode.json records; returns what could not be removed (also printed as warnings).
+
+    Order: kubelet and plugin; every container (kill the kubepods cgroups' processes, delete the tasks through
+    containerd); containerd and any shim left; mounts under the kubelet root and containerd dirs; the kubepods
+    cgroups; sysctls; links; iptables chains; directories the harness created; the host claim.
+    """
+    record = load_record(cluster)
+    if record is None:
+        return []
+    progress(f"tearing down the real node {record.get('node')}")
+    left: list[str] = []
+    for step in (_stop_node_daemons, _remove_containers, _stop_containerd, _unmount, _remove_cgroups,
+                 _restore_sysctls, _remove_links, _remove_iptables, _remove_dirs):
+        try:
+            left += step(cluster, record)
+        except (AiconformError, OSError) as err:
+            left.append(f"{step.__name__.strip('_').replace('_', ' ')}: {err}")
+    release_host(cluster)
+    (cluster.dir / "realnode.json").unlink(missing_ok=True)
+    for item in left:
+        progress(f"warning: the real node left {item}")
+    return left
+
+
+def host_leftovers(record: dict[str, Any], run_dir: Path, pids: list[int]) -> list[str]:
+    """What a torn-down real node left on the host (empty when ``down`` restored everything): ``pids`` are the
+    node's daemons as they were before the teardown."""
+    left = [f"process {p}" for p in pids if proc.pid_alive(p)]
+    left += [f"shim/process {p}" for p in host.pids_with_arg(record["containerd"]["socket"])]
+    left += [f"mount {m}" for m in host.mounts_under([Path(record["kubelet_root"]), run_dir, DEVICE_PLUGIN_DIR])]
+    left += [f"link {n}" for n in [record["bridge"], *record["veth"]] if host.link_exists(n)]
+    left += [f"cgroup {d}" for d in host.cgroup_dirs("kubepods") if str(d) not in record["kubepods_existed"]]
+    left += [f"sysctl {k}" for k, v in record["sysctls"].items() if v is not None and host.read_sysctl(k) != v]
+    left += [f"dir {p}" for p, existed in record["existed"].items() if not existed and Path(p).exists()]
+    holder = _claim_holder()
+    if holder is not None and holder.get("run_dir") == str(run_dir):
+        left.append(f"host claim {HOST_CLAIM}")
+    if run_dir.exists():
+        left.append(f"run dir {run_dir}")
+    return left
+
+
+def _stop_node_daemons(cluster: LocalCluster, record: dict[str, Any]) -> list[str]:
+    for comp in ("kubelet", "realnode-plugin"):
+        if proc.stop_pidfile(cluster.pidfile(comp)):
+            cluster.progress(f"stopped {comp}")
+    return []
+
+
+def _container_pids(record: dict[str, Any]) -> list[int]:
+    existed = set(record.get("kubepods_existed", []))
+    return sorted({pid for d in host.cgroup_dirs("kubepods") if str(d) not in existed
+                   for pid in host.cgroup_pids(d)})
+
+
+def _remove_containers(cluster: LocalCluster, record: dict[str, Any]) -> list[str]:
+    survivors = host.kill_pids(_container_pids(record))
+    socket = record["containerd"]["socket"]
+    if Path(socket).exists() and _alive(cluster, "containerd"):
+        ctr = ["ctr", "--address", socket, "--namespace", "k8s.io"]
+        tasks = proc.run([*ctr, "tasks", "ls", "-q"], timeout=30, check=False).stdout.split()
+        for task in tasks:
+            proc.run([*ctr, "tasks", "delete", "--force", task], timeout=30, check=False)
+        containers = proc.run([*ctr, "containers", "ls", "-q"], timeout=30, check=False).stdout.split()
+        if containers:
+            proc.run([*ctr, "containers", "delete", *containers], timeout=60, check=False)
+        if tasks:
+            cluster.progress(f"removed {len(tasks)} containers")
+    return [f"container process {p}" for p in survivors]
+
+
+def _alive(cluster: LocalCluster, comp: str) -> bool:
+    rec = proc.read_pidfile(cluster.pidfile(comp))
+    return rec is not None and proc.pid_alive(rec[0])
+
+
+def _stop_containerd(cluster: LocalCluster, record: dict[str, Any]) -> list[str]:
+    if proc.stop_pidfile(cluster.pidfile("containerd")):
+        cluster.progress("stopped containerd")
+    shims = host.pids_with_arg(record["containerd"]["socket"])
+    survivors = host.kill_pids(shims + _container_pids(record))
+    return [f"process {p} ({_comm(p)})" for p in survivors]
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
+
+
+def _mount_roots(cluster: LocalCluster, record: dict[str, Any]) -> list[Path]:
+    return [Path(record["kubelet_root"]), cluster.dir / "realnode", DEVICE_PLUGIN_DIR]
+
+
+def _unmount(cluster: LocalCluster, record: dict[str, Any]) -> list[str]:
+    return [f"mount {m}" for m in host.unmount_all(_mount_roots(cluster, record))]
+
+
+def _remove_cgroups(cluster: LocalCluster, record: dict[str, Any]) -> list[str]:
+    existed = set(record.get("kubepods_existed", []))
+    return [f"cgroup {d}" for d in host.cgroup_dirs("kubepods")
+            if str(d) not in existed and not host.remove_cgroup_tree(d)]
+
+
+def _restore_sysctls(cluster: LocalCluster, record: dict[str, Any]) -> list[str]:
+    left = []
+    for name, value in (record.get("sysctls") or {}).items():
+        if value is not None and host.read_sysctl(name) != value and not host.write_sysctl(name, value):
+            left.append(f"sysctl {name}={host.read_sysctl(name)} (was {value})")
+    return left
+
+
+def _remove_links(cluster: LocalCluster, record: dict[str, Any]) -> list[str]:
+    bridge = record.get("bridge", BRIDGE)
+    for port in host.bridge_ports(bridge):  # host ends of pod veths whose netns outlived their pods
+        host.delete_link(port)
+    host.delete_link(bridge)
+    for link in record.get("veth", []):
+        host.delete_link(link)
+    return [f"link {n}" for n in [bridge, *record.get("veth", [])] if host.link_exists(n)]
+
+
+def _remove_iptables(cluster: LocalCluster, record: dict[str, Any]) -> list[str]:
+    before = record.get("iptables_chains") or {}
+    left = []
+    for table, chains in host.iptables_chains().items():
+        new = [c for c in chains if c not in before.get(table, []) and c.startswith(("KUBE-", "CNI-"))]
+        left += [f"iptables chain {table}/{c}" for c in host.iptables_delete_chains(table, new)]
+    return left
+
+
+def _remove_dirs(cluster: LocalCluster, record: dict[str, Any]) -> list[str]:
+    existed: dict[str, bool] = record.get("existed", {})
+    mounted = host.mounts_under([KUBELET_BASE])
+    if mounted:
+        return [f"{KUBELET_BASE} (still mounted: {mounted[0]})"]
+    for path in (KUBELET_ROOT, DEVICE_PLUGIN_DIR, KUBELET_BASE, CNI_STATE_DIR, CONTAINER_LOGS_DIR):
+        if not existed.get(str(path), True):
+            shutil.rmtree(path, ignore_errors=True)
+    if CONTAINER_LOGS_DIR.is_dir():  # the kubelet's symlinks into our pod logs dir
+        for link in CONTAINER_LOGS_DIR.iterdir():
+            if link.is_symlink() and os.readlink(link).startswith(str(KUBELET_ROOT) + "/"):
+                link.unlink(missing_ok=True)
+    if existed.get(str(CNI_STATE_DIR), True):  # kept the dir: remove only our network's cached results
+        for cached in (CNI_STATE_DIR / "results").glob(f"{CNI_NETWORK}-*"):
+            cached.unlink(missing_ok=True)
+    if not existed.get(str(CONTAINERD_RUN_DIR), True):
+        shutil.rmtree(CONTAINERD_RUN_DIR, ignore_errors=True)
+    return [str(p) for p in (KUBELET_ROOT, CNI_STATE_DIR, CONTAINER_LOGS_DIR, CONTAINERD_RUN_DIR)
+            if not existed.get(str(p), True) and p.exists()]

@@ -1,0 +1,148 @@
+"""The real node's generated configs, image archives and host claim, without a kubelet (tests/integration has that)."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from fake_gpu_plugin.config import config_from_pool
+from fake_gpu_plugin.inventory import build_inventory
+from harness import images
+from harness.config import load_profile, parse_profile
+from harness.errors import ClusterError
+from harness.providers import linuxhost, realnode
+from harness.providers.local import LocalCluster
+
+
+def test_containerd_config_has_this_vms_cri_settings(tmp_path: Path) -> None:
+    text = realnode.containerd_config(tmp_path / "root", tmp_path / "state", tmp_path / "c.sock", tmp_path / "net")
+    cfg = tomllib.loads(text)
+    assert cfg["version"] == 2 and cfg["root"] == str(tmp_path / "root") and cfg["state"] == str(tmp_path / "state")
+    assert cfg["grpc"]["address"] == str(tmp_path / "c.sock")
+    cri = cfg["plugins"]["io.containerd.grpc.v1.cri"]
+    assert cri["restrict_oom_score_adj"] is True
+    assert cri["netns_mounts_under_state_dir"] is True
+    assert cri["sandbox_image"] == images.PAUSE_IMAGE
+    assert cri["cni"] == {"bin_dir": "/usr/lib/cni", "conf_dir": str(tmp_path / "net"), "max_conf_num": 1}
+    assert cri["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is False
+    assert cfg["plugins"]["io.containerd.internal.v1.opt"]["path"].startswith(str(tmp_path))
+
+
+def test_kubelet_config() -> None:
+    cfg = realnode.kubelet_config(ca=Path("/ca.crt"), socket=Path("/run/x.sock"), port=1, healthz_port=2,
+                                  serving=(Path("/s.crt"), Path("/s.key")),
+                                  taints=[{"key": "k", "effect": "NoSchedule"}])
+    assert cfg["cgroupDriver"] == "cgroupfs" and cfg["failSwapOn"] is False and cfg["failCgroupV1"] is False
+    assert cfg["authentication"]["x509"]["clientCAFile"] == "/ca.crt"
+    assert cfg["authorization"]["mode"] == "Webhook"
+    assert cfg["containerRuntimeEndpoint"] == "unix:///run/x.sock"
+    assert cfg["address"] == realnode.NODE_IP
+    assert cfg["nodeStatusUpdateFrequency"] == realnode.NODE_STATUS_UPDATE_FREQUENCY
+    assert "staticPodPath" not in cfg
+    assert all(v in ("0%", "1Mi") for v in cfg["evictionHard"].values())
+    assert cfg["registerWithTaints"] == [{"key": "k", "effect": "NoSchedule"}]
+
+
+def test_cni_conflist_is_bridge_host_local_portmap(tmp_path: Path) -> None:
+    conf = realnode.cni_conflist(tmp_path)
+    assert [p["type"] for p in conf["plugins"]] == ["bridge", "portmap"]
+    bridge = conf["plugins"][0]
+    assert bridge["ipam"]["type"] == "host-local" and bridge["ipMasq"] is False
+    assert bridge["ipam"]["ranges"] == [[{"subnet": realnode.POD_CIDR}]]
+
+
+def test_plugin_config_for_mixed_mig_gives_the_profiles_resources() -> None:
+    """Mixed MIG at unit level: the real node's plugin advertises what the profile's GPU spec says."""
+    profile = parse_profile({"name": "m", "realNode": {"enabled": True, "gpu": {
+        "model": "A100-SXM4-80GB", "count": 2,
+        "mig": {"strategy": "mixed", "layout": {"3g.40gb": 1, "2g.20gb": 1, "1g.10gb": 2}}}}})
+    gpu = profile.real_node.gpu
+    assert gpu is not None
+    inv = build_inventory(config_from_pool(realnode.plugin_config("n", gpu)), "n")
+    advertised = {name: len(devs) for name, devs in inv.resources.items()}
+    assert advertised == gpu.extended_resources() == {
+        "nvidia.com/mig-3g.40gb": 2, "nvidia.com/mig-2g.20gb": 2, "nvidia.com/mig-1g.10gb": 4}
+
+
+def test_shipped_local_real_profile() -> None:
+    p = load_profile("local-real")
+    assert p.tier == "R" and p.real_node.name == "aiconform-real-0"
+    assert p.real_node.gpu is not None and p.real_node.gpu.extended_resources() == {"nvidia.com/gpu": 4}
+    assert p.pools
+
+
+def test_docker_archive_layout() -> None:
+    data = images.docker_archive("example.local/x:1", [images.LayerFile("bin", mode=0o755),
+                                                       images.LayerFile("bin/tool", b"#!/bin/sh\n"),
+                                                       images.LayerFile("bin/sh", link="tool")], ["/bin/tool"], [])
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+        assert manifest[0]["RepoTags"] == ["example.local/x:1"]
+        config = json.load(tar.extractfile(manifest[0]["Config"]))  # type: ignore[arg-type]
+        layer = tar.extractfile(manifest[0]["Layers"][0]).read()  # type: ignore[union-attr]
+    import hashlib
+
+    assert config["rootfs"]["diff_ids"] == ["sha256:" + hashlib.sha256(layer).hexdigest()]
+    assert config["config"]["Entrypoint"] == ["/bin/tool"]
+    with tarfile.open(fileobj=io.BytesIO(layer)) as inner:
+        assert inner.getmember("bin/sh").issym()
+
+
+def test_static_elf_detection() -> None:
+    assert not images.is_static_elf(b"#!/bin/sh\n")
+
+
+def test_one_real_node_per_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(realnode, "HOST_CLAIM", tmp_path / "claim.json")
+    first, second = LocalCluster("one", root=tmp_path), LocalCluster("two", root=tmp_path)
+    first.dir.mkdir()
+    realnode.claim_host(first)
+    with pytest.raises(ClusterError, match="one real node per host"):
+        realnode.claim_host(second)
+    realnode.release_host(second)  # not the holder: no effect
+    assert realnode.HOST_CLAIM.exists()
+    realnode.release_host(first)
+    realnode.claim_host(second)  # free again
+
+
+def test_stale_claim_is_taken_over(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(realnode, "HOST_CLAIM", tmp_path / "claim.json")
+    realnode.HOST_CLAIM.write_text(json.dumps({"cluster": "gone", "run_dir": str(tmp_path / "gone")}))
+    realnode.claim_host(LocalCluster("new", root=tmp_path))
+    assert json.loads(realnode.HOST_CLAIM.read_text())["cluster"] == "new"
+
+
+def test_missing_packages_names_apt_packages(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(realnode.shutil, "which", lambda exe: None if exe in ("containerd", "runc") else "/bin/x")
+    monkeypatch.setattr(realnode, "CNI_BIN_DIR", Path("/nonexistent"))
+    missing = realnode.missing_packages()
+    assert {"containerd", "runc", "containernetworking-plugins"} <= set(missing)
+
+
+def test_mounts_under_unescapes_and_orders_deepest_first(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    info = tmp_path / "mountinfo"
+    info.write_text("1 0 8:1 / / rw - ext4 /dev/a rw\n"
+                    "2 1 0:5 / /var/lib/kubelet/aiconform rw - ext4 /dev/a rw\n"
+                    "3 2 0:6 / /var/lib/kubelet/aiconform/pods/x/volumes/a\\040b rw - tmpfs tmpfs rw\n"
+                    "4 1 0:7 / /var/lib/kubeletother rw - tmpfs tmpfs rw\n")
+    real_path = linuxhost.Path
+
+    def fake_path(*parts: str) -> Path:
+        return info if parts == ("/proc/self/mountinfo",) else real_path(*parts)
+
+    monkeypatch.setattr(linuxhost, "Path", fake_path)
+    assert linuxhost.mounts_under([real_path("/var/lib/kubelet/aiconform")]) == [
+        "/var/lib/kubelet/aiconform/pods/x/volumes/a b", "/var/lib/kubelet/aiconform"]
+
+
+def test_overlap_check() -> None:
+    import ipaddress
+
+    nets = [ipaddress.IPv4Network("10.244.0.0/16"), ipaddress.IPv4Network("192.0.2.0/24")]
+    assert linuxhost.overlapping("10.244.0.0/24", nets) == nets[0]
+    assert linuxhost.overlapping("172.31.255.0/30", nets) is None
