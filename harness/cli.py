@@ -11,7 +11,6 @@ import json
 import signal
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from types import FrameType
 
 from harness import __version__

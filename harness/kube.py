@@ -14,7 +14,6 @@ import base64
 import http.client
 import json
 import os
-import socket
 import ssl
 import tempfile
 import threading
@@ -483,7 +482,7 @@ class KubeClient:
                     conn.sock.settimeout(max(0.05, remaining))
                 try:
                     line = resp.readline()
-                except (TimeoutError, socket.timeout):
+                except TimeoutError:
                     return
                 except (ConnectionError, http.client.HTTPException, OSError) as err:
                     raise KubeUnreachable(f"watch {path}: {err}") from err

@@ -56,7 +56,7 @@ class Pki:
     def create_ca(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         key = _key()
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         name = _name("aiconform-ca")
         cert = (
             x509.CertificateBuilder()
@@ -94,7 +94,7 @@ class Pki:
     ) -> CertPair:
         ca_cert, ca_key = self._load_ca()
         key = _key()
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         usages = []
         if server:
             usages.append(ExtendedKeyUsageOID.SERVER_AUTH)

@@ -362,10 +362,9 @@ def _record(item: pytest.Item, phases: dict[str, Any]) -> None:
             reason = _failure_reason(exc, rep)
     ev = item.stash.get(_EVIDENCE, None)
     module = item.nodeid.split("::")[0].rsplit("/", 1)[-1].removesuffix(".py").removeprefix("test_")
-    doc = (getattr(item, "function", None).__doc__ or "").strip().splitlines() if hasattr(item, "function") else []
     col.add_check(
         item.nodeid,
-        name=doc[0] if doc else item.name,
+        name=item.name.removeprefix("test_").replace("_", " "),
         suite=module,
         status=status,
         requirement=spec.get("requirement"),

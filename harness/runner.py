@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -91,8 +92,8 @@ def run_main(args: argparse.Namespace) -> int:
     ]
     if args.allow_existing:
         argv.append("--aiconform-allow-destructive")
-    if args.seed is not None:
-        argv.append(f"--hypothesis-seed={args.seed}")
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**32)
+    argv.append(f"--hypothesis-seed={seed}")  # always explicit, so the report can name it for a replay
     if args.keyword:
         argv += ["-k", args.keyword]
     env = dict(os.environ)

@@ -14,7 +14,7 @@ from harness.kube import KubeClient, Obj, is_bound, unschedulable_message
 
 GPU = "nvidia.com/gpu"
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
-PAUSE_IMAGE = "aiconform.local/pause:latest"
+PAUSE_IMAGE = "aiconform.local/pause:3.10"  # harness.images builds it for real nodes; nothing is pulled
 
 
 def pod(
@@ -34,7 +34,7 @@ def pod(
     security_context: dict[str, Any] | None = None,
 ) -> Obj:
     """A one-container pod; ``resources`` go to limits (requests default to limits for extended resources)."""
-    container: dict[str, Any] = {"name": "main", "image": image}
+    container: dict[str, Any] = {"name": "main", "image": image, "imagePullPolicy": "IfNotPresent"}
     if command:
         container["command"] = command
     if resources:

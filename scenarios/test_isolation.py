@@ -8,6 +8,7 @@ RBAC verdicts from its authorizer, asked as the tenant's own service account wit
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -142,3 +143,84 @@ def test_networkpolicy_default_deny_blocks_cross_tenant_traffic(
     evidence["after_policy"] = after
     assert before == "Succeeded", "the baseline request failed, so the policy check would prove nothing"
     assert after == "Failed"
+
+
+def _start_and_log(kube: KubeClient, t: Tenant, manifest: dict[str, Any], timeout: float = 90) -> dict[str, str]:
+    """Start a pod whose containers print, then stay running, and return each container's output (read through
+    the apiserver → kubelet log API) once every container has printed its END marker."""
+    import time
+
+    name = manifest["metadata"]["name"]
+    t.create(manifest)
+
+    def failed(s: dict[str, dict[str, Any]]) -> str | None:
+        obj = next(iter(s.values()), None)
+        if obj is None:
+            return None
+        if obj["status"].get("phase") in ("Succeeded", "Failed"):
+            return f"pod {name} ended ({obj['status']['phase']}) before it could be read"
+        for cs in obj.get("status", {}).get("containerStatuses", []) or []:
+            reason = (cs.get("state", {}).get("waiting") or {}).get("reason", "")
+            if reason in ("ErrImagePull", "ImagePullBackOff", "CreateContainerError", "InvalidImageName"):
+                return f"container {cs['name']}: {reason}"
+        return None
+
+    kube.wait_for("Pod", namespace=t.name, name=name, timeout=timeout, failure=failed,
+                  what=f"pod {name} to run",
+                  condition=lambda s: bool(s) and next(iter(s.values()))["status"].get("phase") == "Running")
+    base = kube.kind_path("Pod", t.name, name) + "/log"
+    logs: dict[str, str] = {}
+    deadline = time.monotonic() + 30
+    for c in manifest["spec"]["containers"]:
+        # The log endpoint has no watch; poll it briefly, with a deadline, until the script's END marker appears.
+        while True:
+            logs[c["name"]] = str(kube.request("GET", base, params={"container": c["name"]}, raw=True))
+            if "END" in logs[c["name"]] or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    return logs
+
+
+def _accelerator_pod(name: str, containers: list[tuple[str, int]], image: str, selector: dict[str, str]) -> dict[str, Any]:
+    script = ("nvidia-smi -L 2>&1; echo ---; ls /dev/ 2>&1 | grep -i nvidia; echo ---; "
+              "env | grep NVIDIA_VISIBLE; echo END; exec sleep 3600")
+    spec_containers = []
+    for cname, gpus in containers:
+        c: dict[str, Any] = {"name": cname, "image": image, "imagePullPolicy": "IfNotPresent",
+                             "command": ["sh", "-c", script]}
+        if gpus:
+            c["resources"] = {"limits": {GPU: str(gpus)}}
+        spec_containers.append(c)
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"restartPolicy": "Always", "nodeSelector": selector, "containers": spec_containers,
+                     "tolerations": [{"operator": "Exists"}], "terminationGracePeriodSeconds": 0}}
+
+
+@pytest.mark.aiconform(requirement="secure_accelerator_access", tier="R", gpus=2)
+def test_container_sees_only_its_allocated_accelerators(
+    kube: KubeClient, tenant: Tenant, evidence: Evidence, aiconform_cluster: ClusterHandle
+) -> None:
+    """In real containers running side by side: two 1-GPU pods see one distinct GPU each (nvidia-smi and
+    /dev/nvidiaN agree); a container that asked for none, even beside one that did in the same pod, sees no GPU."""
+    import os
+    import re
+
+    image = os.environ.get("AICONFORM_TEST_IMAGE", "aiconform.local/busybox:latest")
+    selector = ({"aiconform.io/fake-gpu": "true"} if aiconform_cluster.tier == "R"
+                else {"nvidia.com/gpu.present": "true"})
+    uuid = re.compile(r"UUID: ((?:GPU|MIG)-[0-9a-fA-F-]+)")
+    logs_a = _start_and_log(kube, tenant, _accelerator_pod("gpu-a", [("main", 1)], image, selector))
+    logs_b = _start_and_log(kube, tenant, _accelerator_pod("gpu-b", [("main", 1), ("sidecar", 0)], image, selector))
+    seen_a = uuid.findall(logs_a["main"])
+    seen_b = uuid.findall(logs_b["main"])
+    sidecar = logs_b["sidecar"]
+    evidence["pod_a_uuids"] = seen_a
+    evidence["pod_b_uuids"] = seen_b
+    dev_a = [ln for ln in logs_a["main"].split("---")[1].split() if ln]
+    evidence["pod_a_dev"] = dev_a
+    evidence["sidecar_output"] = sidecar.strip()[:300]
+    assert len(seen_a) == 1 and len(seen_b) == 1, (logs_a, logs_b)
+    assert seen_a != seen_b, "two pods running side by side were given the same GPU"
+    assert len([d for d in dev_a if re.fullmatch(r"nvidia\d+", d)]) == 1, dev_a
+    assert not uuid.findall(sidecar)
+    assert not re.search(r"\bnvidia\d+\b", sidecar.split("---")[1]), sidecar

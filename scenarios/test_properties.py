@@ -45,7 +45,7 @@ SANDBOX_TAINT = "aiconform.io/sandbox"
 COUNTS: dict[str, int] = {}
 
 
-# -- the pure model ---------------------------------------------------------------------------------------------------
+# -- the pure model ------------------------------------------------------------
 
 
 @dataclass
@@ -77,7 +77,7 @@ class GpuModel:
         return {n: (self.used(n), a) for n, a in self.allocatable.items() if self.used(n) > a}
 
 
-# -- a sandbox pool on the real cluster -------------------------------------------------------------------------------
+# -- a sandbox pool on the real cluster ------------------------------------------------------------
 
 
 class Sandbox:
@@ -205,7 +205,7 @@ def check_invariants(sb: Sandbox, pods: dict[str, dict[str, Any]], *, preemption
             )
 
 
-# -- strategies ---------------------------------------------------------------------------------------------------------
+# -- strategies ------------------------------------------------------------
 
 inventories = st.lists(st.sampled_from([1, 2, 4, 8]), min_size=1, max_size=3)
 requests = st.lists(st.integers(min_value=1, max_value=8), min_size=1, max_size=8)
@@ -215,7 +215,7 @@ def _count(key: str) -> None:
     COUNTS[key] = COUNTS.get(key, 0) + 1
 
 
-# -- properties ---------------------------------------------------------------------------------------------------------
+# -- properties ------------------------------------------------------------
 
 
 @pytest.mark.aiconform(requirement="aiconform.property_invariants", tier="S", capabilities=("simulated-nodes",))

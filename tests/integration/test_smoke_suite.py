@@ -24,7 +24,7 @@ def test_smoke_suite_passes_and_writes_report(local_cluster: LocalCluster, tmp_p
     )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     results = json.loads((report / "results.json").read_text())
-    statuses = {c["name"]: c["status"] for c in results["checks"]}
+    statuses = {c["id"]: c["status"] for c in results["checks"]}
     assert len(statuses) == 4 and set(statuses.values()) == {"passed"}, statuses
     assert results["run"]["tier"] == "S"
     assert results["run"]["kubernetes_version"].lstrip("v").startswith("1.")

@@ -61,8 +61,9 @@ def _versions(base: str) -> Versions:
     return Versions(v.kubernetes_default, v.kubernetes_previous, {**v.groups, "kubernetes": k8s, "etcd": etcd})
 
 
-def _resolver(tmp_path: Path, versions: Versions, **kw: object) -> BinaryResolver:
-    return BinaryResolver(versions, cache_dir=tmp_path / "cache", bin_dir=None, go="", progress=lambda m: None, **kw)  # type: ignore[arg-type]
+def _resolver(tmp_path: Path, versions: Versions, download: str = "auto") -> BinaryResolver:
+    return BinaryResolver(versions, cache_dir=tmp_path / "cache", bin_dir=None, go="", progress=lambda m: None,
+                          download=download)
 
 
 def test_download_verifies_checksum_and_caches(tmp_path: Path, server: tuple[str, dict[str, bytes]]) -> None:
