@@ -39,6 +39,7 @@ test-cluster: venv bins
 ## Benchmarks: print figures and write bench/results.json.
 bench: venv bins
 	$(BIN)/python bench/bench_local.py --out bench/results.json
+	$(BIN)/python bench/bench_suite.py --out bench/results-suite.json
 	$(BIN)/python bench/bench_allocate.py --out bench/results-allocate.json
 
 lint: venv

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import platform
 import secrets
+import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,7 +28,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import proc  # noqa: E402
 from harness.config import parse_profile  # noqa: E402
 from harness.kube import KubeClient  # noqa: E402
 from harness.providers.local import LocalCluster, create_nodes, node_ready, simulated_node  # noqa: E402
@@ -43,9 +43,21 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def watch_counts(client: KubeClient, path: str, targets: dict[str, Any], n: int, timeout: float,
-                 started: threading.Event, t0_box: list[float], out: dict[str, float], **kw: Any) -> None:
-    """Watch a collection; record the time (since t0_box[0]) at which each predicate held for n objects."""
+def watch_counts(kubeconfig: str, path: str, targets: dict[str, Any], n: int, timeout: float,
+                 started: Any, t0_box: Any, results: Any, **kw: Any) -> None:
+    """Watch a collection; record the time (since t0_box.value) at which each predicate held for n objects.
+
+    Runs in its own process, so decoding the watch stream never competes for the creating threads' GIL."""
+    client = KubeClient.from_kubeconfig(kubeconfig)
+    out: dict[str, float] = {}
+    try:
+        _watch(client, path, targets, n, timeout, started, t0_box, out, **kw)
+    finally:
+        results.put(out)
+
+
+def _watch(client: KubeClient, path: str, targets: dict[str, Any], n: int, timeout: float,
+           started: Any, t0_box: Any, out: dict[str, float], **kw: Any) -> None:
     satisfied: dict[str, set[str]] = {k: set() for k in targets}
     listing = client.request("GET", path, params={"labelSelector": kw.get("label_selector")})
     rv = listing["metadata"]["resourceVersion"]
@@ -61,47 +73,58 @@ def watch_counts(client: KubeClient, path: str, targets: dict[str, Any], n: int,
                 else:
                     satisfied[key].discard(name)
                 if key not in out and len(satisfied[key]) >= n:
-                    out[key] = time.monotonic() - t0_box[0]
+                    out[key] = time.monotonic() - t0_box.value
             if len(out) == len(targets):
                 return
 
 
-def timed_nodes(client: KubeClient, count: int, gpus: int, cluster: str, timeout: float = 300) -> dict[str, float]:
+def _watcher(kubeconfig: str, path: str, targets: dict[str, Any], n: int, timeout: float,
+             **kw: Any) -> tuple[Any, Any, Any, Any]:
+    ctx = mp.get_context("fork")
+    started, t0, results = ctx.Event(), ctx.Value("d", 0.0), ctx.Queue()
+    proc_ = ctx.Process(target=watch_counts, args=(kubeconfig, path, targets, n, timeout, started, t0, results),
+                        kwargs=kw)
+    proc_.start()
+    if not started.wait(30):
+        raise RuntimeError("the watcher did not start")
+    return proc_, t0, results, started
+
+
+def timed_nodes(client: KubeClient, kubeconfig: str, count: int, gpus: int, cluster: str,
+                timeout: float = 300) -> dict[str, float]:
     pool = parse_profile({"pools": [{"name": "gpu", "nodes": count, "gpu": {"model": "H100", "count": gpus}}]}).pools[0]
     nodes = [simulated_node(pool, i, cluster) for i in range(count)]
-    out: dict[str, float] = {}
-    started = threading.Event()
-    t0: list[float] = [0.0]
-    w = threading.Thread(target=watch_counts, args=(client, "/api/v1/nodes", {"ready": node_ready}, count, timeout,
-                                                    started, t0, out), kwargs={"label_selector": "aiconform.io/simulated=true"})
-    w.start()
-    started.wait(30)
-    t0[0] = time.monotonic()
+    w, t0, results, _ = _watcher(kubeconfig, "/api/v1/nodes", {"ready": node_ready}, count, timeout,
+                                 label_selector="aiconform.io/simulated=true")
+    t0.value = time.monotonic()
     create_nodes(client, nodes, workers=32)
-    created = time.monotonic() - t0[0]
-    w.join(timeout + 5)
+    created = time.monotonic() - t0.value
+    out = results.get(timeout=timeout + 10)
+    w.join(10)
     return {**out, "created": created}
 
 
-def timed_pods(client: KubeClient, count: int, timeout: float = 300) -> dict[str, float]:
+def _bound(o: dict[str, Any]) -> bool:
+    return bool(o["spec"].get("nodeName"))
+
+
+def _running(o: dict[str, Any]) -> bool:
+    return o.get("status", {}).get("phase") == "Running"
+
+
+def timed_pods(client: KubeClient, kubeconfig: str, count: int, timeout: float = 300) -> dict[str, float]:
     ns = f"bench-{secrets.token_hex(2)}"
     client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     client.wait_for("ServiceAccount", namespace=ns, name="default", condition=bool, timeout=30)
     pods = [gpu_pod(f"p-{i}", 1, tolerate_gpu=True) for i in range(count)]
-    out: dict[str, float] = {}
-    started = threading.Event()
-    t0: list[float] = [0.0]
-    targets = {"bound": lambda o: bool(o["spec"].get("nodeName")),
-               "running": lambda o: o.get("status", {}).get("phase") == "Running"}
-    w = threading.Thread(target=watch_counts, args=(client, f"/api/v1/namespaces/{ns}/pods", targets, count, timeout,
-                                                    started, t0, out))
-    w.start()
-    started.wait(30)
-    t0[0] = time.monotonic()
+    w, t0, results, _ = _watcher(kubeconfig, f"/api/v1/namespaces/{ns}/pods", {"bound": _bound, "running": _running},
+                                 count, timeout)
+    t0.value = time.monotonic()
     with ThreadPoolExecutor(max_workers=32) as ex:
         list(ex.map(lambda p: client.create_fast(p, namespace=ns), pods))
-    created = time.monotonic() - t0[0]
-    w.join(timeout + 5)
+    created = time.monotonic() - t0.value
+    out = results.get(timeout=timeout + 10)
+    w.join(10)
     return {**out, "created": created}
 
 
@@ -113,10 +136,11 @@ def one_rep(rep: int, root: Path, with_5k_nodes: bool) -> dict[str, Any]:
     res["up_s"] = time.monotonic() - t0
     client = KubeClient.from_kubeconfig(cluster.kubeconfig())
     try:
-        n = timed_nodes(client, 1000, 8, cluster.name)
+        kc = str(cluster.kubeconfig())
+        n = timed_nodes(client, kc, 1000, 8, cluster.name)
         res["nodes_1000_ready_s"] = n.get("ready")
         res["nodes_1000_created_s"] = n["created"]
-        p = timed_pods(client, 5000)
+        p = timed_pods(client, kc, 5000)
         res["pods_5000_created_s"] = p["created"]
         res["pods_5000_bound_s"] = p.get("bound")
         res["pods_5000_running_s"] = p.get("running")
@@ -130,7 +154,8 @@ def one_rep(rep: int, root: Path, with_5k_nodes: bool) -> dict[str, Any]:
         cluster = LocalCluster(f"bench5k-{rep}", root=root, progress=lambda m: None)
         cluster.create(parse_profile(PROFILE, name="bench"))
         try:
-            n = timed_nodes(KubeClient.from_kubeconfig(cluster.kubeconfig()), 5000, 8, cluster.name, timeout=600)
+            n = timed_nodes(KubeClient.from_kubeconfig(cluster.kubeconfig()), str(cluster.kubeconfig()), 5000, 8,
+                            cluster.name, timeout=600)
             res["nodes_5000_ready_s"] = n.get("ready")
         finally:
             cluster.delete()
@@ -176,7 +201,7 @@ def main() -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(doc, indent=2))
     print(f"wrote {args.out}")
-    proc.run(["true"])
+    shutil.rmtree(root, ignore_errors=True)
     return 0
 
 

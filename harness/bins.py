@@ -405,6 +405,10 @@ def _is_exe(path: Path) -> bool:
 
 
 def _find_go() -> str:
+    """``$AICONFORM_GO`` (a path, or ``none`` to never build), else ``go`` on PATH or in the usual places."""
+    forced = os.environ.get("AICONFORM_GO")
+    if forced:
+        return "" if forced == "none" else forced
     found = shutil.which("go")
     if found:
         return found

@@ -14,7 +14,8 @@ def provider_for(profile: Profile, name: str, **kwargs: object) -> ClusterProvid
 
         return LocalCluster(name, **kwargs)  # type: ignore[arg-type]
     if profile.provider == "existing":
-        from harness.providers.existing import ExistingCluster
-
-        return ExistingCluster(name, **kwargs)  # type: ignore[arg-type]
-    raise ConfigError(f"provider: {profile.provider!r} is not implemented yet (available: local, existing)")
+        raise ConfigError(
+            "provider 'existing' has nothing to bring up: run the suites with `aiconform run --kubeconfig FILE`"
+        )
+    raise ConfigError(f"provider: {profile.provider!r} is not implemented yet (available: local; existing via "
+                      "`aiconform run --kubeconfig`)")

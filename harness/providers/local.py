@@ -411,11 +411,12 @@ class LocalCluster:
             write_kubeconfig(path, server, self.pki.ca.cert, pair.cert, pair.key, self.name)
 
     def _go_env(self, profile: Profile) -> dict[str, str] | None:
-        """With limits lifted, Go components collect garbage less often (GOGC=400): on 2 cores this buys about
-        20% more pods/s at some resident memory (figures in the README)."""
+        """With limits lifted, Go components collect garbage half as often (GOGC=200, override with
+        $AICONFORM_GOGC): on 2 cores, 5,000 pods bound at ~267/s instead of ~226/s for ~0.5 GB more resident memory
+        (bench/bench_local.py; figures in the README)."""
         if not profile.control_plane.lift_limits:
             return None
-        return {**os.environ, "GOGC": os.environ.get("AICONFORM_GOGC", "400")}
+        return {**os.environ, "GOGC": os.environ.get("AICONFORM_GOGC", "200")}
 
     def _start(self, component: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         try:

@@ -1,0 +1,75 @@
+"""Benchmark of the full conformance run: wall time of `aiconform run` on a profile (default: the embedded default,
+all suites) and Hypothesis examples per minute against the real cluster.  Prints figures and writes JSON; not a test.
+
+Usage: ``python bench/bench_suite.py [--reps 3] [--profile default] [--examples 8] [--out bench/results-suite.json]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def one_run(profile: str, examples: int, report_dir: Path, name: str) -> dict[str, object]:
+    t0 = time.monotonic()
+    res = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", "--profile", profile, "--name", name,
+         "--report-dir", str(report_dir), "--examples", str(examples)],
+        capture_output=True, text=True, timeout=1800,
+    )
+    wall = time.monotonic() - t0
+    results = json.loads((report_dir / "results.json").read_text())
+    props = [c for c in results["checks"] if c["suite"] == "properties" and c["status"] == "passed"]
+    examples_run = sum(int(c["evidence"].get("examples", 0)) for c in props)
+    prop_seconds = sum(float(c["duration_s"]) for c in props)
+    counts: dict[str, int] = {}
+    for c in results["checks"]:
+        counts[c["status"]] = counts.get(c["status"], 0) + 1
+    return {
+        "exit_code": res.returncode,
+        "wall_s": round(wall, 2),
+        "checks": counts,
+        "property_examples": examples_run,
+        "property_seconds": round(prop_seconds, 2),
+        "examples_per_minute": round(examples_run / (prop_seconds / 60), 1) if prop_seconds else None,
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--profile", default="default")
+    ap.add_argument("--examples", type=int, default=8)
+    ap.add_argument("--out", default="bench/results-suite.json")
+    args = ap.parse_args()
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="aiconform-bench-suite-") as tmp:
+        for i in range(args.reps):
+            r = one_run(args.profile, args.examples, Path(tmp) / f"r{i}", f"bench-suite-{i}")
+            runs.append(r)
+            print(f"rep {i + 1}/{args.reps}: {r}", flush=True)
+    walls = [float(r["wall_s"]) for r in runs]  # type: ignore[arg-type]
+    rates = [float(r["examples_per_minute"]) for r in runs if r["examples_per_minute"]]  # type: ignore[arg-type]
+    summary = {
+        "wall_s": {"min": min(walls), "median": statistics.median(walls), "max": max(walls)},
+        "examples_per_minute": {"min": min(rates), "median": statistics.median(rates), "max": max(rates)}
+        if rates else None,
+    }
+    print(f"full run wall time (s): min {min(walls):.1f} median {statistics.median(walls):.1f} max {max(walls):.1f}")
+    if rates:
+        print(f"property examples/min: min {min(rates):.0f} median {statistics.median(rates):.0f} max {max(rates):.0f}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"profile": args.profile, "examples": args.examples, "runs": runs,
+                                          "summary": summary}, indent=2))
+    print(f"wrote {args.out}")
+    return 0 if all(r["exit_code"] == 0 for r in runs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
