@@ -203,7 +203,7 @@ def test_high_priority_training_pod_preempts_low_priority(
                 name = f"low-{node}-{i}"
                 tenant.create(gpu_pod(name, 2, priority_class=low, node_selector=sel))
                 fill.append(name)
-        wait_bound(kube, tenant.name, fill, timeout=90)
+        where = {n: p.node for n, p in wait_bound(kube, tenant.name, fill, timeout=90).items()}
         tenant.create(gpu_pod("train-high", 8, priority_class=high, node_selector=sel))
         placed = wait_bound(kube, tenant.name, ["train-high"], timeout=90, fail_fast=False)["train-high"]
         remaining = {p["metadata"]["name"] for p in kube.list("Pod", tenant.name)["items"]
@@ -215,7 +215,11 @@ def test_high_priority_training_pod_preempts_low_priority(
         evidence["high_priority_node"] = placed.node
         evidence.timing("time_to_schedule_s", placed.seconds)
         assert preempted, "the high-priority pod landed without preempting anyone, so the pool was not full"
-        assert all(p.startswith(f"low-{placed.node}-") for p in preempted), preempted
+        evidence["preempted_from"] = sorted({where[p] for p in preempted})
+        assert {where[p] for p in preempted} == {placed.node}, "victims were taken from another node than the one used"
+        used_after = node_gpu_usage(kube)[placed.node]
+        evidence["gpus_on_node_after"] = list(used_after)
+        assert used_after[0] <= used_after[1]
     finally:
         kube.delete("PriorityClass", low)
         kube.delete("PriorityClass", high)
