@@ -406,7 +406,22 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     _write_report(config)
     if _SESSION in config.stash:
-        config.stash[_SESSION].close()
+        handle = config.stash[_SESSION]
+        sweep_run(handle.client, handle.run_id)
+        handle.close()
+
+
+def sweep_run(client: KubeClient, run_id: str) -> None:
+    """Safety net at the end of a session: remove every namespace labelled with this run's id that a check left
+    behind (a crashed teardown, an interrupted property), and sandbox nodes labelled with it, so nothing of the run
+    stays on the cluster."""
+    selector = f"{LABEL_RUN}={_label_value(run_id)}"
+    try:
+        for kind in ("Namespace", "Node"):
+            for obj in client.list(kind, label_selector=selector)["items"]:
+                client.delete(kind, obj["metadata"]["name"], grace_period=0)
+    except KubeError:
+        pass
 
 
 def _write_report(config: pytest.Config) -> None:

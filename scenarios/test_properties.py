@@ -101,6 +101,7 @@ class Sandbox:
                 "apiVersion": "v1", "kind": "Node",
                 "metadata": {"name": name, "annotations": {"kwok.x-k8s.io/node": "fake"},
                              "labels": {"aiconform.io/simulated": "true", "aiconform.io/pool": self.pool,
+                                        "aiconform.io/run": _label(self.run_id),
                                         "kubernetes.io/hostname": name, "type": "kwok"}},
                 "spec": {"taints": [{"key": SANDBOX_TAINT, "value": self.id, "effect": "NoSchedule"}]},
                 "status": {"capacity": res, "allocatable": dict(res)},
