@@ -44,7 +44,7 @@ bench: venv bins
 
 lint: venv
 	$(BIN)/ruff check harness fake_gpu_plugin scenarios tests bench
-	$(BIN)/mypy harness
+	$(BIN)/mypy harness fake_gpu_plugin
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache

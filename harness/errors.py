@@ -6,6 +6,8 @@ non-zero.  Nothing here imports other harness modules.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class AiconformError(Exception):
     """Base of every error the harness raises on purpose."""
@@ -106,7 +108,7 @@ class ApiError(KubeError):
 
     status = 0
 
-    def __init__(self, status: int, reason: str, message: str, body: dict | None = None) -> None:
+    def __init__(self, status: int, reason: str, message: str, body: dict[str, Any] | None = None) -> None:
         super().__init__(f"{status} {reason}: {message}")
         self.status = status
         self.reason = reason
@@ -151,7 +153,7 @@ class TooManyRequests(ApiError):
 
     status = 429
 
-    def __init__(self, status: int, reason: str, message: str, body: dict | None = None, retry_after: float = 1.0):
+    def __init__(self, status: int, reason: str, message: str, body: dict[str, Any] | None = None, retry_after: float = 1.0):
         super().__init__(status, reason, message, body)
         self.retry_after = retry_after
 
@@ -173,7 +175,7 @@ _BY_STATUS: dict[int, type[ApiError]] = {
 }
 
 
-def api_error_for(status: int, reason: str, message: str, body: dict | None = None) -> ApiError:
+def api_error_for(status: int, reason: str, message: str, body: dict[str, Any] | None = None) -> ApiError:
     """Map an HTTP status to the ApiError subclass for it."""
     if status == 429:
         return TooManyRequests(status, reason, message, body)

@@ -630,4 +630,4 @@ def is_bound(pod: Obj) -> bool:
 
 
 def is_running(pod: Obj) -> bool:
-    return pod.get("status", {}).get("phase") == "Running"
+    return bool(pod.get("status", {}).get("phase") == "Running")

@@ -178,7 +178,7 @@ class Tenant:
 
     def service_account_token(self, sa: str = "default", *, seconds: int = 3600) -> str:
         """A token for a service account of this tenant, from the TokenRequest API."""
-        from harness.kube import NotFound  # noqa: F401  (documented error type)
+        from harness.errors import NotFound  # noqa: F401  (documented error type)
 
         if sa != "default":
             try:

@@ -70,6 +70,6 @@ P = TypeVar("P")
 
 def require(provider: object, capability: type[P], what: str) -> P:
     """``provider`` as ``capability`` or UnsupportedCapability naming ``what``."""
-    if isinstance(provider, capability):  # type: ignore[misc]
+    if isinstance(provider, capability):
         return provider
     raise UnsupportedCapability(type(provider).__name__, what)

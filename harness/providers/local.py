@@ -160,7 +160,7 @@ def simulated_node(pool: Pool, index: int, cluster: str) -> dict[str, Any]:
 def node_ready(node: dict[str, Any]) -> bool:
     for c in node.get("status", {}).get("conditions", []) or []:
         if c.get("type") == "Ready":
-            return c.get("status") == "True"
+            return bool(c.get("status") == "True")
     return False
 
 
