@@ -121,7 +121,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_plugin(args: argparse.Namespace) -> int:
     from fake_gpu_plugin.cli import main as plugin_main
 
-    return int(plugin_main(args.plugin_args))
+    rest = list(args.plugin_args)
+    if rest[:1] == ["--"]:
+        rest = rest[1:]
+    return int(plugin_main(rest))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -103,3 +103,13 @@ def test_bins_without_go_or_downloads(tmp_path: Path) -> None:
     assert res.returncode == 1
     line = one_line(res)
     assert "cannot obtain" in line and "AICONFORM_BIN_DIR" in line and "install Go" in line
+
+
+def test_plugin_subcommand_passes_arguments_through(tmp_path: Path) -> None:
+    cfg = tmp_path / "pool.yaml"
+    cfg.write_text("gpu: {model: T4, count: 2}\n")
+    ok = cli(["plugin", "--", "validate", "--config", str(cfg)], tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    bad = cli(["plugin", "validate", "--config", str(tmp_path / "missing.yaml")], tmp_path)
+    assert bad.returncode == 2
+    assert "config file not found" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
