@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,13 +16,6 @@ from fake_gpu_plugin.health import read_unhealthy
 from fake_gpu_plugin.testing import FakeKubeletRegistration
 
 GOOD = "gpu:\n  model: H100\n  count: 2\n  sharing:\n    timeSlicing:\n      replicas: 2\n"
-
-
-@pytest.fixture
-def sockdir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(dir="/tmp", prefix="fg"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -19,13 +17,6 @@ from fake_gpu_plugin.plugin import FakeGpuPlugin, PluginSettings
 from fake_gpu_plugin.testing import FakePodResources
 
 SERIES = re.compile(r'^([A-Za-z_:][A-Za-z0-9_:]*)(\{([A-Za-z_][A-Za-z0-9_]*="(?:[^"\\]|\\.)*",?)*\})? -?[0-9.]+$')
-
-
-@pytest.fixture
-def sockdir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(dir="/tmp", prefix="fg"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def inventory(**gpu: object) -> Inventory:

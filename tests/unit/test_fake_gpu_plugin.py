@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import shutil
 import stat
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,14 +23,6 @@ from fake_gpu_plugin.testing import FakeKubeletRegistration
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="mknod of the fake device nodes needs root")
-
-
-@pytest.fixture
-def sockdir() -> Iterator[Path]:
-    """A short directory: unix socket paths must stay under ~107 bytes."""
-    path = Path(tempfile.mkdtemp(dir="/tmp", prefix="fg"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def make_inventory(**gpu: Any) -> Inventory:
