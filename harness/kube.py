@@ -506,6 +506,7 @@ class KubeClient:
         namespace: str | None = None,
         name: str | None = None,
         label_selector: str | None = None,
+        field_selector: str | None = None,
         condition: Callable[[dict[str, Obj]], bool],
         failure: Callable[[dict[str, Obj]], str | None] | None = None,
         timeout: float = 60.0,
@@ -520,9 +521,9 @@ class KubeClient:
         """
         av = api_version or _KNOWN[kind][0]
         coll = self.path(av, kind, namespace)
-        fsel = f"metadata.name={name}" if name else None
+        fsel = ",".join(f for f in (f"metadata.name={name}" if name else "", field_selector or "") if f) or None
         deadline = time.monotonic() + timeout
-        desc = what or f"{kind} {namespace + '/' if namespace else ''}{name or label_selector or ''}"
+        desc = what or f"{kind} {namespace + '/' if namespace else ''}{name or label_selector or field_selector or ''}"
         state: dict[str, Obj] = {}
         while True:
             listing = self.request("GET", coll, params={"labelSelector": label_selector, "fieldSelector": fsel})

@@ -156,28 +156,9 @@ def scheduler_events(client: KubeClient, namespace: str, pod_name: str, *, reaso
                      timeout: float = 20.0) -> list[str]:
     """Watch until the scheduler has emitted an event of ``reason`` for the pod; returns the messages."""
     fsel = f"involvedObject.name={pod_name},involvedObject.kind=Pod,reason={reason}"
-    found: list[str] = []
-
-    def cond(state: dict[str, Obj]) -> bool:
-        found[:] = [str(e.get("message", "")) for e in state.values()]
-        return bool(found)
-
-    path = client.kind_path("Event", namespace)
-    listing = client.request("GET", path, params={"fieldSelector": fsel})
-    state = {e["metadata"]["name"]: e for e in listing.get("items", [])}
-    if cond(state):
-        return found
-    deadline = time.monotonic() + timeout
-    rv = listing.get("metadata", {}).get("resourceVersion")
-    while time.monotonic() < deadline:
-        for etype, ev in client.watch(path, resource_version=rv, field_selector=fsel,
-                                      timeout=deadline - time.monotonic()):
-            rv = ev["metadata"].get("resourceVersion", rv)
-            if etype != "DELETED":
-                state[ev["metadata"]["name"]] = ev
-            if cond(state):
-                return found
-    return found
+    events = client.wait_for("Event", namespace=namespace, field_selector=fsel, condition=bool, timeout=timeout,
+                             what=f"a {reason} event for pod {namespace}/{pod_name}")
+    return [str(e.get("message", "")) for e in events.values()]
 
 
 def node_gpu_usage(client: KubeClient, resource: str = GPU) -> dict[str, tuple[int, int]]:
