@@ -76,6 +76,14 @@ def gpu_quota(name: str, gpus: int, *, resource: str = GPU) -> Obj:
     }
 
 
+def wait_quota_published(client: KubeClient, namespace: str, name: str, *, timeout: float = 30.0) -> None:
+    """Watch until the quota controller has published the quota's status: until then the apiserver's quota
+    admission cannot judge a pod against it."""
+    client.wait_for("ResourceQuota", namespace=namespace, name=name, timeout=timeout,
+                    condition=lambda s: bool(s) and "hard" in next(iter(s.values())).get("status", {}),
+                    what=f"the quota controller to publish {namespace}/{name}")
+
+
 def priority_class(name: str, value: int, *, preempt: bool = True) -> Obj:
     return {
         "apiVersion": "scheduling.k8s.io/v1",

@@ -15,13 +15,7 @@ import pytest
 from harness.errors import Forbidden
 from harness.kube import KubeClient
 from harness.pytest_plugin import ClusterHandle, Evidence, Tenant
-from harness.workloads import GPU, gpu_pod, gpu_quota, pod, wait_bound
-
-
-def _wait_quota_ready(kube: KubeClient, ns: str, name: str) -> None:
-    kube.wait_for("ResourceQuota", namespace=ns, name=name,
-                  condition=lambda s: bool(s) and "hard" in next(iter(s.values())).get("status", {}),
-                  timeout=30, what=f"quota {ns}/{name} to be published")
+from harness.workloads import GPU, gpu_pod, gpu_quota, pod, wait_bound, wait_quota_published
 
 
 @pytest.mark.aiconform(requirement="aiconform.quota", tier="S", gpus=4)
@@ -32,7 +26,7 @@ def test_gpu_quota_is_per_tenant_and_counts_running_pods(
     a, b = tenants("team-a"), tenants("team-b")
     for t in (a, b):
         t.create(gpu_quota("gpu", 4))
-        _wait_quota_ready(kube, t.name, "gpu")
+        wait_quota_published(kube, t.name, "gpu")
     a.create(gpu_pod("a1", 2))
     a.create(gpu_pod("a2", 2))
     with pytest.raises(Forbidden) as refused:

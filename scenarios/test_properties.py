@@ -32,7 +32,7 @@ from harness.errors import Forbidden, KubeError, WaitTimeout
 from harness.kube import KubeClient, is_bound, unschedulable_message
 from harness.providers.local import create_nodes, node_ready
 from harness.pytest_plugin import ClusterHandle, Evidence, release_tenant
-from harness.workloads import GPU, gpu_pod, gpu_quota, pod_request, priority_class
+from harness.workloads import GPU, gpu_pod, gpu_quota, pod_request, priority_class, wait_quota_published
 
 EXAMPLES = int(os.environ.get("AICONFORM_EXAMPLES", "8"))
 SETTINGS = settings(
@@ -277,8 +277,7 @@ def test_quota_is_never_exceeded(aiconform_cluster: ClusterHandle, evidence: Evi
                        "metadata": {"name": ns, "labels": {"aiconform.io/run": _label(aiconform_cluster.run_id)}}})
         try:
             client.create(gpu_quota("gpu", quota), namespace=ns)
-            client.wait_for("ResourceQuota", namespace=ns, name="gpu", timeout=30,
-                            condition=lambda s: bool(s) and "hard" in next(iter(s.values())).get("status", {}))
+            wait_quota_published(client, ns, "gpu")
             client.wait_for("ServiceAccount", namespace=ns, name="default", condition=bool, timeout=30)
             used = 0
             for i, g in enumerate(gpus):

@@ -13,7 +13,16 @@ import pytest
 from harness.errors import Forbidden
 from harness.kube import KubeClient
 from harness.pytest_plugin import Evidence, Tenant
-from harness.workloads import GPU, gpu_pod, gpu_quota, pod, scheduler_events, wait_bound, wait_unschedulable
+from harness.workloads import (
+    GPU,
+    gpu_pod,
+    gpu_quota,
+    pod,
+    scheduler_events,
+    wait_bound,
+    wait_quota_published,
+    wait_unschedulable,
+)
 
 
 def _max_gpus_per_node(kube: KubeClient) -> int:
@@ -91,11 +100,7 @@ def test_pod_without_toleration_stays_off_tainted_gpu_pool(
 def test_gpu_quota_rejects_pod_at_admission(kube: KubeClient, tenant: Tenant, evidence: Evidence) -> None:
     """With requests.nvidia.com/gpu=2 in the namespace, a 3-GPU pod is refused by the apiserver at admission."""
     tenant.create(gpu_quota("gpu-quota", 2))
-    kube.wait_for(
-        "ResourceQuota", namespace=tenant.name, name="gpu-quota",
-        condition=lambda s: bool(s) and "hard" in next(iter(s.values())).get("status", {}),
-        timeout=30, what="the quota controller to publish gpu-quota's status",
-    )
+    wait_quota_published(kube, tenant.name, "gpu-quota")
     with pytest.raises(Forbidden) as refused:
         tenant.create(gpu_pod("over-quota", 3))
     evidence["admission_error"] = refused.value.message
