@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -517,19 +517,74 @@ class KubeClient:
 
         ``failure`` returns a message when a failure condition is seen (Job Failed, pod Unschedulable): the wait
         then ends at once with WaitFailed.  At the deadline, WaitTimeout says what was awaited and last seen.
-        Lists, then watches from the list's resourceVersion; re-lists on a 410 Gone.
+        Lists, then watches from the list's resourceVersion; re-lists on a 410 Gone.  ``condition`` sees every
+        object at every event: for thousands of objects use :meth:`wait_all`.
         """
+        desc = what or f"{kind} {namespace + '/' if namespace else ''}{name or label_selector or field_selector or ''}"
+        return self._watch_until(
+            kind, namespace=namespace, name=name, label_selector=label_selector, field_selector=field_selector,
+            done=lambda state, _changed: _check(state, condition, failure, desc), timeout=timeout, desc=desc,
+            api_version=api_version,
+        )
+
+    def wait_all(
+        self,
+        kind: str,
+        keys: Iterable[str],
+        predicate: Callable[[Obj], bool],
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        timeout: float = 60.0,
+        what: str = "",
+        api_version: str | None = None,
+    ) -> dict[str, Obj]:
+        """Watch until ``predicate`` holds for every object in ``keys`` (``name``, or ``namespace/name`` for
+        namespaced kinds).  Each event re-judges only the object it changed, so waiting for thousands of nodes
+        costs time linear in the events, not quadratic."""
+        wanted = set(keys)
+        satisfied: set[str] = set()
+
+        def done(state: dict[str, Obj], changed: str | None) -> bool:
+            if changed is None:  # a (re-)list: judge everything once
+                satisfied.clear()
+                satisfied.update(k for k in wanted if k in state and predicate(state[k]))
+            elif changed in wanted:
+                if changed in state and predicate(state[changed]):
+                    satisfied.add(changed)
+                else:
+                    satisfied.discard(changed)
+            return len(satisfied) == len(wanted)
+
+        desc = what or f"{len(wanted)} {kind} objects"
+        return self._watch_until(kind, namespace=namespace, label_selector=label_selector, done=done,
+                                 timeout=timeout, desc=desc, api_version=api_version)
+
+    def _watch_until(
+        self,
+        kind: str,
+        *,
+        namespace: str | None = None,
+        name: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        done: Callable[[dict[str, Obj], str | None], bool],
+        timeout: float,
+        desc: str,
+        api_version: str | None = None,
+    ) -> dict[str, Obj]:
+        """List, then watch from the list's resourceVersion, until ``done(state, changed_key)`` holds
+        (``changed_key`` is None right after a list); re-lists on a 410 Gone; WaitTimeout at the deadline."""
         av = api_version or _KNOWN[kind][0]
         coll = self.path(av, kind, namespace)
         fsel = ",".join(f for f in (f"metadata.name={name}" if name else "", field_selector or "") if f) or None
         deadline = time.monotonic() + timeout
-        desc = what or f"{kind} {namespace + '/' if namespace else ''}{name or label_selector or field_selector or ''}"
         state: dict[str, Obj] = {}
         while True:
             listing = self.request("GET", coll, params={"labelSelector": label_selector, "fieldSelector": fsel})
             state = {_key(o): o for o in listing.get("items", [])}
             rv = listing.get("metadata", {}).get("resourceVersion")
-            if _check(state, condition, failure, desc):
+            if done(state, None):
                 return state
             try:
                 while True:
@@ -541,11 +596,12 @@ class KubeClient:
                         timeout=remaining,
                     ):
                         rv = obj.get("metadata", {}).get("resourceVersion", rv)
+                        key = _key(obj)
                         if etype == "DELETED":
-                            state.pop(_key(obj), None)
+                            state.pop(key, None)
                         else:
-                            state[_key(obj)] = obj
-                        if _check(state, condition, failure, desc):
+                            state[key] = obj
+                        if done(state, key):
                             return state
             except ApiError as err:
                 if err.status == 410:

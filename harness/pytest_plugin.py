@@ -207,12 +207,7 @@ def tenants(aiconform_cluster: ClusterHandle) -> Iterator[Callable[..., Tenant]]
 
     def make(prefix: str = "t", *, labels: dict[str, str] | None = None) -> Tenant:
         name = _ns_name(prefix, aiconform_cluster.run_id)
-        client.create({
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {"name": name, "labels": {LABEL_RUN: _label_value(aiconform_cluster.run_id),
-                                                  LABEL_TENANT: "true", **(labels or {})}},
-        })
+        create_run_namespace(client, name, aiconform_cluster.run_id, {LABEL_TENANT: "true", **(labels or {})})
         made.append(name)
         return Tenant(name, client)
 
@@ -242,8 +237,15 @@ def tenant(tenants: Callable[..., Tenant]) -> Tenant:
     return tenants("t")
 
 
-def _label_value(v: str) -> str:
+def label_value(v: str) -> str:
+    """``v`` as a valid label value (a run id becomes the value of aiconform.io/run)."""
     return re.sub(r"[^A-Za-z0-9_.-]", "-", v)[:63].strip("-_.")
+
+
+def create_run_namespace(client: KubeClient, name: str, run_id: str, labels: dict[str, str] | None = None) -> None:
+    """A namespace labelled with the run id, so :func:`sweep_run` finds it if its check never cleans up."""
+    client.create({"apiVersion": "v1", "kind": "Namespace",
+                   "metadata": {"name": name, "labels": {LABEL_RUN: label_value(run_id), **(labels or {})}}})
 
 
 # -- evidence -------------------------------------------------------------------------------------------------------
@@ -415,7 +417,7 @@ def sweep_run(client: KubeClient, run_id: str) -> None:
     """Safety net at the end of a session: remove every namespace labelled with this run's id that a check left
     behind (a crashed teardown, an interrupted property), and sandbox nodes labelled with it, so nothing of the run
     stays on the cluster."""
-    selector = f"{LABEL_RUN}={_label_value(run_id)}"
+    selector = f"{LABEL_RUN}={label_value(run_id)}"
     try:
         for kind in ("Namespace", "Node"):
             for obj in client.list(kind, label_selector=selector)["items"]:

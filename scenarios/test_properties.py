@@ -28,10 +28,11 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, initialize, invariant, rule
 
+from harness.config import GpuSpec, Mig, Pool, Taint
 from harness.errors import Forbidden, KubeError, WaitTimeout
 from harness.kube import KubeClient, is_bound, unschedulable_message
-from harness.providers.local import create_nodes, node_ready
-from harness.pytest_plugin import ClusterHandle, Evidence, release_tenant
+from harness.providers.local import register_nodes, simulated_node
+from harness.pytest_plugin import LABEL_RUN, ClusterHandle, Evidence, create_run_namespace, label_value, release_tenant
 from harness.workloads import GPU, gpu_pod, gpu_quota, pod_request, priority_class, wait_quota_published
 
 EXAMPLES = int(os.environ.get("AICONFORM_EXAMPLES", "8"))
@@ -83,41 +84,29 @@ class GpuModel:
 class Sandbox:
     """Simulated nodes + a namespace private to one example.  Pods tolerate the sandbox taint and select its pool."""
 
-    def __init__(self, client: KubeClient, run_id: str, gpus_per_node: list[int], resource: str = GPU) -> None:
+    def __init__(self, client: KubeClient, run_id: str, gpus: list[GpuSpec], resource: str = GPU) -> None:
         self.client = client
         self.id = secrets.token_hex(3)
         self.pool = f"prop-{self.id}"
         self.resource = resource
         self.ns = f"prop-{self.id}"
-        self.nodes: dict[str, int] = {f"{self.pool}-{i}": g for i, g in enumerate(gpus_per_node)}
         self.run_id = run_id
         self.priorities: dict[str, int] = {}
-
-    def node_manifests(self) -> list[dict[str, Any]]:
-        out = []
-        for name, gpus in self.nodes.items():
-            res = {"cpu": "64", "memory": "512Gi", "pods": "110", self.resource: str(gpus)}
-            out.append({
-                "apiVersion": "v1", "kind": "Node",
-                "metadata": {"name": name, "annotations": {"kwok.x-k8s.io/node": "fake"},
-                             "labels": {"aiconform.io/simulated": "true", "aiconform.io/pool": self.pool,
-                                        "aiconform.io/run": _label(self.run_id),
-                                        "kubernetes.io/hostname": name, "type": "kwok"}},
-                "spec": {"taints": [{"key": SANDBOX_TAINT, "value": self.id, "effect": "NoSchedule"}]},
-                "status": {"capacity": res, "allocatable": dict(res)},
-            })
-        return out
+        taint = Taint(key=SANDBOX_TAINT, value=self.id, effect="NoSchedule")
+        labels = {LABEL_RUN: label_value(run_id)}
+        self.node_objects = [
+            simulated_node(Pool(name=self.pool, nodes=1, gpu=spec, labels=labels, taints=(taint,)), i, "sandbox")
+            for i, spec in enumerate(gpus)
+        ]
+        self.nodes: dict[str, int] = {
+            n["metadata"]["name"]: spec.extended_resources().get(resource, 0)
+            for n, spec in zip(self.node_objects, gpus, strict=True)
+        }
 
     def __enter__(self) -> Sandbox:
-        nodes = self.node_manifests()
-        note("nodes:\n" + yaml.safe_dump_all(nodes, sort_keys=False))
-        self.client.create({"apiVersion": "v1", "kind": "Namespace",
-                            "metadata": {"name": self.ns, "labels": {"aiconform.io/run": _label(self.run_id)}}})
-        create_nodes(self.client, nodes, workers=8)
-        names = set(self.nodes)
-        self.client.wait_for("Node", label_selector=f"aiconform.io/pool={self.pool}", timeout=60,
-                             condition=lambda s: sum(1 for k, n in s.items() if k in names and node_ready(n)) == len(names),
-                             what=f"sandbox nodes of {self.pool} Ready")
+        note("nodes:\n" + yaml.safe_dump_all(self.node_objects, sort_keys=False))
+        create_run_namespace(self.client, self.ns, self.run_id)
+        register_nodes(self.client, self.node_objects, timeout=60, workers=8)
         self.client.wait_for("ServiceAccount", namespace=self.ns, name="default", condition=bool, timeout=30)
         return self
 
@@ -182,10 +171,6 @@ class Sandbox:
         return self.pods()
 
 
-def _label(v: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in v)[:63].strip("-_.")
-
-
 def check_invariants(sb: Sandbox, pods: dict[str, dict[str, Any]], *, preemption: bool = False) -> None:
     m = sb.model(pods)
     assert not m.overcommitted(), f"nodes with more GPUs bound than allocatable: {m.overcommitted()}"
@@ -208,7 +193,15 @@ def check_invariants(sb: Sandbox, pods: dict[str, dict[str, Any]], *, preemption
 
 # -- strategies ------------------------------------------------------------
 
-inventories = st.lists(st.sampled_from([1, 2, 4, 8]), min_size=1, max_size=3)
+inventories = st.lists(
+    st.sampled_from([1, 2, 4, 8]).map(lambda n: GpuSpec(model="H100-SXM5-80GB", count=n)), min_size=1, max_size=3
+)
+MIG_RESOURCE = "nvidia.com/mig-1g.10gb"
+mig_inventories = st.lists(  # one A100-80GB per node, split into 1..7 slices of 1g.10gb (mixed strategy)
+    st.integers(min_value=1, max_value=7).map(
+        lambda n: GpuSpec(model="A100-SXM4-80GB", count=1, mig=Mig(strategy="mixed", layout=(("1g.10gb", n),)))),
+    min_size=1, max_size=2,
+)
 requests = st.lists(st.integers(min_value=1, max_value=8), min_size=1, max_size=8)
 
 
@@ -229,7 +222,7 @@ def test_random_inventories_and_requests_respect_capacity(
 
     @SETTINGS
     @given(inventory=inventories, gpus=requests)
-    def prop(inventory: list[int], gpus: list[int]) -> None:
+    def prop(inventory: list[GpuSpec], gpus: list[int]) -> None:
         _count("capacity")
         with Sandbox(aiconform_cluster.client, aiconform_cluster.run_id, inventory) as sb:
             sb.create_pods([sb.pod(f"p{i}", g) for i, g in enumerate(gpus)])
@@ -247,12 +240,10 @@ def test_random_mig_layouts_respect_slice_capacity(aiconform_cluster: ClusterHan
     COUNTS.pop("mig", None)
 
     @SETTINGS
-    @given(inventory=st.lists(st.integers(min_value=1, max_value=7), min_size=1, max_size=2),
-           gpus=st.lists(st.integers(min_value=1, max_value=4), min_size=1, max_size=6))
-    def prop(inventory: list[int], gpus: list[int]) -> None:
+    @given(inventory=mig_inventories, gpus=st.lists(st.integers(min_value=1, max_value=4), min_size=1, max_size=6))
+    def prop(inventory: list[GpuSpec], gpus: list[int]) -> None:
         _count("mig")
-        with Sandbox(aiconform_cluster.client, aiconform_cluster.run_id, inventory,
-                     resource="nvidia.com/mig-1g.10gb") as sb:
+        with Sandbox(aiconform_cluster.client, aiconform_cluster.run_id, inventory, resource=MIG_RESOURCE) as sb:
             sb.create_pods([sb.pod(f"m{i}", g) for i, g in enumerate(gpus)])
             check_invariants(sb, sb.settle())
 
@@ -273,8 +264,7 @@ def test_quota_is_never_exceeded(aiconform_cluster: ClusterHandle, evidence: Evi
     def prop(quota: int, gpus: list[int]) -> None:
         _count("quota")
         ns = f"prop-q-{secrets.token_hex(3)}"
-        client.create({"apiVersion": "v1", "kind": "Namespace",
-                       "metadata": {"name": ns, "labels": {"aiconform.io/run": _label(aiconform_cluster.run_id)}}})
+        create_run_namespace(client, ns, aiconform_cluster.run_id)
         try:
             client.create(gpu_quota("gpu", quota), namespace=ns)
             wait_quota_published(client, ns, "gpu")
@@ -318,7 +308,7 @@ def test_preemption_leaves_no_usable_gpus_to_lower_priority(
     try:
         @SETTINGS
         @given(inventory=inventories, fill=requests, want=st.integers(min_value=1, max_value=8))
-        def prop(inventory: list[int], fill: list[int], want: int) -> None:
+        def prop(inventory: list[GpuSpec], fill: list[int], want: int) -> None:
             _count("preemption")
             with Sandbox(client, aiconform_cluster.run_id, inventory) as sb:
                 sb.create_pods([sb.pod(f"low{i}", g, low, 10) for i, g in enumerate(fill)])
@@ -348,7 +338,7 @@ class GpuScheduling(RuleBasedStateMachine):
     pods = Bundle("pods")
 
     @initialize(inventory=inventories)
-    def make_pool(self, inventory: list[int]) -> None:
+    def make_pool(self, inventory: list[GpuSpec]) -> None:
         _count("stateful")
         self.sb = Sandbox(self.cluster.client, self.cluster.run_id, inventory).__enter__()
 

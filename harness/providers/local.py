@@ -371,18 +371,7 @@ class LocalCluster:
         self.state_file.write_text(json.dumps(state, indent=2))
 
     def add_pool_nodes(self, client: KubeClient, pools: tuple[Pool, ...] | list[Pool], timeout: float = 120) -> None:
-        nodes = [simulated_node(p, i, self.name) for p in pools for i in range(p.nodes)]
-        if not nodes:
-            return
-        create_nodes(client, nodes)
-        names = {n["metadata"]["name"] for n in nodes}
-        client.wait_for(
-            "Node",
-            label_selector=f"{LABEL_SIMULATED}=true",
-            condition=lambda s: sum(1 for k, n in s.items() if k in names and node_ready(n)) == len(names),
-            timeout=timeout,
-            what=f"{len(names)} simulated nodes to be Ready (KWOK)",
-        )
+        register_nodes(client, [simulated_node(p, i, self.name) for p in pools for i in range(p.nodes)], timeout=timeout)
 
     # -- components -----------------------------------------------------------------------------------------------
 
@@ -646,6 +635,15 @@ def write_kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path, c
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(doc))
     os.chmod(path, 0o600)
+
+
+def register_nodes(client: KubeClient, nodes: list[dict[str, Any]], *, timeout: float = 120, workers: int = 32) -> None:
+    """Create simulated Node objects and watch until KWOK has made every one of them Ready."""
+    if not nodes:
+        return
+    create_nodes(client, nodes, workers=workers)
+    client.wait_all("Node", [n["metadata"]["name"] for n in nodes], node_ready, label_selector=f"{LABEL_SIMULATED}=true",
+                    timeout=timeout, what=f"{len(nodes)} simulated nodes to be Ready (KWOK)")
 
 
 def create_nodes(client: KubeClient, nodes: list[dict[str, Any]], workers: int = 32) -> None:
