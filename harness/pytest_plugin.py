@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from harness import __version__
-from harness.errors import AiconformError, ApiError, CommandError, KubeError, KubeUnreachable, WaitFailed, WaitTimeout
+from harness.errors import AiconformError, ApiError, CommandError, Conflict, KubeError, KubeUnreachable, WaitFailed, WaitTimeout
 from harness.kube import KubeClient, KubeConfig
 
 TIERS = {"S": 0, "R": 1, "G": 2}
@@ -178,14 +178,11 @@ class Tenant:
 
     def service_account_token(self, sa: str = "default", *, seconds: int = 3600) -> str:
         """A token for a service account of this tenant, from the TokenRequest API."""
-        from harness.errors import NotFound  # noqa: F401  (documented error type)
-
         if sa != "default":
             try:
                 self.create({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": sa}})
-            except ApiError as err:
-                if err.status != 409:
-                    raise
+            except Conflict:
+                pass
         self.client.wait_for("ServiceAccount", namespace=self.name, name=sa, condition=bool, timeout=30,
                              what=f"service account {self.name}/{sa}")
         body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
