@@ -32,8 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.config import parse_profile  # noqa: E402
 from harness.kube import KubeClient  # noqa: E402
-from harness.providers import realnode  # noqa: E402
-from harness.providers.local import LocalCluster  # noqa: E402
+from harness.providers.local import (
+    LocalCluster,  # noqa: E402
+    realnode,  # noqa: E402
+)
 
 NODE = "aiconform-real-0"
 PROFILE = {"name": "bench-realnode", "provider": "local", "pools": [],

@@ -26,8 +26,7 @@ from harness import images
 from harness.config import Profile, load_profile, parse_profile
 from harness.errors import ClusterError, UnsupportedCapability
 from harness.kube import KubeClient, is_running, unschedulable_message
-from harness.providers import realnode
-from harness.providers.local import LocalCluster, node_ready
+from harness.providers.local import LocalCluster, node_ready, realnode
 
 NODE = "aiconform-real-0"
 UUID_RE = re.compile(r"\(UUID: ((?:GPU|MIG)-[0-9a-f-]+)\)")

@@ -15,8 +15,7 @@ from fake_gpu_plugin.inventory import build_inventory
 from harness import images
 from harness.config import load_profile, parse_profile
 from harness.errors import ClusterError
-from harness.providers import linuxhost, realnode
-from harness.providers.local import LocalCluster
+from harness.providers.local import LocalCluster, linuxhost, realnode
 
 
 def test_containerd_config_has_this_vms_cri_settings(tmp_path: Path) -> None:

@@ -23,7 +23,6 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -31,32 +30,25 @@ from typing import Any
 
 import yaml
 
-from fake_gpu_plugin import models
 from harness import proc
 from harness.bins import CONTROL_PLANE, BinaryResolver
-from harness.config import GpuSpec, Pool, Profile
+from harness.config import Pool, Profile
 from harness.errors import (
-    AiconformError,
     ClusterError,
     ClusterExists,
     ClusterNotFound,
     CommandError,
     ConfigError,
-    Conflict,
     KubeError,
     PortInUse,
 )
 from harness.kube import KubeClient, KubeConfig
 from harness.pki import Pki
 from harness.providers.base import ProviderInfo
+from harness.providers.local.nodes import FAKE_NODE_IP, SIM_ANNOTATION, register_nodes, simulated_node
 
 Progress = Callable[[str], None]
 
-SIM_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
-LABEL_SIMULATED = "aiconform.io/simulated"
-LABEL_POOL = "aiconform.io/pool"
-LABEL_CLUSTER = "aiconform.io/cluster"
-FAKE_NODE_IP = "192.0.2.10"  # RFC 5737 documentation address: a status field only, never a traffic target.
 STOP_ORDER = ["realnode-plugin", "kubelet", "containerd", "kwok", "kube-scheduler", "kube-controller-manager",
               "kube-apiserver", "etcd"]
 KWOK_STAGES = Path(__file__).resolve().parent.parent / "kwok" / "stages.yaml"
@@ -99,69 +91,6 @@ def profile_fingerprint(profile: Profile) -> str:
     data = asdict(profile)
     data.pop("source", None)
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-# -- node objects ---------------------------------------------------------------------------------------------------
-
-
-def gpu_node_labels(gpu: GpuSpec) -> dict[str, str]:
-    """GFD-style labels for a node of this GPU spec, as GPU feature discovery would write them."""
-    model = models.lookup(gpu.model)
-    labels = models.gfd_labels(model, gpu.count)
-    if gpu.mig.strategy != "none":
-        labels["nvidia.com/mig.strategy"] = gpu.mig.strategy
-        for prof_name, n in gpu.mig.layout:
-            prof = model.mig_profile(prof_name)
-            labels[f"nvidia.com/mig-{prof.name}.count"] = str(n * gpu.count)
-            labels[f"nvidia.com/mig-{prof.name}.memory"] = str(prof.memory_mib)
-    if gpu.time_slicing.replicas > 1:
-        labels["nvidia.com/gpu.replicas"] = str(gpu.time_slicing.replicas)
-        labels["nvidia.com/gpu.sharing-strategy"] = "time-slicing"
-        if gpu.time_slicing.rename_by_default:
-            labels["nvidia.com/gpu.product"] = model.gfd_product + "-SHARED"
-    return labels
-
-
-def simulated_node(pool: Pool, index: int, cluster: str) -> dict[str, Any]:
-    """The Node object of one simulated node: KWOK manages it; capacity is what the fake GPU plugin would give."""
-    name = f"{pool.name}-{index}"
-    labels = {
-        "kubernetes.io/hostname": name,
-        "kubernetes.io/os": "linux",
-        "kubernetes.io/arch": "amd64",
-        "type": "kwok",
-        LABEL_SIMULATED: "true",
-        LABEL_POOL: pool.name,
-        LABEL_CLUSTER: cluster,
-    }
-    resources: dict[str, str] = {
-        "cpu": pool.cpu,
-        "memory": pool.memory,
-        "pods": str(pool.pods),
-        "ephemeral-storage": "1Ti",
-    }
-    if pool.gpu is not None and pool.gpu.count > 0:
-        labels.update(gpu_node_labels(pool.gpu))
-        resources.update({k: str(v) for k, v in pool.gpu.extended_resources().items()})
-    labels.update(pool.labels)
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": name,
-            "labels": labels,
-            "annotations": {SIM_ANNOTATION[0]: SIM_ANNOTATION[1], "node.alpha.kubernetes.io/ttl": "0"},
-        },
-        "spec": {"taints": [t.to_api() for t in pool.taints]} if pool.taints else {},
-        "status": {"capacity": dict(resources), "allocatable": dict(resources), "phase": "Pending"},
-    }
-
-
-def node_ready(node: dict[str, Any]) -> bool:
-    for c in node.get("status", {}).get("conditions", []) or []:
-        if c.get("type") == "Ready":
-            return bool(c.get("status") == "True")
-    return False
 
 
 # -- the provider ---------------------------------------------------------------------------------------------------
@@ -253,7 +182,7 @@ class LocalCluster:
 
     def restart_node(self, node: str) -> None:
         """RestartsNodes: restart the real node's kubelet (simulated nodes have none: UnsupportedCapability)."""
-        from harness.providers.realnode import restart_node
+        from harness.providers.local.realnode import restart_node
 
         restart_node(self, node)
 
@@ -287,7 +216,7 @@ class LocalCluster:
                     "run as root or use a tier S profile such as 'default'"
                 )
             if profile.real_node.enabled:  # packages, address ranges, one real node per host: before anything starts
-                from harness.providers.realnode import preflight
+                from harness.providers.local.realnode import preflight
 
                 preflight(self)
             if profile.control_plane.apiserver_port:
@@ -347,7 +276,7 @@ class LocalCluster:
         tier = "S"
         if profile.real_node.enabled:
             self.progress("[5/6] starting the real node (kubelet + containerd + fake GPU plugin)")
-            from harness.providers.realnode import RealNodeHost
+            from harness.providers.local.realnode import RealNodeHost
 
             host = RealNodeHost(self, profile.real_node, bins["kubelet"], progress=self.progress)
             components += host.start()
@@ -580,7 +509,7 @@ class LocalCluster:
     def _teardown(self, keep_logs_to: Path | None = None) -> None:
         piddir = self.dir / "pids"
         if (self.dir / "realnode.json").exists():
-            from harness.providers.realnode import teardown_host
+            from harness.providers.local.realnode import teardown_host
 
             teardown_host(self, progress=self.progress)
         if piddir.is_dir():
@@ -635,32 +564,3 @@ def write_kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path, c
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(doc))
     os.chmod(path, 0o600)
-
-
-def register_nodes(client: KubeClient, nodes: list[dict[str, Any]], *, timeout: float = 120, workers: int = 32) -> None:
-    """Create simulated Node objects and watch until KWOK has made every one of them Ready."""
-    if not nodes:
-        return
-    create_nodes(client, nodes, workers=workers)
-    client.wait_all("Node", [n["metadata"]["name"] for n in nodes], node_ready, label_selector=f"{LABEL_SIMULATED}=true",
-                    timeout=timeout, what=f"{len(nodes)} simulated nodes to be Ready (KWOK)")
-
-
-def create_nodes(client: KubeClient, nodes: list[dict[str, Any]], workers: int = 32) -> None:
-    """Create Node objects in parallel (keep-alive connection per worker); existing ones are left as they are."""
-
-    def one(node: dict[str, Any]) -> None:
-        try:
-            client.create_fast(node)
-        except Conflict:
-            pass
-
-    errors: list[AiconformError] = []
-    with ThreadPoolExecutor(max_workers=min(workers, len(nodes))) as pool:
-        for fut in [pool.submit(one, n) for n in nodes]:
-            try:
-                fut.result()
-            except AiconformError as err:
-                errors.append(err)
-    if errors:
-        raise ClusterError(f"{len(errors)} of {len(nodes)} nodes could not be created; first: {errors[0]}")

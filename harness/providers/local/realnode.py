@@ -41,10 +41,10 @@ from harness.errors import (
     WaitTimeout,
 )
 from harness.kube import KubeClient, KubeConfig
-from harness.providers import linuxhost as host
+from harness.providers.local import linuxhost as host
 
 if TYPE_CHECKING:
-    from harness.providers.local import LocalCluster
+    from harness.providers.local.cluster import LocalCluster
 
 Progress = Callable[[str], None]
 
@@ -408,7 +408,7 @@ class RealNodeHost:
         return True
 
     def _start_kubelet(self) -> None:
-        from harness.providers.local import free_port, write_kubeconfig
+        from harness.providers.local.cluster import free_port, write_kubeconfig
 
         name = self.spec.name
         pki = self.cluster.pki
@@ -462,7 +462,7 @@ class RealNodeHost:
             raise ClusterError(f"{component} exited during start-up: {self.cluster._log_tail(component)}")
 
     def _start_plugin(self, gpu: GpuSpec) -> None:
-        from harness.providers.local import free_port
+        from harness.providers.local.cluster import free_port
 
         port = free_port()
         self.progress(f"  real node: starting the fake GPU plugin ({gpu.count} x {gpu.model}; metrics on "
@@ -502,7 +502,7 @@ class RealNodeHost:
                       + (f" with {', '.join(f'{k}={v}' for k, v in want.items())}" if want else ""))
 
         def done(node: dict[str, Any]) -> bool:
-            from harness.providers.local import node_ready
+            from harness.providers.local.nodes import node_ready
 
             alloc = node.get("status", {}).get("allocatable", {})
             return node_ready(node) and all(alloc.get(k) == v for k, v in want.items())

@@ -1,0 +1,24 @@
+"""The ``local`` provider (the embedded default): a real control plane as local processes on 127.0.0.1, simulated GPU
+node pools played by KWOK (tier S), and optionally one real kubelet node with fake GPUs (tier R, root).
+
+Modules: ``cluster`` (the provider: run directory, bring-up, teardown), ``nodes`` (simulated Node objects),
+``realnode`` and ``linuxhost`` (the real node and the host changes it makes and undoes).
+"""
+
+from harness.providers.local.cluster import STOP_ORDER, LocalCluster, free_port, state_root, write_kubeconfig
+from harness.providers.local.nodes import (
+    FAKE_NODE_IP,
+    LABEL_CLUSTER,
+    LABEL_POOL,
+    LABEL_SIMULATED,
+    SIM_ANNOTATION,
+    create_nodes,
+    node_ready,
+    register_nodes,
+    simulated_node,
+)
+
+__all__ = [
+    "FAKE_NODE_IP", "LABEL_CLUSTER", "LABEL_POOL", "LABEL_SIMULATED", "SIM_ANNOTATION", "STOP_ORDER", "LocalCluster",
+    "create_nodes", "free_port", "node_ready", "register_nodes", "simulated_node", "state_root", "write_kubeconfig",
+]
