@@ -296,7 +296,7 @@ class BinaryResolver:
             if comp.build_tags:
                 argv.append(f"-tags={comp.build_tags}")
             argv += ["-ldflags", self._ldflags(comp), pkg]
-            hint = " (cold build of kube-apiserver takes about 2 minutes on 2 cores)" if name == "kube-apiserver" else ""
+            hint = BUILD_HINTS.get(name, "")
             self.progress(f"building {name} v{comp.version} from the Go module proxy{hint}")
             t0 = time.monotonic()
             try:
@@ -326,24 +326,34 @@ class BinaryResolver:
         return " ".join(flags)
 
     def _write_scratch_module(self, comp: Component, work: Path, env: dict[str, str]) -> None:
+        """Write go.mod and tools.go and ``go mod tidy`` them, once per package set: ``.ready`` lists the packages
+        the module was tidied for, so a binary added to versions.toml (kube-proxy) re-tidies an existing module."""
         gomod = work / "go.mod"
         marker = work / ".ready"
-        if marker.exists() and gomod.exists():
-            return
+        wanted = sorted(comp.packages.values())
+        if gomod.exists() and marker.exists():
+            if scratch_packages(marker.read_text()) == wanted:
+                return
+            if (work / "tools.go").exists():  # tidied for another package set: keep go.mod, add the imports
+                self._tidy(comp, work, env, wanted)
+                return
         lines = ["module aiconform.local/build", "", "go 1.26", "", f"require {comp.module} v{comp.version}", ""]
         if comp.group == "kubernetes":
             minor_ver = "0." + comp.version.split(".", 1)[1]
             for staging in self._kubernetes_staging_modules(comp, work, env):
                 lines.append(f"replace {staging} => {staging} v{minor_ver}")
         gomod.write_text("\n".join(lines) + "\n")
-        imports = "\n".join(f'import _ "{p}"' for p in comp.packages.values())
+        self._tidy(comp, work, env, wanted)
+
+    def _tidy(self, comp: Component, work: Path, env: dict[str, str], packages: list[str]) -> None:
+        imports = "\n".join(f'import _ "{p}"' for p in packages)
         (work / "tools.go").write_text(f"//go:build tools\n\npackage tools\n\n{imports}\n")
         self.progress(f"resolving Go modules for {comp.module} v{comp.version}")
         try:
             proc.run([self.go, "mod", "tidy"], cwd=work, env=env, timeout=1800)
         except CommandError as err:
             raise BinaryError(f"go mod tidy for {comp.module} v{comp.version} failed: {err}") from err
-        marker.write_text("ok\n")
+        (work / ".ready").write_text("\n".join(packages) + "\n")
 
     def _kubernetes_staging_modules(self, comp: Component, work: Path, env: dict[str, str]) -> list[str]:
         try:
@@ -355,6 +365,12 @@ class BinaryResolver:
         info = json.loads(res.stdout)
         text = Path(info["GoMod"]).read_text()
         return staging_modules_from_gomod(text)
+
+
+def scratch_packages(marker: str) -> list[str]:
+    """The packages a scratch module's ``.ready`` marker says it was tidied for (``ok`` from older versions of
+    this code: unknown, so none)."""
+    return sorted(ln.strip() for ln in marker.splitlines() if "/" in ln)
 
 
 def staging_modules_from_gomod(text: str) -> list[str]:
@@ -430,4 +446,11 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 CONTROL_PLANE = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"]
-REAL_NODE = ["kubelet"]
+REAL_NODE = ["kubelet", "kube-proxy", "coredns"]
+"""What a real node (tier R) runs besides the control plane: the kubelet, and kube-proxy and CoreDNS for Services
+and cluster DNS (harness/providers/local/netsvc.py)."""
+
+BUILD_HINTS = {
+    "kube-apiserver": " (cold build of kube-apiserver takes about 2 minutes on 2 cores)",
+    "coredns": " (cold build of CoreDNS: about 3.5 CPU-minutes, 2 to 5 minutes on 2 cores)",
+}

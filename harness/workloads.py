@@ -15,6 +15,37 @@ from harness.kube import KubeClient, Obj, is_bound, unschedulable_message
 GPU = "nvidia.com/gpu"
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 PAUSE_IMAGE = "aiconform.local/pause:3.10"  # harness.images builds it for real nodes; nothing is pulled
+REAL_NODE_LABEL = "aiconform.io/real-node"
+"""The one label of real (kubelet) nodes, ``"true"`` on them.  Workloads that carry real traffic (serving, training,
+DNS or Service checks) are pinned to it with :func:`real_node_selector` / :func:`pin_to_real_node`: a pod on a
+simulated node has a fake IP that is unreachable from this host by design."""
+
+
+def real_node_selector() -> dict[str, str]:
+    """nodeSelector that keeps a pod on a real node."""
+    return {REAL_NODE_LABEL: "true"}
+
+
+def pin_to_real_node(obj: Obj) -> Obj:
+    """Add the real-node nodeSelector to a Pod, or to the pod template of a workload (Deployment, StatefulSet,
+    DaemonSet, ReplicaSet, Job: ``spec.template``; CronJob: ``spec.jobTemplate.spec.template``; JobSet:
+    every ``spec.replicatedJobs[].template.spec.template``).  Changes ``obj`` in place and returns it; an
+    object with no pod spec is a ValueError."""
+    specs: list[dict[str, Any]] = []
+    spec = obj.get("spec", {})
+    if obj.get("kind") == "Pod":
+        specs.append(spec)
+    elif "template" in spec:
+        specs.append(spec["template"].setdefault("spec", {}))
+    elif "jobTemplate" in spec:
+        specs.append(spec["jobTemplate"]["spec"]["template"].setdefault("spec", {}))
+    elif "replicatedJobs" in spec:
+        specs += [rj["template"]["spec"]["template"].setdefault("spec", {}) for rj in spec["replicatedJobs"]]
+    if not specs:
+        raise ValueError(f"{obj.get('kind')} has no pod spec to pin to a real node")
+    for pod_spec in specs:
+        pod_spec["nodeSelector"] = {**pod_spec.get("nodeSelector", {}), **real_node_selector()}
+    return obj
 
 
 def pod(

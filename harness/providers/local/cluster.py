@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 from harness import proc
-from harness.bins import CONTROL_PLANE, BinaryResolver
+from harness.bins import CONTROL_PLANE, REAL_NODE, BinaryResolver
 from harness.config import Pool, Profile
 from harness.errors import (
     ClusterError,
@@ -49,8 +49,8 @@ from harness.providers.local.nodes import FAKE_NODE_IP, SIM_ANNOTATION, register
 
 Progress = Callable[[str], None]
 
-STOP_ORDER = ["realnode-plugin", "kubelet", "containerd", "kwok", "kube-scheduler", "kube-controller-manager",
-              "kube-apiserver", "etcd"]
+STOP_ORDER = ["coredns", "kube-proxy", "realnode-plugin", "kubelet", "containerd", "kwok", "kube-scheduler",
+              "kube-controller-manager", "kube-apiserver", "etcd"]
 KWOK_STAGES = Path(__file__).resolve().parent.parent / "kwok" / "stages.yaml"
 
 
@@ -216,9 +216,12 @@ class LocalCluster:
                     "run as root or use a tier S profile such as 'default'"
                 )
             if profile.real_node.enabled:  # packages, address ranges, one real node per host: before anything starts
-                from harness.providers.local.realnode import preflight
+                from harness.providers.local import netsvc, realnode
 
-                preflight(self)
+                realnode.preflight(self)
+                netsvc.preflight(profile.control_plane, real_pod_cidr=realnode.POD_CIDR,
+                                 node_net=f"{realnode.NODE_IP}/{realnode.NODE_PREFIX}",
+                                 exclude_links=(realnode.VETH, realnode.VETH_PEER, realnode.BRIDGE))
             if profile.control_plane.apiserver_port:
                 check_port_free(profile.control_plane.apiserver_port, "controlPlane.apiserverPort")
             t0 = time.monotonic()
@@ -236,7 +239,7 @@ class LocalCluster:
         version = profile.control_plane.kubernetes_version or resolver.versions.kubernetes_default
         names = list(CONTROL_PLANE)
         if profile.real_node.enabled:
-            names.append("kubelet")
+            names += REAL_NODE  # kubelet, kube-proxy, coredns
         t_bins = time.monotonic()
         bins = {n: r.path for n, r in resolver.resolve_many(names, kubernetes=version).items()}
         if time.monotonic() - t_bins > 1:
@@ -276,9 +279,12 @@ class LocalCluster:
         tier = "S"
         if profile.real_node.enabled:
             self.progress("[5/6] starting the real node (kubelet + containerd + fake GPU plugin)")
+            from harness.providers.local.netsvc import NetSpec
             from harness.providers.local.realnode import RealNodeHost
 
-            host = RealNodeHost(self, profile.real_node, bins["kubelet"], progress=self.progress)
+            net = NetSpec(service_cidr=profile.control_plane.service_cidr, sim_pod_cidr=profile.control_plane.pod_cidr,
+                          kube_proxy=bins["kube-proxy"], coredns=bins["coredns"])
+            host = RealNodeHost(self, profile.real_node, bins["kubelet"], progress=self.progress, net=net)
             components += host.start()
             tier = "R"
         n_sim = sum(p.nodes for p in profile.pools)

@@ -218,32 +218,32 @@ def remove_cgroup_tree(top: Path, *, timeout: float = 10.0) -> bool:
 IPTABLES_TABLES = ("filter", "nat", "mangle")
 
 
-def iptables_chains() -> dict[str, list[str]]:
-    """User chains per table ({} when iptables is not installed or the kernel has no tables)."""
+def iptables_chains(command: str = "iptables") -> dict[str, list[str]]:
+    """User chains per table ({} when iptables is not installed or the kernel has no tables); ``command`` picks
+    a backend (``iptables-nft``, ``iptables-legacy``)."""
     out: dict[str, list[str]] = {}
     for table in IPTABLES_TABLES:
         try:
-            lines = proc.run(["iptables", "-w", "5", "-t", table, "-S"], timeout=30).stdout.splitlines()
+            lines = proc.run([command, "-w", "5", "-t", table, "-S"], timeout=30).stdout.splitlines()
         except CommandError:
             continue
         out[table] = sorted(ln.split()[1] for ln in lines if ln.startswith("-N "))
     return out
 
 
-def iptables_delete_chains(table: str, chains: Iterable[str]) -> list[str]:
+def iptables_delete_chains(table: str, chains: Iterable[str], *, command: str = "iptables") -> list[str]:
     """Remove every rule that jumps to ``chains``, then flush and delete them; returns chains that remain."""
     targets = set(chains)
     if not targets:
         return []
-    rules = proc.run(["iptables", "-w", "5", "-t", table, "-S"], timeout=30, check=False).stdout.splitlines()
-
-
+    ipt = [command, "-w", "5", "-t", table]
+    rules = proc.run([*ipt, "-S"], timeout=30, check=False).stdout.splitlines()
     for rule in rules:
         words = shlex.split(rule)
         if len(words) > 3 and words[0] == "-A" and "-j" in words and words[words.index("-j") + 1] in targets:
-            proc.run(["iptables", "-w", "5", "-t", table, "-D", *words[1:]], timeout=30, check=False)
+            proc.run([*ipt, "-D", *words[1:]], timeout=30, check=False)
     for chain in targets:
-        proc.run(["iptables", "-w", "5", "-t", table, "-F", chain], timeout=30, check=False)
+        proc.run([*ipt, "-F", chain], timeout=30, check=False)
     for chain in targets:
-        proc.run(["iptables", "-w", "5", "-t", table, "-X", chain], timeout=30, check=False)
-    return sorted(targets & set(iptables_chains().get(table, [])))
+        proc.run([*ipt, "-X", chain], timeout=30, check=False)
+    return sorted(targets & set(iptables_chains(command).get(table, [])))

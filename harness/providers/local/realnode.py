@@ -42,6 +42,8 @@ from harness.errors import (
 )
 from harness.kube import KubeClient, KubeConfig
 from harness.providers.local import linuxhost as host
+from harness.providers.local import netsvc
+from harness.workloads import REAL_NODE_LABEL
 
 if TYPE_CHECKING:
     from harness.providers.local.cluster import LocalCluster
@@ -67,7 +69,6 @@ SYSCTLS = ("vm.overcommit_memory", "vm.panic_on_oom", "kernel.panic", "kernel.pa
            "kernel.keys.root_maxkeys", "kernel.keys.root_maxbytes", "net.ipv4.ip_forward")
 """What the kubelet (the first six) and the CNI bridge plugin (ip_forward) change on start."""
 FAKE_GPU_LABEL = "aiconform.io/fake-gpu"
-REAL_NODE_LABEL = "aiconform.io/real-node"
 COMPONENTS = ("containerd", "kubelet", "realnode-plugin")
 MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes; containerd also makes "<socket>.ttrpc"
 
@@ -281,11 +282,14 @@ def kubelet_config(*, ca: Path, socket: Path, port: int, healthz_port: int, serv
 class RealNodeHost:
     """Starts (and restarts the kubelet of) the one real node of a local cluster."""
 
-    def __init__(self, cluster: LocalCluster, spec: RealNode, kubelet: Path, *, progress: Progress = _stderr) -> None:
+    def __init__(self, cluster: LocalCluster, spec: RealNode, kubelet: Path, *, progress: Progress = _stderr,
+                 net: netsvc.NetSpec | None = None) -> None:
         self.cluster = cluster
         self.spec = spec
         self.kubelet = kubelet
         self.progress = progress
+        self.net = net
+        """kube-proxy, CoreDNS and the unreachable routes (netsvc.py); None: none of them."""
         self.dir = cluster.dir / "realnode"
         self.record: dict[str, Any] = {}
 
@@ -329,6 +333,8 @@ class RealNodeHost:
                                "AICONFORM_STATE_DIR")
         claim_host(self.cluster)
         self._record_host_before()
+        if self.net is not None:
+            netsvc.prepare(self, self.net)
         archives = self._build_images()
         self._make_network()
         self._start_containerd(archives)
@@ -338,6 +344,8 @@ class RealNodeHost:
             self._start_plugin(self.spec.gpu)
             components.append("realnode-plugin")
         self._wait_node()
+        if self.net is not None:
+            components += netsvc.start(self, self.net)
         return components
 
     def _record_host_before(self) -> None:
@@ -423,6 +431,8 @@ class RealNodeHost:
         config = kubelet_config(ca=pki.ca.cert, socket=self.socket, port=free_port(), healthz_port=healthz,
                                 serving=(serving.cert, serving.key),
                                 taints=[t.to_api() for t in self.spec.taints])
+        if self.net is not None:
+            config |= netsvc.kubelet_dns(self.net.dns_ip)
         cfg = self.dir / "kubelet-config.yaml"
         cfg.write_text(yaml.safe_dump(config))
         argv = [str(self.kubelet), f"--config={cfg}", f"--kubeconfig={kubeconfig}", f"--root-dir={KUBELET_ROOT}",
@@ -567,7 +577,7 @@ def teardown_host(cluster: LocalCluster, *, progress: Progress = _stderr) -> lis
         return []
     progress(f"tearing down the real node {record.get('node')}")
     left: list[str] = []
-    for step in (_stop_node_daemons, _remove_containers, _stop_containerd, _unmount, _remove_cgroups,
+    for step in (_stop_node_daemons, netsvc.teardown, _remove_containers, _stop_containerd, _unmount, _remove_cgroups,
                  _restore_sysctls, _remove_links, _remove_iptables, _remove_dirs):
         try:
             left += step(cluster, record)
@@ -590,6 +600,7 @@ def host_leftovers(record: dict[str, Any], run_dir: Path, pids: list[int]) -> li
     left += [f"cgroup {d}" for d in host.cgroup_dirs("kubepods") if str(d) not in record["kubepods_existed"]]
     left += [f"sysctl {k}" for k, v in record["sysctls"].items() if v is not None and host.read_sysctl(k) != v]
     left += [f"dir {p}" for p, existed in record["existed"].items() if not existed and Path(p).exists()]
+    left += netsvc.leftovers(record)
     holder = _claim_holder()
     if holder is not None and holder.get("run_dir") == str(run_dir):
         left.append(f"host claim {HOST_CLAIM}")
