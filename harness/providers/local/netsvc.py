@@ -47,7 +47,7 @@ DNS_PORT = 53
 KUBE_PROXY_USER = "system:kube-proxy"  # bound to ClusterRole system:node-proxier by the apiserver's bootstrap RBAC
 COREDNS_USER = "aiconform:coredns"
 COREDNS_ROLE = "aiconform:coredns"
-MANAGED_BY = "aiconform.io/netsvc"
+MANAGED_BY = "aiconform-netsvc"  # a label value: no slash
 ROUTE_TYPE = "unreachable"
 """``unreachable`` rather than ``blackhole``: both drop the packet here, but a blackhole drops a forwarded packet
 silently (a pod's connect would hang until it times out) while unreachable answers the pod with an ICMP host
