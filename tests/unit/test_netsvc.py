@@ -188,3 +188,11 @@ def test_pin_to_real_node_reaches_every_pod_template() -> None:
     with pytest.raises(ValueError, match="ConfigMap has no pod spec"):
         pin_to_real_node({"kind": "ConfigMap", "data": {}})
     assert realnode.REAL_NODE_LABEL == REAL_NODE_LABEL  # the label the real node carries
+
+
+def test_pods_route_only_the_service_cidr_through_the_host(tmp_path: Path) -> None:
+    spec = netsvc.NetSpec(service_cidr="10.96.0.0/16", sim_pod_cidr="10.128.0.0/12", kube_proxy=Path("kp"),
+                          coredns=Path("cd"))
+    ipam = realnode.cni_conflist(tmp_path, routes=netsvc.pod_routes(spec))["plugins"][0]["ipam"]
+    assert ipam["routes"] == [{"dst": "10.96.0.0/16"}]  # no default route: nothing else leaves the pod
+    assert "routes" not in realnode.cni_conflist(tmp_path)["plugins"][0]["ipam"]

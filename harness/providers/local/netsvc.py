@@ -241,6 +241,12 @@ def dns_endpointslice(node: str, node_ip: str, port: int = DNS_PORT) -> dict[str
     }
 
 
+def pod_routes(spec: NetSpec) -> tuple[str, ...]:
+    """Routes the real node's pods need besides their bridge subnet: the Service CIDR through the host, where
+    kube-proxy DNATs it (pods have no default route, so anything else fails in the pod itself)."""
+    return (str(ipaddress.ip_network(spec.service_cidr, strict=False)),)
+
+
 def kubelet_dns(dns_ip: str) -> dict[str, Any]:
     """What the KubeletConfiguration needs so pods resolve through kube-dns."""
     return {"clusterDNS": [dns_ip], "clusterDomain": DNS_DOMAIN}

@@ -223,7 +223,11 @@ def containerd_config(root: Path, state: Path, socket: Path, cni_conf_dir: Path)
     ])
 
 
-def cni_conflist(ipam_dir: Path) -> dict[str, Any]:
+def cni_conflist(ipam_dir: Path, routes: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``routes``: destinations pods reach through the bridge gateway (the host); pods get no default route."""
+    ipam: dict[str, Any] = {"type": "host-local", "ranges": [[{"subnet": POD_CIDR}]], "dataDir": str(ipam_dir)}
+    if routes:
+        ipam["routes"] = [{"dst": r} for r in routes]
     return {
         "cniVersion": "0.4.0",
         "name": CNI_NETWORK,
@@ -234,7 +238,7 @@ def cni_conflist(ipam_dir: Path) -> dict[str, Any]:
                 "isGateway": True,
                 "ipMasq": False,
                 "hairpinMode": True,
-                "ipam": {"type": "host-local", "ranges": [[{"subnet": POD_CIDR}]], "dataDir": str(ipam_dir)},
+                "ipam": ipam,
             },
             {"type": "portmap", "capabilities": {"portMappings": True}},
         ],
@@ -387,7 +391,8 @@ class RealNodeHost:
         conf_dir = self.dir / "cni" / "net.d"
         conf_dir.mkdir(parents=True, exist_ok=True)
         (conf_dir / "10-aiconform.conflist").write_text(
-            json.dumps(cni_conflist(self.dir / "cni" / "ipam"), indent=2))
+            json.dumps(cni_conflist(self.dir / "cni" / "ipam",
+                                    routes=netsvc.pod_routes(self.net) if self.net is not None else ()), indent=2))
 
     def _start_containerd(self, archives: list[Path]) -> None:
         self.progress(f"  real node: starting containerd ({self.socket})")
