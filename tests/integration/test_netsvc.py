@@ -185,10 +185,10 @@ def test_pod_resolves_cluster_names_and_reaches_a_clusterip_service(
     names = ["kubernetes.default.svc.cluster.local", f"web.{namespace}.svc.cluster.local",
              f"workers.{namespace}.svc.cluster.local", f"worker-0.workers.{namespace}.svc.cluster.local",
              "nothing-here.example"]
-    # busybox-static's wget resolves through static glibc (it segfaults on a name): give it the address nslookup found
+    # Debian's busybox-static wget segfaults on a host name (static glibc resolver) and on -T: it gets the ClusterIP
+    # that nslookup must return (asserted below), and `timeout` bounds it
     script = ("cat /etc/resolv.conf; " + "; ".join(f"echo Q {n}; nslookup {n}" for n in names)
-              + f"; echo WGET; ip=$(nslookup web.{namespace}.svc.cluster.local | sed -n 's/^Address: //p' | head -n1)"
-              + "; wget -q -T 10 -O- http://$ip:8080/index.html; echo END")
+              + f"; echo WGET; timeout 10 wget -q -O- http://{web_ip}:8080/index.html; echo RC=$?; echo END")
     run_pods(client, namespace, [real_pod("client", script)], "Succeeded")
     out = pod_log(client, namespace, "client", "main")
     dns_ip = record["netsvc"]["dns_ip"]
@@ -220,8 +220,8 @@ def leak_counter() -> Iterator[str]:
         pytest.skip("needs nft (apt-get install nftables) to count packets on the default-route interface")
     profile = load_profile("local-real").control_plane
     dsts = ", ".join(netsvc.unreachable_routes(profile.service_cidr, profile.pod_cidr))
-    rules = (f"table ip {LEAK_TABLE} {{ chain out {{ type filter hook postrouting priority 0; policy accept; "
-             f'oifname "{dev}" ip daddr {{ {dsts} }} counter drop; }} }}')
+    rules = (f"table ip {LEAK_TABLE} {{\n chain out {{\n  type filter hook postrouting priority 0; policy accept;\n"
+             f'  oifname "{dev}" ip daddr {{ {dsts} }} counter drop\n }}\n}}\n')
     subprocess.run(["nft", "-f", "-"], input=rules, text=True, check=True, timeout=30)
     try:
         yield LEAK_TABLE
@@ -263,8 +263,8 @@ def test_connections_to_simulated_pods_fail_at_once_and_send_nothing_out(
         assert time.monotonic() - t0 < 5
 
     # From a pod on the real node: through the Service (kube-proxy DNATs to a simulated pod) and to a pod IP.
-    script = (f"time wget -T 10 -q -O- http://{cluster_ip}/; echo RC=$?; "
-              f"time wget -T 10 -q -O- http://{sim_ips[0]}/; echo RC=$?; echo END")
+    script = (f"time timeout 10 wget -q -O- http://{cluster_ip}/; echo RC=$?; "
+              f"time timeout 10 wget -q -O- http://{sim_ips[0]}/; echo RC=$?; echo END")
     run_pods(client, namespace, [real_pod("prober", script)], "Succeeded", timeout=90)
     out = pod_log(client, namespace, "prober", "main")
     assert out.count("RC=1") == 2, out
