@@ -151,6 +151,25 @@ def wait_endpoints(client: KubeClient, ns: str, svc: str, count: int) -> list[st
     return got
 
 
+# -- bad input -------------------------------------------------------------------------------------------------------
+
+
+def test_ranges_that_would_let_traffic_leave_are_refused_before_anything_starts() -> None:
+    """Needs no cluster: the checks ``up`` runs before it starts anything (one ClusterError line each)."""
+    from harness.config import ControlPlane
+    from harness.errors import ClusterError
+
+    kw = {"real_pod_cidr": realnode.POD_CIDR, "node_net": f"{realnode.NODE_IP}/{realnode.NODE_PREFIX}",
+          "exclude_links": (realnode.VETH, realnode.VETH_PEER, realnode.BRIDGE)}
+    with pytest.raises(ClusterError, match=r"controlPlane.podCIDR \(simulated pods\) 10.244.0.0/16 overlaps the real "
+                                           r"node's pod CIDR"):
+        netsvc.preflight(ControlPlane(pod_cidr="10.244.0.0/16"), **kw)
+    uplink = json.loads(_run(["ip", "-j", "-4", "addr", "show", "dev", default_route_dev()]))[0]["addr_info"][0]
+    net = ipaddress.ip_network(f"{uplink['local']}/{uplink['prefixlen']}", strict=False)
+    with pytest.raises(ClusterError, match=f"controlPlane.serviceCIDR {net} overlaps .* on this host"):
+        netsvc.preflight(ControlPlane(service_cidr=str(net)), **kw)
+
+
 # -- processes -----------------------------------------------------------------------------------------------------------
 
 
