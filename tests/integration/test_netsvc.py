@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -213,7 +214,7 @@ def test_pod_resolves_cluster_names_and_reaches_a_clusterip_service(
              "nothing-here.example"]
     # Debian's busybox-static wget segfaults on a host name (static glibc resolver) and on -T: it gets the ClusterIP
     # that nslookup must return (asserted below), and `timeout` bounds it
-    script = ("cat /etc/resolv.conf; " + "; ".join(f"echo Q {n}; nslookup {n}" for n in names)
+    script = ("exec 2>&1; cat /etc/resolv.conf; " + "; ".join(f"echo Q {n}; nslookup {n}" for n in names)
               + f"; echo WGET; timeout 10 wget -q -O- http://{web_ip}:8080/index.html; echo RC=$?; echo END")
     run_pods(client, namespace, [real_pod("client", script)], "Succeeded")
     out = pod_log(client, namespace, "client", "main")
@@ -230,6 +231,9 @@ def test_pod_resolves_cluster_names_and_reaches_a_clusterip_service(
     nothing = answer("nothing-here.example")  # not forwarded anywhere: NXDOMAIN from CoreDNS
     assert "NXDOMAIN" in nothing and not re.search(r"^Address: ", nothing, re.M), out
     assert "hello-through-a-service" in out.split("WGET", 1)[1], out  # the name's ClusterIP, DNATed to the pod
+    # and from the host, as on any node (the apiserver reaches webhook Services the same way)
+    body = urllib.request.urlopen(f"http://{web_ip}:8080/index.html", timeout=10).read().decode()
+    assert body.strip() == "hello-through-a-service"
     delete_pods(client, namespace, ["client"])
 
 
@@ -245,7 +249,7 @@ def leak_counter() -> Iterator[str]:
     if shutil.which("nft") is None:
         pytest.skip("needs nft (apt-get install nftables) to count packets on the default-route interface")
     profile = load_profile("local-real").control_plane
-    dsts = ", ".join(netsvc.unreachable_routes(profile.service_cidr, profile.pod_cidr))
+    dsts = ", ".join([*netsvc.unreachable_routes(profile.pod_cidr), profile.service_cidr])
     rules = (f"table ip {LEAK_TABLE} {{\n chain out {{\n  type filter hook postrouting priority 0; policy accept;\n"
              f'  oifname "{dev}" ip daddr {{ {dsts} }} counter drop\n }}\n}}\n')
     subprocess.run(["nft", "-f", "-"], input=rules, text=True, check=True, timeout=30)
@@ -275,12 +279,16 @@ def test_connections_to_simulated_pods_fail_at_once_and_send_nothing_out(
     assert all(ipaddress.ip_address(ip) in sim_net for ip in sim_ips), sim_ips
     cluster_ip = client.get("Service", "sim", namespace=namespace)["spec"]["clusterIP"]
 
-    # The kernel's own answer first (nothing is sent before it says so): refused here, for the host and for a pod.
-    for dst in [*sim_ips, cluster_ip, "10.96.255.254", "192.0.2.10"]:
+    # The kernel's own answer first (nothing is sent before it says so): refused here, for the host and for a pod;
+    # Service IPs go to the node's veth, never the default route.
+    for dst in [*sim_ips, "192.0.2.10"]:
         assert refused_by_route(dst), dst
+    for dst in (cluster_ip, "10.96.255.254"):
+        assert f"dev {realnode.VETH} " in _run(["ip", "route", "get", dst]), dst
 
-    # From the host: refused by the route lookup, well before the 10 s socket timeout.
-    for ip in sim_ips:
+    # From the host: refused by the route lookup (a simulated pod) or the REJECT rule (an IP no Service holds), well
+    # before the 10 s socket timeout.
+    for ip in [*sim_ips, "10.96.255.254"]:
         t0 = time.monotonic()
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s, pytest.raises(OSError) as err:
             s.settimeout(10)
@@ -289,16 +297,18 @@ def test_connections_to_simulated_pods_fail_at_once_and_send_nothing_out(
         assert time.monotonic() - t0 < 5
 
     # From a pod on the real node: through the Service (kube-proxy DNATs to a simulated pod) and to a pod IP.
-    script = (f"time timeout 10 wget -q -O- http://{cluster_ip}/; echo RC=$?; "
-              f"time timeout 10 wget -q -O- http://{sim_ips[0]}/; echo RC=$?; echo END")
+    script = (f"exec 2>&1; time timeout 10 wget -q -O- http://{cluster_ip}/; echo RC=$?; "
+              f"time timeout 10 wget -q -O- http://{sim_ips[0]}/; echo RC=$?; "
+              "time timeout 10 wget -q -O- http://10.96.255.254/; echo RC=$?; echo END")
     run_pods(client, namespace, [real_pod("prober", script)], "Succeeded", timeout=90)
     out = pod_log(client, namespace, "prober", "main")
-    assert out.count("RC=1") == 2, out
+    assert out.count("RC=1") == 3, out
     # via the Service: kube-proxy DNATs to a simulated pod and this host answers host-unreachable; to the pod IP
     # itself: the pod has no route to the simulated range at all
-    via_service, direct = out.split("RC=", 1)[0], out.split("RC=", 1)[1]
+    via_service, direct, unheld = out.split("RC=")[:3]
     assert "No route to host" in via_service or "Host is unreachable" in via_service, out
     assert "Network is unreachable" in direct or "No route to host" in direct, out
+    assert "No route to host" in unheld or "Host is unreachable" in unheld, out  # AICONFORM-SVC's REJECT
     assert "timed out" not in out, out
     assert leaked_packets() == 0
     # and what the prober's packets met after kube-proxy's DNAT: the same route, for traffic from the pod bridge

@@ -40,14 +40,26 @@ def test_dns_ip_is_the_tenth_address_of_the_service_cidr() -> None:
     assert netsvc.dns_service_ip("172.20.0.0/24") == "172.20.0.10"
 
 
-def test_unreachable_routes_cover_simulated_pods_services_and_the_fake_node_ip() -> None:
-    routes = netsvc.unreachable_routes("10.96.0.0/16", "10.128.0.0/12")
-    assert routes == ["10.128.0.0/12", "10.96.0.0/16", f"{FAKE_NODE_IP}/32"]
+def test_unreachable_routes_cover_simulated_pods_and_the_fake_node_ip() -> None:
+    routes = netsvc.unreachable_routes("10.128.0.0/12")
+    assert routes == ["10.128.0.0/12", f"{FAKE_NODE_IP}/32"]
     nets = [ipaddress.ip_network(r) for r in routes]
     # the real node's own ranges stay routable
     assert not any(n.overlaps(ipaddress.ip_network(realnode.POD_CIDR)) for n in nets)
     assert not any(n.overlaps(ipaddress.ip_network(f"{realnode.NODE_IP}/{realnode.NODE_PREFIX}", strict=False))
                    for n in nets)
+
+
+def test_service_cidr_stays_on_the_node_veth_and_unheld_ips_are_rejected() -> None:
+    assert netsvc.service_route("10.96.0.0/16", realnode.VETH) == ["10.96.0.0/16", "dev", realnode.VETH]
+    rules = netsvc.svc_reject_rules("10.96.0.0/16")
+    assert rules[0] == ["-N", "AICONFORM-SVC"]
+    reject = rules[1]
+    assert reject[reject.index("-d") + 1] == "10.96.0.0/16"
+    assert reject[reject.index("-j") + 1:] == ["REJECT", "--reject-with", "icmp-host-unreachable"]
+    # in filter, after nat: only what kube-proxy did not DNAT; for the host's own packets and for pods'
+    assert {tuple(r[:2]) for r in rules[2:]} == {("-I", "OUTPUT"), ("-I", "FORWARD")}
+    assert all(r[-2:] == ["-j", "AICONFORM-SVC"] for r in rules[2:])
 
 
 def test_default_profile_ranges_do_not_clash() -> None:

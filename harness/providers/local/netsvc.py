@@ -1,9 +1,13 @@
 """Services and cluster DNS on the real node (tier R), and the routes that keep simulated traffic on this machine.
 
 Owns:
-- ``unreachable`` routes for the simulated pod CIDR (KWOK's fake pod IPs, ``controlPlane.podCIDR``), the Service
-  CIDR and the simulated nodes' fake InternalIP: once kube-proxy DNATs to a simulated endpoint, the packet is refused
-  on this host (the sender gets EHOSTUNREACH at once) instead of following the default route off the machine;
+- ``unreachable`` routes for the simulated pod CIDR (KWOK's fake pod IPs, ``controlPlane.podCIDR``) and the
+  simulated nodes' fake InternalIP: once kube-proxy DNATs to a simulated endpoint, the packet is refused on this
+  host (the sender gets EHOSTUNREACH at once) instead of following the default route off the machine;
+- the Service CIDR routed onto the real node's own veth (never the default route) plus a REJECT rule (chain
+  ``AICONFORM-SVC``, filter OUTPUT and FORWARD) for Service IPs kube-proxy did not DNAT: host processes (the
+  apiserver calling a webhook, a load generator) use ClusterIPs as on any node, and an IP no Service holds fails at
+  once;
 - kube-proxy (iptables mode, the iptables backend this host already uses) as a host process with the identity
   ``system:kube-proxy`` (covered by the built-in ``system:node-proxier`` binding), health and metrics on 127.0.0.1,
   NodePorts on the node's own address only;
@@ -11,7 +15,7 @@ Owns:
   names) from the API with a read-only identity, NXDOMAIN for every other name (nothing is forwarded); the
   ``kube-system/kube-dns`` Service (10th IP of the Service CIDR, no selector) whose hand-made EndpointSlice points at
   it, so kube-proxy DNATs pod DNS queries to the host;
-- undoing all of that: KUBE-* chains, the nft tables kube-proxy's iptables created, routes, sysctls.
+- undoing all of that: KUBE-* and AICONFORM-* chains, the nft tables its iptables created, routes, sysctls.
 
 What it will change is written into the real node's record (``realnode.json``, key ``netsvc``) *before* it is
 changed, so ``down`` after a killed ``up`` removes it.  The argv/config/manifest builders are pure and unit-tested.
@@ -53,7 +57,8 @@ ROUTE_TYPE = "unreachable"
 silently (a pod's connect would hang until it times out) while unreachable answers the pod with an ICMP host
 unreachable from this host, so its connect fails at once.  Local senders get EHOSTUNREACH from the route lookup."""
 IPTABLES_TABLES = ("filter", "nat", "mangle")
-CHAIN_PREFIX = "KUBE-"
+CHAIN_PREFIXES = ("KUBE-", "AICONFORM-")
+SVC_CHAIN = "AICONFORM-SVC"
 SYSCTLS = (
     "net.bridge.bridge-nf-call-iptables",
     "net.ipv4.conf.all.route_localnet",
@@ -93,12 +98,29 @@ def dns_service_ip(service_cidr: str) -> str:
     return str(ipaddress.ip_network(service_cidr, strict=False)[10])
 
 
-def unreachable_routes(service_cidr: str, sim_pod_cidr: str) -> list[str]:
-    """Destinations that must never leave this host once kube-proxy runs: the simulated pods' IPs, the Service
-    CIDR (an IP no Service holds), and the simulated nodes' InternalIP (a hostNetwork pod's IP on them)."""
-    nets = [ipaddress.ip_network(sim_pod_cidr, strict=False), ipaddress.ip_network(service_cidr, strict=False),
-            ipaddress.ip_network(f"{FAKE_NODE_IP}/32")]
-    return [str(n) for n in nets]
+def unreachable_routes(sim_pod_cidr: str) -> list[str]:
+    """Destinations refused on this host once kube-proxy runs: the simulated pods' IPs and the simulated nodes'
+    InternalIP (a hostNetwork pod's IP on them)."""
+    return [str(ipaddress.ip_network(sim_pod_cidr, strict=False)), str(ipaddress.ip_network(f"{FAKE_NODE_IP}/32"))]
+
+
+def service_route(service_cidr: str, veth: str) -> list[str]:
+    """``ip route add`` arguments for the Service CIDR: onto the node's veth (its peer has no address, so nothing
+    goes further), never the default route.  Host processes pass the route lookup, kube-proxy's OUTPUT DNAT
+    rewrites the destination and the packet is re-routed to the endpoint (masqueraded by kube-proxy, since the
+    host is outside the cluster CIDR)."""
+    return [str(ipaddress.ip_network(service_cidr, strict=False)), "dev", veth]
+
+
+def svc_reject_rules(service_cidr: str) -> list[list[str]]:
+    """iptables argv tails (after ``-t filter``) for the AICONFORM-SVC chain: what is still addressed to the Service
+    CIDR after kube-proxy's DNAT is an IP no Service holds: rejected with host-unreachable, at once."""
+    cidr = str(ipaddress.ip_network(service_cidr, strict=False))
+    return [["-N", SVC_CHAIN],
+            ["-A", SVC_CHAIN, "-d", cidr, "-m", "comment", "--comment", "aiconform: no Service holds this IP",
+             "-j", "REJECT", "--reject-with", "icmp-host-unreachable"],
+            ["-I", "OUTPUT", "1", "-j", SVC_CHAIN],
+            ["-I", "FORWARD", "1", "-j", SVC_CHAIN]]
 
 
 def cidr_conflict(*, service_cidr: str, sim_pod_cidr: str, real_pod_cidr: str, node_net: str) -> str | None:
@@ -319,7 +341,7 @@ def preflight(control_plane: ControlPlane, *, real_pod_cidr: str, node_net: str,
                                "could leave the machine); change the profile or free that range")
     backend = detect_backend()
     tables = parse_save(_save(f"iptables-{backend}-save"))
-    found = sorted({c for t in tables.values() for c in t["chains"] if c.startswith(CHAIN_PREFIX)})
+    found = sorted({c for t in tables.values() for c in t["chains"] if c.startswith(CHAIN_PREFIXES)})
     if found:
         raise ClusterError(f"this host's {backend} iptables already has kube-proxy chains ({', '.join(found[:3])}): "
                            "another kube-proxy runs here or one was left behind; remove it first")
@@ -330,13 +352,14 @@ def prepare(node: RealNodeHost, spec: NetSpec) -> None:
     routes and turn on bridge-nf-call-iptables."""
     backend = detect_backend()
     existing = set(_route_dsts())
-    routes = [r for r in unreachable_routes(spec.service_cidr, spec.sim_pod_cidr) if r not in existing]
+    routes = [r for r in unreachable_routes(spec.sim_pod_cidr) if r not in existing]
     before = parse_save(_save(f"iptables-{backend}-save"))
     node.record["netsvc"] = {
         "backend": backend,
         "tables_before": sorted(before),
         "chains_before": {t: before.get(t, {}).get("chains", []) for t in IPTABLES_TABLES},
         "routes": routes,
+        "service_route": None,  # set when added (start): the veth must exist first
         "sysctls": {name: host.read_sysctl(name) for name in SYSCTLS},
         "dns_ip": spec.dns_ip,
         "service_cidr": spec.service_cidr,
@@ -348,8 +371,8 @@ def prepare(node: RealNodeHost, spec: NetSpec) -> None:
             proc.run(["ip", "route", "add", ROUTE_TYPE, dst], timeout=30)
         except CommandError as err:
             raise ClusterError(f"cannot add the route that keeps {dst} on this host: {err}") from err
-    node.progress(f"  real node: {ROUTE_TYPE} routes for {', '.join(routes)} (simulated pods, Services and "
-                  "simulated nodes never leave this host)")
+    node.progress(f"  real node: {ROUTE_TYPE} routes for {', '.join(routes)} (simulated pods and nodes are never "
+                  "reached from this host)")
 
 
 def _route_dsts(route_type: str = ROUTE_TYPE) -> list[str]:
@@ -374,9 +397,28 @@ def start(node: RealNodeHost, spec: NetSpec) -> list[str]:
             client.apply(obj, field_manager="aiconform-netsvc")
     except KubeError as err:
         raise ClusterError(f"cannot create the kube-dns Service and CoreDNS's RBAC: {err}") from err
+    finally:
+        client.close()
+    _route_services(node, spec)
     _start_kube_proxy(node, spec)
     _start_coredns(node, spec)
     return list(COMPONENTS)
+
+
+def _route_services(node: RealNodeHost, spec: NetSpec) -> None:
+    """The Service CIDR onto the node's veth, and the REJECT chain for IPs no Service holds (both recorded first)."""
+    net = node.record["netsvc"]
+    route = service_route(spec.service_cidr, node.record["veth"][0])
+    net["service_route"] = route
+    node._save()
+    command = backend_command(net["backend"])
+    try:
+        proc.run(["ip", "route", "add", *route], timeout=30)
+        for args in svc_reject_rules(spec.service_cidr):
+            proc.run([command, "-w", "5", "-t", "filter", *args], timeout=30)
+    except CommandError as err:
+        raise ClusterError(f"cannot keep the Service CIDR {spec.service_cidr} on this host: {err}") from err
+    node.progress(f"  real node: Service CIDR {route[0]} onto {route[2]}; IPs no Service holds are rejected")
 
 
 def _kubeconfig(node: RealNodeHost, stem: str, user: str) -> Path:
@@ -459,17 +501,29 @@ def teardown(cluster: LocalCluster, record: dict[str, Any]) -> list[str]:
         if dst in _route_dsts():
             proc.run(["ip", "route", "del", ROUTE_TYPE, dst], timeout=30, check=False)
     left += [f"route {ROUTE_TYPE} {d}" for d in net.get("routes", []) if d in _route_dsts()]
+    route = net.get("service_route")
+    if route and _has_route(route):
+        proc.run(["ip", "route", "del", *route], timeout=30, check=False)
+        left += [f"route {' '.join(route)}"] if _has_route(route) else []
     for name, value in (net.get("sysctls") or {}).items():
         if value is not None and host.read_sysctl(name) != value and not host.write_sysctl(name, value):
             left.append(f"sysctl {name}={host.read_sysctl(name)} (was {value})")
     return left
 
 
+def _has_route(route: list[str]) -> bool:
+    """Whether ``ip route add ROUTE`` (``<cidr> dev <link>``) is in the main table."""
+    if not host.link_exists(route[2]):
+        return False
+    out = proc.run(["ip", "-4", "route", "show", "exact", route[0], "dev", route[2]], timeout=30, check=False)
+    return bool(out.stdout.strip())
+
+
 def _new_chains(net: dict[str, Any]) -> dict[str, list[str]]:
     tables = parse_save(_save(f"iptables-{net['backend']}-save"))
     before = net.get("chains_before", {})
     return {t: [c for c in tables.get(t, {}).get("chains", [])
-                if c.startswith(CHAIN_PREFIX) and c not in before.get(t, [])] for t in IPTABLES_TABLES}
+                if c.startswith(CHAIN_PREFIXES) and c not in before.get(t, [])] for t in IPTABLES_TABLES}
 
 
 def _remove_chains(net: dict[str, Any]) -> list[str]:
@@ -503,6 +557,8 @@ def leftovers(record: dict[str, Any]) -> list[str]:
     if not net:
         return []
     left = [f"route {ROUTE_TYPE} {d}" for d in net.get("routes", []) if d in _route_dsts()]
+    route = net.get("service_route")
+    left += [f"route {' '.join(route)}"] if route and _has_route(route) else []
     left += [f"iptables chain {t}/{c}" for t, chains in _new_chains(net).items() for c in chains]
     if net.get("backend") == "nft":
         left += [f"nft table ip {t}" for t in parse_save(_save("iptables-nft-save"))
