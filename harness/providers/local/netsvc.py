@@ -315,12 +315,6 @@ def make_backend_dir(backend: str, directory: Path) -> Path:
     return directory
 
 
-def nft_tables(backend: str) -> list[str]:
-    """The iptables tables that exist in ``backend`` (for nft: tables are created on first use and outlive their
-    chains, so teardown deletes the ones it created)."""
-    return sorted(parse_save(_save(f"iptables-{backend}-save")))
-
-
 # -- host state: record, apply, undo ---------------------------------------------------------------------------------
 
 
@@ -349,7 +343,8 @@ def preflight(control_plane: ControlPlane, *, real_pod_cidr: str, node_net: str,
 
 def prepare(node: RealNodeHost, spec: NetSpec) -> None:
     """Record what will change (routes, iptables state of the chosen backend, sysctls), then add the unreachable
-    routes and turn on bridge-nf-call-iptables."""
+    routes.  (The Service CIDR route, the REJECT chain and bridge-nf-call-iptables come in :func:`start`, all
+    covered by this record.)"""
     backend = detect_backend()
     existing = set(_route_dsts())
     routes = [r for r in unreachable_routes(spec.sim_pod_cidr) if r not in existing]
