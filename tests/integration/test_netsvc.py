@@ -17,6 +17,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -335,3 +336,31 @@ def test_down_leaves_iptables_routes_and_sysctls_as_found(
     after = host_snapshot()
     for key in before:
         assert after[key] == before[key], f"{key} differs after down"
+
+
+def test_down_after_a_killed_up_restores_the_host(cluster: LocalCluster, state_root: Path) -> None:
+    """``up`` SIGKILLed right after it started kube-proxy (routes, chains, daemons in place, no state.json): ``down``
+    undoes it from the real node's record.  Runs after the module's cluster is down (one real node per host)."""
+    assert not cluster.dir.exists(), "runs after test_down_leaves_iptables_routes_and_sysctls_as_found"
+    before = host_snapshot()
+    env = {**os.environ, "AICONFORM_STATE_DIR": str(state_root), "PYTHONUNBUFFERED": "1"}
+    cli = str(Path(sys.executable).parent / "aiconform")
+    name = f"nk-{secrets.token_hex(2)}"
+    up = subprocess.Popen([cli, "up", "--profile", "local-real", "--name", name], env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert up.stderr is not None
+        for line in up.stderr:  # bounded by up's own deadlines
+            if "starting kube-proxy" in line:
+                break
+        time.sleep(0.3)  # kube-proxy is being started: its pidfile, rules and the routes are there or coming
+        up.send_signal(signal.SIGKILL)
+    finally:
+        up.wait(timeout=60)
+    assert up.returncode == -signal.SIGKILL
+    during = host_snapshot()
+    assert any(ln.startswith("unreachable") for ln in during["ip -4 route"])  # it had changed the host
+    subprocess.run([cli, "down", "--name", name], env=env, check=True, capture_output=True, timeout=180)
+    after = host_snapshot()
+    for key in before:
+        assert after[key] == before[key], f"{key} differs after down of a killed up"
