@@ -636,7 +636,11 @@ def record_nvml(nvml: Any, *, host_root: Path = Path("/"), event_wait_ms: int = 
             path = host_root / "sys/bus/pci/devices" / sysfs_bus_id(bus) / "numa_node"
             host[str(path.relative_to(host_root))] = path.read_text() if path.exists() else None
     minors = host_root / "proc/driver/nvidia-caps/mig-minors"
-    host["proc/driver/nvidia-caps/mig-minors"] = minors.read_text() if minors.exists() else None
+    # The driver lists every possible GPU (32 x 15 GPU instances x 8 compute instances); keep this machine's GPUs.
+    gpus = {f"gpu{d['nvmlDeviceGetMinorNumber'].get('value')}" for d in out["devices"]}
+    host["proc/driver/nvidia-caps/mig-minors"] = "".join(
+        line for line in minors.read_text().splitlines(keepends=True)
+        if not line.startswith("gpu") or line.split("/")[0] in gpus) if minors.exists() else None
     out["dev"] = sorted(str(p.relative_to(host_root / "dev")) for p in (host_root / "dev").glob("nvidia*"))
     out["events"] = _record_events(nvml, handles, event_wait_ms)
     return out

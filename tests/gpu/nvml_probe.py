@@ -136,7 +136,8 @@ def as_process(out: Path, report: dict[str, Any]) -> None:
     try:
         with FakeKubeletRegistration(sockdir) as kubelet:
             t0 = time.monotonic()
-            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            log_file = open(out / "serve.log", "w")  # noqa: SIM115 - closed below, the child writes it
+            proc = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, text=True)
             try:
                 reg = None
                 deadline = time.monotonic() + 30
@@ -156,12 +157,12 @@ def as_process(out: Path, report: dict[str, Any]) -> None:
                         pb.ContainerAllocateRequest(devices_ids=ids[:1])]), timeout=5)
                     report["cli_allocate"] = allocate_dict(resp.container_responses[0])
                 proc.send_signal(signal.SIGTERM)
-                _, err = proc.communicate(timeout=20)
+                proc.wait(timeout=20)
             finally:
                 if proc.poll() is None:
                     proc.kill()
-                    _, err = proc.communicate()
-            (out / "serve.log").write_text(err)
+                    proc.wait()
+                log_file.close()
             report["cli_serve_rc"] = proc.returncode
     finally:
         shutil.rmtree(sockdir, ignore_errors=True)
