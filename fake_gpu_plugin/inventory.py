@@ -2,7 +2,8 @@
 
 Owns identities (stable UUIDs, NUMA placement, minor numbers), the mapping of devices onto extended resource names
 (MIG strategies, time-slicing replicas, ``.shared`` renaming) and the health of each advertised device.  Pure data:
-no gRPC, no files.
+no gRPC, no files.  Real GPUs (``nvml_backend``) bring their own identities and go through the same
+``assemble_inventory``; ``Inventory.hardware`` says which (``fake`` or ``nvml``).
 
 Identity rules (stable for a node name, so a restarted plugin advertises the same ids):
 - GPU ``i`` of node ``n``: ``GPU-`` + a UUID-shaped hex string derived from sha256("n/gpu/i");
