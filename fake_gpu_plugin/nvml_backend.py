@@ -33,6 +33,7 @@ there.  ``DP_DISABLE_HEALTHCHECKS``/``DP_ENABLE_HEALTHCHECKS`` are honoured with
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import logging
 import math
@@ -326,8 +327,6 @@ def _effective_strategy(gpus: Sequence[GpuFacts], strategy: str) -> str:
 
 
 def _fingerprint(node: str, config: InventoryConfig, gpus: Sequence[PhysicalGpu], migs: Sequence[MigDevice]) -> str:
-    import hashlib
-
     seed = repr((node, config, [(g.uuid, g.minor) for g in gpus], [(m.uuid, m.profile.name) for m in migs]))
     return hashlib.sha256(seed.encode()).hexdigest()[:16]
 

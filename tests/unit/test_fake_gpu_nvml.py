@@ -248,6 +248,17 @@ def test_a_mig_gpu_with_no_instances_is_not_advertised_under_mixed(host: Path) -
     assert {k: [d.id for d in v] for k, v in inv.resources.items()} == {"nvidia.com/gpu": [H100_UUID]}
 
 
+def test_mig_profiles_of_an_unknown_model_come_from_nvml(host: Path) -> None:
+    rec = mig_h100([(0, "1g.12gb", 12032, 7, 0, 1), (1, "2g.24gb", 24064, 5, 0, 2)])
+    rec["devices"][0]["nvmlDeviceGetName"] = {"value": "NVIDIA Future GPU 96GB"}
+    rec["devices"][0]["mig_devices"][1]["nvmlDeviceGetName"] = {"value": "NVIDIA Future GPU 96GB"}  # no profile
+    backend, _ = open_backend(rec, host)
+    inv = backend.inventory("gpu-node", NvmlSettings(mig_strategy="mixed"))
+    assert sorted(inv.resources) == ["nvidia.com/mig-1g.12gb", "nvidia.com/mig-2g.24gb"]
+    assert [(m.profile.name, m.profile.compute_slices, m.memory_mib) for m in inv.mig_devices] == \
+        [("1g.12gb", 1, 12032), ("2g.24gb", 2, 24064)]
+
+
 def test_allocate_of_a_mig_device_hands_its_capability_nodes(host: Path, sockdir: Path) -> None:
     backend, _ = open_backend(mig_h100(), host)
     caps = backend.dev_root / "nvidia-caps"
