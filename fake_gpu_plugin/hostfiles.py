@@ -80,7 +80,7 @@ creates both when the nvidia-uvm module loads (first CUDA use or nvidia-modprobe
 
 
 def device_node_names(inventory: Inventory) -> list[str]:
-    """The nodes the fake creates (and the real host must have: the first len(gpus) + 1 of them)."""
+    """The nodes the fake creates."""
     return [f"nvidia{gpu.minor}" for gpu in inventory.gpus] + [CONTROL_NODE, UVM_NODES[0]]
 
 
@@ -96,13 +96,15 @@ def container_device_nodes(paths: HostPaths, units: Sequence[Unit], gpus: Sequen
 
 
 def prepare(paths: HostPaths, inventory: Inventory, *, device_nodes: bool) -> None:
-    """Create the state directory, the fake nvidia-smi and (if asked) the device nodes.  Idempotent."""
+    """Create the state directory, the fake nvidia-smi and (if asked) the device nodes.  Idempotent.  Real GPUs:
+    the state directory only, and a check that the driver's nodes exist."""
     try:
         for d in (paths.state_dir, paths.bin_dir, paths.alloc_dir):
             d.mkdir(parents=True, exist_ok=True)
-        script = nvidia_smi_script()
-        if not paths.nvidia_smi.exists() or paths.nvidia_smi.read_text() != script:
-            write_atomic(paths.nvidia_smi, script, mode=0o755)
+        if paths.device_root is None:  # real GPUs: containers use the real nvidia-smi, never the fake
+            script = nvidia_smi_script()
+            if not paths.nvidia_smi.exists() or paths.nvidia_smi.read_text() != script:
+                write_atomic(paths.nvidia_smi, script, mode=0o755)
     except OSError as err:
         raise HostSetupError(f"cannot prepare state dir {paths.state_dir}: {err.strerror}") from err
     if not device_nodes:

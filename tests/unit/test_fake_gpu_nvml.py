@@ -297,7 +297,7 @@ def test_allocate_hands_the_real_device_nodes_and_uuids(host: Path, sockdir: Pat
         (f"/dev/{n}", str(backend.dev_root / n), "rw") for n in ("nvidia0", "nvidiactl", "nvidia-uvm",
                                                                  "nvidia-uvm-tools")]
     assert sorted(os.listdir(backend.dev_root)) == before  # never creates or replaces anything there
-    assert not (sockdir / "state" / "dev").exists()
+    assert not (sockdir / "state" / "dev").exists() and not (sockdir / "state" / "bin" / "nvidia-smi").exists()
 
 
 def test_preferred_allocation_and_pod_attribution_use_the_real_ids(host: Path, sockdir: Path) -> None:
