@@ -8,6 +8,9 @@ script talks to its sockets like the kubelet would.  Reads only: no MIG mode cha
 writes into DIR: ``nvml-recording.json`` (the unit tests' fixture format, ``nvml_backend.record_nvml``),
 ``probe.json`` (inventory, Register, ListAndWatch, GetPreferredAllocation, Allocate, health push, timings),
 ``inventory.json`` and ``serve.log`` (the CLI as a process), ``nvidia-smi-L.txt`` and ``nvidia-smi-q.txt``.
+As root with ``unshare`` it also checks that Allocate's device nodes are what a container needs: a process in a new
+mount namespace whose /dev holds only those nodes (plus null/zero/urandom) runs cuInit, cuCtxCreate and cuMemAlloc
+through libcuda; the same without ``/dev/nvidia<minor>`` must fail.
 Exit 0 when every step worked; 1 otherwise (``probe.json`` says which step failed).
 """
 
@@ -168,6 +171,46 @@ def as_process(out: Path, report: dict[str, Any]) -> None:
         shutil.rmtree(sockdir, ignore_errors=True)
 
 
+CUDA_CHECK = """
+import ctypes, json
+c = ctypes.CDLL("libcuda.so.1")
+out = {"cuInit": c.cuInit(0)}
+n = ctypes.c_int(0)
+out["cuDeviceGetCount"] = c.cuDeviceGetCount(ctypes.byref(n)), n.value
+if n.value:
+    dev, ctx, ptr = ctypes.c_int(0), ctypes.c_void_p(), ctypes.c_uint64()
+    c.cuDeviceGet(ctypes.byref(dev), 0)
+    out["cuCtxCreate"] = c.cuCtxCreate_v2(ctypes.byref(ctx), 0, dev)
+    out["cuMemAlloc_1MiB"] = c.cuMemAlloc_v2(ctypes.byref(ptr), 1 << 20)
+print(json.dumps(out))
+"""
+
+
+def container_check(devices: list[dict[str, Any]]) -> dict[str, Any]:
+    """Run CUDA_CHECK with a /dev holding only ``devices`` (as Allocate handed them out) and basic nodes."""
+    nodes = [(d["container_path"], d["major"], d["minor"]) for d in devices if d.get("char")]
+    nodes += [("/dev/null", 1, 3), ("/dev/zero", 1, 5), ("/dev/urandom", 1, 9)]
+    script = ["mount -t tmpfs tmpfs /dev"]
+    for path, major, minor in nodes:
+        script.append(f"mkdir -p {os.path.dirname(path)} && mknod -m 666 {path} c {major} {minor}")
+    script.append(f"exec {sys.executable} -c '{CUDA_CHECK}'")
+    done = run(["unshare", "--mount", "--propagation", "private", "sh", "-c", " && ".join(script)], 120)
+    try:
+        result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        result = {"rc": done.returncode, "stdout": done.stdout[-500:], "stderr": done.stderr[-500:]}
+    result["dev"] = [n[0] for n in nodes]
+    return result
+
+
+def in_container(out: Path, report: dict[str, Any]) -> None:
+    devices = report["allocate"]["devices"]
+    report["container_with_allocated_nodes"] = container_check(devices)
+    gpu_nodes = {d["container_path"] for d in devices if d["container_path"].startswith("/dev/nvidia")
+                 and d["container_path"][len("/dev/nvidia"):].isdigit()}
+    report["container_without_gpu_node"] = container_check([d for d in devices if d["container_path"] not in gpu_nodes])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -181,7 +224,7 @@ def main() -> int:
             (out / name).write_text(done.stdout + done.stderr)
         except (OSError, subprocess.TimeoutExpired) as err:
             (out / name).write_text(f"{err}\n")
-    for step in (in_process, as_process):
+    for step in (in_process, as_process, in_container):
         try:
             step(out, report)
         except Exception:  # noqa: BLE001 - the report says which step failed and how
