@@ -187,28 +187,42 @@ print(json.dumps(out))
 
 
 def container_check(devices: list[dict[str, Any]]) -> dict[str, Any]:
-    """Run CUDA_CHECK with a /dev holding only ``devices`` (as Allocate handed them out) and basic nodes."""
+    """Run CUDA_CHECK as an unprivileged user with a /dev holding only ``devices`` (as Allocate handed them out) and
+    null/zero/urandom, the way a container sees them.  Unprivileged, and with nvidia-modprobe masked, because as root
+    the driver libraries create missing /dev/nvidia* nodes themselves (a container has neither)."""
     nodes = [(d["container_path"], d["major"], d["minor"]) for d in devices if d.get("char")]
     nodes += [("/dev/null", 1, 3), ("/dev/zero", 1, 5), ("/dev/urandom", 1, 9)]
     script = ["mount -t tmpfs tmpfs /dev"]
     for path, major, minor in nodes:
         script.append(f"mkdir -p {os.path.dirname(path)} && mknod -m 666 {path} c {major} {minor}")
-    script.append(f"exec {sys.executable} -c '{CUDA_CHECK}'")
+    modprobe = shutil.which("nvidia-modprobe")
+    if modprobe:
+        script.append(f"mount --bind /bin/false {modprobe}")
+    script.append(f"{{ setpriv --reuid=65534 --regid=65534 --clear-groups {sys.executable} -c '{CUDA_CHECK}'; "
+                  "echo --dev-- >&2; ls -R /dev >&2; }")
     done = run(["unshare", "--mount", "--propagation", "private", "sh", "-c", " && ".join(script)], 120)
     try:
         result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
-        result = {"rc": done.returncode, "stdout": done.stdout[-500:], "stderr": done.stderr[-500:]}
-    result["dev"] = [n[0] for n in nodes]
+        result = {"rc": done.returncode, "stdout": done.stdout[-500:]}
+    errors, _, listing = done.stderr.rpartition("--dev--")
+    result["dev_given"] = [n[0] for n in nodes]
+    result["dev_after"] = listing.split()
+    if errors.strip():
+        result["stderr"] = errors.strip()[-300:]
     return result
 
 
 def in_container(out: Path, report: dict[str, Any]) -> None:
     devices = report["allocate"]["devices"]
+
+    def without(pred: Any) -> list[dict[str, Any]]:
+        return [d for d in devices if not pred(d["container_path"])]
+
     report["container_with_allocated_nodes"] = container_check(devices)
-    gpu_nodes = {d["container_path"] for d in devices if d["container_path"].startswith("/dev/nvidia")
-                 and d["container_path"][len("/dev/nvidia"):].isdigit()}
-    report["container_without_gpu_node"] = container_check([d for d in devices if d["container_path"] not in gpu_nodes])
+    report["container_without_gpu_node"] = container_check(
+        without(lambda p: p.startswith("/dev/nvidia") and p[len("/dev/nvidia"):].isdigit()))
+    report["container_without_uvm"] = container_check(without(lambda p: p.startswith("/dev/nvidia-uvm")))
 
 
 def main() -> int:
