@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import importlib.resources
+import logging
 import os
 import stat
 from collections.abc import Sequence
@@ -27,6 +28,8 @@ from pathlib import Path
 
 from fake_gpu_plugin.errors import HostSetupError
 from fake_gpu_plugin.inventory import Inventory, MigDevice, PhysicalGpu, Unit
+
+log = logging.getLogger(__name__)
 
 DEFAULT_STATE_ROOT = Path("/var/run/aiconform/fake-gpu")
 _NULL_DEVICE = os.makedev(1, 3)
@@ -116,6 +119,11 @@ def prepare(paths: HostPaths, inventory: Inventory, *, device_nodes: bool) -> No
         if missing:
             raise HostSetupError(f"device node(s) {', '.join(missing)} missing: is the NVIDIA driver loaded "
                                  "(nvidia-modprobe / nvidia-smi create them)? Or pass --no-device-nodes")
+        if not os.path.lexists(paths.device_node(UVM_NODES[0])):
+            # Seen on an H100: without the UVM nodes cuInit fails (999) in a container; they are handed out once
+            # they exist, so loading the module later is enough.
+            log.warning("%s missing: containers cannot run CUDA until the nvidia-uvm module is loaded "
+                        "(nvidia-modprobe -u -c=0)", paths.device_node(UVM_NODES[0]))
         return
     paths.dev_dir.mkdir(exist_ok=True)
     for name in device_node_names(inventory):

@@ -317,13 +317,19 @@ def test_preferred_allocation_and_pod_attribution_use_the_real_ids(host: Path, s
         [(False, False, "0"), (True, True, "100")]
 
 
-def test_uvm_nodes_are_handed_out_only_where_present(host: Path, sockdir: Path) -> None:
+def test_uvm_nodes_are_handed_out_only_where_present(host: Path, sockdir: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
     rec: dict[str, Any] = copy.deepcopy(H100)
     rec["dev"] = ["nvidia0", "nvidiactl"]  # nvidia-uvm not loaded yet
     backend, _ = open_backend(rec, host)
     inv = backend.inventory("gpu-node", NvmlSettings())
     with serving(sockdir, backend, inv) as plugin, stub_for(plugin) as stub:
+        assert "containers cannot run CUDA until the nvidia-uvm module is loaded" in caplog.text
         assert [d.container_path for d in allocate(stub, H100_UUID).devices] == ["/dev/nvidia0", "/dev/nvidiactl"]
+        for name in ("nvidia-uvm", "nvidia-uvm-tools"):  # the module loads later: handed out from then on
+            (backend.dev_root / name).touch()
+        assert [d.container_path for d in allocate(stub, H100_UUID).devices][2:] == \
+            ["/dev/nvidia-uvm", "/dev/nvidia-uvm-tools"]
 
 
 def test_a_host_without_the_driver_nodes_is_refused(host: Path, sockdir: Path) -> None:
