@@ -130,6 +130,8 @@ class Profile:
     pools: tuple[Pool, ...] = ()
     control_plane: ControlPlane = field(default_factory=ControlPlane)
     real_node: RealNode = field(default_factory=RealNode)
+    addons: tuple[str, ...] = ()
+    """Pinned upstream controllers installed after bring-up (harness.addons), e.g. ``kube-network-policies``."""
     source: str = ""
     """Where the profile came from (file path), for messages."""
 
@@ -188,7 +190,7 @@ def parse_profile(data: Any, *, name: str = "inline", source: str = "") -> Profi
 class _Parser:
     def profile(self, data: Any, name: str, source: str) -> Profile:
         d = self._map(data, "profile")
-        self._known(d, "", {"name", "provider", "pools", "controlPlane", "realNode", "description"})
+        self._known(d, "", {"name", "provider", "pools", "controlPlane", "realNode", "description", "addons"})
         provider = self._str(d.get("provider", "local"), "provider")
         if provider not in PROVIDERS:
             raise ConfigError(f"provider: must be one of {', '.join(PROVIDERS)}, got {provider!r}")
@@ -204,7 +206,27 @@ class _Parser:
         cp = self.control_plane(d.get("controlPlane", {}) or {}, "controlPlane")
         real = self.real_node(d.get("realNode", {}) or {}, "realNode")
         pname = self._str(d.get("name", name), "name")
-        return Profile(name=pname, provider=provider, pools=pools, control_plane=cp, real_node=real, source=source)
+        addons = self.addons(d.get("addons", []) or [], "addons", real)
+        return Profile(name=pname, provider=provider, pools=pools, control_plane=cp, real_node=real, addons=addons,
+                       source=source)
+
+    def addons(self, data: Any, at: str, real: RealNode) -> tuple[str, ...]:
+        from harness.addons import lookup
+
+        if not isinstance(data, list):
+            raise ConfigError(f"{at}: must be a list of addon names")
+        out: list[str] = []
+        for i, raw in enumerate(data):
+            name = self._str(raw, f"{at}[{i}]", required=True)
+            try:
+                addon = lookup(name)
+            except ConfigError as err:
+                raise ConfigError(f"{at}[{i}]: {err}") from None
+            if addon.needs_real_node and not real.enabled:
+                raise ConfigError(f"{at}[{i}]: {name} runs on the real node; set realNode.enabled: true (tier R)")
+            if name not in out:
+                out.append(name)
+        return tuple(out)
 
     def pool(self, data: Any, at: str) -> Pool:
         d = self._map(data, at)

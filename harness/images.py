@@ -193,3 +193,20 @@ def busybox_archive(binary: Path = BUSYBOX_BINARY) -> Path:
         return docker_archive(BUSYBOX_IMAGE, entries, [], ["/bin/sh"])
 
     return _cached("busybox", key, build)
+
+
+def scratch_binary_archive(name: str, tag: str, binary: Path, path_in_image: str) -> Path:
+    """A FROM-scratch image holding one static binary as its entrypoint (the addons' images)."""
+    data = binary.read_bytes()
+    if not is_static_elf(data):
+        raise ClusterError(f"{binary} is not a static binary; it cannot run in a FROM-scratch image")
+    key = hashlib.sha256(FORMAT_VERSION.encode() + tag.encode() + path_in_image.encode() + data).hexdigest()
+
+    def build() -> bytes:
+        entries = [LayerFile("tmp", mode=0o1777)]
+        parts = path_in_image.split("/")[:-1]
+        entries += [LayerFile("/".join(parts[: i + 1])) for i in range(len(parts))]
+        entries.append(LayerFile(path_in_image, data))
+        return docker_archive(tag, entries, [f"/{path_in_image}"], [])
+
+    return _cached(name, key, build)

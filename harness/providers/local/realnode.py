@@ -390,10 +390,14 @@ class RealNodeHost:
         self.cluster._start("containerd", [shutil.which("containerd") or "containerd", "--config", str(cfg)])
         self._poll("containerd", lambda: self._ctr_ok(), timeout=30, what="containerd's socket")
         for archive in archives:
-            try:
-                self._ctr("images", "import", str(archive), timeout=120)
-            except CommandError as err:
-                raise ClusterError(f"cannot import {archive.name} into containerd: {err}") from err
+            self.import_image(archive)
+
+    def import_image(self, archive: Path) -> None:
+        """Import an image archive into the node's containerd (namespace k8s.io): pods use it without a pull."""
+        try:
+            self._ctr("images", "import", str(archive), timeout=300)
+        except CommandError as err:
+            raise ClusterError(f"cannot import {archive.name} into containerd: {err}") from err
 
     def _ctr(self, *args: str, timeout: float = 60) -> proc.Result:
         return proc.run(["ctr", "--address", str(self.socket), "--namespace", "k8s.io", *args], timeout=timeout)
