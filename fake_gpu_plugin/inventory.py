@@ -1,8 +1,9 @@
 """The devices one node advertises, built from an ``InventoryConfig`` and the node's name.
 
 Owns identities (stable UUIDs, NUMA placement, minor numbers), the mapping of devices onto extended resource names
-(MIG strategies, time-slicing replicas, ``.shared`` renaming) and the health of each advertised device.  Pure data:
-no gRPC, no files.
+(MIG strategies, time-slicing replicas, ``.shared`` renaming), the resource counts a node of a spec advertises
+(``resource_counts``, also what simulated nodes carry) and the health of each advertised device.  Pure data: no
+gRPC, no files.
 
 Identity rules (stable for a node name, so a restarted plugin advertises the same ids):
 - GPU ``i`` of node ``n``: ``GPU-`` + a UUID-shaped hex string derived from sha256("n/gpu/i");
@@ -171,6 +172,15 @@ def build_inventory(config: InventoryConfig, node_name: str) -> Inventory:
     fingerprint = hashlib.sha256(repr((node_name, config)).encode()).hexdigest()[:16]
     return Inventory(node_name=node_name, config=config, gpus=gpus, mig_devices=tuple(migs), resources=frozen,
                      fingerprint=fingerprint, _by_id=by_id)
+
+
+def resource_counts(config: InventoryConfig) -> dict[str, int]:
+    """What a node with this spec advertises: extended resource name -> device count (its capacity, all healthy).
+
+    Counted from the very inventory the plugin serves (``build_inventory``), so a simulated node's capacity and
+    the real plugin's ListAndWatch cannot drift apart.  Device ids depend on the node name, counts do not.
+    """
+    return {name: len(devices) for name, devices in build_inventory(config, "capacity").resources.items()}
 
 
 def health_map(devices: Iterable[AdvertisedDevice], unhealthy: frozenset[str]) -> dict[str, str]:

@@ -168,7 +168,7 @@ def test_labels_declare_the_fake_and_the_sharing() -> None:
     assert labels["nvidia.com/gpu.product"] == "NVIDIA-A100-SXM4-80GB-SHARED"
     assert labels["nvidia.com/gpu.replicas"] == "4"
     assert labels["nvidia.com/gpu.sharing-strategy"] == "time-slicing"
-    assert labels["nvidia.com/mig.strategy"] == "none"
+    assert "nvidia.com/mig.strategy" not in labels  # GFD writes it only for single and mixed (see labels.py)
     assert labels["nvidia.com/gpu.count"] == "8"
 
 
