@@ -13,6 +13,7 @@ Identity rules (stable for a node name, so a restarted plugin advertises the sam
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -178,9 +179,15 @@ def resource_counts(config: InventoryConfig) -> dict[str, int]:
     """What a node with this spec advertises: extended resource name -> device count (its capacity, all healthy).
 
     Counted from the very inventory the plugin serves (``build_inventory``), so a simulated node's capacity and
-    the real plugin's ListAndWatch cannot drift apart.  Device ids depend on the node name, counts do not.
+    the real plugin's ListAndWatch cannot drift apart.  Device ids depend on the node name, counts do not, so the
+    answer is remembered per spec (thousands of simulated nodes share a handful of specs).
     """
-    return {name: len(devices) for name, devices in build_inventory(config, "capacity").resources.items()}
+    return dict(_resource_counts(config))
+
+
+@functools.lru_cache(maxsize=256)
+def _resource_counts(config: InventoryConfig) -> tuple[tuple[str, int], ...]:
+    return tuple((name, len(devices)) for name, devices in build_inventory(config, "capacity").resources.items())
 
 
 def health_map(devices: Iterable[AdvertisedDevice], unhealthy: frozenset[str]) -> dict[str, str]:
