@@ -12,7 +12,7 @@ The format is the pool dict of an aiconform profile::
     nodes: 2                  # optional, read by the harness only (as are cpu, memory, labels, taints, ...)
     gpu:
       model: A100-SXM4-80GB   # a key or alias of fake_gpu_plugin.models.CATALOGUE
-      count: 8
+      count: 8                # optional, default 1; at most 64
       numaNodes: 2            # optional; default 2 when count >= 2, else 1
       mig:
         strategy: mixed       # none | single | mixed
@@ -92,7 +92,7 @@ class InventoryConfig:
     model: str
     """Canonical catalogue key of the GPU model."""
     count: int
-    """Number of physical GPUs on the node (>= 1; 0 only where the caller of ``parse_gpu`` allowed it)."""
+    """Number of physical GPUs on the node (>= 1; 0 only where a ``parse_gpu`` caller allowed it)."""
     numa_nodes: int = 1
     """GPUs are spread over this many NUMA nodes in contiguous blocks (first half on 0, second half on 1, ...)."""
     mig: MigConfig = field(default_factory=MigConfig)
@@ -141,16 +141,17 @@ def config_from_pool(pool: Any, *, source: str = "") -> InventoryConfig:
     return parse_gpu(top["gpu"], source=source, pool=name)
 
 
-def parse_gpu(gpu: Any, *, at: str = "gpu", source: str = "", pool: str = "", min_count: int = 1) -> InventoryConfig:
+def parse_gpu(gpu: Any, *, at: str = "gpu", source: str = "", pool: str = "",
+              allow_zero_count: bool = False) -> InventoryConfig:
     """Parse one ``gpu:`` mapping (``{model, count, numaNodes, mig, sharing}``), naming bad fields under ``at``.
 
-    ``count`` defaults to 1; ``min_count=0`` lets a caller accept a GPU-less spec (the harness turns it into "no
+    ``count`` defaults to 1; ``allow_zero_count`` lets a caller accept ``count: 0`` (the harness reads it as "no
     GPUs"); the plugin itself always needs at least one GPU.
     """
     reader = _Reader(source, at)
     data = reader.mapping(gpu, at, {"model", "count", "numaNodes", "mig", "sharing"})
     model = reader.model(data)
-    count = reader.positive_int(data.get("count", 1), reader.at("count"), allow_zero=min_count == 0,
+    count = reader.positive_int(data.get("count", 1), reader.at("count"), allow_zero=allow_zero_count,
                                 maximum=MAX_GPUS)
     numa_default = 2 if count >= 2 else 1
     numa_nodes = reader.positive_int(data.get("numaNodes", numa_default), reader.at("numaNodes"))

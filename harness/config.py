@@ -191,7 +191,7 @@ class _Parser:
     def gpu(self, data: Any, at: str, owner: str) -> InventoryConfig | None:
         """A ``gpu:`` mapping, parsed by fake_gpu_plugin's parser (the one GPU spec parser); count 0 means no GPUs."""
         try:
-            spec = parse_gpu(data, at=at, pool=owner, min_count=0)
+            spec = parse_gpu(data, at=at, pool=owner, allow_zero_count=True)
         except GpuConfigError as err:
             raise ConfigError(str(err)) from None
         return spec if spec.count > 0 else None
