@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from fake_gpu_plugin import labels as gpu_labels
 from fake_gpu_plugin.config import InventoryConfig, to_pool
 from fake_gpu_plugin.inventory import resource_counts
-from fake_gpu_plugin.labels import node_labels as gpu_node_labels
 from harness import images, proc
 from harness.config import RealNode
 from harness.errors import (
@@ -476,7 +476,7 @@ class RealNodeHost:
         """The node's labels: the GPU labels of its spec (the owner every GPU node shares), then the profile's."""
         labels = {REAL_NODE_LABEL: "true", "aiconform.io/cluster": self.cluster.name}
         if self.spec.gpu is not None:
-            labels |= gpu_node_labels(self.spec.gpu)
+            labels |= gpu_labels.node_labels(self.spec.gpu)
         return labels | dict(self.spec.labels)
 
     def expected_resources(self) -> dict[str, str]:
