@@ -1,8 +1,9 @@
 """The devices one node advertises, built from an ``InventoryConfig`` and the node's name.
 
 Owns identities (stable UUIDs, NUMA placement, minor numbers), the mapping of devices onto extended resource names
-(MIG strategies, time-slicing replicas, ``.shared`` renaming) and the health of each advertised device.  Pure data:
-no gRPC, no files.  Real GPUs (``nvml_backend``) bring their own identities and go through the same
+(MIG strategies, time-slicing replicas, ``.shared`` renaming), the resource counts a node of a spec advertises
+(``resource_counts``, also what simulated nodes carry) and the health of each advertised device.  Pure data: no
+gRPC, no files.  Real GPUs (``nvml_backend``) bring their own identities and go through the same
 ``assemble_inventory``; ``Inventory.hardware`` says which (``fake`` or ``nvml``).
 
 Identity rules (stable for a node name, so a restarted plugin advertises the same ids):
@@ -13,6 +14,7 @@ Identity rules (stable for a node name, so a restarted plugin advertises the sam
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -199,6 +201,21 @@ def assemble_inventory(node_name: str, config: InventoryConfig, gpus: tuple[Phys
     by_id = {d.id: d for devs in frozen.values() for d in devs}
     return Inventory(node_name=node_name, config=config, gpus=gpus, mig_devices=migs, resources=frozen,
                      fingerprint=fingerprint, _by_id=by_id, hardware=hardware)
+
+
+def resource_counts(config: InventoryConfig) -> dict[str, int]:
+    """What a node with this spec advertises: extended resource name -> device count (its capacity, all healthy).
+
+    Counted from the very inventory the plugin serves (``build_inventory``), so a simulated node's capacity and
+    the real plugin's ListAndWatch cannot drift apart.  Device ids depend on the node name, counts do not, so the
+    answer is remembered per spec (thousands of simulated nodes share a handful of specs).
+    """
+    return dict(_resource_counts(config))
+
+
+@functools.lru_cache(maxsize=256)
+def _resource_counts(config: InventoryConfig) -> tuple[tuple[str, int], ...]:
+    return tuple((name, len(devices)) for name, devices in build_inventory(config, "capacity").resources.items())
 
 
 def health_map(devices: Iterable[AdvertisedDevice], unhealthy: frozenset[str]) -> dict[str, str]:

@@ -204,9 +204,14 @@ def _accelerator_pod(name: str, containers: list[tuple[str, int]], image: str, s
         if gpus:
             c["resources"] = {"limits": {GPU: str(gpus)}}
         spec_containers.append(c)
+    # Simulated nodes carry the same GPU labels as real ones (aiconform.io/fake-gpu included): keep off them, since
+    # only a kubelet runs containers.
+    off_simulated = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "aiconform.io/simulated", "operator": "DoesNotExist"}]}]}}}
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-            "spec": {"restartPolicy": "Always", "nodeSelector": selector, "containers": spec_containers,
-                     "tolerations": [{"operator": "Exists"}], "terminationGracePeriodSeconds": 0}}
+            "spec": {"restartPolicy": "Always", "nodeSelector": selector, "affinity": off_simulated,
+                     "containers": spec_containers, "tolerations": [{"operator": "Exists"}],
+                     "terminationGracePeriodSeconds": 0}}
 
 
 @pytest.mark.aiconform(requirement="secure_accelerator_access", tier="R", gpus=2)
