@@ -152,14 +152,15 @@ def base_key(suite: str) -> str:
     return cache.content_key("debian-base", suite, VARIANT, ARCH)
 
 
-def base_stage(suite: str, steps: Steps) -> Path:
+def base_stage(suite: str, steps: Steps, *, quiet: bool = False) -> Path:
     """The cached ``debootstrap --variant=minbase SUITE`` root and its layer (built once, shared by every image)."""
     if suite not in SUITE_FACTS:
         raise ImageBuildError(steps.image, "debootstrap", f"unsupported suite {suite!r}; known: {sorted(SUITE_FACTS)}")
     key = base_key(suite)
     target = cache.images_cache() / "stages" / f"debian-{suite}-{VARIANT}-{key[:16]}"
     if (target / "done.json").is_file():
-        steps.say(f"debian base cached ({target.name})")
+        if not quiet:
+            steps.say(f"debian base cached ({target.name})")
         return target
 
     def build(work: Path) -> None:

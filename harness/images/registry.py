@@ -234,10 +234,11 @@ def _build_scratch(img: ScratchImage, out: Path, steps: Steps) -> None:
 
 
 def _build_debian(img: DebianImage, out: Path, steps: Steps) -> None:
-    base = debian.base_stage(img.suite, steps)
-    stages = [base]
-    if img.packages:
-        stages.append(debian.packages_stage(img.suite, img.packages, steps))
+    if img.packages:  # builds the base first when it is not cached
+        packages = debian.packages_stage(img.suite, img.packages, steps)
+        stages = [debian.base_stage(img.suite, steps, quiet=True), packages]
+    else:
+        stages = [debian.base_stage(img.suite, steps)]
     layers = [debian.stage_layer(s) for s in stages]
     if img.wheels or img.files:
         root = out.parent / "root"
