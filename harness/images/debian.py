@@ -41,6 +41,9 @@ SKIP_CONTENTS = frozenset({"dev", "proc", "sys", "tmp"})
 """Directories whose contents never go into a layer (the runtime provides them)."""
 IGNORED = frozenset({"etc/resolv.conf", "etc/hostname", "etc/hosts"})
 """Files the build touches for its own network access; the runtime mounts its own over them."""
+UNSHARE = ("unshare", "--mount", "--pid", "--fork", "--kill-child")
+"""A private mount and pid namespace: mounts made inside vanish with it, and killing unshare (a timeout, Ctrl-C)
+kills everything below it."""
 DEBOOTSTRAP_TIMEOUT = 1800.0
 APT_TIMEOUT = 1200.0
 PIP_TIMEOUT = 900.0
@@ -84,8 +87,7 @@ def missing_tools() -> list[str]:
 
 
 def _chroot_argv(root: Path, argv: Sequence[str]) -> list[str]:
-    return ["unshare", "--mount", "--pid", "--fork", f"--mount-proc={root / 'proc'}", "--", "chroot", str(root),
-            *argv]
+    return [*UNSHARE, f"--mount-proc={root / 'proc'}", "--", "chroot", str(root), *argv]
 
 
 def _chroot_env() -> dict[str, str]:
@@ -173,7 +175,7 @@ def base_stage(suite: str, steps: Steps, *, quiet: bool = False) -> Path:
         mirror = host_mirror()
         with steps.step("debootstrap", f"{suite} --variant={VARIANT} from {mirror}; 100-180 s on 2 cores"):
             try:
-                proc.run(["unshare", "--mount", "--fork", "--", "debootstrap", f"--variant={VARIANT}",
+                proc.run([*UNSHARE, "--", "debootstrap", f"--variant={VARIANT}",
                           f"--arch={ARCH}", suite, str(root), mirror], timeout=DEBOOTSTRAP_TIMEOUT,
                          env={**_chroot_env(), "PATH": os.environ.get("PATH", CHROOT_PATH)})
             except CommandError as err:
