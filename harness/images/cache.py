@@ -114,13 +114,44 @@ def remove_tree(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+OWNER = ".owner"
+"""The pid of the build that made a temporary directory (written first thing)."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale(base: Path) -> list[Path]:
+    """Remove temporary build directories whose build died without cleaning up (SIGKILL, power loss): those
+    whose owner pid is gone.  A directory without an owner file yet is left alone (it is being created)."""
+    removed = []
+    for path in base.iterdir() if base.is_dir() else ():
+        try:
+            pid = int((path / OWNER).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if not _pid_alive(pid) and not mounts_under(path):
+            remove_tree(path)
+            removed.append(path)
+    return removed
+
+
 @contextmanager
 def temp_dir(prefix: str) -> Iterator[Path]:
     """A scratch directory under ``<cache>/images/tmp`` (same file system as the cache: renames are atomic),
     removed on every exit, Ctrl-C included."""
     base = images_cache() / "tmp"
     base.mkdir(parents=True, exist_ok=True)
+    sweep_stale(base)
     path = Path(tempfile.mkdtemp(prefix=prefix + "-", dir=base))
+    (path / OWNER).write_text(f"{os.getpid()}\n")
     try:
         yield path
     finally:

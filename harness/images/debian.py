@@ -49,13 +49,14 @@ APT_TIMEOUT = 1200.0
 PIP_TIMEOUT = 900.0
 
 
-def host_mirror() -> str:
-    """The Debian mirror this host's apt uses (``$AICONFORM_DEBIAN_MIRROR`` first)."""
+def host_mirror(apt_dir: Path = Path("/etc/apt")) -> str:
+    """The Debian mirror this host's apt uses (``$AICONFORM_DEBIAN_MIRROR`` first): the first ``deb`` source with
+    the ``main`` component that is not a security archive, from deb822 ``*.sources`` files, then one-line lists."""
     env = os.environ.get("AICONFORM_DEBIAN_MIRROR")
     if env:
         return env
     candidates: list[str] = []
-    for sources in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
+    for sources in sorted((apt_dir / "sources.list.d").glob("*.sources")):
         try:
             text = sources.read_text()
         except OSError:
@@ -64,7 +65,7 @@ def host_mirror() -> str:
             fields = dict(re.findall(r"^(\w[\w-]*):\s*(.*)$", stanza, re.M))
             if "deb" in fields.get("Types", "").split() and "main" in fields.get("Components", "").split():
                 candidates += [u for u in fields.get("URIs", "").split() if not u.rstrip("/").endswith("-security")]
-    for lst in (Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*.list"))):
+    for lst in (apt_dir / "sources.list", *sorted((apt_dir / "sources.list.d").glob("*.list"))):
         try:
             lines = lst.read_text().splitlines()
         except OSError:
@@ -168,6 +169,9 @@ def base_stage(suite: str, steps: Steps, *, quiet: bool = False) -> Path:
     def build(work: Path) -> None:
         start = time.monotonic()
         root = work / "root"
+        if os.geteuid() != 0:
+            raise ImageBuildError(steps.image, "debootstrap", "a Debian root needs root (debootstrap, chroot); run "
+                                  "as root, or build only the scratch images")
         missing = missing_tools()
         if missing:
             raise ImageBuildError(steps.image, "debootstrap", "missing on this host; install with: apt-get install "

@@ -285,3 +285,31 @@ def test_mirror_override(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setenv("AICONFORM_DEBIAN_MIRROR", "http://127.0.0.1:3142/debian")
     assert debian.host_mirror() == "http://127.0.0.1:3142/debian"
+
+
+def test_mirror_from_the_hosts_apt_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.images import debian
+
+    monkeypatch.delenv("AICONFORM_DEBIAN_MIRROR", raising=False)
+    (tmp_path / "sources.list.d").mkdir()
+    (tmp_path / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\nURIs: http://127.0.0.1/debian-security\nSuites: bookworm-security\nComponents: main\n\n"
+        "Types: deb deb-src\nURIs: http://127.0.0.1/debian\nSuites: bookworm bookworm-updates\nComponents: main\n")
+    assert debian.host_mirror(tmp_path) == "http://127.0.0.1/debian"
+    (tmp_path / "sources.list.d" / "debian.sources").unlink()
+    (tmp_path / "sources.list").write_text("# comment\ndeb [arch=amd64] http://127.0.0.2/debian bookworm main\n")
+    assert debian.host_mirror(tmp_path) == "http://127.0.0.2/debian"
+    (tmp_path / "sources.list").write_text("")
+    with pytest.raises(ImageBuildError, match="AICONFORM_DEBIAN_MIRROR"):
+        debian.host_mirror(tmp_path)
+
+
+def test_stale_temp_dirs_of_dead_builds_are_swept(private_cache: Path) -> None:
+    tmp = private_cache / "tmp"
+    stale, live, young = tmp / "stale-x", tmp / "live-y", tmp / "young-z"
+    for d, pid in ((stale, 2 ** 22 + 7), (live, os.getpid())):  # 2**22 + 7 is above Linux's highest pid
+        (d / "entry").mkdir(parents=True)
+        (d / cache.OWNER).write_text(f"{pid}\n")
+    young.mkdir()  # no owner file yet: being created
+    assert cache.sweep_stale(tmp) == [stale]
+    assert not stale.exists() and live.exists() and young.exists()
