@@ -237,7 +237,7 @@ def packages_stage(suite: str, packages: Sequence[str], steps: Steps) -> Path:
 
 def wheel_platforms(glibc: tuple[int, int]) -> list[str]:
     major, minor = glibc
-    return [f"manylinux_{major}_{m}_{'x86_64'}" for m in range(minor, 4, -1)] + ["manylinux2014_x86_64", "linux_x86_64"]
+    return [f"manylinux_{major}_{m}_x86_64" for m in range(minor, 4, -1)] + ["manylinux2014_x86_64"]
 
 
 def download_wheels(suite: str, requirements: Sequence[str], dest: Path) -> None:

@@ -313,3 +313,11 @@ def test_stale_temp_dirs_of_dead_builds_are_swept(private_cache: Path) -> None:
     young.mkdir()  # no owner file yet: being created
     assert cache.sweep_stale(tmp) == [stale]
     assert not stale.exists() and live.exists() and young.exists()
+
+
+def test_wheels_are_chosen_for_the_images_glibc_not_the_hosts() -> None:
+    from harness.images import debian
+
+    plats = debian.wheel_platforms((2, 36))
+    assert "manylinux_2_36_x86_64" in plats and "manylinux_2_17_x86_64" in plats and "manylinux2014_x86_64" in plats
+    assert "manylinux_2_37_x86_64" not in plats and not any(p.startswith("linux_") for p in plats)
