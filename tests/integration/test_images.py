@@ -87,6 +87,17 @@ def test_static_binary_from_scratch_runs(ctr_socket: Path) -> None:
     assert ctr_run(ctr_socket, img.ref).strip() == "hello from scratch"
 
 
+def test_go_binary_from_scratch_runs(ctr_socket: Path) -> None:
+    """A static Go build (the pinned etcd, CGO_ENABLED=0) as the addon installer will package controllers."""
+    from harness.bins import BinaryResolver
+
+    etcd = BinaryResolver().resolve("etcd")
+    img = images.static_binary_image("it-etcd", etcd.path, dest="/usr/local/bin/etcd", args=("--version",))
+    built = images.build(img)
+    images.import_archive(built.archive, ctr_socket)
+    assert f"etcd Version: {etcd.version}" in ctr_run(ctr_socket, img.ref)
+
+
 def test_python_image_with_a_wheel_runs_offline(ctr_socket: Path) -> None:
     built = images.build("python-prometheus")
     images.import_archive(built.archive, ctr_socket)
