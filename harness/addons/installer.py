@@ -36,10 +36,6 @@ def lookup(name: str) -> Addon:
         raise ConfigError(f"unknown addon {name!r}; known addons: {', '.join(sorted(known_addons()))}") from None
 
 
-def image_tag(addon: Addon, version: str) -> str:
-    return f"aiconform.local/{addon.name}:v{version}"
-
-
 def install(
     addons: Sequence[Addon],
     *,
@@ -59,8 +55,10 @@ def install(
         try:
             resolved = resolver.resolve(addon.binary)
             step = "image"
-            tag = image_tag(addon, resolved.version)
-            archive = images.scratch_binary_archive(addon.name, tag, resolved.path, addon.path_in_image)
+            image = images.static_binary_image(addon.name, resolved.path, tag=f"v{resolved.version}",
+                                               dest=addon.path_in_image)
+            tag = image.ref
+            archive = images.build(image, progress=lambda line: None).archive
             step = "image load"
             load_image(archive)
             step = "manifests"

@@ -3,17 +3,12 @@ against a real node in tests/integration/test_real_node.py)."""
 
 from __future__ import annotations
 
-import json
-import tarfile
-from pathlib import Path
-
 import pytest
 
-from harness import images
 from harness.addons import AddonContext, known_addons, lookup
 from harness.addons.installer import undo_commands
 from harness.config import parse_profile
-from harness.errors import ClusterError, ConfigError
+from harness.errors import ConfigError
 
 REAL = {"enabled": True, "name": "real-0", "gpu": {"model": "A100-SXM4-80GB", "count": 1}}
 
@@ -54,24 +49,3 @@ def test_every_addon_binary_is_pinned() -> None:
     versions = load_versions()
     for addon in known_addons().values():
         assert versions.owner_of(addon.binary)
-
-
-def test_scratch_image_holds_the_binary_as_entrypoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AICONFORM_CACHE_DIR", str(tmp_path / "cache"))
-    busybox = Path("/bin/busybox")
-    if not busybox.is_file() or not images.is_static_elf(busybox.read_bytes()):
-        pytest.skip("needs Debian's busybox-static as a static test binary")
-    archive = images.scratch_binary_archive("t", "aiconform.local/t:v1", busybox, "bin/tool")
-    with tarfile.open(archive) as tar:
-        manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
-        config = json.loads(tar.extractfile(manifest[0]["Config"]).read())  # type: ignore[union-attr]
-        layer = tar.extractfile(manifest[0]["Layers"][0])
-        assert layer is not None
-        with tarfile.open(fileobj=layer) as inner:
-            assert inner.getmember("bin/tool").size == busybox.stat().st_size
-    assert manifest[0]["RepoTags"] == ["aiconform.local/t:v1"]
-    assert config["config"]["Entrypoint"] == ["/bin/tool"]
-    dynamic = tmp_path / "dyn"
-    dynamic.write_bytes(b"\x7fELF\x01" + b"\0" * 64)
-    with pytest.raises(ClusterError, match="not a static binary"):
-        images.scratch_binary_archive("t2", "aiconform.local/t2:v1", dynamic, "bin/tool")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 import tomllib
 from pathlib import Path
 
@@ -80,23 +78,6 @@ def test_shipped_local_real_profile() -> None:
     assert p.real_node.gpu is not None and resource_counts(p.real_node.gpu) == {"nvidia.com/gpu": 8}
     assert p.addons == ("kube-network-policies",)
     assert p.pools
-
-
-def test_docker_archive_layout() -> None:
-    data = images.docker_archive("example.local/x:1", [images.LayerFile("bin", mode=0o755),
-                                                       images.LayerFile("bin/tool", b"#!/bin/sh\n"),
-                                                       images.LayerFile("bin/sh", link="tool")], ["/bin/tool"], [])
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
-        assert manifest[0]["RepoTags"] == ["example.local/x:1"]
-        config = json.load(tar.extractfile(manifest[0]["Config"]))  # type: ignore[arg-type]
-        layer = tar.extractfile(manifest[0]["Layers"][0]).read()  # type: ignore[union-attr]
-    import hashlib
-
-    assert config["rootfs"]["diff_ids"] == ["sha256:" + hashlib.sha256(layer).hexdigest()]
-    assert config["config"]["Entrypoint"] == ["/bin/tool"]
-    with tarfile.open(fileobj=io.BytesIO(layer)) as inner:
-        assert inner.getmember("bin/sh").issym()
 
 
 def test_static_elf_detection() -> None:

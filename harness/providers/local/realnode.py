@@ -3,7 +3,7 @@
 Owns the host state one real node needs and giving all of it back:
 - a containerd of our own (config, root, state and socket under ``<run dir>/realnode/containerd``; never the
   system service) with the CRI settings this VM needs (``restrict_oom_score_adj``, our pause image, cgroupfs);
-- two images built here and imported with ``ctr`` (harness/images.py): the pause and ``aiconform.local/busybox``;
+- two images built here and imported with ``ctr`` (harness/images): the pause and ``aiconform.local/busybox``;
 - a veth pair carrying the node's own address (``172.31.255.1/30``) and a CNI bridge network (``10.244.0.0/24``);
 - the kubelet (root dir ``/var/lib/kubelet/aiconform``; the device-plugin dir ``/var/lib/kubelet/device-plugins``
   is fixed, hence one real node per host, claimed in ``/run/aiconform-realnode.json``);
@@ -389,10 +389,7 @@ class RealNodeHost:
 
     def import_image(self, archive: Path) -> None:
         """Import an image archive into the node's containerd (namespace k8s.io): pods use it without a pull."""
-        try:
-            self._ctr("images", "import", str(archive), timeout=300)
-        except CommandError as err:
-            raise ClusterError(f"cannot import {archive.name} into containerd: {err}") from err
+        images.import_archive(archive, self.socket, timeout=300)
 
     def _ctr(self, *args: str, timeout: float = 60) -> proc.Result:
         return proc.run(["ctr", "--address", str(self.socket), "--namespace", "k8s.io", *args], timeout=timeout)
