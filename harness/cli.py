@@ -175,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-k", dest="keyword", default=None, help="pytest -k expression")
     run.add_argument("--parallel", type=int, default=None, metavar="N",
                      help="checks at a time (pytest-xdist; checks marked exclusive still run alone); "
-                          "default: the machine's cores, at most 8; 1: one at a time")
+                          "default: half the machine's cores for a local cluster (its control plane needs the rest), all of them "
+                          "for --kubeconfig, at most 8; 1: one at a time")
     run.set_defaults(func=cmd_run)
 
     rep = sub.add_parser("report", help="render or compare reports")

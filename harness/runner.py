@@ -60,13 +60,14 @@ def prepare_report_dir(path: Path) -> Path:
     return path
 
 
-def default_parallel() -> int:
-    """Checks at a time when --parallel is not given: the cores this process may use, at most 8."""
+def default_parallel(*, local_cluster: bool) -> int:
+    """Checks at a time when --parallel is not given, from the cores this process may use (at most 8): half of them
+    when the cluster's control plane runs on this machine too (it needs the other half), all of them otherwise."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
-    return max(1, min(cores, 8))
+    return max(1, min(cores // 2 if local_cluster else cores, 8))
 
 
 def pytest_sessions(files: list[Path], *, report_dir: Path, cluster_info: Path, parallel: int, seed: int,
@@ -110,7 +111,10 @@ def _component_pids(cluster: object) -> dict[str, int]:
 
 def run_main(args: argparse.Namespace) -> int:
     files = suite_files(args.suite)
-    parallel = default_parallel() if getattr(args, "parallel", None) is None else int(args.parallel)
+    if getattr(args, "parallel", None) is None:
+        parallel = default_parallel(local_cluster=not args.kubeconfig)
+    else:
+        parallel = int(args.parallel)
     if parallel < 1:
         raise ConfigError(f"--parallel: must be at least 1, got {parallel}")
     run_id = new_run_id()

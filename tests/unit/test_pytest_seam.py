@@ -353,7 +353,7 @@ def test_runner_runs_one_session_serially_and_two_in_parallel(tmp_path: Path) ->
     assert "--aiconform-select=shared" in shared and shared[shared.index("-n") + 1] == "3"
     assert f"--aiconform-results-from={tmp_path / 'results.json'}" in shared
     assert exclusive[exclusive.index("-k") + 1] == "q" == shared[shared.index("-k") + 1]
-    assert default_parallel() >= 1
+    assert default_parallel(local_cluster=False) >= default_parallel(local_cluster=True) >= 1
 
 
 @pytest.mark.parametrize(("codes", "rc"), [([0, 0], 0), ([1, 0], 1), ([0, 1], 1), ([5, 0], 0), ([0, 5], 0),
