@@ -120,11 +120,16 @@ def _skip_reason(rep: pytest.TestReport) -> str:
     return str(lr or "")
 
 
+def _last_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
 def failure_reason(exc: BaseException | None, rep: pytest.TestReport) -> str:
     if exc is not None:
         text = str(exc).strip().splitlines()
         return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]
-    return str(rep.longreprtext).strip().splitlines()[-1][:500] if rep.longreprtext else "failed"
+    return _last_line(rep.longreprtext)[:500] or "failed"
 
 
 # -- the record a check's process sends to the report's process ------------------------------------------------------
@@ -155,16 +160,22 @@ class CheckRecord:
         return cls(**json.loads(text))
 
 
+def _name_and_suite(nodeid: str) -> tuple[str, str]:
+    """``scenarios/test_smoke.py::test_gpu_fit[2]`` → ("gpu fit[2]", "smoke")."""
+    module = nodeid.split("::")[0].rsplit("/", 1)[-1].removesuffix(".py").removeprefix("test_")
+    return nodeid.rsplit("::", 1)[-1].removeprefix("test_").replace("_", " "), module
+
+
 def record_of(item: pytest.Item, phases: list[PhaseOutcome]) -> CheckRecord:
     spec = spec_of(item)
     status, reason, duration = combine(phases)
     ev = evidence_of(item)
     handle = session_handle(item.config)
-    module = item.nodeid.split("::")[0].rsplit("/", 1)[-1].removesuffix(".py").removeprefix("test_")
+    name, suite = _name_and_suite(item.nodeid)
     return CheckRecord(
         id=item.nodeid,
-        name=item.name.removeprefix("test_").replace("_", " "),
-        suite=module,
+        name=name,
+        suite=suite,
         status=status,
         requirement=spec.requirement if spec else None,
         tier=spec.tier if spec else "S",
@@ -209,6 +220,14 @@ class RunReport:
         self.prior = _load_prior(config)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when not in ("setup", "call", "teardown") and report.failed and report.nodeid not in self.records:
+            # pytest-xdist's report of a worker that died while running the check: no record comes from it
+            name, suite = _name_and_suite(report.nodeid)
+            self.records[report.nodeid] = CheckRecord(
+                id=report.nodeid, name=name, suite=suite, status="error", requirement=None, tier="S",
+                reason=f"the pytest worker died while running it: {_last_line(report.longreprtext)}"[:500],
+                duration_s=0.0)
+            return
         if report.when != "teardown":
             return
         for name, value in report.user_properties:

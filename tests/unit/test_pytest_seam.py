@@ -261,15 +261,17 @@ def pytester_pid() -> int:
 
 
 def test_xdist_workers_report_every_check_once_with_the_same_grades(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_checks=CHECKS)
+    pytester.makepyfile(test_checks=CHECKS, test_dies="def test_worker_dies():\n    import os\n    os._exit(3)\n")
     info = write_info(pytester.path / "cluster-info.json")
     report = pytester.path / "report"
     res = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider", f"--aiconform-cluster-info={info}",
                                         f"--aiconform-report-dir={report}", "--hypothesis-seed=77")
     assert res.ret == pytest.ExitCode.TESTS_FAILED, res.stdout.str()[-2000:]
-    assert statuses(report) == EXPECTED
+    assert statuses(report) == {**EXPECTED, "test_dies.py::test_worker_dies": "error"}
     data = results(report)
     assert data["run"]["seed"] == "77"
+    died = {c["id"]: c for c in data["checks"]}["test_dies.py::test_worker_dies"]
+    assert died["reason"].startswith("the pytest worker died while running it: worker 'gw"), died
     ev = {c["id"]: c for c in data["checks"]}["test_checks.py::test_evidence_travels"]
     assert ev["evidence"]["node"] == "gpu-a-0"
 
