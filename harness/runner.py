@@ -23,7 +23,7 @@ from pathlib import Path
 from harness.config import load_profile
 from harness.errors import AiconformError, ConfigError, KubeConfigError, KubeError, KubeUnreachable
 from harness.kube import KubeClient, KubeConfig
-from harness.report import ReportError
+from harness.report import ReportError, Status, load_results
 from harness.testing import ClusterInfo, detect_tier, new_run_id
 from harness.testing.cluster import CLUSTER_INFO_FILE
 
@@ -95,7 +95,8 @@ def pytest_sessions(files: list[Path], *, report_dir: Path, cluster_info: Path, 
 
 
 def combined_exit(codes: list[int]) -> int:
-    """One pytest exit code for the sessions of a run: 5 (nothing ran) only when no session ran anything."""
+    """One pytest exit code for the sessions of a run: 5 (nothing ran) only when no session ran anything.  (A
+    check graded ``error`` makes the run exit 3 whatever pytest said: see run_main.)"""
     ran = [c for c in codes if c != 5]
     if not ran:
         return 5
@@ -187,11 +188,22 @@ def run_main(args: argparse.Namespace) -> int:
     print(f"aiconform run {run_id}: suites took {wall:.0f}s; report: {html if html.exists() else report_dir}",
           file=sys.stderr)
     print(report_dir)
+    errored = _errored_checks(report_dir) if rc in (0, 1) else 0
+    if errored:
+        raise _PytestBroke(f"{errored} check(s) ended in error: the run broke (not a verdict of the platform); "
+                           f"see {html if html.exists() else report_dir}")
     if rc == 0:
         return 0
     if rc == 1:
         return EXIT_FAILED
     raise _PytestBroke(f"the test runner stopped with exit code {rc}; see the output above and {report_dir}")
+
+
+def _errored_checks(report_dir: Path) -> int:
+    try:
+        return sum(1 for c in load_results(report_dir).checks if c.status == Status.ERROR)
+    except ReportError:
+        return 0
 
 
 class _PytestBroke(AiconformError):
