@@ -29,6 +29,7 @@ import pytest
 
 from harness import __version__
 from harness.errors import (
+    AiconformError,
     ApiError,
     Gone,
     KubeError,
@@ -126,6 +127,8 @@ def _last_line(text: str) -> str:
 
 
 def failure_reason(exc: BaseException | None, rep: pytest.TestReport) -> str:
+    if isinstance(exc, AiconformError):  # the harness's own errors are written to be read whole
+        return f"{type(exc).__name__}: {exc}"
     if exc is not None:
         text = str(exc).strip().splitlines()
         return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]
