@@ -260,6 +260,8 @@ def configure(config: pytest.Config) -> None:
 
 def _info_from_options(config: pytest.Config) -> ClusterInfo | None:
     path = config.getoption("--aiconform-cluster-info", None)
+    if path and config.getoption("--aiconform-kubeconfig", None):
+        raise ConfigError("pass --aiconform-cluster-info or --aiconform-kubeconfig, not both")
     if path:
         return ClusterInfo.load(path)
     kubeconfig = config.getoption("--aiconform-kubeconfig", None) or os.environ.get("AICONFORM_KUBECONFIG")

@@ -18,22 +18,28 @@ from harness.testing import LABEL_RUN, ClusterInfo
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
-def test_smoke_suite_passes_and_writes_report(local_cluster: LocalCluster, tmp_path: Path, workers: list[str]) -> None:
+@pytest.mark.parametrize("how", ["cluster-info", "kubeconfig-xdist"])
+def test_smoke_suite_passes_and_writes_report(local_cluster: LocalCluster, tmp_path: Path, how: str) -> None:
+    """As `aiconform run` starts it (a cluster-info file whose tier and version are left to detection), and as a
+    user would by hand (only a kubeconfig) with two xdist workers."""
     report = tmp_path / "report"
-    run_id = f"it-smoke-{len(workers)}"
-    info = ClusterInfo(kubeconfig=str(local_cluster.kubeconfig()), run_id=run_id, provider="local",
-                       profile="default").write(tmp_path / "cluster-info.json")  # tier and version: detected
+    if how == "cluster-info":
+        info = ClusterInfo(kubeconfig=str(local_cluster.kubeconfig()), run_id="it-smoke", provider="local",
+                           profile="default").write(tmp_path / "cluster-info.json")
+        args = [f"--aiconform-cluster-info={info}"]
+    else:
+        args = [f"--aiconform-kubeconfig={local_cluster.kubeconfig()}", "-n", "2"]
     res = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(REPO / "scenarios" / "test_smoke.py"),
-         f"--aiconform-cluster-info={info}", f"--aiconform-report-dir={report}", *workers],
+         f"--aiconform-report-dir={report}", *args],
         capture_output=True, text=True, timeout=300, cwd=REPO,
     )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     results = json.loads((report / "results.json").read_text())
     statuses = {c["id"]: c["status"] for c in results["checks"]}
     assert len(statuses) == 4 and set(statuses.values()) == {"passed"}, statuses
-    assert results["run"]["tier"] == "S" and results["run"]["run_id"] == run_id
+    run_id = results["run"]["run_id"]
+    assert results["run"]["tier"] == "S" and (run_id == "it-smoke" or how != "cluster-info")
     assert results["run"]["kubernetes_version"].lstrip("v").startswith("1.")
     suite = ET.parse(report / "junit.xml").getroot()
     assert sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suite.iter("testsuite")) == 0

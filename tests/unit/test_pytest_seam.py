@@ -209,6 +209,12 @@ def test_a_bad_cluster_info_file_is_one_usage_error(pytester: pytest.Pytester) -
     res = pytester.runpytest(f"--aiconform-cluster-info={pytester.path / 'info.json'}")
     assert res.ret == pytest.ExitCode.USAGE_ERROR
     res.stderr.fnmatch_lines(["*tier must be one of S, R, G, got 'Q'*"])
+    res = pytester.runpytest(f"--aiconform-cluster-info={pytester.path / 'missing.json'}")
+    assert res.ret == pytest.ExitCode.USAGE_ERROR
+    res.stderr.fnmatch_lines(["*cluster info */missing.json: cannot be read: No such file or directory*"])
+    res = pytester.runpytest(f"--aiconform-cluster-info={pytester.path / 'info.json'}", "--aiconform-kubeconfig=kc")
+    assert res.ret == pytest.ExitCode.USAGE_ERROR
+    res.stderr.fnmatch_lines(["*pass --aiconform-cluster-info or --aiconform-kubeconfig, not both*"])
 
 
 # -- grading ---------------------------------------------------------------------------------------------------------
