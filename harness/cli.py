@@ -192,6 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=None, help="Hypothesis seed for the property suite")
     run.add_argument("--examples", type=int, default=None, help="Hypothesis examples per property")
     run.add_argument("-k", dest="keyword", default=None, help="pytest -k expression")
+    run.add_argument("--parallel", type=int, default=None, metavar="N",
+                     help="checks at a time (pytest-xdist; checks marked exclusive still run alone); "
+                          "default: half the machine's cores for a local cluster (its control plane needs the rest), all of them "
+                          "for --kubeconfig, at most 8; 1: one at a time")
     run.set_defaults(func=cmd_run)
 
     rep = sub.add_parser("report", help="render or compare reports")

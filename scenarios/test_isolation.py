@@ -14,7 +14,7 @@ import pytest
 
 from harness.errors import Forbidden
 from harness.kube import KubeClient
-from harness.pytest_plugin import ClusterHandle, Evidence, Tenant
+from harness.testing import ClusterHandle, Evidence, Tenant
 from harness.workloads import GPU, gpu_pod, gpu_quota, pod, wait_bound, wait_quota_published
 
 
@@ -214,7 +214,8 @@ def _accelerator_pod(name: str, containers: list[tuple[str, int]], image: str, s
                      "terminationGracePeriodSeconds": 0}}
 
 
-@pytest.mark.aiconform(requirement="secure_accelerator_access", tier="R", gpus=2)
+# exclusive: it needs two of the real node's few GPUs, which GPU pods of other checks may land on.
+@pytest.mark.aiconform(requirement="secure_accelerator_access", tier="R", gpus=2, exclusive=True)
 def test_container_sees_only_its_allocated_accelerators(
     kube: KubeClient, tenant: Tenant, evidence: Evidence, aiconform_cluster: ClusterHandle
 ) -> None:

@@ -11,7 +11,9 @@ checked against a small pure model (:class:`GpuModel`):
 - a stateful machine runs create/delete sequences and checks the first two after every step.
 
 A failure shrinks to a minimal case; the manifests to replay it are printed with it (Hypothesis notes) and the seed
-is in the report.  Each sandbox pool is tainted and selected by label, so the rest of the cluster is untouched.
+is in the report.  Each sandbox pool is tainted and selected by label, so no other pod lands on it; but its nodes
+are visible to every check that reads the node list (slice counts, tainted GPU nodes...), so the properties with a
+sandbox are ``exclusive`` and never run beside another check.  The quota property needs no sandbox and is not.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from harness.config import Pool, Taint
 from harness.errors import Forbidden, KubeError, WaitTimeout
 from harness.kube import KubeClient, is_bound, unschedulable_message
 from harness.providers.local import register_nodes, simulated_node
-from harness.pytest_plugin import LABEL_RUN, ClusterHandle, Evidence, create_run_namespace, label_value, release_tenant
+from harness.testing import LABEL_RUN, ClusterHandle, Evidence, create_run_namespace, label_value, release_tenant
 from harness.workloads import GPU, gpu_pod, gpu_quota, pod_request, priority_class, wait_quota_published
 
 EXAMPLES = int(os.environ.get("AICONFORM_EXAMPLES", "8"))
@@ -216,7 +218,8 @@ def _count(key: str) -> None:
 # -- properties ------------------------------------------------------------
 
 
-@pytest.mark.aiconform(requirement="aiconform.property_invariants", tier="S", capabilities=("simulated-nodes",))
+@pytest.mark.aiconform(requirement="aiconform.property_invariants", tier="S", capabilities=("simulated-nodes",),
+                       exclusive=True)
 def test_random_inventories_and_requests_respect_capacity(
     aiconform_cluster: ClusterHandle, evidence: Evidence
 ) -> None:
@@ -236,7 +239,8 @@ def test_random_inventories_and_requests_respect_capacity(
     _record_rate(evidence, "capacity", t0)
 
 
-@pytest.mark.aiconform(requirement="aiconform.property_invariants", tier="S", capabilities=("simulated-nodes",))
+@pytest.mark.aiconform(requirement="aiconform.property_invariants", tier="S", capabilities=("simulated-nodes",),
+                       exclusive=True)
 def test_random_mig_layouts_respect_slice_capacity(aiconform_cluster: ClusterHandle, evidence: Evidence) -> None:
     """Random MIG slice counts per node (as a mixed-strategy plugin advertises them) and random slice requests:
     the same capacity invariants hold for ``nvidia.com/mig-1g.10gb``."""
@@ -296,7 +300,7 @@ def test_quota_is_never_exceeded(aiconform_cluster: ClusterHandle, evidence: Evi
 
 
 @pytest.mark.aiconform(requirement="aiconform.preemption", tier="S", capabilities=("simulated-nodes",),
-                       destructive=True)
+                       destructive=True)  # destructive, so exclusive: sandbox nodes and cluster-wide PriorityClasses
 def test_preemption_leaves_no_usable_gpus_to_lower_priority(
     aiconform_cluster: ClusterHandle, evidence: Evidence
 ) -> None:
@@ -371,7 +375,8 @@ class GpuScheduling(RuleBasedStateMachine):
             self.sb.__exit__(None, None, None)
 
 
-@pytest.mark.aiconform(requirement="aiconform.property_invariants", tier="S", capabilities=("simulated-nodes",))
+@pytest.mark.aiconform(requirement="aiconform.property_invariants", tier="S", capabilities=("simulated-nodes",),
+                       exclusive=True)
 def test_stateful_create_delete_sequences(aiconform_cluster: ClusterHandle, evidence: Evidence) -> None:
     """A stateful machine of create/delete steps keeps capacity and Pending-means-no-room after every step."""
     t0 = time.monotonic()
