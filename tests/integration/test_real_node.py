@@ -322,9 +322,13 @@ def test_networkpolicy_is_enforced_by_the_installed_enforcer(cluster: LocalClust
     ds = cluster.client().get("DaemonSet", "kube-network-policies", namespace="kube-system")
     assert ds["status"]["numberAvailable"] == ds["status"]["desiredNumberScheduled"] == 1
     repo = Path(__file__).resolve().parents[2]
+    from harness.testing.cluster import ClusterInfo
+
+    cluster_info = ClusterInfo(kubeconfig=str(cluster.kubeconfig()), run_id=f"np-{secrets.token_hex(2)}",
+                               provider="local", profile="local-real", tier="R",
+                               capabilities=info.capabilities).write(tmp_path / "cluster-info.json")
     argv = [sys.executable, "-m", "pytest", str(repo / "scenarios" / "test_isolation.py"), "-k", "networkpolicy",
-            "-p", "no:cacheprovider", "-q", f"--rootdir={repo}", f"--aiconform-kubeconfig={cluster.kubeconfig()}",
-            "--aiconform-tier=R", f"--aiconform-capabilities={','.join(sorted(info.capabilities))}",
+            "-p", "no:cacheprovider", "-q", f"--rootdir={repo}", f"--aiconform-cluster-info={cluster_info}",
             f"--aiconform-report-dir={tmp_path}"]
     res = subprocess.run(argv, cwd=repo, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
