@@ -91,7 +91,7 @@ class Profile:
     control_plane: ControlPlane = field(default_factory=ControlPlane)
     real_node: RealNode = field(default_factory=RealNode)
     addons: tuple[str, ...] = ()
-    """Pinned upstream controllers installed after bring-up (harness.addons), e.g. ``kube-network-policies``."""
+    """Pinned upstream controllers installed after bring-up (harness.addons), e.g. ``kube-router`` (NetworkPolicy enforcement)."""
     source: str = ""
     """Where the profile came from (file path), for messages."""
 

@@ -125,7 +125,7 @@ def test_networkpolicy_default_deny_blocks_cross_tenant_traffic(
 ) -> None:
     """Tenant A reaches tenant B's server until B applies a default-deny ingress NetworkPolicy; then it cannot.  An
     allow rule for one labelled pod of tenant A admits exactly that pod.  Runs only where the cluster declares the
-    ``networkpolicy`` fact (an enforcing implementation: on ``local-real``, SIG Network's kube-network-policies)."""
+    ``networkpolicy`` fact (an enforcing implementation: on ``local-real``, kube-router's firewall)."""
     import os
 
     image = os.environ.get("AICONFORM_TEST_IMAGE", "aiconform.local/busybox:latest")

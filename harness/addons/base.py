@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.images import Image
 
 Obj = dict[str, Any]
 UndoCommand = tuple[str, ...]
@@ -30,14 +34,15 @@ class Addon:
     """Registry name, used in profiles (``addons: [NAME]``)."""
     binary: str
     """The binary's name in ``versions.toml``."""
-    path_in_image: str
-    """Where the binary sits in the FROM-scratch image, without a leading slash."""
+    image: Callable[[Path, str], Image]
+    """The image definition for the resolved binary and its version (harness.images builds and caches it)."""
     manifests: Callable[[AddonContext], list[Obj]]
     workload: tuple[str, str, str]
     """(kind, namespace, name) of the DaemonSet or Deployment whose availability means "installed"."""
     facts: tuple[str, ...] = ()
     """Cluster facts the addon provides once installed (see harness.providers.base)."""
     needs_real_node: bool = True
-    host_undo: tuple[UndoCommand, ...] = ()
-    """Host changes the addon's pods make, undone at teardown (idempotent commands; failures are ignored)."""
+    host_undo: Callable[[Path], tuple[UndoCommand, ...]] = lambda binary: ()
+    """Commands (given the resolved binary) that undo the host changes the addon's pods make, run at teardown after
+    its containers are gone; idempotent, a failure (nothing left to undo) is ignored."""
     description: str = ""

@@ -13,14 +13,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from harness import images, proc
-from harness.addons import network_policies
+from harness.addons import kube_router
 from harness.addons.base import Addon, AddonContext, UndoCommand
 from harness.bins import BinaryResolver
 from harness.errors import AiconformError, ClusterError, CommandError, ConfigError
 from harness.kube import KubeClient
 
 Progress = Callable[[str], None]
-_REGISTRY: tuple[Addon, ...] = (network_policies.ADDON,)
+_REGISTRY: tuple[Addon, ...] = (kube_router.ADDON,)
 _BAD_WAITING = ("CrashLoopBackOff", "ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff", "CreateContainerError",
                 "CreateContainerConfigError", "RunContainerError", "InvalidImageName")
 
@@ -44,9 +44,13 @@ def install(
     resolver: BinaryResolver,
     node_selector: dict[str, str],
     progress: Progress,
+    record_undo: Callable[[list[UndoCommand]], None],
     timeout: float = 120.0,
 ) -> list[str]:
-    """Install each addon in order; returns the cluster facts they provide."""
+    """Install each addon in order; returns the cluster facts they provide.  ``record_undo`` receives the host undo
+    commands of every addon resolved so far before its pods can change anything, so a teardown after a crash
+    mid-install still runs them."""
+    undo: list[UndoCommand] = []
     facts: list[str] = []
     server = urlsplit(client.config.server)
     for addon in addons:
@@ -54,11 +58,12 @@ def install(
         step = "binary"
         try:
             resolved = resolver.resolve(addon.binary)
+            undo += addon.host_undo(resolved.path)
+            record_undo(list(undo))
             step = "image"
-            image = images.static_binary_image(addon.name, resolved.path, tag=f"v{resolved.version}",
-                                               dest=addon.path_in_image)
+            image = addon.image(resolved.path, resolved.version)
             tag = image.ref
-            archive = images.build(image, progress=lambda line: None).archive
+            archive = images.build(image, progress=_prefixed(progress, f"  addon {addon.name}: ")).archive
             step = "image load"
             load_image(archive)
             step = "manifests"
@@ -73,6 +78,10 @@ def install(
         progress(f"  addon {addon.name} v{resolved.version} is running ({time.monotonic() - t0:.1f}s)")
         facts += [f for f in addon.facts if f not in facts]
     return facts
+
+
+def _prefixed(progress: Progress, prefix: str) -> Progress:
+    return lambda line: progress(prefix + line)
 
 
 def wait_ready(client: KubeClient, addon: Addon, *, timeout: float) -> None:
@@ -118,6 +127,3 @@ def undo_host_changes(commands: Iterable[Sequence[str]], progress: Progress) -> 
         progress(f"undid: {' '.join(argv)}")
     return done
 
-
-def undo_commands(addons: Iterable[Addon]) -> list[UndoCommand]:
-    return [cmd for a in addons for cmd in a.host_undo]

@@ -315,11 +315,11 @@ def test_kubelet_restart_plugin_reregisters(cluster: LocalCluster, client: KubeC
 
 
 def test_networkpolicy_is_enforced_by_the_installed_enforcer(cluster: LocalCluster, tmp_path: Path) -> None:
-    """local-real installs kube-network-policies on the real node and so declares the ``networkpolicy`` fact; the
+    """local-real installs kube-router's firewall on the real node and so declares the ``networkpolicy`` fact; the
     isolation suite's NetworkPolicy check (default-deny, then an allow rule for exactly one pod) runs and passes."""
     info = cluster.info()
     assert "networkpolicy" in info.capabilities
-    ds = cluster.client().get("DaemonSet", "kube-network-policies", namespace="kube-system")
+    ds = cluster.client().get("DaemonSet", "kube-router", namespace="kube-system")
     assert ds["status"]["numberAvailable"] == ds["status"]["desiredNumberScheduled"] == 1
     repo = Path(__file__).resolve().parents[2]
     from harness.testing.cluster import ClusterInfo
@@ -351,14 +351,15 @@ def test_down_leaves_nothing(cluster: LocalCluster, record: dict[str, Any], stat
     assert len(pids) == 3
     env = {**os.environ, "AICONFORM_STATE_DIR": str(state_root)}
     cli = str(Path(sys.executable).parent / "aiconform")
-    assert "kube-network-policies" in nft_tables()  # the enforcer's table, made by its pod on this host
+    assert "KUBE-ROUTER-FORWARD" in iptables_filter()  # the enforcer's chains, made by its pod on this host
     subprocess.run([cli, "down", "--name", cluster.name], env=env, check=True, capture_output=True, timeout=120)
     assert realnode.host_leftovers(record, cluster.dir, pids) == []
-    assert "kube-network-policies" not in nft_tables()
+    assert "KUBE-ROUTER" not in iptables_filter() and "KUBE-POD-FW" not in iptables_filter()
 
 
-def nft_tables() -> str:
-    return subprocess.run(["nft", "list", "tables"], check=True, capture_output=True, text=True, timeout=30).stdout
+def iptables_filter() -> str:
+    return subprocess.run(["iptables-save", "-t", "filter"], check=True, capture_output=True, text=True,
+                          timeout=30).stdout
 
 
 # -- MIG (mixed) on a second, smaller cluster: after the first is gone (one real node per host) -------------------

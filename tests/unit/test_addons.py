@@ -3,10 +3,11 @@ against a real node in tests/integration/test_real_node.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from harness.addons import AddonContext, known_addons, lookup
-from harness.addons.installer import undo_commands
 from harness.config import parse_profile
 from harness.errors import ConfigError
 
@@ -14,8 +15,8 @@ REAL = {"enabled": True, "name": "real-0", "gpu": {"model": "A100-SXM4-80GB", "c
 
 
 def test_network_policy_enforcer_is_pinned_to_real_nodes_and_never_pulled() -> None:
-    addon = lookup("kube-network-policies")
-    ctx = AddonContext(image="aiconform.local/kube-network-policies:v0.8.0", apiserver_host="10.1.2.3",
+    addon = lookup("kube-router")
+    ctx = AddonContext(image="aiconform.local/kube-router:v2.10.0", apiserver_host="10.1.2.3",
                        apiserver_port=6443, node_selector={"aiconform.io/real-node": "true"})
     objs = {o["kind"]: o for o in addon.manifests(ctx)}
     spec = objs["DaemonSet"]["spec"]["template"]["spec"]
@@ -28,19 +29,23 @@ def test_network_policy_enforcer_is_pinned_to_real_nodes_and_never_pulled() -> N
     assert "privileged" not in container["securityContext"]  # this VM refuses privileged containers
     binding = objs["ClusterRoleBinding"]
     assert binding["subjects"][0]["name"] == objs["ServiceAccount"]["metadata"]["name"]
+    assert "--run-firewall=true" in container["args"] and "--run-router=false" in container["args"]
+    assert "--health-port=0" in container["args"]  # its listeners would otherwise bind every interface
     assert "networkpolicy" in addon.facts
-    assert ("nft", "delete", "table", "inet", "kube-network-policies") in undo_commands([addon])
+    assert addon.host_undo(Path("/cache/kube-router")) == (("/cache/kube-router", "--cleanup-config"),)
+    image = addon.image(Path("/cache/kube-router"), "2.10.0")
+    assert image.ref == "aiconform.local/kube-router:v2.10.0" and {"iptables", "ipset"} <= set(image.packages)
 
 
 def test_profile_addons_are_validated() -> None:
-    profile = parse_profile({"realNode": REAL, "addons": ["kube-network-policies"]})
-    assert profile.addons == ("kube-network-policies",)
-    with pytest.raises(ConfigError, match=r"addons\[0\]: unknown addon 'calico'; known addons: kube-network-policies"):
+    profile = parse_profile({"realNode": REAL, "addons": ["kube-router"]})
+    assert profile.addons == ("kube-router",)
+    with pytest.raises(ConfigError, match=r"addons\[0\]: unknown addon 'calico'; known addons: kube-router"):
         parse_profile({"realNode": REAL, "addons": ["calico"]})
-    with pytest.raises(ConfigError, match=r"addons\[0\]: kube-network-policies runs on the real node"):
-        parse_profile({"addons": ["kube-network-policies"]})
+    with pytest.raises(ConfigError, match=r"addons\[0\]: kube-router runs on the real node"):
+        parse_profile({"addons": ["kube-router"]})
     with pytest.raises(ConfigError, match="addons: must be a list"):
-        parse_profile({"realNode": REAL, "addons": "kube-network-policies"})
+        parse_profile({"realNode": REAL, "addons": "kube-router"})
 
 
 def test_every_addon_binary_is_pinned() -> None:

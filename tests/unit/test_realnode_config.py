@@ -76,7 +76,7 @@ def test_shipped_local_real_profile() -> None:
     p = load_profile("local-real")
     assert p.tier == "R" and p.real_node.name == "aiconform-real-0"
     assert p.real_node.gpu is not None and resource_counts(p.real_node.gpu) == {"nvidia.com/gpu": 8}
-    assert p.addons == ("kube-network-policies",)
+    assert p.addons == ("kube-router",)
     assert p.pools
 
 

@@ -311,15 +311,15 @@ class LocalCluster:
         """Install the profile's addons on the real node; their host undo commands are recorded first, so a `down`
         after a crash mid-install still runs them."""
         from harness import addons
-        from harness.addons.installer import undo_commands
         from harness.providers.local.realnode import REAL_NODE_LABEL
 
+        def record(undo: list[tuple[str, ...]]) -> None:
+            (self.dir / "addons.json").write_text(json.dumps({"addons": list(profile.addons), "undo": undo}, indent=2))
+
         chosen = [addons.lookup(n) for n in profile.addons]
-        (self.dir / "addons.json").write_text(json.dumps({"addons": list(profile.addons),
-                                                          "undo": undo_commands(chosen)}, indent=2))
         self.progress(f"installing addons: {', '.join(profile.addons)}")
         return addons.install(chosen, client=client, load_image=self.load_image, resolver=resolver,
-                              node_selector={REAL_NODE_LABEL: "true"}, progress=self.progress)
+                              node_selector={REAL_NODE_LABEL: "true"}, progress=self.progress, record_undo=record)
 
     def add_pool_nodes(self, client: KubeClient, pools: tuple[Pool, ...] | list[Pool], timeout: float = 120) -> None:
         register_nodes(client, [simulated_node(p, i, self.name) for p in pools for i in range(p.nodes)], timeout=timeout)
