@@ -1,0 +1,255 @@
+"""Tier R plumbing: pods reach the API through the ``kubernetes`` Service, and the aggregation layer proxies to a
+real APIService backend.  One ``local-real`` cluster for the module; every verdict comes from the real apiserver
+(lease endpoint reconciler, RBAC, aggregator, availability controller) and the real kubelet/containerd.
+
+Without kube-proxy on the node (tier R has none yet) a Service IP does not route, so the pod dials the address the
+``kubernetes`` EndpointSlice publishes; once a ``kube-proxy`` component runs, the pod uses the Service IP from its
+own ``KUBERNETES_SERVICE_HOST``/``PORT`` instead.  Packets to a Service IP are never sent without kube-proxy: they
+would follow the host's default route off the machine.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+
+from harness.config import load_profile
+from harness.kube import KubeClient
+from harness.pki import Pki
+from harness.providers.local import LocalCluster, realnode
+from harness.providers.local.controlplane import first_service_ip
+from tests.integration.test_real_node import _skip_reason, container, pod, pod_log, run_pods
+
+pytestmark = [pytest.mark.realnode, pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))]
+
+GROUP, VERSION = "probe.aiconform.io", "v1alpha1"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    c = LocalCluster(f"api-{secrets.token_hex(2)}", root=tmp_path_factory.mktemp("api"))
+    c.create(load_profile("local-real"))
+    try:
+        yield c
+    finally:
+        c.delete()
+
+
+@pytest.fixture(scope="module")
+def client(cluster: LocalCluster) -> Iterator[KubeClient]:
+    c = cluster.client()
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def namespace(client: KubeClient) -> str:
+    name = f"api-{secrets.token_hex(3)}"
+    client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    client.wait_for("ServiceAccount", namespace=name, name="default", condition=bool, timeout=30)
+    return name
+
+
+def api_endpoint(client: KubeClient) -> tuple[str, int]:
+    """The address and port the ``kubernetes`` Service's EndpointSlice publishes (lease reconciler)."""
+    slices = client.request("GET", "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices",
+                            params={"labelSelector": "kubernetes.io/service-name=kubernetes"})["items"]
+    assert len(slices) == 1, slices
+    (ep,) = slices[0]["endpoints"]
+    (port,) = slices[0]["ports"]
+    return ep["addresses"][0], int(port["port"])
+
+
+def listening_addresses(pid: int) -> set[str]:
+    """IPv4/IPv6 addresses that process ``pid`` has listening TCP sockets on (from /proc)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = fd.readlink()
+        except OSError:
+            continue
+        if str(target).startswith("socket:["):
+            inodes.add(str(target)[8:-1])
+    out = set()
+    for table, width in (("tcp", 8), ("tcp6", 32)):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A" or fields[9] not in inodes:  # 0A: LISTEN
+                continue
+            raw = bytes.fromhex(fields[1].split(":")[0][:width])
+            words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            out.add(socket.inet_ntop(socket.AF_INET if width == 8 else socket.AF_INET6, words))
+    return out
+
+
+# -- 1. the API from pods ----------------------------------------------------------------------------------------------
+
+
+def test_apiserver_listens_on_the_node_address_and_publishes_it(cluster: LocalCluster, client: KubeClient) -> None:
+    port = cluster.state()["ports"]["apiserver"]  # type: ignore[index]
+    assert api_endpoint(client) == (realnode.NODE_IP, port)
+    svc = client.get("Service", "kubernetes", "default")
+    assert svc["spec"]["clusterIP"] == first_service_ip(load_profile("local-real").control_plane.service_cidr)
+    assert client.request("GET", "/api/v1/namespaces/default/endpoints/kubernetes")["subsets"][0]["addresses"] == \
+        [{"ip": realnode.NODE_IP}]
+
+
+def test_nothing_listens_outside_loopback_and_the_node_address(cluster: LocalCluster) -> None:
+    allowed = {"127.0.0.1", "::1", realnode.NODE_IP}
+    for comp, pid in cluster.running_components().items():
+        addrs = listening_addresses(pid)
+        assert addrs <= allowed, f"{comp} listens on {sorted(addrs - allowed)}"
+    assert listening_addresses(cluster.running_components()["kube-apiserver"]) == {realnode.NODE_IP}
+
+
+def test_serving_certificate_is_valid_for_node_address_and_service_ip(cluster: LocalCluster) -> None:
+    port = cluster.state()["ports"]["apiserver"]  # type: ignore[index]
+    ctx = ssl.create_default_context(cafile=str(cluster.pki.ca.cert))  # verifies the chain and the IP SAN
+    with socket.create_connection((realnode.NODE_IP, port), timeout=10) as raw, \
+            ctx.wrap_socket(raw, server_hostname=realnode.NODE_IP) as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    sans = x509.load_der_x509_certificate(der).extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    ips = {str(ip) for ip in sans.value.get_values_for_type(x509.IPAddress)}
+    assert {realnode.NODE_IP, "10.96.0.1"} <= ips
+    assert "kubernetes.default.svc" in sans.value.get_values_for_type(x509.DNSName)
+
+
+def test_pod_lists_nodes_through_the_kubernetes_service(cluster: LocalCluster, client: KubeClient,
+                                                        namespace: str) -> None:
+    """A pod on the real node lists Nodes with its service-account token (RBAC decides: without the token the same
+    request is refused)."""
+    client.create({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                   "metadata": {"name": f"{namespace}-node-reader"},
+                   "rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["list"]}]})
+    client.create({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                   "metadata": {"name": f"{namespace}-node-reader"},
+                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                               "name": f"{namespace}-node-reader"},
+                   "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": namespace}]})
+    if "kube-proxy" in cluster.running_components():  # the Service IP routes: dial it as in-cluster clients do
+        target = "$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT"
+    else:  # no kube-proxy: the address the kubernetes Service's EndpointSlice publishes
+        host, port = api_endpoint(client)
+        target = f"{host}:{port}"
+    sa = "/var/run/secrets/kubernetes.io/serviceaccount"
+    # busybox wget speaks TLS but does not verify certificates (the test above verifies the chain and SANs)
+    script = (f'wget -q -O - --header "Authorization: Bearer $(cat {sa}/token)" https://{target}/api/v1/nodes; '
+              f'echo; echo "ANON $(wget -q -O - https://{target}/api/v1/nodes 2>&1 | head -c 200)"; echo END')
+    run_pods(client, namespace, [pod("lister", [container("main", script)])], "Succeeded", timeout=90)
+    out = pod_log(client, namespace, "lister", "main")
+    body, anon = out.split("\nANON ", 1)
+    nodes = json.loads(body)
+    assert nodes["kind"] == "NodeList"
+    names = {n["metadata"]["name"] for n in nodes["items"]}
+    assert realnode.NODE_IP and "aiconform-real-0" in names and len(names) > 1, names  # real and simulated nodes
+    assert "403" in anon or "401" in anon, anon
+
+
+# -- 2. the aggregation layer ------------------------------------------------------------------------------------------
+
+
+class Backend:
+    """A small extension apiserver the test runs on the real node's address: TLS with a certificate for its Service
+    name, client certificates required and checked against the front-proxy CA; serves discovery for one version and
+    one resource, and records the front proxy's request headers."""
+
+    def __init__(self, pki: Pki, front_proxy_ca: Path, service_dns: str) -> None:
+        pki.create_ca(cn="probe-backend-ca")
+        pair = pki.issue("backend", service_dns, server=True, dns=(service_dns,), ips=(realnode.NODE_IP,))
+        self.ca = pki.ca.cert
+        self.seen: list[dict[str, Any]] = []
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(pair.cert, pair.key)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(cafile=str(front_proxy_ca))
+        backend = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                peer = self.connection.getpeercert()  # type: ignore[attr-defined]
+                cn = dict(x[0] for x in peer["subject"]).get("commonName") if peer else None
+                backend.seen.append({"path": self.path, "client_cn": cn,
+                                     "user": self.headers.get("X-Remote-User"),
+                                     "groups": self.headers.get_all("X-Remote-Group") or []})
+                path = self.path.split("?", 1)[0]
+                if path == f"/apis/{GROUP}/{VERSION}":
+                    self._json({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{GROUP}/{VERSION}",
+                                "resources": [{"name": "widgets", "singularName": "widget", "namespaced": False,
+                                               "kind": "Widget", "verbs": ["get", "list"]}]})
+                elif path == f"/apis/{GROUP}/{VERSION}/widgets":
+                    self._json({"kind": "WidgetList", "apiVersion": f"{GROUP}/{VERSION}", "metadata": {},
+                                "items": [{"kind": "Widget", "apiVersion": f"{GROUP}/{VERSION}",
+                                           "metadata": {"name": "from-the-backend"},
+                                           "seenUser": self.headers.get("X-Remote-User")}]})
+                else:
+                    self.send_error(404)
+
+            def _json(self, doc: dict[str, Any]) -> None:
+                data = json.dumps(doc).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (http.server's signature)
+                pass
+
+        self.server = ThreadingHTTPServer((realnode.NODE_IP, 0), Handler)
+        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.port = int(self.server.server_address[1])
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_apiservice_becomes_available_and_proxies_with_the_front_proxy_identity(
+        cluster: LocalCluster, client: KubeClient, namespace: str, tmp_path: Path) -> None:
+    svc = "probe-api"
+    backend = Backend(Pki(tmp_path / "backend-pki"), cluster.pki.front_proxy_ca, f"{svc}.{namespace}.svc")
+    name = f"{VERSION}.{GROUP}"
+    try:
+        client.create({"apiVersion": "v1", "kind": "Service", "metadata": {"name": svc},
+                       "spec": {"ports": [{"name": "https", "port": 443, "targetPort": backend.port}]}},
+                      namespace=namespace)
+        client.create({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                       "metadata": {"name": f"{svc}-1", "labels": {"kubernetes.io/service-name": svc}},
+                       "addressType": "IPv4",
+                       "endpoints": [{"addresses": [realnode.NODE_IP], "conditions": {"ready": True}}],
+                       "ports": [{"name": "https", "port": backend.port, "protocol": "TCP"}]}, namespace=namespace)
+        client.create({"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": {"name": name},
+                       "spec": {"group": GROUP, "version": VERSION, "groupPriorityMinimum": 1000,
+                                "versionPriority": 15,
+                                "service": {"namespace": namespace, "name": svc, "port": 443},
+                                "caBundle": base64.b64encode(backend.ca.read_bytes()).decode()}})
+
+        def available(state: dict[str, Any]) -> bool:
+            conds = state.get(name, {}).get("status", {}).get("conditions", [])
+            return any(c["type"] == "Available" and c["status"] == "True" for c in conds)
+
+        client.wait_for("APIService", name=name, condition=available, timeout=60,
+                        what=f"APIService {name} to be Available", api_version="apiregistration.k8s.io/v1")
+        widgets = client.request("GET", f"/apis/{GROUP}/{VERSION}/widgets")
+        assert [w["metadata"]["name"] for w in widgets["items"]] == ["from-the-backend"]
+        assert widgets["items"][0]["seenUser"] == "aiconform-admin"
+        proxied = [s for s in backend.seen if s["path"].startswith(f"/apis/{GROUP}/{VERSION}/widgets")]
+        assert proxied and proxied[-1]["client_cn"] == "front-proxy-client"
+        assert proxied[-1]["user"] == "aiconform-admin" and "system:masters" in proxied[-1]["groups"]
+    finally:
+        client.delete("APIService", name, api_version="apiregistration.k8s.io/v1")
+        backend.close()
