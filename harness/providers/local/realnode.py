@@ -4,7 +4,8 @@ Owns the host state one real node needs and giving all of it back:
 - a containerd of our own (config, root, state and socket under ``<run dir>/realnode/containerd``; never the
   system service) with the CRI settings this VM needs (``restrict_oom_score_adj``, our pause image, cgroupfs);
 - two images built here and imported with ``ctr`` (harness/images.py): the pause and ``aiconform.local/busybox``;
-- a veth pair carrying the node's own address (``172.31.255.1/30``) and a CNI bridge network (``10.244.0.0/24``);
+- a veth pair carrying the node's own address (``172.31.255.1/30``; made by ``prepare_node_network`` before
+  kube-apiserver starts, which binds to it) and a CNI bridge network (``10.244.0.0/24``, one route to the node);
 - the kubelet (root dir ``/var/lib/kubelet/aiconform``; the device-plugin dir ``/var/lib/kubelet/device-plugins``
   is fixed, hence one real node per host, claimed in ``/run/aiconform-realnode.json``);
 - the fake GPU plugin as a host process (component ``realnode-plugin``), node labels and taints.
@@ -234,7 +235,10 @@ def cni_conflist(ipam_dir: Path) -> dict[str, Any]:
                 "isGateway": True,
                 "ipMasq": False,
                 "hairpinMode": True,
-                "ipam": {"type": "host-local", "ranges": [[{"subnet": POD_CIDR}]], "dataDir": str(ipam_dir)},
+                # one route besides the pod subnet: the node address, where kube-apiserver listens (the kubernetes
+                # Service's endpoint); no default route, so a pod's packets cannot head off the machine
+                "ipam": {"type": "host-local", "ranges": [[{"subnet": POD_CIDR}]], "dataDir": str(ipam_dir),
+                         "routes": [{"dst": f"{NODE_IP}/32"}]},
             },
             {"type": "portmap", "capabilities": {"portMappings": True}},
         ],
