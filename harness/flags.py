@@ -152,7 +152,9 @@ def component_settings(
     cp = profile.control_plane
     wanted_args: dict[str, tuple[str, dict[str, str]]] = {
         comp: (f"controlPlane.extraArgs.{comp}", dict(args)) for comp, args in cp.extra_args.items() if args}
-    if profile.real_node.enabled and profile.real_node.extra_args:
+    if profile.real_node.extra_args:
+        if not profile.real_node.enabled:
+            raise ConfigError("realNode.extraArgs: the profile has no real node (realNode.enabled is false)")
         wanted_args["kubelet"] = ("realNode.extraArgs", dict(profile.real_node.extra_args))
     if not cp.feature_gates and not wanted_args:
         return ComponentSettings(runtime_config=dict(cp.runtime_config))

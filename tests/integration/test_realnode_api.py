@@ -5,16 +5,23 @@ real APIService backend.  One ``local-real`` cluster for the module; every verdi
 Without kube-proxy on the node (tier R has none yet) a Service IP does not route, so the pod dials the address the
 ``kubernetes`` EndpointSlice publishes; once a ``kube-proxy`` component runs, the pod uses the Service IP from its
 own ``KUBERNETES_SERVICE_HOST``/``PORT`` instead.  Packets to a Service IP are never sent without kube-proxy: they
-would follow the host's default route off the machine.
+would follow the host's default route off the machine.  The pod's client is ``data/apiget.go`` built FROM scratch
+here (busybox's wget cannot complete a TLS handshake with the apiserver's ECDSA certificate, and never verifies
+certificates): it trusts only the service-account CA and checks that the certificate names the address dialled.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import os
 import secrets
+import shutil
 import socket
 import ssl
+import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,16 +31,19 @@ from typing import Any
 import pytest
 from cryptography import x509
 
+from harness import images
 from harness.config import load_profile
 from harness.kube import KubeClient
 from harness.pki import Pki
 from harness.providers.local import LocalCluster, realnode
 from harness.providers.local.controlplane import first_service_ip
-from tests.integration.test_real_node import _skip_reason, container, pod, pod_log, run_pods
+from tests.integration.test_real_node import _skip_reason, pod, pod_log, run_pods
 
 pytestmark = [pytest.mark.realnode, pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))]
 
 GROUP, VERSION = "probe.aiconform.io", "v1alpha1"
+APIGET_SRC = Path(__file__).with_name("data") / "apiget.go"
+APIGET_IMAGE = "aiconform.local/apiget:test"
 
 
 @pytest.fixture(scope="module")
@@ -126,10 +136,36 @@ def test_serving_certificate_is_valid_for_node_address_and_service_ip(cluster: L
     assert "kubernetes.default.svc" in sans.value.get_values_for_type(x509.DNSName)
 
 
+@pytest.fixture(scope="module")
+def apiget_image(cluster: LocalCluster) -> str:
+    """data/apiget.go built FROM scratch (static, standard library only; cached by source hash) and imported into
+    the real node's containerd: an in-cluster client that verifies the apiserver's certificate as client-go does."""
+    src = APIGET_SRC.read_bytes()
+    archive = images.images_cache() / f"apiget-{hashlib.sha256(src).hexdigest()[:16]}.tar"
+    if not archive.is_file():
+        go = shutil.which("go")
+        assert go is not None, "building the test client needs Go (as building the pinned binaries does)"
+        with tempfile.TemporaryDirectory(prefix="apiget-") as tmp:
+            shutil.copyfile(APIGET_SRC, Path(tmp, "apiget.go"))
+            subprocess.run([go, "build", "-trimpath", "-ldflags=-s -w", "-o", "apiget", "apiget.go"], cwd=tmp,
+                           env={**os.environ, "CGO_ENABLED": "0"}, check=True, capture_output=True, timeout=600)
+            binary = Path(tmp, "apiget").read_bytes()
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        tmp_archive = archive.with_name(f".{archive.name}.{os.getpid()}")
+        tmp_archive.write_bytes(images.docker_archive(APIGET_IMAGE, [images.LayerFile("apiget", binary)],
+                                                      ["/apiget"], []))
+        os.replace(tmp_archive, archive)
+    record = realnode.load_record(cluster)
+    assert record is not None
+    subprocess.run(["ctr", "--address", record["containerd"]["socket"], "--namespace", "k8s.io", "images",
+                    "import", str(archive)], check=True, capture_output=True, timeout=120)
+    return APIGET_IMAGE
+
+
 def test_pod_lists_nodes_through_the_kubernetes_service(cluster: LocalCluster, client: KubeClient,
-                                                        namespace: str) -> None:
-    """A pod on the real node lists Nodes with its service-account token (RBAC decides: without the token the same
-    request is refused)."""
+                                                        namespace: str, apiget_image: str) -> None:
+    """A pod on the real node lists Nodes with its service-account token, verifying the apiserver's certificate
+    for the address it dials; RBAC decides (the same request without the token is refused)."""
     client.create({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
                    "metadata": {"name": f"{namespace}-node-reader"},
                    "rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["list"]}]})
@@ -139,22 +175,19 @@ def test_pod_lists_nodes_through_the_kubernetes_service(cluster: LocalCluster, c
                                "name": f"{namespace}-node-reader"},
                    "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": namespace}]})
     if "kube-proxy" in cluster.running_components():  # the Service IP routes: dial it as in-cluster clients do
-        target = "$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT"
+        target = "service"
     else:  # no kube-proxy: the address the kubernetes Service's EndpointSlice publishes
         host, port = api_endpoint(client)
         target = f"{host}:{port}"
-    sa = "/var/run/secrets/kubernetes.io/serviceaccount"
-    # busybox wget speaks TLS but does not verify certificates (the test above verifies the chain and SANs)
-    script = (f'wget -q -O - --header "Authorization: Bearer $(cat {sa}/token)" https://{target}/api/v1/nodes; '
-              f'echo; echo "ANON $(wget -q -O - https://{target}/api/v1/nodes 2>&1 | head -c 200)"; echo END')
-    run_pods(client, namespace, [pod("lister", [container("main", script)])], "Succeeded", timeout=90)
-    out = pod_log(client, namespace, "lister", "main")
-    body, anon = out.split("\nANON ", 1)
-    nodes = json.loads(body)
-    assert nodes["kind"] == "NodeList"
-    names = {n["metadata"]["name"] for n in nodes["items"]}
-    assert realnode.NODE_IP and "aiconform-real-0" in names and len(names) > 1, names  # real and simulated nodes
-    assert "403" in anon or "401" in anon, anon
+    containers = [{"name": auth, "image": apiget_image, "imagePullPolicy": "IfNotPresent",
+                   "args": [target, "/api/v1/nodes", auth]} for auth in ("token", "anonymous")]
+    run_pods(client, namespace, [pod("lister", containers)], "Succeeded", timeout=90)
+    status, body = pod_log(client, namespace, "lister", "token").split("\n", 1)
+    assert status == "STATUS 200", (status, body)
+    names = {n["metadata"]["name"] for n in json.loads(body.rsplit("\nEND", 1)[0])["items"]}
+    assert "aiconform-real-0" in names and len(names) > 1, names  # the real node and the simulated ones
+    anonymous = pod_log(client, namespace, "lister", "anonymous").split("\n", 1)[0]
+    assert anonymous in ("STATUS 401", "STATUS 403"), anonymous
 
 
 # -- 2. the aggregation layer ------------------------------------------------------------------------------------------
