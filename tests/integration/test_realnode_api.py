@@ -254,7 +254,7 @@ class Backend:
 def test_apiservice_becomes_available_and_proxies_with_the_front_proxy_identity(
         cluster: LocalCluster, client: KubeClient, namespace: str, tmp_path: Path) -> None:
     svc = "probe-api"
-    backend = Backend(Pki(tmp_path / "backend-pki"), cluster.pki.front_proxy_ca, f"{svc}.{namespace}.svc")
+    backend = Backend(Pki(tmp_path / "backend-pki"), cluster.pki.front_proxy_ca.cert, f"{svc}.{namespace}.svc")
     name = f"{VERSION}.{GROUP}"
     try:
         client.create({"apiVersion": "v1", "kind": "Service", "metadata": {"name": svc},
