@@ -29,10 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from cryptography import x509
 
 from harness import images
-from harness.config import load_profile
+from harness.config import load_profile, parse_profile, resolve_profile_path
 from harness.kube import KubeClient
 from harness.pki import Pki
 from harness.providers.local import LocalCluster, realnode
@@ -44,12 +45,17 @@ pytestmark = [pytest.mark.realnode, pytest.mark.skipif(_skip_reason() is not Non
 GROUP, VERSION = "probe.aiconform.io", "v1alpha1"
 APIGET_SRC = Path(__file__).with_name("data") / "apiget.go"
 APIGET_IMAGE = "aiconform.local/apiget:test"
+EXTRA_LABEL = "aiconform.io/from-extra-args"
+PROFILE = {**yaml.safe_load(resolve_profile_path("local-real").read_text()),
+           "controlPlane": {"featureGates": {"GenericWorkload": True}}}
+PROFILE["realNode"] = {**PROFILE["realNode"], "extraArgs": {"node-labels": f"{EXTRA_LABEL}=yes"}}
+"""``local-real`` plus a feature gate (the kubelet gets it in its config file) and an extra kubelet flag."""
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     c = LocalCluster(f"api-{secrets.token_hex(2)}", root=tmp_path_factory.mktemp("api"))
-    c.create(load_profile("local-real"))
+    c.create(parse_profile(PROFILE, name="local-real-api"))
     try:
         yield c
     finally:
@@ -188,6 +194,15 @@ def test_pod_lists_nodes_through_the_kubernetes_service(cluster: LocalCluster, c
     assert "aiconform-real-0" in names and len(names) > 1, names  # the real node and the simulated ones
     anonymous = pod_log(client, namespace, "lister", "anonymous").split("\n", 1)[0]
     assert anonymous in ("STATUS 401", "STATUS 403"), anonymous
+
+
+def test_kubelet_gets_the_profiles_gates_and_extra_flags(cluster: LocalCluster, client: KubeClient) -> None:
+    record = realnode.load_record(cluster)
+    assert record is not None
+    config = yaml.safe_load((cluster.dir / "realnode" / "kubelet-config.yaml").read_text())
+    assert config["featureGates"] == {"GenericWorkload": True}
+    assert f"--node-labels={EXTRA_LABEL}=yes" in record["kubelet_argv"]
+    assert client.get("Node", "aiconform-real-0")["metadata"]["labels"].get(EXTRA_LABEL) == "yes"
 
 
 # -- 2. the aggregation layer ------------------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ HARNESS_FLAGS: dict[str, frozenset[str]] = {
         "kubeconfig", "kube-api-qps", "kube-api-burst", "leader-elect",
     }),
     "kubelet": frozenset({
-        "config", "kubeconfig", "root-dir", "hostname-override", "node-ip", "v", "feature-gates",
+        "config", "config-dir", "kubeconfig", "root-dir", "hostname-override", "node-ip", "v", "feature-gates",
         # fields the harness writes into the kubelet's config file (a flag would silently override the file)
         "address", "port", "read-only-port", "healthz-bind-address", "healthz-port", "tls-cert-file",
         "tls-private-key-file", "client-ca-file", "anonymous-auth", "authentication-token-webhook",
