@@ -47,7 +47,9 @@ APIGET_SRC = Path(__file__).with_name("data") / "apiget.go"
 APIGET_IMAGE = "aiconform.local/apiget:test"
 EXTRA_LABEL = "aiconform.io/from-extra-args"
 PROFILE = {**yaml.safe_load(resolve_profile_path("local-real").read_text()),
-           "controlPlane": {"featureGates": {"GenericWorkload": True}}}
+           # the gate alone would leave the scheduler waiting forever for a PodGroup API nobody serves
+           "controlPlane": {"featureGates": {"GenericWorkload": True},
+                            "runtimeConfig": {"scheduling.k8s.io/v1beta1": True}}}
 PROFILE["realNode"] = {**PROFILE["realNode"], "extraArgs": {"node-labels": f"{EXTRA_LABEL}=yes"}}
 """``local-real`` plus a feature gate (the kubelet gets it in its config file) and an extra kubelet flag."""
 
