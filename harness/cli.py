@@ -1,4 +1,4 @@
-"""The ``aiconform`` command line: up / down / status / kubeconfig / bins / run / report / plugin.
+"""The ``aiconform`` command line: up / down / status / kubeconfig / bins / run / report / images / plugin.
 
 Progress goes to stderr; results (a kubeconfig path, a table) to stdout.  Every error a user can cause ends in one
 line on stderr and a non-zero exit: ``aiconform: <what went wrong>``.
@@ -118,6 +118,25 @@ def cmd_report(args: argparse.Namespace) -> int:
     return int(render_main(args.dir))
 
 
+def cmd_images(args: argparse.Namespace) -> int:
+    from harness import images
+
+    if args.images_cmd == "list":
+        rows = [images.status(img) for img in images.REGISTRY.values()]
+        print(f"{'NAME':<20} {'KIND':<8} {'HASH':<16} {'CACHED':<6} {'SIZE':>9}  IMAGE")
+        for r in rows:
+            size = f"{r['bytes'] / 1e6:.1f} MB" if r["cached"] else "-"
+            cached = "yes" if r["cached"] else ("n/a" if r.get("error") else "no")
+            print(f"{r['name']:<20} {r['kind']:<8} {r['key'][:16] or '-':<16} {cached:<6} {size:>9}  {r['ref']}"
+                  + (f"  ({r['error']})" if r.get("error") else ""))
+        return 0
+    targets = [images.get(n) for n in (args.names or list(images.REGISTRY))]  # unknown names fail before any build
+    for img in targets:
+        built = images.build(img)
+        print(built.archive, flush=True)
+    return 0
+
+
 def cmd_plugin(args: argparse.Namespace) -> int:
     from fake_gpu_plugin.cli import main as plugin_main
 
@@ -183,6 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
     r = rsub.add_parser("render", help="re-render html/md/junit/evidence from a results.json")
     r.add_argument("dir")
     rep.set_defaults(func=cmd_report)
+
+    img = sub.add_parser("images", help="build and list the OCI images built here (nothing is ever pulled)")
+    isub = img.add_subparsers(dest="images_cmd", required=True, metavar="SUBCOMMAND")
+    ib = isub.add_parser("build", help="build (or find cached) images; prints each archive's path")
+    ib.add_argument("names", nargs="*", metavar="NAME", help="image names (default: all; see `images list`)")
+    isub.add_parser("list", help="name, kind, content hash, cached or not, archive size")
+    img.set_defaults(func=cmd_images)
 
     plug = sub.add_parser("plugin", help="the fake GPU device plugin (see `aiconform plugin -- --help`)")
     plug.add_argument("plugin_args", nargs=argparse.REMAINDER)

@@ -13,7 +13,6 @@ certificates): it trusts only the service-account CA and checks that the certifi
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import secrets
@@ -21,7 +20,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import tempfile
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -44,7 +42,6 @@ pytestmark = [pytest.mark.realnode, pytest.mark.skipif(_skip_reason() is not Non
 
 GROUP, VERSION = "probe.aiconform.io", "v1alpha1"
 APIGET_SRC = Path(__file__).with_name("data") / "apiget.go"
-APIGET_IMAGE = "aiconform.local/apiget:test"
 EXTRA_LABEL = "aiconform.io/from-extra-args"
 PROFILE = {**yaml.safe_load(resolve_profile_path("local-real").read_text()),
            # the gate alone would leave the scheduler waiting forever for a PodGroup API nobody serves
@@ -145,29 +142,21 @@ def test_serving_certificate_is_valid_for_node_address_and_service_ip(cluster: L
 
 
 @pytest.fixture(scope="module")
-def apiget_image(cluster: LocalCluster) -> str:
-    """data/apiget.go built FROM scratch (static, standard library only; cached by source hash) and imported into
-    the real node's containerd: an in-cluster client that verifies the apiserver's certificate as client-go does."""
-    src = APIGET_SRC.read_bytes()
-    archive = images.images_cache() / f"apiget-{hashlib.sha256(src).hexdigest()[:16]}.tar"
-    if not archive.is_file():
-        go = shutil.which("go")
-        assert go is not None, "building the test client needs Go (as building the pinned binaries does)"
-        with tempfile.TemporaryDirectory(prefix="apiget-") as tmp:
-            shutil.copyfile(APIGET_SRC, Path(tmp, "apiget.go"))
-            subprocess.run([go, "build", "-trimpath", "-ldflags=-s -w", "-o", "apiget", "apiget.go"], cwd=tmp,
-                           env={**os.environ, "CGO_ENABLED": "0"}, check=True, capture_output=True, timeout=600)
-            binary = Path(tmp, "apiget").read_bytes()
-        archive.parent.mkdir(parents=True, exist_ok=True)
-        tmp_archive = archive.with_name(f".{archive.name}.{os.getpid()}")
-        tmp_archive.write_bytes(images.docker_archive(APIGET_IMAGE, [images.LayerFile("apiget", binary)],
-                                                      ["/apiget"], []))
-        os.replace(tmp_archive, archive)
+def apiget_image(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """data/apiget.go built with ``go build`` (static, standard library only) into an image FROM scratch through
+    harness.images (cached by content) and imported into the real node's containerd: an in-cluster client that
+    verifies the apiserver's certificate as client-go does."""
+    go = shutil.which("go")
+    assert go is not None, "building the test client needs Go (as building the pinned binaries does)"
+    out = tmp_path_factory.mktemp("apiget")
+    shutil.copyfile(APIGET_SRC, out / "apiget.go")
+    subprocess.run([go, "build", "-trimpath", "-ldflags=-s -w", "-o", "apiget", "apiget.go"], cwd=out,
+                   env={**os.environ, "CGO_ENABLED": "0"}, check=True, capture_output=True, timeout=600)
+    built = images.build(images.static_binary_image("apiget", out / "apiget", tag="test"), lambda _line: None)
     record = realnode.load_record(cluster)
     assert record is not None
-    subprocess.run(["ctr", "--address", record["containerd"]["socket"], "--namespace", "k8s.io", "images",
-                    "import", str(archive)], check=True, capture_output=True, timeout=120)
-    return APIGET_IMAGE
+    images.import_archive(built.archive, record["containerd"]["socket"])
+    return built.ref
 
 
 def test_pod_lists_nodes_through_the_kubernetes_service(cluster: LocalCluster, client: KubeClient,

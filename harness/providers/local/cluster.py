@@ -169,7 +169,7 @@ class LocalCluster:
         if st is None:
             raise ClusterNotFound(f"no local cluster named {self.name!r} is running")
         tier = st.get("tier", "S")
-        caps = {"add-nodes", "simulated-nodes"}
+        caps = {"add-nodes", "simulated-nodes", *st.get("facts", [])}
         if tier == "R":
             caps |= {"real-node", "restart-node", "device-plugin"}
         return ProviderInfo(
@@ -185,6 +185,12 @@ class LocalCluster:
 
     def client(self) -> KubeClient:
         return KubeClient(KubeConfig.from_file(self.kubeconfig()))
+
+    def load_image(self, archive: Path) -> None:
+        """LoadsImages: import an image archive into the real node's containerd (UnsupportedCapability without one)."""
+        from harness.providers.local.realnode import RealNodeHost
+
+        RealNodeHost.attach(self, progress=self.progress).import_image(archive)
 
     def restart_node(self, node: str) -> None:
         """RestartsNodes: restart the real node's kubelet (simulated nodes have none: UnsupportedCapability)."""
@@ -305,6 +311,8 @@ class LocalCluster:
         n_sim = sum(p.nodes for p in profile.pools)
         self.progress(f"[6/6] registering {n_sim} simulated nodes in {len(profile.pools)} pools")
         self.add_pool_nodes(client, profile.pools)
+        resolver = self._resolver or BinaryResolver(progress=self.progress)
+        facts = self._install_addons(profile, client, resolver) if profile.addons else []
         state = {
             "name": self.name,
             "provider": "local",
@@ -315,10 +323,25 @@ class LocalCluster:
             "tier": tier,
             "ports": ports,
             "components": components,
+            "facts": facts,
             "server": f"https://{host}:{ports['apiserver']}",
             "created": time.time(),
         }
         self.state_file.write_text(json.dumps(state, indent=2))
+
+    def _install_addons(self, profile: Profile, client: KubeClient, resolver: BinaryResolver) -> list[str]:
+        """Install the profile's addons on the real node; their host undo commands are recorded first, so a `down`
+        after a crash mid-install still runs them."""
+        from harness import addons
+        from harness.addons.installer import undo_commands
+        from harness.providers.local.realnode import REAL_NODE_LABEL
+
+        chosen = [addons.lookup(n) for n in profile.addons]
+        (self.dir / "addons.json").write_text(json.dumps({"addons": list(profile.addons),
+                                                          "undo": undo_commands(chosen)}, indent=2))
+        self.progress(f"installing addons: {', '.join(profile.addons)}")
+        return addons.install(chosen, client=client, load_image=self.load_image, resolver=resolver,
+                              node_selector={REAL_NODE_LABEL: "true"}, progress=self.progress)
 
     def add_pool_nodes(self, client: KubeClient, pools: tuple[Pool, ...] | list[Pool], timeout: float = 120) -> None:
         register_nodes(client, [simulated_node(p, i, self.name) for p in pools for i in range(p.nodes)], timeout=timeout)
@@ -538,6 +561,7 @@ class LocalCluster:
             from harness.providers.local.realnode import teardown_host
 
             teardown_host(self, progress=self.progress)
+        self._undo_addons()
         if piddir.is_dir():
             known = [c for c in STOP_ORDER if (piddir / f"{c}.pid").exists()]
             others = sorted(p.stem for p in piddir.glob("*.pid") if p.stem not in STOP_ORDER)
@@ -549,6 +573,16 @@ class LocalCluster:
             shutil.copytree(self.dir / "logs", keep_logs_to)
             self.progress(f"logs of the failed bring-up kept in {keep_logs_to}")
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _undo_addons(self) -> None:
+        """Host changes the addons' pods made (after their containers are gone, so nothing re-creates them)."""
+        try:
+            record = json.loads((self.dir / "addons.json").read_text())
+        except (OSError, ValueError):
+            return
+        from harness.addons import undo_host_changes
+
+        undo_host_changes(record.get("undo", []), self.progress)
 
     def collect_logs(self, dest: Path) -> list[Path]:
         dest.mkdir(parents=True, exist_ok=True)

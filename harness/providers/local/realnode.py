@@ -3,7 +3,7 @@
 Owns the host state one real node needs and giving all of it back:
 - a containerd of our own (config, root, state and socket under ``<run dir>/realnode/containerd``; never the
   system service) with the CRI settings this VM needs (``restrict_oom_score_adj``, our pause image, cgroupfs);
-- two images built here and imported with ``ctr`` (harness/images.py): the pause and ``aiconform.local/busybox``;
+- two images built here and imported with ``ctr`` (harness/images): the pause and ``aiconform.local/busybox``;
 - a veth pair carrying the node's own address (``172.31.255.1/30``; made by ``prepare_node_network`` before
   kube-apiserver starts, which binds to it) and a CNI bridge network (``10.244.0.0/24``, one route to the node);
 - the kubelet (root dir ``/var/lib/kubelet/aiconform``; the device-plugin dir ``/var/lib/kubelet/device-plugins``
@@ -30,8 +30,11 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from fake_gpu_plugin import labels as gpu_labels
+from fake_gpu_plugin.config import InventoryConfig, to_pool
+from fake_gpu_plugin.inventory import resource_counts
 from harness import images, proc
-from harness.config import GpuSpec, RealNode
+from harness.config import RealNode
 from harness.errors import (
     AiconformError,
     ClusterError,
@@ -68,7 +71,6 @@ NODE_STATUS_UPDATE_FREQUENCY = "4s"
 SYSCTLS = ("vm.overcommit_memory", "vm.panic_on_oom", "kernel.panic", "kernel.panic_on_oops",
            "kernel.keys.root_maxkeys", "kernel.keys.root_maxbytes", "net.ipv4.ip_forward")
 """What the kubelet (the first six) and the CNI bridge plugin (ip_forward) change on start."""
-FAKE_GPU_LABEL = "aiconform.io/fake-gpu"
 REAL_NODE_LABEL = "aiconform.io/real-node"
 COMPONENTS = ("containerd", "kubelet", "realnode-plugin")
 MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes; containerd also makes "<socket>.ttrpc"
@@ -166,16 +168,9 @@ def release_host(cluster: LocalCluster) -> None:
 # -- config files ----------------------------------------------------------------------------------------------------
 
 
-def plugin_config(node: str, gpu: GpuSpec) -> dict[str, Any]:
-    """The fake GPU plugin's config (a pool dict) for the real node's GPU spec."""
-    gpu_d: dict[str, Any] = {"model": gpu.model, "count": gpu.count}
-    if gpu.mig.strategy != "none":
-        gpu_d["mig"] = {"strategy": gpu.mig.strategy, "layout": dict(gpu.mig.layout)}
-    ts = gpu.time_slicing
-    if ts.replicas > 1:
-        gpu_d["sharing"] = {"timeSlicing": {"replicas": ts.replicas, "renameByDefault": ts.rename_by_default,
-                                            "failRequestsGreaterThanOne": ts.fail_requests_greater_than_one}}
-    return {"name": node, "nodes": 1, "gpu": gpu_d}
+def plugin_config(node: str, gpu: InventoryConfig) -> dict[str, Any]:
+    """The fake GPU plugin's config file (a pool dict) for the real node's GPU spec: the spec itself, written out."""
+    return to_pool(gpu, name=node)
 
 
 def _toml_str(value: str) -> str:
@@ -414,10 +409,11 @@ class RealNodeHost:
         self.cluster._start("containerd", [shutil.which("containerd") or "containerd", "--config", str(cfg)])
         self._poll("containerd", lambda: self._ctr_ok(), timeout=30, what="containerd's socket")
         for archive in archives:
-            try:
-                self._ctr("images", "import", str(archive), timeout=120)
-            except CommandError as err:
-                raise ClusterError(f"cannot import {archive.name} into containerd: {err}") from err
+            self.import_image(archive)
+
+    def import_image(self, archive: Path) -> None:
+        """Import an image archive into the node's containerd (namespace k8s.io): pods use it without a pull."""
+        images.import_archive(archive, self.socket, timeout=300)
 
     def _ctr(self, *args: str, timeout: float = 60) -> proc.Result:
         return proc.run(["ctr", "--address", str(self.socket), "--namespace", "k8s.io", *args], timeout=timeout)
@@ -489,7 +485,7 @@ class RealNodeHost:
         if rec is None or not proc.pid_alive(rec[0]):
             raise ClusterError(f"{component} exited during start-up: {self.cluster._log_tail(component)}")
 
-    def _start_plugin(self, gpu: GpuSpec) -> None:
+    def _start_plugin(self, gpu: InventoryConfig) -> None:
         from harness.providers.local.cluster import free_port
 
         port = free_port()
@@ -506,18 +502,16 @@ class RealNodeHost:
         self.cluster._start("realnode-plugin", argv, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
     def node_labels(self) -> dict[str, str]:
+        """The node's labels: the GPU labels of its spec (the owner every GPU node shares), then the profile's."""
         labels = {REAL_NODE_LABEL: "true", "aiconform.io/cluster": self.cluster.name}
-        if self.spec.gpu is not None and self.spec.gpu.count > 0:
-            from fake_gpu_plugin.config import config_from_pool
-            from fake_gpu_plugin.labels import node_labels
-
-            labels |= node_labels(config_from_pool(plugin_config(self.spec.name, self.spec.gpu)))
-            labels[FAKE_GPU_LABEL] = "true"
+        if self.spec.gpu is not None:
+            labels |= gpu_labels.node_labels(self.spec.gpu)
         return labels | dict(self.spec.labels)
 
     def expected_resources(self) -> dict[str, str]:
+        """What the plugin will advertise once registered: counted from the inventory it serves."""
         gpu = self.spec.gpu
-        return {k: str(v) for k, v in gpu.extended_resources().items()} if gpu is not None else {}
+        return {k: str(v) for k, v in resource_counts(gpu).items()} if gpu is not None else {}
 
     def _wait_node(self, timeout: float = 120) -> None:
         name = self.spec.name
