@@ -21,6 +21,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -32,6 +33,7 @@ from cryptography import x509
 
 from harness import images
 from harness.config import load_profile, parse_profile, resolve_profile_path
+from harness.errors import ServerError
 from harness.kube import KubeClient
 from harness.pki import Pki
 from harness.providers.local import LocalCluster, realnode
@@ -257,6 +259,19 @@ class Backend:
         self.server.server_close()
 
 
+def get_through_aggregator(client: KubeClient, path: str, timeout: float = 15) -> Any:
+    """GET ``path``; the aggregator's proxy handler learns of the Available condition a moment after the status
+    shows it and answers 503 until then (nothing to watch for that: a bounded retry)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return client.request("GET", path)
+        except ServerError as err:
+            if err.status != 503 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def test_apiservice_becomes_available_and_proxies_with_the_front_proxy_identity(
         cluster: LocalCluster, client: KubeClient, namespace: str, tmp_path: Path) -> None:
     svc = "probe-api"
@@ -283,7 +298,7 @@ def test_apiservice_becomes_available_and_proxies_with_the_front_proxy_identity(
 
         client.wait_for("APIService", name=name, condition=available, timeout=60,
                         what=f"APIService {name} to be Available", api_version="apiregistration.k8s.io/v1")
-        widgets = client.request("GET", f"/apis/{GROUP}/{VERSION}/widgets")
+        widgets = get_through_aggregator(client, f"/apis/{GROUP}/{VERSION}/widgets")
         assert [w["metadata"]["name"] for w in widgets["items"]] == ["from-the-backend"]
         assert widgets["items"][0]["seenUser"] == "aiconform-admin"
         proxied = [s for s in backend.seen if s["path"].startswith(f"/apis/{GROUP}/{VERSION}/widgets")]
