@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from harness.config import parse_profile
+from harness.errors import Invalid
 from harness.kube import KubeClient, is_bound
 from harness.providers.local import LocalCluster
 
@@ -65,6 +66,21 @@ def test_gate_reaches_every_component_and_extra_args_their_binary(cluster: Local
     for comp in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
         assert "--feature-gates=GenericWorkload=true" in _cmdline(cluster, comp), comp
     assert "--horizontal-pod-autoscaler-sync-period=5s" in _cmdline(cluster, "kube-controller-manager")
+
+
+def test_tier_s_apiserver_stays_on_loopback_and_cannot_host_an_apiservice_backend(
+        cluster: LocalCluster, client: KubeClient) -> None:
+    """Tier S is unchanged: kube-apiserver listens on 127.0.0.1 only, with no endpoint reconciler.  An APIService
+    needs an endpoint address, and the apiserver refuses loopback ones, so no backend can live at tier S."""
+    from tests.integration.test_realnode_api import listening_addresses
+
+    assert listening_addresses(cluster.running_components()["kube-apiserver"]) == {"127.0.0.1"}
+    assert "--endpoint-reconciler-type=none" in _cmdline(cluster, "kube-apiserver")
+    with pytest.raises(Invalid, match="loopback"):
+        client.create({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                       "metadata": {"name": "loopback", "labels": {"kubernetes.io/service-name": "x"}},
+                       "addressType": "IPv4", "endpoints": [{"addresses": ["127.0.0.1"]}],
+                       "ports": [{"name": "https", "port": 8443, "protocol": "TCP"}]}, namespace="default")
 
 
 def test_scheduler_holds_an_incomplete_gang(client: KubeClient) -> None:
