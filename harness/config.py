@@ -26,6 +26,10 @@ _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+_FEATURE_GATE = re.compile(r"^[A-Z][A-Za-z0-9]*$")
+_FLAG_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_RUNTIME_CONFIG_KEY = re.compile(r"^(api/(all|ga|beta|alpha)|[a-z0-9.-]+/[a-z0-9]+(/[a-z0-9]+)?|v1)$")
+CONTROL_PLANE_COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 PROVIDERS = ("local", "kind", "existing")
 
@@ -68,6 +72,9 @@ class RealNode:
     """The GPUs the fake plugin serves on this node; None: no GPUs (and no plugin)."""
     labels: dict[str, str] = field(default_factory=dict)
     taints: tuple[Taint, ...] = ()
+    extra_args: dict[str, str] = field(default_factory=dict)
+    """Extra kubelet flags (``flag-name`` without dashes → value), checked against the pinned kubelet's ``--help``;
+    flags the harness sets itself are refused.  Feature gates come from ``controlPlane.featureGates``."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,16 @@ class ControlPlane:
     service_cidr: str = "10.96.0.0/16"
     pod_cidr: str = "10.128.0.0/12"
     """Pod addresses KWOK hands out on simulated nodes (fake, never routed)."""
+    feature_gates: dict[str, bool] = field(default_factory=dict)
+    """Feature gates, given to every component whose pinned binary knows the gate (kube-apiserver,
+    kube-controller-manager, kube-scheduler, and the real node's kubelet through its config's ``featureGates``);
+    a gate that none of them knows is refused before anything starts (harness/flags.py)."""
+    runtime_config: dict[str, str] = field(default_factory=dict)
+    """kube-apiserver ``--runtime-config`` entries, e.g. ``{"scheduling.k8s.io/v1beta1": "true"}``."""
+    extra_args: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Extra flags per control-plane component (``kube-apiserver``, ``kube-controller-manager``,
+    ``kube-scheduler``): ``flag-name`` (no dashes) → value, checked against that binary's ``--help``; flags the
+    harness sets itself are refused."""
 
 
 @dataclass(frozen=True)
@@ -220,7 +237,8 @@ class _Parser:
 
     def control_plane(self, data: Any, at: str) -> ControlPlane:
         d = self._map(data, at)
-        self._known(d, at, {"kubernetesVersion", "apiserverPort", "liftLimits", "serviceCIDR", "podCIDR"})
+        self._known(d, at, {"kubernetesVersion", "apiserverPort", "liftLimits", "serviceCIDR", "podCIDR",
+                            "featureGates", "runtimeConfig", "extraArgs"})
         version = str(d.get("kubernetesVersion", "") or "").lstrip("v")
         if version and not re.fullmatch(r"1\.\d+\.\d+", version):
             raise ConfigError(f"{at}.kubernetesVersion: must look like 1.X.Y, got {version!r}")
@@ -233,11 +251,18 @@ class _Parser:
             lift_limits=self._bool(d.get("liftLimits", True), f"{at}.liftLimits"),
             service_cidr=self._str(d.get("serviceCIDR", "10.96.0.0/16"), f"{at}.serviceCIDR"),
             pod_cidr=self._str(d.get("podCIDR", "10.128.0.0/12"), f"{at}.podCIDR"),
+            feature_gates=self.feature_gates(d.get("featureGates", {}), f"{at}.featureGates"),
+            runtime_config=self.runtime_config(d.get("runtimeConfig", {}), f"{at}.runtimeConfig"),
+            extra_args={
+                comp: self.flags(args, f"{at}.extraArgs.{comp}")
+                for comp, args in self._map(d.get("extraArgs", {}) or {}, f"{at}.extraArgs").items()
+                if self._component(comp, f"{at}.extraArgs", CONTROL_PLANE_COMPONENTS)
+            },
         )
 
     def real_node(self, data: Any, at: str) -> RealNode:
         d = self._map(data, at)
-        self._known(d, at, {"enabled", "name", "gpu", "labels", "taints"})
+        self._known(d, at, {"enabled", "name", "gpu", "labels", "taints", "extraArgs"})
         name = self._str(d.get("name", "aiconform-real-0"), f"{at}.name")
         if not _DNS1123.match(name):
             raise ConfigError(f"{at}.name: must be a DNS-1123 label, got {name!r}")
@@ -247,7 +272,45 @@ class _Parser:
             gpu=self.gpu(d["gpu"], f"{at}.gpu", name) if d.get("gpu") is not None else None,
             labels=self.labels(d.get("labels", {}), f"{at}.labels"),
             taints=self.taints(d.get("taints", []), f"{at}.taints"),
+            extra_args=self.flags(d.get("extraArgs", {}), f"{at}.extraArgs"),
         )
+
+    def feature_gates(self, data: Any, at: str) -> dict[str, bool]:
+        out: dict[str, bool] = {}
+        for k, v in self._map(data or {}, at).items():
+            if not _FEATURE_GATE.match(str(k)):
+                raise ConfigError(f"{at}.{k}: not a feature gate name (CamelCase, e.g. GenericWorkload)")
+            out[str(k)] = self._bool(v, f"{at}.{k}")
+        return out
+
+    def runtime_config(self, data: Any, at: str) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for k, v in self._map(data or {}, at).items():
+            key = str(k)
+            if not _RUNTIME_CONFIG_KEY.match(key):
+                raise ConfigError(f"{at}.{key}: not an API group/version (e.g. scheduling.k8s.io/v1beta1, api/all)")
+            out[key] = str(v).lower() if isinstance(v, bool) else self._str(v, f"{at}.{key}", required=True)
+            if "," in out[key]:
+                raise ConfigError(f"{at}.{key}: a value may not contain ','")
+        return out
+
+    def flags(self, data: Any, at: str) -> dict[str, str]:
+        """Component flags: ``name`` (no leading dashes) → value; booleans become ``true``/``false``."""
+        out: dict[str, str] = {}
+        for k, v in self._map(data or {}, at).items():
+            key = str(k)
+            if not _FLAG_NAME.match(key):
+                raise ConfigError(f"{at}.{key}: not a flag name (write it without dashes, e.g. v or event-ttl)")
+            if isinstance(v, dict | list) or v is None:
+                raise ConfigError(f"{at}.{key}: must be a string, number or boolean")
+            out[key] = str(v).lower() if isinstance(v, bool) else str(v)
+        return out
+
+    @staticmethod
+    def _component(name: Any, at: str, allowed: tuple[str, ...]) -> bool:
+        if name not in allowed:
+            raise ConfigError(f"{at}.{name}: unknown component (allowed: {', '.join(allowed)})")
+        return True
 
     def labels(self, data: Any, at: str) -> dict[str, str]:
         d = self._map(data or {}, at)

@@ -52,6 +52,8 @@ def test_cni_conflist_is_bridge_host_local_portmap(tmp_path: Path) -> None:
     bridge = conf["plugins"][0]
     assert bridge["ipam"]["type"] == "host-local" and bridge["ipMasq"] is False
     assert bridge["ipam"]["ranges"] == [[{"subnet": realnode.POD_CIDR}]]
+    # pods reach the apiserver on the node address, and have no default route off the machine
+    assert bridge["ipam"]["routes"] == [{"dst": f"{realnode.NODE_IP}/32"}] and not bridge.get("isDefaultGateway")
 
 
 def test_plugin_config_for_mixed_mig_gives_the_profiles_resources() -> None:

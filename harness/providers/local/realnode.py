@@ -4,7 +4,8 @@ Owns the host state one real node needs and giving all of it back:
 - a containerd of our own (config, root, state and socket under ``<run dir>/realnode/containerd``; never the
   system service) with the CRI settings this VM needs (``restrict_oom_score_adj``, our pause image, cgroupfs);
 - two images built here and imported with ``ctr`` (harness/images): the pause and ``aiconform.local/busybox``;
-- a veth pair carrying the node's own address (``172.31.255.1/30``) and a CNI bridge network (``10.244.0.0/24``);
+- a veth pair carrying the node's own address (``172.31.255.1/30``; made by ``prepare_node_network`` before
+  kube-apiserver starts, which binds to it) and a CNI bridge network (``10.244.0.0/24``, one route to the node);
 - the kubelet (root dir ``/var/lib/kubelet/aiconform``; the device-plugin dir ``/var/lib/kubelet/device-plugins``
   is fixed, hence one real node per host, claimed in ``/run/aiconform-realnode.json``);
 - the fake GPU plugin as a host process (component ``realnode-plugin``), node labels and taints.
@@ -23,7 +24,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,7 @@ from harness.errors import (
     WaitTimeout,
 )
 from harness.kube import KubeClient, KubeConfig
+from harness.providers.local import controlplane
 from harness.providers.local import linuxhost as host
 
 if TYPE_CHECKING:
@@ -228,7 +230,10 @@ def cni_conflist(ipam_dir: Path) -> dict[str, Any]:
                 "isGateway": True,
                 "ipMasq": False,
                 "hairpinMode": True,
-                "ipam": {"type": "host-local", "ranges": [[{"subnet": POD_CIDR}]], "dataDir": str(ipam_dir)},
+                # one route besides the pod subnet: the node address, where kube-apiserver listens (the kubernetes
+                # Service's endpoint); no default route, so a pod's packets cannot head off the machine
+                "ipam": {"type": "host-local", "ranges": [[{"subnet": POD_CIDR}]], "dataDir": str(ipam_dir),
+                         "routes": [{"dst": f"{NODE_IP}/32"}]},
             },
             {"type": "portmap", "capabilities": {"portMappings": True}},
         ],
@@ -276,11 +281,16 @@ def kubelet_config(*, ca: Path, socket: Path, port: int, healthz_port: int, serv
 class RealNodeHost:
     """Starts (and restarts the kubelet of) the one real node of a local cluster."""
 
-    def __init__(self, cluster: LocalCluster, spec: RealNode, kubelet: Path, *, progress: Progress = _stderr) -> None:
+    def __init__(self, cluster: LocalCluster, spec: RealNode, kubelet: Path | None, *, progress: Progress = _stderr,
+                 feature_gates: Mapping[str, bool] | None = None, extra_args: Mapping[str, str] | None = None) -> None:
         self.cluster = cluster
         self.spec = spec
         self.kubelet = kubelet
         self.progress = progress
+        self.feature_gates = dict(feature_gates or {})
+        """Gates the kubelet gets in its config's ``featureGates`` (harness/flags.py checked them)."""
+        self.extra_args = dict(extra_args or {})
+        """The profile's extra kubelet flags (realNode.extraArgs, checked by harness/flags.py)."""
         self.dir = cluster.dir / "realnode"
         self.record: dict[str, Any] = {}
 
@@ -315,8 +325,10 @@ class RealNodeHost:
         os.replace(tmp, path)
 
     # -- start --
-    def start(self) -> list[str]:
-        """Bring the node up; returns the components started (each with a pidfile at cluster.pidfile(name))."""
+    def prepare_network(self) -> str:
+        """The host-network step, run BEFORE kube-apiserver starts (it binds to and advertises the node address):
+        preflight, the one-real-node-per-host claim, the record of the host's state, and the veth pair carrying the
+        node's own address.  Returns that address.  Undone by ``teardown_host`` like everything else."""
         preflight(self.cluster)
         if len(str(self.socket)) > MAX_SOCKET_PATH:
             raise ClusterError(f"the run dir {self.cluster.dir} is too deep for containerd's socket path "
@@ -324,8 +336,17 @@ class RealNodeHost:
                                "AICONFORM_STATE_DIR")
         claim_host(self.cluster)
         self._record_host_before()
+        self._make_node_address()
+        return NODE_IP
+
+    def start(self) -> list[str]:
+        """Bring the node up (after ``prepare_network``, which it runs itself when the run dir has no record yet);
+        returns the components started (each with a pidfile at cluster.pidfile(name))."""
+        self.record = self.record or load_record(self.cluster) or {}
+        if not self.record:
+            self.prepare_network()
         archives = self._build_images()
-        self._make_network()
+        self._write_cni_config()
         self._start_containerd(archives)
         self._start_kubelet()
         components = ["containerd", "kubelet"]
@@ -363,14 +384,17 @@ class RealNodeHost:
                       f"{images.images_cache()})")
         return [images.pause_archive(), images.busybox_archive()]
 
-    def _make_network(self) -> None:
-        self.progress(f"  real node: veth {VETH} with {NODE_IP}/{NODE_PREFIX}; CNI bridge {BRIDGE} for {POD_CIDR}")
+    def _make_node_address(self) -> None:
+        self.progress(f"  real node: veth {VETH} with the node address {NODE_IP}/{NODE_PREFIX}")
         for stale in (VETH, BRIDGE):  # leftovers of ours from a crashed run (the names are ours alone)
             host.delete_link(stale)
         try:
             host.create_veth(VETH, VETH_PEER, f"{NODE_IP}/{NODE_PREFIX}")
         except CommandError as err:
             raise ClusterError(f"cannot create the real node's veth pair: {err}") from err
+
+    def _write_cni_config(self) -> None:
+        self.progress(f"  real node: CNI bridge {BRIDGE} for {POD_CIDR}")
         conf_dir = self.dir / "cni" / "net.d"
         conf_dir.mkdir(parents=True, exist_ok=True)
         (conf_dir / "10-aiconform.conflist").write_text(
@@ -419,10 +443,14 @@ class RealNodeHost:
         config = kubelet_config(ca=pki.ca.cert, socket=self.socket, port=free_port(), healthz_port=healthz,
                                 serving=(serving.cert, serving.key),
                                 taints=[t.to_api() for t in self.spec.taints])
+        config = controlplane.kubelet_feature_gates(config, self.feature_gates)
         cfg = self.dir / "kubelet-config.yaml"
         cfg.write_text(yaml.safe_dump(config))
+        if self.kubelet is None:
+            raise ClusterError("the real node was prepared without a kubelet binary")
         argv = [str(self.kubelet), f"--config={cfg}", f"--kubeconfig={kubeconfig}", f"--root-dir={KUBELET_ROOT}",
                 f"--hostname-override={name}", f"--node-ip={NODE_IP}", "--v=1"]
+        argv += controlplane.extra_args("kubelet", argv, self.extra_args)
         self.record |= {"kubelet_argv": argv, "kubelet_healthz_port": healthz}
         self._save()
         self.cluster._start("kubelet", argv)
@@ -527,6 +555,12 @@ class RealNodeHost:
         proc.stop_pidfile(self.cluster.pidfile("kubelet"))
         self.cluster._start("kubelet", list(argv))
         self._wait_kubelet_healthy()
+
+
+def prepare_node_network(cluster: LocalCluster, spec: RealNode, *, progress: Progress = _stderr) -> str:
+    """The real node's host-network step on its own (an action of its own, before kube-apiserver starts): see
+    ``RealNodeHost.prepare_network``.  Returns the node address the apiserver binds to and advertises."""
+    return RealNodeHost(cluster, spec, None, progress=progress).prepare_network()
 
 
 def load_record(cluster: LocalCluster) -> dict[str, Any] | None:
