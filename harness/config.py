@@ -26,7 +26,6 @@ _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 MIG_STRATEGIES = ("none", "single", "mixed")
-PROVIDERS = ("local", "kind", "existing")
 
 
 @dataclass(frozen=True)
@@ -190,8 +189,8 @@ class _Parser:
         d = self._map(data, "profile")
         self._known(d, "", {"name", "provider", "pools", "controlPlane", "realNode", "description"})
         provider = self._str(d.get("provider", "local"), "provider")
-        if provider not in PROVIDERS:
-            raise ConfigError(f"provider: must be one of {', '.join(PROVIDERS)}, got {provider!r}")
+        if not _DNS1123.match(provider):  # which names exist is the provider registry's to say (harness/providers)
+            raise ConfigError(f"provider: must be a provider name (lowercase letters, digits, '-'), got {provider!r}")
         raw_pools = d.get("pools", [])
         if not isinstance(raw_pools, list):
             raise ConfigError("pools: must be a list")

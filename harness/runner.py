@@ -1,5 +1,6 @@
-"""``aiconform run``: profile → provider.create → pytest over scenarios/ with the aiconform plugin → report →
-provider.delete (unless --keep).
+"""``aiconform run``: profile (or ``--kubeconfig``: provider ``existing``) → the provider from the registry →
+create → pytest over scenarios/ with the aiconform plugin → report → delete (unless --keep, or the cluster was up
+before the run).  ``--capability`` declares the facts of an existing cluster.
 
 Owns the orchestration only; checks live in scenarios/, reporting in harness/report, clusters in providers/.
 """
@@ -14,10 +15,12 @@ import sys
 import time
 from pathlib import Path
 
-from harness.config import load_profile
-from harness.errors import AiconformError, ConfigError, KubeConfigError, KubeUnreachable
-from harness.kube import KubeClient, KubeConfig
-from harness.pytest_plugin import detect_tier, new_run_id
+from harness.config import Profile, load_profile
+from harness.errors import AiconformError, ConfigError
+from harness.facts import validate_facts
+from harness.providers import provider_for
+from harness.providers.base import ProviderOptions
+from harness.pytest_plugin import new_run_id
 from harness.report import ReportError
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
@@ -55,32 +58,30 @@ def prepare_report_dir(path: Path) -> Path:
 
 def run_main(args: argparse.Namespace) -> int:
     files = suite_files(args.suite)
+    facts = validate_facts(args.capability or [])
+    if facts and not args.kubeconfig:
+        raise ConfigError("--capability declares facts of an existing cluster (with --kubeconfig); a cluster the "
+                          "harness brings up has the facts its provider declares")
     run_id = new_run_id()
     report_dir = prepare_report_dir(Path(args.report_dir) if args.report_dir else Path("reports") / run_id)
-    cluster = None
-    created = False
     if args.kubeconfig:
-        kc = Path(args.kubeconfig)
-        client = KubeClient(KubeConfig.from_file(kc))
-        if not client.healthz("/readyz"):
-            raise KubeUnreachable(f"the cluster in {kc} does not answer (GET {client.config.server}/readyz failed)")
-        provider, profile_name, tier, caps = "existing", "existing", detect_tier(client), ""
-        kubeconfig = kc
+        profile = Profile(name="existing", provider="existing")
+        options = ProviderOptions(kubeconfig=Path(args.kubeconfig), facts=facts, run_id=run_id)
     else:
-        from harness.providers import provider_for
-
         profile = load_profile(args.profile)
-        if profile.provider == "existing":
-            raise KubeConfigError("profile uses provider 'existing': pass --kubeconfig")
-        cluster = provider_for(profile, args.name)
-        was_up = cluster.kubeconfig().exists() and getattr(cluster, "is_up", lambda: False)()
-        print(f"aiconform run {run_id}: bringing up {profile.provider} cluster {args.name!r} "
-              f"(profile {profile.name})", file=sys.stderr, flush=True)
-        kubeconfig = cluster.create(profile)
-        created = not was_up
-        info = cluster.info()
-        provider, profile_name, tier = info.provider, profile.name, info.tier
-        caps = ",".join(sorted(info.capabilities))
+        options = ProviderOptions(run_id=run_id)
+    cluster = provider_for(profile, args.name, options)
+    was_up = cluster.is_up()
+    if not args.kubeconfig:  # an existing cluster is announced once it answered: a bad kubeconfig stays one line
+        print(f"aiconform run {run_id}: {'using' if was_up else 'bringing up'} {profile.provider} cluster "
+              f"{args.name!r} (profile {profile.name})", file=sys.stderr, flush=True)
+    kubeconfig = cluster.create(profile)
+    info = cluster.info()
+    if args.kubeconfig:
+        print(f"aiconform run {run_id}: using the cluster in {kubeconfig} (tier {info.tier}"
+              f"{'; facts: ' + ', '.join(sorted(info.facts)) if info.facts else ''})", file=sys.stderr, flush=True)
+    provider, profile_name, tier = info.provider, info.profile or profile.name, info.tier
+    caps = ",".join(sorted(info.facts))
     argv = [
         sys.executable, "-m", "pytest", *map(str, files),
         "-p", "no:cacheprovider", "-q", f"--rootdir={SCENARIOS.parent}",
@@ -105,15 +106,14 @@ def run_main(args: argparse.Namespace) -> int:
     try:
         rc = subprocess.call(argv, env=env, cwd=SCENARIOS.parent)
     finally:
-        if cluster is not None:
-            try:
-                cluster.collect_logs(report_dir / "logs")
-            except OSError:
-                pass
-            if created and not args.keep:
-                cluster.delete()
-            elif args.keep:
-                print(f"cluster {args.name!r} kept; kubeconfig: {kubeconfig}", file=sys.stderr)
+        try:
+            cluster.collect_logs(report_dir / "logs")
+        except OSError:
+            pass
+        if not was_up and not args.keep:
+            cluster.delete()
+        elif args.keep and not was_up:
+            print(f"cluster {args.name!r} kept; kubeconfig: {kubeconfig}", file=sys.stderr)
     wall = time.monotonic() - t0
     html = report_dir / "report.html"
     print(f"aiconform run {run_id}: suites took {wall:.0f}s; report: {html if html.exists() else report_dir}",

@@ -41,6 +41,7 @@ from harness.errors import (
     WaitTimeout,
 )
 from harness.kube import KubeClient, KubeConfig
+from harness.providers.common import free_port
 from harness.providers.local import linuxhost as host
 
 if TYPE_CHECKING:
@@ -319,9 +320,10 @@ class RealNodeHost:
         tmp.write_text(json.dumps(self.record, indent=2))
         os.replace(tmp, path)
 
-    # -- start --
-    def start(self) -> list[str]:
-        """Bring the node up; returns the components started (each with a pidfile at cluster.pidfile(name))."""
+    # -- start: two actions of the bring-up --
+    def prepare(self) -> None:
+        """The host side, before the control plane starts: checks, the one-real-node claim, the record of what the
+        host had, the veth carrying the node's address and the CNI config.  Undone by :func:`teardown_host`."""
         preflight(self.cluster)
         if len(str(self.socket)) > MAX_SOCKET_PATH:
             raise ClusterError(f"the run dir {self.cluster.dir} is too deep for containerd's socket path "
@@ -329,8 +331,14 @@ class RealNodeHost:
                                "AICONFORM_STATE_DIR")
         claim_host(self.cluster)
         self._record_host_before()
-        archives = self._build_images()
         self._make_network()
+
+    def start(self) -> list[str]:
+        """Bring the node up on a prepared host; returns the components started (each supervised by the
+        cluster's Supervisor).  Undone by :func:`teardown_host`."""
+        if not self.record:
+            self.record = load_record(self.cluster) or {}
+        archives = self._build_images()
         self._start_containerd(archives)
         self._start_kubelet()
         components = ["containerd", "kubelet"]
@@ -387,13 +395,18 @@ class RealNodeHost:
         self.containerd_dir.mkdir(parents=True, exist_ok=True)
         cfg.write_text(containerd_config(self.containerd_dir / "root", self.containerd_dir / "state", self.socket,
                                          self.dir / "cni" / "net.d"))
-        self.cluster._start("containerd", [shutil.which("containerd") or "containerd", "--config", str(cfg)])
-        self._poll("containerd", lambda: self._ctr_ok(), timeout=30, what="containerd's socket")
+        self.cluster.procs.start("containerd", [shutil.which("containerd") or "containerd", "--config", str(cfg)])
+        self.cluster.procs.wait_ready("containerd", self._ctr_ok, timeout=30, what="containerd's socket")
         for archive in archives:
-            try:
-                self._ctr("images", "import", str(archive), timeout=120)
-            except CommandError as err:
-                raise ClusterError(f"cannot import {archive.name} into containerd: {err}") from err
+            self.import_image(archive)
+
+    def import_image(self, archive: Path) -> None:
+        """Import an image archive (OCI or docker layout) into containerd's ``k8s.io`` namespace, where the
+        kubelet's images live."""
+        try:
+            self._ctr("images", "import", str(archive), timeout=120)
+        except CommandError as err:
+            raise ClusterError(f"cannot import {archive.name} into the real node's containerd: {err}") from err
 
     def _ctr(self, *args: str, timeout: float = 60) -> proc.Result:
         return proc.run(["ctr", "--address", str(self.socket), "--namespace", "k8s.io", *args], timeout=timeout)
@@ -408,7 +421,7 @@ class RealNodeHost:
         return True
 
     def _start_kubelet(self) -> None:
-        from harness.providers.local.cluster import free_port, write_kubeconfig
+        from harness.providers.local.cluster import write_kubeconfig
 
         name = self.spec.name
         pki = self.cluster.pki
@@ -429,7 +442,7 @@ class RealNodeHost:
                 f"--hostname-override={name}", f"--node-ip={NODE_IP}", "--v=1"]
         self.record |= {"kubelet_argv": argv, "kubelet_healthz_port": healthz}
         self._save()
-        self.cluster._start("kubelet", argv)
+        self.cluster.procs.start("kubelet", argv)
         self._wait_kubelet_healthy()
 
     def _wait_kubelet_healthy(self, timeout: float = 60) -> None:
@@ -442,28 +455,9 @@ class RealNodeHost:
             except (urllib.error.URLError, OSError):
                 return False
 
-        self._poll("kubelet", healthy, timeout=timeout, what="the kubelet's /healthz")
-
-    def _poll(self, component: str, probe: Callable[[], bool], *, timeout: float, what: str) -> None:
-        """A bounded poll (no watch exists for a socket or a health endpoint); fails fast if the process exits."""
-        deadline = time.monotonic() + timeout
-        delay = 0.05
-        while time.monotonic() < deadline:
-            if probe():
-                return
-            self._check_alive(component)
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.5)
-        raise ClusterError(f"{what} did not answer within {timeout:.0f}s: {self.cluster._log_tail(component)}")
-
-    def _check_alive(self, component: str) -> None:
-        rec = proc.read_pidfile(self.cluster.pidfile(component))
-        if rec is None or not proc.pid_alive(rec[0]):
-            raise ClusterError(f"{component} exited during start-up: {self.cluster._log_tail(component)}")
+        self.cluster.procs.wait_ready("kubelet", healthy, timeout=timeout, what="the kubelet's /healthz")
 
     def _start_plugin(self, gpu: GpuSpec) -> None:
-        from harness.providers.local.cluster import free_port
-
         port = free_port()
         self.progress(f"  real node: starting the fake GPU plugin ({gpu.count} x {gpu.model}; metrics on "
                       f"127.0.0.1:{port})")
@@ -475,7 +469,7 @@ class RealNodeHost:
                 "--node-name", self.spec.name, "--device-plugin-dir", str(DEVICE_PLUGIN_DIR),
                 "--kubelet-root", str(KUBELET_ROOT), "--state-dir", str(self.plugin_state_dir),
                 "--metrics-addr", f"127.0.0.1:{port}", "--kubeconfig", str(self.cluster.kubeconfig())]
-        self.cluster._start("realnode-plugin", argv, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.cluster.procs.start("realnode-plugin", argv, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
     def node_labels(self) -> dict[str, str]:
         labels = {REAL_NODE_LABEL: "true", "aiconform.io/cluster": self.cluster.name}
@@ -512,12 +506,7 @@ class RealNodeHost:
     def _watch_node(self, client: KubeClient, cond: Callable[[dict[str, Any]], bool], timeout: float,
                     what: str) -> None:
         def failure(_state: dict[str, Any]) -> str | None:
-            for comp in ("kubelet", "containerd", "realnode-plugin"):
-                pf = self.cluster.pidfile(comp)
-                rec = proc.read_pidfile(pf)
-                if pf.exists() and (rec is None or not proc.pid_alive(rec[0])):
-                    return f"{comp} exited: {self.cluster._log_tail(comp)}"
-            return None
+            return next(filter(None, map(self.cluster.procs.died, COMPONENTS)), None)
 
         try:
             client.wait_for("Node", name=self.spec.name, condition=lambda s: any(cond(n) for n in s.values()),
@@ -530,8 +519,8 @@ class RealNodeHost:
         """Stop the kubelet and start it again with the same argv (pods and the plugin keep running)."""
         argv = self.record["kubelet_argv"]
         self.progress(f"restarting the kubelet of node {self.record['node']}")
-        proc.stop_pidfile(self.cluster.pidfile("kubelet"))
-        self.cluster._start("kubelet", list(argv))
+        self.cluster.procs.stop("kubelet")
+        self.cluster.procs.start("kubelet", list(argv))
         self._wait_kubelet_healthy()
 
 
