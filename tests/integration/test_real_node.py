@@ -313,6 +313,20 @@ def test_kubelet_restart_plugin_reregisters(cluster: LocalCluster, client: KubeC
         cluster.restart_node("a100-0")
 
 
+def test_load_image_makes_an_archive_runnable_on_the_real_node(
+    cluster: LocalCluster, client: KubeClient, namespace: str, tmp_path: Path
+) -> None:
+    """The LoadsImages ability: an image built here, never in any registry, runs once loaded (pull policy Never)."""
+    tag = f"aiconform.local/loaded-{secrets.token_hex(3)}:1"
+    layer = [images.LayerFile("bin", mode=0o755), images.LayerFile("bin/busybox", images.BUSYBOX_BINARY.read_bytes())]
+    archive = tmp_path / "loaded.tar"
+    archive.write_bytes(images.docker_archive(tag, layer, ["/bin/busybox"], ["echo", "loaded-image-ran"]))
+    cluster.load_image(archive)
+    loaded = {"name": "main", "image": tag, "imagePullPolicy": "Never"}
+    run_pods(client, namespace, [pod("loaded", [loaded])], "Succeeded")
+    assert "loaded-image-ran" in pod_log(client, namespace, "loaded", "main", until="loaded-image-ran")
+
+
 def test_second_real_node_on_this_host_is_refused(cluster: LocalCluster, state_root: Path) -> None:
     other = LocalCluster("rn-other", root=state_root, progress=lambda m: None)
     with pytest.raises(ClusterError, match="one real node per host"):

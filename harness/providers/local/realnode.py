@@ -9,6 +9,11 @@ Owns the host state one real node needs and giving all of it back:
   is fixed, hence one real node per host, claimed in ``/run/aiconform-realnode.json``);
 - the fake GPU plugin as a host process (component ``realnode-plugin``), node labels and taints.
 
+Two actions of the cluster's bring-up: ``host-network`` (:meth:`RealNodeHost.prepare`: checks, the host claim, the
+record, the veth carrying the node's address and the CNI config) runs before etcd and the apiserver, so the control
+plane may bind to the node's address; ``real-node`` (:meth:`RealNodeHost.start`: images, containerd, kubelet,
+plugin) runs after KWOK.  Processes are started and watched by the cluster's Supervisor (supervisor.py).
+
 Everything changed on the host is written to ``<run dir>/realnode.json`` *before* it is changed, so that
 ``teardown_host`` can undo a half-finished start as well as a full one.  Must not touch anything it did not record
 (other clusters, other interfaces, directories it did not create).
