@@ -63,14 +63,14 @@ def run_main(args: argparse.Namespace) -> int:
         raise ConfigError("--capability declares facts of an existing cluster (with --kubeconfig); a cluster the "
                           "harness brings up has the facts its provider declares")
     run_id = new_run_id()
-    report_dir = prepare_report_dir(Path(args.report_dir) if args.report_dir else Path("reports") / run_id)
     if args.kubeconfig:
         profile = Profile(name="existing", provider="existing")
         options = ProviderOptions(kubeconfig=Path(args.kubeconfig), facts=facts, run_id=run_id)
     else:
         profile = load_profile(args.profile)
         options = ProviderOptions(run_id=run_id)
-    cluster = provider_for(profile, args.name, options)
+    cluster = provider_for(profile, args.name, options)  # an unknown provider fails here, before anything is written
+    report_dir = prepare_report_dir(Path(args.report_dir) if args.report_dir else Path("reports") / run_id)
     was_up = cluster.is_up()
     if not args.kubeconfig:  # an existing cluster is announced once it answered: a bad kubeconfig stays one line
         print(f"aiconform run {run_id}: {'using' if was_up else 'bringing up'} {profile.provider} cluster "

@@ -147,6 +147,11 @@ def test_unknown_provider_is_one_line_listing_the_registered_ones(tmp_path: Path
     assert res.stderr.strip().splitlines() == [
         f"aiconform: provider: unknown provider 'foo'; registered providers: {', '.join(registered())}"]
     assert not (tmp_path / "state" / "aiconform").exists()
+    run = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--profile", str(profile), "--report-dir",
+                          str(tmp_path / "report")], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "AICONFORM_STATE_DIR": str(tmp_path / "state")})
+    assert run.returncode == 2 and run.stderr == res.stderr
+    assert not (tmp_path / "report").exists()
 
 
 def test_kind_says_not_yet_through_the_registry(tmp_path: Path) -> None:
