@@ -25,6 +25,7 @@ from harness.providers.base import (
 )
 from harness.providers.existing import ExistingCluster
 from harness.providers.local import LocalCluster
+from harness.providers.local.cluster import check_upgrade
 
 
 def test_an_ability_is_named_by_its_protocols_one_method() -> None:
@@ -36,7 +37,8 @@ def test_abilities_are_derived_from_what_a_provider_implements(tmp_path: Path) -
     class Upgrader:
         def upgrade_control_plane(self, version: str) -> None: ...
 
-    assert abilities_of(LocalCluster("a", root=tmp_path)) == {"add_nodes", "load_image", "restart_node"}
+    assert abilities_of(LocalCluster("a", root=tmp_path)) == {"add_nodes", "load_image", "restart_node",
+                                                              "upgrade_control_plane"}
     assert abilities_of(ExistingCluster("e", tmp_path / "kc")) == frozenset()
     assert abilities_of(Upgrader()) == {"upgrade_control_plane"}
     assert isinstance(Upgrader(), UpgradesControlPlane) and not isinstance(Upgrader(), AddsNodes)
@@ -45,8 +47,8 @@ def test_abilities_are_derived_from_what_a_provider_implements(tmp_path: Path) -
 def test_a_missing_ability_is_refused_not_ignored(tmp_path: Path) -> None:
     local = LocalCluster("a", root=tmp_path)
     assert require(local, LoadsImages, "loading images") is local
-    with pytest.raises(UnsupportedCapability, match="'LocalCluster' does not support upgrading the control plane"):
-        require(local, UpgradesControlPlane, "upgrading the control plane")
+    with pytest.raises(UnsupportedCapability, match="'ExistingCluster' does not support upgrading the control plane"):
+        require(ExistingCluster("e", tmp_path / "kc"), UpgradesControlPlane, "upgrading the control plane")
     with pytest.raises(UnsupportedCapability):
         require(ExistingCluster("e", tmp_path / "kc"), RestartsNodes, "restarting a node")
 
@@ -107,3 +109,26 @@ def test_capability_is_for_existing_clusters(tmp_path: Path) -> None:
     assert len(res.stderr.strip().splitlines()) == 1
     assert "--capability declares facts of an existing cluster (with --kubeconfig)" in res.stderr
     assert not (tmp_path / "state").exists()
+
+
+PINNED = ("1.36.3", "1.37.2")
+
+
+@pytest.mark.parametrize(("current", "target", "message"), [
+    ("1.37.2", "1.36.3", "refusing to downgrade the control plane from v1.37.2 to v1.36.3"),
+    ("1.37.2", "1.37.1", "refusing to downgrade"),
+    ("1.35.4", "1.37.2", "refusing to upgrade from v1.35.4 to v1.37.2: it skips a minor version; upgrade to v1.36 first"),
+    ("1.37.2", "2.0.0", "skips a minor version"),
+    ("1.37.2", "1.38.0", "v1.38.0 is not a pinned Kubernetes version (harness/versions.toml pins v1.36.3, v1.37.2)"),
+    ("1.37.2", "latest", "upgrade version: not a Kubernetes version (MAJOR.MINOR.PATCH): 'latest'"),
+])
+def test_upgrades_that_break_version_skew_are_refused_in_one_line(current: str, target: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        check_upgrade(current, target, PINNED)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_next_minor_and_a_pinned_patch_are_upgrades() -> None:
+    assert check_upgrade("1.36.3", "1.37.2", PINNED)
+    assert check_upgrade("1.37.0", "1.37.2", PINNED)
+    assert not check_upgrade("1.37.2", "1.37.2", PINNED)  # already there: nothing to do

@@ -70,6 +70,49 @@ __all__ = ["STOP_ORDER", "LocalCluster", "free_port", "open_cluster", "profile_f
            "write_kubeconfig"]
 
 
+UPGRADE_ORDER = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+"""Kubernetes' version-skew order: the apiserver first, then its clients; kubelets after the control plane."""
+
+
+def _version(v: str, what: str) -> tuple[int, int, int]:
+    parts = v.removeprefix("v").split(".")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        raise ConfigError(f"{what}: not a Kubernetes version (MAJOR.MINOR.PATCH): {v!r}")
+    return int(parts[0]), int(parts[1]), int(parts[2])
+
+
+def check_upgrade(current: str, target: str, pinned: tuple[str, ...]) -> bool:
+    """Whether going from ``current`` to ``target`` is an upgrade to do (False: already there); ConfigError for a
+    downgrade, a skipped minor, or a version not in ``pinned``."""
+    cur, tgt = _version(current, "current version"), _version(target, "upgrade version")
+    if tgt == cur:
+        return False
+    if tgt < cur:
+        raise ConfigError(f"refusing to downgrade the control plane from v{current} to v{target}")
+    if tgt[0] != cur[0] or tgt[1] > cur[1] + 1:
+        raise ConfigError(f"refusing to upgrade from v{current} to v{target}: it skips a minor version; upgrade "
+                          f"to v{cur[0]}.{cur[1] + 1} first")
+    if target not in pinned:
+        raise ConfigError(f"v{target} is not a pinned Kubernetes version (harness/versions.toml pins "
+                          f"{', '.join('v' + p for p in pinned)})")
+    return True
+
+
+def _https_healthz(port: int) -> bool:
+    """GET https://127.0.0.1:<port>/healthz of a component serving its own self-signed certificate (loopback only:
+    the process is ours, the certificate is not worth verifying)."""
+    import ssl
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        with urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz", timeout=2, context=ctx) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
 def profile_fingerprint(profile: Profile) -> str:
     data = asdict(profile)
     data.pop("source", None)
@@ -83,8 +126,7 @@ class LocalCluster:
     """A cluster of local processes named ``name``.
 
     Abilities: ``add_nodes`` (simulated nodes of a profile pool), ``load_image`` and ``restart_node`` (the real
-    node only; on a cluster without one they raise UnsupportedCapability saying so).  ``upgrade_control_plane`` is
-    not implemented, so the ability is absent.
+    node only; on a cluster without one they raise UnsupportedCapability saying so), ``upgrade_control_plane``.
     """
 
     def __init__(
@@ -240,6 +282,62 @@ class LocalCluster:
         from harness.providers.local.realnode import restart_node
 
         restart_node(self, node)
+
+    def upgrade_control_plane(self, version: str) -> None:
+        """UpgradesControlPlane: restart kube-apiserver, then kube-controller-manager, then kube-scheduler on
+        ``version``'s binaries with the same flags (etcd and its data untouched), then the real node's kubelet.
+        Refused in one line: a downgrade, a skipped minor, a version not pinned in versions.toml.  A component
+        whose new version does not become healthy is restarted on its old binary and the upgrade stops there
+        (the message says which components run which version)."""
+        resolver = self._resolver or BinaryResolver(progress=self.progress)
+        with self._lock():
+            st = self.state()
+            if st is None or not self.is_up():
+                raise ClusterNotFound(f"no local cluster named {self.name!r} is up")
+            if "argv" not in st:
+                raise ClusterError(f"cluster {self.name!r} was brought up before its component flags were recorded; "
+                                   "bring it up again to upgrade it")
+            current = st["kubernetes_version"]
+            target = version.removeprefix("v")
+            pinned = (resolver.versions.kubernetes_previous, resolver.versions.kubernetes_default)
+            if not check_upgrade(current, target, pinned):
+                self.progress(f"cluster {self.name!r} already runs Kubernetes v{current}")
+                return
+            real = "kubelet" in st.get("components", [])
+            names = list(UPGRADE_ORDER) + (["kubelet"] if real else [])
+            bins = {n: r.path for n, r in resolver.resolve_many(names, kubernetes=target).items()}
+            env = {**os.environ, "GOGC": st["gogc"]} if st.get("gogc") else None
+            probes = {"kube-apiserver": lambda: self.client().healthz("/readyz"),
+                      "kube-controller-manager": lambda: _https_healthz(st["ports"]["controller-manager"]),
+                      "kube-scheduler": lambda: _https_healthz(st["ports"]["scheduler"])}
+            done: list[str] = []
+            for component in UPGRADE_ORDER:
+                old = st["argv"][component]
+                self.progress(f"upgrading {component} v{current} -> v{target}")
+                try:
+                    self._restart_on(component, [str(bins[component]), *old[1:]], env, probes[component])
+                except ClusterError as err:
+                    self._restart_on(component, old, env, probes[component])
+                    raise ClusterError(
+                        f"upgrade to v{target} stopped at {component} ({err}); {component} is back on v{current}; "
+                        f"upgraded: {', '.join(done) or 'nothing'}") from err
+                st["argv"][component] = [str(bins[component]), *old[1:]]
+                done.append(component)
+                self.state_file.write_text(json.dumps(st, indent=2))
+            st["kubernetes_version"] = target
+            self.state_file.write_text(json.dumps(st, indent=2))
+            if real:
+                from harness.providers.local.realnode import RealNodeHost
+
+                self.progress(f"upgrading the real node's kubelet v{current} -> v{target}")
+                RealNodeHost.attach(self, progress=self.progress).upgrade_kubelet(bins["kubelet"], target)
+            self.progress(f"cluster {self.name!r} runs Kubernetes v{target}")
+
+    def _restart_on(self, component: str, argv: list[str], env: dict[str, str] | None,
+                    probe: Callable[[], bool]) -> None:
+        self.procs.stop(component)
+        self.procs.start(component, argv, env=env)
+        self.procs.wait_ready(component, probe, timeout=90)
 
     # -- create -------------------------------------------------------------------------------------------------------
 
@@ -405,6 +503,7 @@ class _BringUp:
         self.fingerprint = fingerprint
         self.bins: dict[str, Path] = {}
         self.components: list[str] = []
+        self.argv: dict[str, list[str]] = {}
         self.tier = "S"
         self.env = comp.go_env(settings, os.environ)
         self._host: Any = None  # realnode.RealNodeHost, imported only for a real node
@@ -448,9 +547,13 @@ class _BringUp:
         shutil.rmtree(self.s.paths.kubeconfigs, ignore_errors=True)
         self.s.paths.admin_kubeconfig.unlink(missing_ok=True)
 
+    def _start(self, component: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        self.procs.start(component, argv, env=env)
+        self.components.append(component)
+        self.argv[component] = argv
+
     def start_etcd(self) -> None:
-        self.procs.start("etcd", comp.etcd_argv(self.bins["etcd"], self.s))
-        self.components.append("etcd")
+        self._start("etcd", comp.etcd_argv(self.bins["etcd"], self.s))
         url = f"{self.s.etcd_url}/health"
 
         def healthy() -> bool:
@@ -467,24 +570,20 @@ class _BringUp:
         shutil.rmtree(self.s.paths.etcd_data, ignore_errors=True)
 
     def start_apiserver(self) -> None:
-        self.procs.start("kube-apiserver", comp.apiserver_argv(self.bins["kube-apiserver"], self.s), env=self.env)
-        self.components.append("kube-apiserver")
+        self._start("kube-apiserver", comp.apiserver_argv(self.bins["kube-apiserver"], self.s), env=self.env)
         client = self.cluster.client()
         self.procs.wait_ready("kube-apiserver", lambda: client.healthz("/readyz"), timeout=60)
 
     def start_controller_manager(self) -> None:
         argv = comp.controller_manager_argv(self.bins["kube-controller-manager"], self.s)
-        self.procs.start("kube-controller-manager", argv, env=self.env)
-        self.components.append("kube-controller-manager")
+        self._start("kube-controller-manager", argv, env=self.env)
 
     def start_scheduler(self) -> None:
         self.s.paths.scheduler_config.write_text(yaml.safe_dump(comp.scheduler_config(self.s)))
-        self.procs.start("kube-scheduler", comp.scheduler_argv(self.bins["kube-scheduler"], self.s), env=self.env)
-        self.components.append("kube-scheduler")
+        self._start("kube-scheduler", comp.scheduler_argv(self.bins["kube-scheduler"], self.s), env=self.env)
 
     def start_kwok(self) -> None:
-        self.procs.start("kwok", comp.kwok_argv(self.bins["kwok"], self.s), env=self.env)
-        self.components.append("kwok")
+        self._start("kwok", comp.kwok_argv(self.bins["kwok"], self.s), env=self.env)
 
     def wait_default_service_account(self) -> None:
         def failure(_state: dict[str, Any]) -> str | None:
@@ -525,6 +624,8 @@ class _BringUp:
             "tier": self.tier,
             "ports": self.s.ports.as_dict(),
             "components": self.components,
+            "argv": self.argv,
+            "gogc": (self.env or {}).get("GOGC"),
             "server": self.s.server,
             "created": time.time(),
         }

@@ -529,6 +529,20 @@ class RealNodeHost:
         self._wait_kubelet_healthy()
 
 
+    def upgrade_kubelet(self, binary: Path, version: str, timeout: float = 120) -> None:
+        """Restart the kubelet on another binary (same flags) and watch until the node reports ``version``."""
+        self.record["kubelet_argv"] = [str(binary), *self.record["kubelet_argv"][1:]]
+        self._save()
+        self.restart_kubelet()
+
+        def upgraded(node: dict[str, Any]) -> bool:
+            from harness.providers.local.nodes import node_ready
+
+            return node_ready(node) and node.get("status", {}).get("nodeInfo", {}).get("kubeletVersion") == f"v{version}"
+
+        self._watch_node(self.cluster.client(), upgraded, timeout, f"to report kubelet v{version}")
+
+
 def load_record(cluster: LocalCluster) -> dict[str, Any] | None:
     try:
         data: dict[str, Any] = json.loads((cluster.dir / "realnode.json").read_text())
