@@ -60,7 +60,6 @@ from harness.providers.local.supervisor import Supervisor
 PROVIDER = "local"
 STOP_ORDER = ["realnode-plugin", "kubelet", "containerd", "kwok", "kube-scheduler", "kube-controller-manager",
               "kube-apiserver", "etcd"]
-CONTROL_PLANE_COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"]
 FACTS_TIER_S = frozenset({"simulated-nodes"})
 FACTS_TIER_R = FACTS_TIER_S | {"device-plugin"}
 """What a local cluster offers the checks.  Not ``networkpolicy``: the real node's bridge CNI does not enforce
@@ -98,16 +97,19 @@ def check_upgrade(current: str, target: str, pinned: tuple[str, ...]) -> bool:
     return True
 
 
-def _https_healthz(port: int) -> bool:
-    """GET https://127.0.0.1:<port>/healthz of a component serving its own self-signed certificate (loopback only:
-    the process is ours, the certificate is not worth verifying)."""
+def _https_healthz(argv: list[str]) -> bool:
+    """GET /healthz of a component serving its own self-signed certificate on its ``--bind-address`` and
+    ``--secure-port`` (an address of this machine: the process is ours, its certificate not worth verifying)."""
     import ssl
+
+    flags = dict(a[2:].split("=", 1) for a in argv[1:] if a.startswith("--") and "=" in a)
+    host, port = flags.get("bind-address", "127.0.0.1"), flags.get("secure-port", "")
 
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     try:
-        with urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz", timeout=2, context=ctx) as resp:
+        with urllib.request.urlopen(f"https://{host}:{port}/healthz", timeout=2, context=ctx) as resp:
             return bool(resp.status == 200)
     except (urllib.error.URLError, OSError):
         return False
@@ -307,9 +309,10 @@ class LocalCluster:
             names = list(UPGRADE_ORDER) + (["kubelet"] if real else [])
             bins = {n: r.path for n, r in resolver.resolve_many(names, kubernetes=target).items()}
             env = {**os.environ, "GOGC": st["gogc"]} if st.get("gogc") else None
-            probes = {"kube-apiserver": lambda: self.client().healthz("/readyz"),
-                      "kube-controller-manager": lambda: _https_healthz(st["ports"]["controller-manager"]),
-                      "kube-scheduler": lambda: _https_healthz(st["ports"]["scheduler"])}
+            api = self.client()
+            probes = {"kube-apiserver": lambda: api.healthz("/readyz"),
+                      "kube-controller-manager": lambda: _https_healthz(st["argv"]["kube-controller-manager"]),
+                      "kube-scheduler": lambda: _https_healthz(st["argv"]["kube-scheduler"])}
             done: list[str] = []
             for component in UPGRADE_ORDER:
                 old = st["argv"][component]
