@@ -28,9 +28,13 @@ class ExistingCluster:
         self._kubeconfig = kubeconfig
         self.facts = facts
         self.run_id = run_id
+        self._api: KubeClient | None = None
 
     def _client(self) -> KubeClient:
-        return KubeClient(KubeConfig.from_file(self._kubeconfig))
+        """One client per provider object (KubeConfigError when the kubeconfig is missing or unusable)."""
+        if self._api is None:
+            self._api = KubeClient(KubeConfig.from_file(self._kubeconfig))
+        return self._api
 
     def kubeconfig(self) -> Path:
         return self._kubeconfig
