@@ -97,8 +97,11 @@ def _real_node_skip() -> str:
 
 @pytest.mark.realnode
 @pytest.mark.skipif(bool(_real_node_skip()), reason=_real_node_skip())
-def test_upgrade_reaches_the_real_nodes_kubelet_and_a_gpu_pod_keeps_running(tmp_path: Path) -> None:
-    cluster = LocalCluster(f"upr-{secrets.token_hex(2)}", root=tmp_path / "state")
+def test_upgrade_reaches_the_real_nodes_kubelet_and_a_gpu_pod_keeps_running(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    root = tmp_path_factory.mktemp("upr")  # short: containerd's socket path lives under it
+    cluster = LocalCluster(f"upr-{secrets.token_hex(2)}", root=root)
     cluster.create(parse_profile({"controlPlane": {"kubernetesVersion": PREVIOUS},
                                   "realNode": {"enabled": True, "gpu": {"model": "A100-SXM4-80GB", "count": 2}}},
                                  name="upgrade-real"))
