@@ -112,7 +112,8 @@ def _client_exit(kube: KubeClient, t: Tenant, name: str, url: str, image: str,
     """Run a one-shot wget from tenant ``t`` on the real node and return the pod's final phase (Succeeded or
     Failed)."""
     t.create(pod(name, image=image, tolerate_gpu=False, labels=labels, node_selector=REAL_NODE_SELECTOR,
-                 command=["wget", "-T", "3", "-q", "-O-", url]))
+                 # busybox's own deadline: Debian's static busybox segfaults on `wget -T`
+                 command=["timeout", "5", "wget", "-q", "-O-", url]))
     final = kube.wait_for("Pod", namespace=t.name, name=name, timeout=60, what=f"client pod {name} to finish",
                           condition=lambda s: bool(s) and next(iter(s.values()))["status"].get("phase")
                           in ("Succeeded", "Failed"))

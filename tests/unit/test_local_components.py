@@ -51,7 +51,7 @@ def test_apiserver_talks_to_etcd_and_serves_tls_with_node_and_rbac() -> None:
 def test_apiserver_binds_to_the_real_nodes_address_when_there_is_one() -> None:
     f = flags(comp.apiserver_argv(BIN, settings(node_ip="172.31.255.1")))
     assert f["bind-address"] == "172.31.255.1" and f["advertise-address"] == "172.31.255.1"
-    assert "endpoint-reconciler-type" not in f  # the lease reconciler keeps the kubernetes Service's endpoint real
+    assert f["endpoint-reconciler-type"] == "lease"  # keeps the kubernetes Service's endpoint real
     assert settings(node_ip="172.31.255.1").server == "https://172.31.255.1:6443"
 
 

@@ -380,7 +380,8 @@ class LocalCluster:
             if profile.control_plane.apiserver_port:
                 check_port_free(profile.control_plane.apiserver_port, "controlPlane.apiserverPort")
             t0 = time.monotonic()
-            run_actions(self.create_actions(profile, self.settings_for(profile), fp), self.progress)
+            settings = self.checked_settings(profile)  # bad gates or flags: one line, before anything starts
+            run_actions(self.create_actions(profile, settings, fp), self.progress)
             self._profile = profile
             self.progress(f"cluster {self.name!r} is up ({time.monotonic() - t0:.1f}s)")
             return self.kubeconfig()
@@ -398,6 +399,16 @@ class LocalCluster:
             node_ip = NODE_IP
         return comp.Settings(paths=self.paths, ports=ports, control_plane=cp, kubernetes_version=version,
                              node_ip=node_ip)
+
+    def checked_settings(self, profile: Profile) -> comp.Settings:
+        """settings_for, plus the profile's feature gates and component flags checked against the very binaries
+        that will run (built now on first use): ConfigError naming the field and the component otherwise."""
+        s = self.settings_for(profile)
+        resolver = self._resolver or BinaryResolver(progress=self.progress)
+        names = list(CONTROL_PLANE) + (["kubelet"] if profile.real_node.enabled else [])
+        bins = {n: r.path for n, r in resolver.resolve_many(names, kubernetes=s.kubernetes_version).items()}
+        checked = component_settings(profile, bins, s.kubernetes_version, controlplane.HARNESS_FLAGS)
+        return dataclasses.replace(s, components=checked)
 
     def create_actions(self, profile: Profile, s: comp.Settings, fingerprint: str) -> list[Action]:
         """The bring-up, as named actions in order (see actions.py for how they run and undo)."""
@@ -567,9 +578,6 @@ class _BringUp:
         self.bins = {n: r.path for n, r in resolved.items()}
         if time.monotonic() - t0 > 1:
             self.cluster.progress(f"binaries ready ({time.monotonic() - t0:.0f}s)")
-        # the profile's gates and flags, checked against these very binaries before any component starts
-        self.s = dataclasses.replace(self.s, components=component_settings(
-            self.profile, self.bins, self.s.kubernetes_version, controlplane.HARNESS_FLAGS))
 
     def write_pki(self) -> None:
         self.cluster.write_pki_and_kubeconfigs(self.s)
