@@ -1,4 +1,4 @@
-"""The ``aiconform`` command line: up / down / status / kubeconfig / bins / run / report / plugin.
+"""The ``aiconform`` command line: up / down / status / kubeconfig / bins / run / report / images / plugin.
 
 Progress goes to stderr; results (a kubeconfig path, a table) to stdout.  Every error a user can cause ends in one
 line on stderr and a non-zero exit: ``aiconform: <what went wrong>``.
@@ -39,10 +39,13 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from harness.providers.local import LocalCluster
+    from harness.providers import find_cluster
 
-    cluster = LocalCluster(args.name)
-    if not cluster.delete():
+    try:
+        cluster = find_cluster(args.name)
+    except ClusterNotFound:
+        cluster = None
+    if cluster is None or not cluster.delete():
         if args.ignore_missing:
             print(f"no cluster named {args.name!r}; nothing to do", file=sys.stderr)
             return 0
@@ -52,43 +55,31 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from harness.providers.local import STOP_ORDER, LocalCluster
+    from dataclasses import asdict
 
-    cluster = LocalCluster(args.name)
-    st = cluster.state()
-    running = cluster.running_components()
-    if st is None and not running:
-        raise ClusterNotFound(f"no cluster named {args.name!r}")
-    healthy = cluster.is_up()
-    info = {
-        "name": args.name,
-        "healthy": healthy,
-        "profile": (st or {}).get("profile"),
-        "tier": (st or {}).get("tier"),
-        "kubernetes": (st or {}).get("kubernetes_version"),
-        "server": (st or {}).get("server"),
-        "kubeconfig": str(cluster.kubeconfig()),
-        "components": {c: running.get(c) for c in reversed(STOP_ORDER) if c in (st or {}).get("components", running)},
-    }
+    from harness.providers import find_cluster
+
+    st = find_cluster(args.name).status()
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(json.dumps(asdict(st), indent=2))
     else:
-        print(f"cluster     {info['name']} ({'healthy' if healthy else 'NOT healthy'})")
-        print(f"profile     {info['profile']} (tier {info['tier']})")
-        print(f"kubernetes  v{info['kubernetes']} at {info['server']}")
-        print(f"kubeconfig  {info['kubeconfig']}")
-        for comp, pid in info["components"].items():
+        print(f"cluster     {st.name} ({'healthy' if st.healthy else 'NOT healthy'})")
+        print(f"provider    {st.provider}")
+        print(f"profile     {st.profile} (tier {st.tier})")
+        print(f"kubernetes  v{st.kubernetes_version} at {st.server}")
+        print(f"kubeconfig  {st.kubeconfig}")
+        for comp, pid in st.components.items():
             print(f"  {comp:<24} {'pid ' + str(pid) if pid else 'NOT RUNNING'}")
-    return 0 if healthy else 1
+    return 0 if st.healthy else 1
 
 
 def cmd_kubeconfig(args: argparse.Namespace) -> int:
-    from harness.providers.local import LocalCluster
+    from harness.providers import find_cluster
 
-    cluster = LocalCluster(args.name)
-    if cluster.state() is None:
-        raise ClusterNotFound(f"no cluster named {args.name!r}")
-    print(cluster.kubeconfig())
+    path = find_cluster(args.name).kubeconfig()
+    if not path.exists():
+        raise ClusterNotFound(f"cluster {args.name!r} has no kubeconfig yet (still coming up, or broken)")
+    print(path)
     return 0
 
 
@@ -116,6 +107,25 @@ def cmd_report(args: argparse.Namespace) -> int:
     from harness.report import render_main
 
     return int(render_main(args.dir))
+
+
+def cmd_images(args: argparse.Namespace) -> int:
+    from harness import images
+
+    if args.images_cmd == "list":
+        rows = [images.status(img) for img in images.REGISTRY.values()]
+        print(f"{'NAME':<20} {'KIND':<8} {'HASH':<16} {'CACHED':<6} {'SIZE':>9}  IMAGE")
+        for r in rows:
+            size = f"{r['bytes'] / 1e6:.1f} MB" if r["cached"] else "-"
+            cached = "yes" if r["cached"] else ("n/a" if r.get("error") else "no")
+            print(f"{r['name']:<20} {r['kind']:<8} {r['key'][:16] or '-':<16} {cached:<6} {size:>9}  {r['ref']}"
+                  + (f"  ({r['error']})" if r.get("error") else ""))
+        return 0
+    targets = [images.get(n) for n in (args.names or list(images.REGISTRY))]  # unknown names fail before any build
+    for img in targets:
+        built = images.build(img)
+        print(built.archive, flush=True)
+    return 0
 
 
 def cmd_plugin(args: argparse.Namespace) -> int:
@@ -168,11 +178,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--report-dir", default=None, help="default: reports/<run-id>")
     run.add_argument("--keep", action="store_true", help="leave the cluster up afterwards")
     run.add_argument("--kubeconfig", default=None, help="run against an existing cluster (provider existing)")
+    run.add_argument("--capability", action="append", default=None, metavar="FACT",
+                     help="a fact of the existing cluster (--kubeconfig), e.g. networkpolicy; repeatable")
     run.add_argument("--allow-existing", action="store_true",
                      help="allow destructive suites on an existing cluster")
     run.add_argument("--seed", type=int, default=None, help="Hypothesis seed for the property suite")
     run.add_argument("--examples", type=int, default=None, help="Hypothesis examples per property")
     run.add_argument("-k", dest="keyword", default=None, help="pytest -k expression")
+    run.add_argument("--parallel", type=int, default=None, metavar="N",
+                     help="checks at a time (pytest-xdist; checks marked exclusive still run alone); "
+                          "default: half the machine's cores for a local cluster (its control plane needs the rest), all of them "
+                          "for --kubeconfig, at most 8; 1: one at a time")
     run.set_defaults(func=cmd_run)
 
     rep = sub.add_parser("report", help="render or compare reports")
@@ -183,6 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
     r = rsub.add_parser("render", help="re-render html/md/junit/evidence from a results.json")
     r.add_argument("dir")
     rep.set_defaults(func=cmd_report)
+
+    img = sub.add_parser("images", help="build and list the OCI images built here (nothing is ever pulled)")
+    isub = img.add_subparsers(dest="images_cmd", required=True, metavar="SUBCOMMAND")
+    ib = isub.add_parser("build", help="build (or find cached) images; prints each archive's path")
+    ib.add_argument("names", nargs="*", metavar="NAME", help="image names (default: all; see `images list`)")
+    isub.add_parser("list", help="name, kind, content hash, cached or not, archive size")
+    img.set_defaults(func=cmd_images)
 
     plug = sub.add_parser("plugin", help="the fake GPU device plugin (see `aiconform plugin -- --help`)")
     plug.add_argument("plugin_args", nargs=argparse.REMAINDER)

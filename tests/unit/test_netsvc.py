@@ -202,9 +202,10 @@ def test_pin_to_real_node_reaches_every_pod_template() -> None:
     assert realnode.REAL_NODE_LABEL == REAL_NODE_LABEL  # the label the real node carries
 
 
-def test_pods_route_only_the_service_cidr_through_the_host(tmp_path: Path) -> None:
+def test_pods_route_only_the_node_and_the_service_cidr_through_the_host(tmp_path: Path) -> None:
     spec = netsvc.NetSpec(service_cidr="10.96.0.0/16", sim_pod_cidr="10.128.0.0/12", kube_proxy=Path("kp"),
                           coredns=Path("cd"))
     ipam = realnode.cni_conflist(tmp_path, routes=netsvc.pod_routes(spec))["plugins"][0]["ipam"]
-    assert ipam["routes"] == [{"dst": "10.96.0.0/16"}]  # no default route: nothing else leaves the pod
-    assert "routes" not in realnode.cni_conflist(tmp_path)["plugins"][0]["ipam"]
+    # no default route: nothing else leaves the pod (the simulated pod CIDR fails in the pod itself)
+    assert ipam["routes"] == [{"dst": f"{realnode.NODE_IP}/32"}, {"dst": "10.96.0.0/16"}]
+    assert realnode.cni_conflist(tmp_path)["plugins"][0]["ipam"]["routes"] == [{"dst": f"{realnode.NODE_IP}/32"}]

@@ -429,7 +429,7 @@ def _kubeconfig(node: RealNodeHost, stem: str, user: str) -> Path:
 
 
 def _start_kube_proxy(node: RealNodeHost, spec: NetSpec) -> None:
-    from harness.providers.local.cluster import free_port
+    from harness.providers.common import free_port
 
     rec, net = node.record, node.record["netsvc"]
     workdir = node.dir / "netsvc"
@@ -447,14 +447,15 @@ def _start_kube_proxy(node: RealNodeHost, spec: NetSpec) -> None:
     node._save()
     node.progress(f"  real node: starting kube-proxy (iptables mode, {net['backend']} backend; healthz on "
                   f"127.0.0.1:{healthz})")
-    node.cluster._start("kube-proxy", [str(spec.kube_proxy), f"--config={cfg}", "--v=1"],
-                        env={"PATH": str(bindir), "HOME": os.environ.get("HOME", "/root")})
-    node._poll("kube-proxy", lambda: _http_ok(f"http://127.0.0.1:{healthz}/healthz"), timeout=60,
-               what="kube-proxy's /healthz (rules synced)")
+    procs = node.cluster.procs
+    procs.start("kube-proxy", [str(spec.kube_proxy), f"--config={cfg}", "--v=1"],
+                env={"PATH": str(bindir), "HOME": os.environ.get("HOME", "/root")})
+    procs.wait_ready("kube-proxy", lambda: _http_ok(f"http://127.0.0.1:{healthz}/healthz"), timeout=60,
+                     what="kube-proxy's /healthz (rules synced)")
 
 
 def _start_coredns(node: RealNodeHost, spec: NetSpec) -> None:
-    from harness.providers.local.cluster import free_port
+    from harness.providers.common import free_port
 
     rec, net = node.record, node.record["netsvc"]
     ready = free_port()
@@ -465,9 +466,9 @@ def _start_coredns(node: RealNodeHost, spec: NetSpec) -> None:
     node._save()
     node.progress(f"  real node: starting CoreDNS on {rec['node_ip']}:{DNS_PORT} for {DNS_DOMAIN} "
                   f"(kube-dns {spec.dns_ip})")
-    node.cluster._start("coredns", [str(spec.coredns), "-conf", str(conf)])
-    node._poll("coredns", lambda: _http_ok(f"http://127.0.0.1:{ready}/ready"), timeout=60,
-               what="CoreDNS's /ready (API synced)")
+    node.cluster.procs.start("coredns", [str(spec.coredns), "-conf", str(conf)])
+    node.cluster.procs.wait_ready("coredns", lambda: _http_ok(f"http://127.0.0.1:{ready}/ready"), timeout=60,
+                                  what="CoreDNS's /ready (API synced)")
 
 
 def _http_ok(url: str) -> bool:
@@ -488,7 +489,7 @@ def teardown(cluster: LocalCluster, record: dict[str, Any]) -> list[str]:
     if not net:
         return []
     for comp in COMPONENTS:
-        if proc.stop_pidfile(cluster.pidfile(comp)):
+        if cluster.procs.stop(comp):
             cluster.progress(f"stopped {comp}")
     left = _remove_chains(net)
     left += _remove_tables(net)

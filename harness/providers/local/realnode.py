@@ -3,11 +3,17 @@
 Owns the host state one real node needs and giving all of it back:
 - a containerd of our own (config, root, state and socket under ``<run dir>/realnode/containerd``; never the
   system service) with the CRI settings this VM needs (``restrict_oom_score_adj``, our pause image, cgroupfs);
-- two images built here and imported with ``ctr`` (harness/images.py): the pause and ``aiconform.local/busybox``;
-- a veth pair carrying the node's own address (``172.31.255.1/30``) and a CNI bridge network (``10.244.0.0/24``);
+- two images built here and imported with ``ctr`` (harness/images): the pause and ``aiconform.local/busybox``;
+- a veth pair carrying the node's own address (``172.31.255.1/30``; made by :meth:`RealNodeHost.prepare` before
+  kube-apiserver starts, which binds to it) and a CNI bridge network (``10.244.0.0/24``, one route to the node);
 - the kubelet (root dir ``/var/lib/kubelet/aiconform``; the device-plugin dir ``/var/lib/kubelet/device-plugins``
   is fixed, hence one real node per host, claimed in ``/run/aiconform-realnode.json``);
 - the fake GPU plugin as a host process (component ``realnode-plugin``), node labels and taints.
+
+Two actions of the cluster's bring-up: ``host-network`` (:meth:`RealNodeHost.prepare`: checks, the host claim, the
+record, the veth carrying the node's address and the CNI config) runs before etcd and the apiserver, so the control
+plane may bind to the node's address; ``real-node`` (:meth:`RealNodeHost.start`: images, containerd, kubelet,
+plugin) runs after KWOK.  Processes are started and watched by the cluster's Supervisor (supervisor.py).
 
 Everything changed on the host is written to ``<run dir>/realnode.json`` *before* it is changed, so that
 ``teardown_host`` can undo a half-finished start as well as a full one.  Must not touch anything it did not record
@@ -23,14 +29,17 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from fake_gpu_plugin import labels as gpu_labels
+from fake_gpu_plugin.config import InventoryConfig, to_pool
+from fake_gpu_plugin.inventory import resource_counts
 from harness import images, proc
-from harness.config import GpuSpec, RealNode
+from harness.config import RealNode
 from harness.errors import (
     AiconformError,
     ClusterError,
@@ -41,9 +50,10 @@ from harness.errors import (
     WaitTimeout,
 )
 from harness.kube import KubeClient, KubeConfig
+from harness.providers.common import free_port
+from harness.providers.local import controlplane, netsvc
 from harness.providers.local import linuxhost as host
-from harness.providers.local import netsvc
-from harness.workloads import REAL_NODE_LABEL
+from harness.workloads import REAL_NODE_LABEL as REAL_NODE_LABEL  # the one label of real nodes (re-exported)
 
 if TYPE_CHECKING:
     from harness.providers.local.cluster import LocalCluster
@@ -68,7 +78,6 @@ NODE_STATUS_UPDATE_FREQUENCY = "4s"
 SYSCTLS = ("vm.overcommit_memory", "vm.panic_on_oom", "kernel.panic", "kernel.panic_on_oops",
            "kernel.keys.root_maxkeys", "kernel.keys.root_maxbytes", "net.ipv4.ip_forward")
 """What the kubelet (the first six) and the CNI bridge plugin (ip_forward) change on start."""
-FAKE_GPU_LABEL = "aiconform.io/fake-gpu"
 COMPONENTS = ("containerd", "kubelet", "realnode-plugin")
 MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes; containerd also makes "<socket>.ttrpc"
 
@@ -165,16 +174,9 @@ def release_host(cluster: LocalCluster) -> None:
 # -- config files ----------------------------------------------------------------------------------------------------
 
 
-def plugin_config(node: str, gpu: GpuSpec) -> dict[str, Any]:
-    """The fake GPU plugin's config (a pool dict) for the real node's GPU spec."""
-    gpu_d: dict[str, Any] = {"model": gpu.model, "count": gpu.count}
-    if gpu.mig.strategy != "none":
-        gpu_d["mig"] = {"strategy": gpu.mig.strategy, "layout": dict(gpu.mig.layout)}
-    ts = gpu.time_slicing
-    if ts.replicas > 1:
-        gpu_d["sharing"] = {"timeSlicing": {"replicas": ts.replicas, "renameByDefault": ts.rename_by_default,
-                                            "failRequestsGreaterThanOne": ts.fail_requests_greater_than_one}}
-    return {"name": node, "nodes": 1, "gpu": gpu_d}
+def plugin_config(node: str, gpu: InventoryConfig) -> dict[str, Any]:
+    """The fake GPU plugin's config file (a pool dict) for the real node's GPU spec: the spec itself, written out."""
+    return to_pool(gpu, name=node)
 
 
 def _toml_str(value: str) -> str:
@@ -224,10 +226,7 @@ def containerd_config(root: Path, state: Path, socket: Path, cni_conf_dir: Path)
 
 
 def cni_conflist(ipam_dir: Path, routes: tuple[str, ...] = ()) -> dict[str, Any]:
-    """``routes``: destinations pods reach through the bridge gateway (the host); pods get no default route."""
-    ipam: dict[str, Any] = {"type": "host-local", "ranges": [[{"subnet": POD_CIDR}]], "dataDir": str(ipam_dir)}
-    if routes:
-        ipam["routes"] = [{"dst": r} for r in routes]
+    """``routes``: more destinations pods reach through the bridge gateway (the host), e.g. the Service CIDR."""
     return {
         "cniVersion": "0.4.0",
         "name": CNI_NETWORK,
@@ -238,7 +237,10 @@ def cni_conflist(ipam_dir: Path, routes: tuple[str, ...] = ()) -> dict[str, Any]
                 "isGateway": True,
                 "ipMasq": False,
                 "hairpinMode": True,
-                "ipam": ipam,
+                # routes besides the pod subnet: the node address, where kube-apiserver listens (the kubernetes
+                # Service's endpoint), and ``routes``; no default route, so a pod's packets cannot head off the machine
+                "ipam": {"type": "host-local", "ranges": [[{"subnet": POD_CIDR}]], "dataDir": str(ipam_dir),
+                         "routes": [{"dst": f"{NODE_IP}/32"}, *({"dst": r} for r in routes)]},
             },
             {"type": "portmap", "capabilities": {"portMappings": True}},
         ],
@@ -286,14 +288,19 @@ def kubelet_config(*, ca: Path, socket: Path, port: int, healthz_port: int, serv
 class RealNodeHost:
     """Starts (and restarts the kubelet of) the one real node of a local cluster."""
 
-    def __init__(self, cluster: LocalCluster, spec: RealNode, kubelet: Path, *, progress: Progress = _stderr,
+    def __init__(self, cluster: LocalCluster, spec: RealNode, kubelet: Path | None, *, progress: Progress = _stderr,
+                 feature_gates: Mapping[str, bool] | None = None, extra_args: Mapping[str, str] | None = None,
                  net: netsvc.NetSpec | None = None) -> None:
         self.cluster = cluster
         self.spec = spec
         self.kubelet = kubelet
         self.progress = progress
+        self.feature_gates = dict(feature_gates or {})
+        """Gates the kubelet gets in its config's ``featureGates`` (harness/flags.py checked them)."""
+        self.extra_args = dict(extra_args or {})
+        """The profile's extra kubelet flags (realNode.extraArgs, checked by harness/flags.py)."""
         self.net = net
-        """kube-proxy, CoreDNS and the unreachable routes (netsvc.py); None: none of them."""
+        """kube-proxy, CoreDNS and the routes that keep simulated traffic here (netsvc.py); None: none of them."""
         self.dir = cluster.dir / "realnode"
         self.record: dict[str, Any] = {}
 
@@ -327,9 +334,10 @@ class RealNodeHost:
         tmp.write_text(json.dumps(self.record, indent=2))
         os.replace(tmp, path)
 
-    # -- start --
-    def start(self) -> list[str]:
-        """Bring the node up; returns the components started (each with a pidfile at cluster.pidfile(name))."""
+    # -- start: two actions of the bring-up --
+    def prepare(self) -> None:
+        """The host side, before the control plane starts: checks, the one-real-node claim, the record of what the
+        host had, the veth carrying the node's address and the CNI config.  Undone by :func:`teardown_host`."""
         preflight(self.cluster)
         if len(str(self.socket)) > MAX_SOCKET_PATH:
             raise ClusterError(f"the run dir {self.cluster.dir} is too deep for containerd's socket path "
@@ -339,8 +347,15 @@ class RealNodeHost:
         self._record_host_before()
         if self.net is not None:
             netsvc.prepare(self, self.net)
+        self._make_node_address()
+        self._write_cni_config()
+
+    def start(self) -> list[str]:
+        """Bring the node up on a prepared host; returns the components started (each supervised by the
+        cluster's Supervisor).  Undone by :func:`teardown_host`."""
+        if not self.record:
+            self.record = load_record(self.cluster) or {}
         archives = self._build_images()
-        self._make_network()
         self._start_containerd(archives)
         self._start_kubelet()
         components = ["containerd", "kubelet"]
@@ -380,19 +395,22 @@ class RealNodeHost:
                       f"{images.images_cache()})")
         return [images.pause_archive(), images.busybox_archive()]
 
-    def _make_network(self) -> None:
-        self.progress(f"  real node: veth {VETH} with {NODE_IP}/{NODE_PREFIX}; CNI bridge {BRIDGE} for {POD_CIDR}")
+    def _make_node_address(self) -> None:
+        self.progress(f"  real node: veth {VETH} with the node address {NODE_IP}/{NODE_PREFIX}")
         for stale in (VETH, BRIDGE):  # leftovers of ours from a crashed run (the names are ours alone)
             host.delete_link(stale)
         try:
             host.create_veth(VETH, VETH_PEER, f"{NODE_IP}/{NODE_PREFIX}")
         except CommandError as err:
             raise ClusterError(f"cannot create the real node's veth pair: {err}") from err
+
+    def _write_cni_config(self) -> None:
+        self.progress(f"  real node: CNI bridge {BRIDGE} for {POD_CIDR}")
         conf_dir = self.dir / "cni" / "net.d"
         conf_dir.mkdir(parents=True, exist_ok=True)
         (conf_dir / "10-aiconform.conflist").write_text(
             json.dumps(cni_conflist(self.dir / "cni" / "ipam",
-                                    routes=netsvc.pod_routes(self.net) if self.net is not None else ()), indent=2))
+                                    netsvc.pod_routes(self.net) if self.net is not None else ()), indent=2))
 
     def _start_containerd(self, archives: list[Path]) -> None:
         self.progress(f"  real node: starting containerd ({self.socket})")
@@ -400,13 +418,14 @@ class RealNodeHost:
         self.containerd_dir.mkdir(parents=True, exist_ok=True)
         cfg.write_text(containerd_config(self.containerd_dir / "root", self.containerd_dir / "state", self.socket,
                                          self.dir / "cni" / "net.d"))
-        self.cluster._start("containerd", [shutil.which("containerd") or "containerd", "--config", str(cfg)])
-        self._poll("containerd", lambda: self._ctr_ok(), timeout=30, what="containerd's socket")
+        self.cluster.procs.start("containerd", [shutil.which("containerd") or "containerd", "--config", str(cfg)])
+        self.cluster.procs.wait_ready("containerd", self._ctr_ok, timeout=30, what="containerd's socket")
         for archive in archives:
-            try:
-                self._ctr("images", "import", str(archive), timeout=120)
-            except CommandError as err:
-                raise ClusterError(f"cannot import {archive.name} into containerd: {err}") from err
+            self.import_image(archive)
+
+    def import_image(self, archive: Path) -> None:
+        """Import an image archive into the node's containerd (namespace k8s.io): pods use it without a pull."""
+        images.import_archive(archive, self.socket, timeout=300)
 
     def _ctr(self, *args: str, timeout: float = 60) -> proc.Result:
         return proc.run(["ctr", "--address", str(self.socket), "--namespace", "k8s.io", *args], timeout=timeout)
@@ -421,7 +440,7 @@ class RealNodeHost:
         return True
 
     def _start_kubelet(self) -> None:
-        from harness.providers.local.cluster import free_port, write_kubeconfig
+        from harness.providers.local.cluster import write_kubeconfig
 
         name = self.spec.name
         pki = self.cluster.pki
@@ -436,15 +455,19 @@ class RealNodeHost:
         config = kubelet_config(ca=pki.ca.cert, socket=self.socket, port=free_port(), healthz_port=healthz,
                                 serving=(serving.cert, serving.key),
                                 taints=[t.to_api() for t in self.spec.taints])
+        config = controlplane.kubelet_feature_gates(config, self.feature_gates)
         if self.net is not None:
             config |= netsvc.kubelet_dns(self.net.dns_ip)
         cfg = self.dir / "kubelet-config.yaml"
         cfg.write_text(yaml.safe_dump(config))
+        if self.kubelet is None:
+            raise ClusterError("the real node was prepared without a kubelet binary")
         argv = [str(self.kubelet), f"--config={cfg}", f"--kubeconfig={kubeconfig}", f"--root-dir={KUBELET_ROOT}",
                 f"--hostname-override={name}", f"--node-ip={NODE_IP}", "--v=1"]
+        argv += controlplane.extra_args("kubelet", argv, self.extra_args)
         self.record |= {"kubelet_argv": argv, "kubelet_healthz_port": healthz}
         self._save()
-        self.cluster._start("kubelet", argv)
+        self.cluster.procs.start("kubelet", argv)
         self._wait_kubelet_healthy()
 
     def _wait_kubelet_healthy(self, timeout: float = 60) -> None:
@@ -457,28 +480,9 @@ class RealNodeHost:
             except (urllib.error.URLError, OSError):
                 return False
 
-        self._poll("kubelet", healthy, timeout=timeout, what="the kubelet's /healthz")
+        self.cluster.procs.wait_ready("kubelet", healthy, timeout=timeout, what="the kubelet's /healthz")
 
-    def _poll(self, component: str, probe: Callable[[], bool], *, timeout: float, what: str) -> None:
-        """A bounded poll (no watch exists for a socket or a health endpoint); fails fast if the process exits."""
-        deadline = time.monotonic() + timeout
-        delay = 0.05
-        while time.monotonic() < deadline:
-            if probe():
-                return
-            self._check_alive(component)
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.5)
-        raise ClusterError(f"{what} did not answer within {timeout:.0f}s: {self.cluster._log_tail(component)}")
-
-    def _check_alive(self, component: str) -> None:
-        rec = proc.read_pidfile(self.cluster.pidfile(component))
-        if rec is None or not proc.pid_alive(rec[0]):
-            raise ClusterError(f"{component} exited during start-up: {self.cluster._log_tail(component)}")
-
-    def _start_plugin(self, gpu: GpuSpec) -> None:
-        from harness.providers.local.cluster import free_port
-
+    def _start_plugin(self, gpu: InventoryConfig) -> None:
         port = free_port()
         self.progress(f"  real node: starting the fake GPU plugin ({gpu.count} x {gpu.model}; metrics on "
                       f"127.0.0.1:{port})")
@@ -490,21 +494,19 @@ class RealNodeHost:
                 "--node-name", self.spec.name, "--device-plugin-dir", str(DEVICE_PLUGIN_DIR),
                 "--kubelet-root", str(KUBELET_ROOT), "--state-dir", str(self.plugin_state_dir),
                 "--metrics-addr", f"127.0.0.1:{port}", "--kubeconfig", str(self.cluster.kubeconfig())]
-        self.cluster._start("realnode-plugin", argv, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.cluster.procs.start("realnode-plugin", argv, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
     def node_labels(self) -> dict[str, str]:
+        """The node's labels: the GPU labels of its spec (the owner every GPU node shares), then the profile's."""
         labels = {REAL_NODE_LABEL: "true", "aiconform.io/cluster": self.cluster.name}
-        if self.spec.gpu is not None and self.spec.gpu.count > 0:
-            from fake_gpu_plugin.config import config_from_pool
-            from fake_gpu_plugin.labels import node_labels
-
-            labels |= node_labels(config_from_pool(plugin_config(self.spec.name, self.spec.gpu)))
-            labels[FAKE_GPU_LABEL] = "true"
+        if self.spec.gpu is not None:
+            labels |= gpu_labels.node_labels(self.spec.gpu)
         return labels | dict(self.spec.labels)
 
     def expected_resources(self) -> dict[str, str]:
+        """What the plugin will advertise once registered: counted from the inventory it serves."""
         gpu = self.spec.gpu
-        return {k: str(v) for k, v in gpu.extended_resources().items()} if gpu is not None else {}
+        return {k: str(v) for k, v in resource_counts(gpu).items()} if gpu is not None else {}
 
     def _wait_node(self, timeout: float = 120) -> None:
         name = self.spec.name
@@ -527,12 +529,7 @@ class RealNodeHost:
     def _watch_node(self, client: KubeClient, cond: Callable[[dict[str, Any]], bool], timeout: float,
                     what: str) -> None:
         def failure(_state: dict[str, Any]) -> str | None:
-            for comp in ("kubelet", "containerd", "realnode-plugin"):
-                pf = self.cluster.pidfile(comp)
-                rec = proc.read_pidfile(pf)
-                if pf.exists() and (rec is None or not proc.pid_alive(rec[0])):
-                    return f"{comp} exited: {self.cluster._log_tail(comp)}"
-            return None
+            return next(filter(None, map(self.cluster.procs.died, COMPONENTS)), None)
 
         try:
             client.wait_for("Node", name=self.spec.name, condition=lambda s: any(cond(n) for n in s.values()),
@@ -545,9 +542,23 @@ class RealNodeHost:
         """Stop the kubelet and start it again with the same argv (pods and the plugin keep running)."""
         argv = self.record["kubelet_argv"]
         self.progress(f"restarting the kubelet of node {self.record['node']}")
-        proc.stop_pidfile(self.cluster.pidfile("kubelet"))
-        self.cluster._start("kubelet", list(argv))
+        self.cluster.procs.stop("kubelet")
+        self.cluster.procs.start("kubelet", list(argv))
         self._wait_kubelet_healthy()
+
+
+    def upgrade_kubelet(self, binary: Path, version: str, timeout: float = 120) -> None:
+        """Restart the kubelet on another binary (same flags) and watch until the node reports ``version``."""
+        self.record["kubelet_argv"] = [str(binary), *self.record["kubelet_argv"][1:]]
+        self._save()
+        self.restart_kubelet()
+
+        def upgraded(node: dict[str, Any]) -> bool:
+            from harness.providers.local.nodes import node_ready
+
+            return node_ready(node) and node.get("status", {}).get("nodeInfo", {}).get("kubeletVersion") == f"v{version}"
+
+        self._watch_node(self.cluster.client(), upgraded, timeout, f"to report kubelet v{version}")
 
 
 def load_record(cluster: LocalCluster) -> dict[str, Any] | None:
@@ -582,7 +593,7 @@ def teardown_host(cluster: LocalCluster, *, progress: Progress = _stderr) -> lis
         return []
     progress(f"tearing down the real node {record.get('node')}")
     left: list[str] = []
-    for step in (_stop_node_daemons, netsvc.teardown, _remove_containers, _stop_containerd, _unmount, _remove_cgroups,
+    for step in (_stop_node_daemons, _remove_containers, netsvc.teardown, _stop_containerd, _unmount, _remove_cgroups,
                  _restore_sysctls, _remove_links, _remove_iptables, _remove_dirs):
         try:
             left += step(cluster, record)
