@@ -209,3 +209,20 @@ def test_pods_route_only_the_node_and_the_service_cidr_through_the_host(tmp_path
     # no default route: nothing else leaves the pod (the simulated pod CIDR fails in the pod itself)
     assert ipam["routes"] == [{"dst": f"{realnode.NODE_IP}/32"}, {"dst": "10.96.0.0/16"}]
     assert realnode.cni_conflist(tmp_path)["plugins"][0]["ipam"]["routes"] == [{"dst": f"{realnode.NODE_IP}/32"}]
+
+
+def test_an_nft_table_is_empty_only_with_accepting_base_chains_and_no_rules() -> None:
+    empty = """table ip filter {
+\tchain INPUT {
+\t\ttype filter hook input priority filter; policy accept;
+\t}
+\tchain FORWARD {
+\t\ttype filter hook forward priority filter; policy accept;
+\t}
+}
+"""
+    assert netsvc.nft_table_is_empty(empty)
+    assert not netsvc.nft_table_is_empty(empty.replace("forward priority filter; policy accept;",
+                                                       "forward priority filter; policy drop;"))
+    assert not netsvc.nft_table_is_empty(empty.replace("\t}\n}", '\t\tcounter packets 0 bytes 0 jump KUBE-X\n\t}\n}'))
+    assert not netsvc.nft_table_is_empty("table ip t {\n\tset s {\n\t\ttype ipv4_addr\n\t}\n}\n")

@@ -492,6 +492,10 @@ class LocalCluster:
 
             teardown_host(self, progress=self.progress)
         self._undo_addons()
+        from harness.providers.local.netsvc import remove_created_nft_tables
+
+        for item in remove_created_nft_tables(self.dir):  # after the addons' undo, which may create empty ones
+            self.progress(f"warning: left {item}")
         recorded = self.procs.recorded()
         for name in [c for c in recorded if c not in STOP_ORDER] + [c for c in STOP_ORDER if c in recorded]:
             if self.procs.stop(name):

@@ -25,6 +25,7 @@ Knows the real node only through its record (node name, address, pod CIDR) and t
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import shutil
 import urllib.error
@@ -361,6 +362,7 @@ def prepare(node: RealNodeHost, spec: NetSpec) -> None:
         "sim_pod_cidr": spec.sim_pod_cidr,
     }
     node._save()
+    record_nft_tables(node.cluster.dir)
     for dst in routes:
         try:
             proc.run(["ip", "route", "add", ROUTE_TYPE, dst], timeout=30)
@@ -545,6 +547,59 @@ def _remove_tables(net: dict[str, Any]) -> list[str]:
     for table in created:
         proc.run([nft, "delete", "table", "ip", table], timeout=30, check=False)
     return [f"nft table ip {t}" for t in created if t in parse_save(_save("iptables-nft-save"))]
+
+
+NFT_RECORD = "netsvc-nft.json"
+"""In the run dir: the nft tables (every family) that existed before ``up``, for :func:`remove_created_nft_tables`,
+which runs after the addons' undo (it outlives realnode.json, which teardown_host removes)."""
+
+
+def nft_table_names() -> list[str]:
+    """``<family> <name>`` of every nft table ([] without ``nft``)."""
+    nft = shutil.which("nft")
+    if nft is None:
+        return []
+    out = proc.run([nft, "list", "tables"], timeout=30, check=False).stdout
+    return sorted(" ".join(ln.split()[1:3]) for ln in out.splitlines() if ln.startswith("table "))
+
+
+def nft_table_is_empty(listing: str) -> bool:
+    """Whether ``nft list table`` output holds only base chains with policy accept: no rule, set or map (a table
+    iptables-nft or a cleanup tool created and left behind, with no effect on any packet)."""
+    for raw in listing.splitlines():
+        line = raw.strip()
+        if not line or line == "}" or line.startswith(("table ", "chain ")):
+            continue
+        if line.startswith("type ") and line.endswith("policy accept;"):
+            continue
+        return False
+    return True
+
+
+def record_nft_tables(run_dir: Path) -> None:
+    (run_dir / NFT_RECORD).write_text(json.dumps({"before": nft_table_names()}))
+
+
+def remove_created_nft_tables(run_dir: Path) -> list[str]:
+    """Delete the nft tables that did not exist before ``up`` and hold nothing now (iptables-nft creates tables on
+    first use and never removes them; so do cleanup tools such as ``kube-router --cleanup-config``, which the
+    addons' undo runs after the real node's teardown).  Returns tables that were created and still hold rules."""
+    try:
+        before = set(json.loads((run_dir / NFT_RECORD).read_text())["before"])
+    except (OSError, ValueError, KeyError):
+        return []
+    nft = shutil.which("nft")
+    left = []
+    for table in nft_table_names():
+        if table in before or nft is None:
+            continue
+        family, name = table.split()
+        listing = proc.run([nft, "list", "table", family, name], timeout=30, check=False).stdout
+        if nft_table_is_empty(listing):
+            proc.run([nft, "delete", "table", family, name], timeout=30, check=False)
+        else:
+            left.append(f"nft table {table} (holds rules)")
+    return left
 
 
 def leftovers(record: dict[str, Any]) -> list[str]:
