@@ -169,10 +169,13 @@ class ExecCredentials:
     no terminal.  The ExecCredential's ``status.token`` or ``clientCertificateData``/``clientKeyData`` is cached until
     shortly before ``expirationTimestamp``, then the plugin runs again; a 401 also makes it run again."""
 
-    def __init__(self, spec: ExecPluginSpec, where: str, *, timeout: float = EXEC_TIMEOUT_S) -> None:
+    def __init__(
+        self, spec: ExecPluginSpec, where: str, *, timeout: float = EXEC_TIMEOUT_S, clock: Callable[[], float] = time.time
+    ) -> None:
         self.spec = spec
         self._where = where
         self._timeout = timeout
+        self._clock = clock
         self._lock = threading.Lock()
         self._cached: Credential | None = None
         self._renew_at = 0.0
@@ -181,9 +184,9 @@ class ExecCredentials:
 
     def current(self) -> Credential:
         with self._lock:
-            if self._cached is None or time.time() >= self._renew_at:
+            if self._cached is None or self._clock() >= self._renew_at:
                 self._cached = self._run()
-                self._renew_at = _renew_time(self._cached.expires_at)
+                self._renew_at = _renew_time(self._cached.expires_at, self._clock())
             return self._cached
 
     def invalidate(self) -> None:
@@ -246,10 +249,9 @@ class ExecCredentials:
                           expires_at=expires)
 
 
-def _renew_time(expires_at: float | None) -> float:
+def _renew_time(expires_at: float | None, now: float) -> float:
     if expires_at is None:
         return float("inf")
-    now = time.time()
     return expires_at - min(REFRESH_BEFORE_EXPIRY_S, max(0.0, (expires_at - now) / 2))
 
 
