@@ -30,6 +30,8 @@ from harness import __version__
 from harness.errors import AiconformError, ApiError, CommandError, Conflict, KubeError, KubeUnreachable, WaitFailed, WaitTimeout
 from harness.kube import KubeClient, KubeConfig
 
+pytest_plugins = ["harness.testing.clients"]  # the official kubernetes client, configured for the run
+
 TIERS = {"S": 0, "R": 1, "G": 2}
 LABEL_RUN = "aiconform.io/run"
 LABEL_TENANT = "aiconform.io/tenant"

@@ -1,0 +1,1 @@
+"""The pytest seam of aiconform, split by concern; harness/pytest_plugin.py registers it."""
