@@ -51,7 +51,7 @@ Progress = Callable[[str], None]
 
 STOP_ORDER = ["realnode-plugin", "kubelet", "containerd", "kwok", "kube-scheduler", "kube-controller-manager",
               "kube-apiserver", "etcd"]
-KWOK_STAGES = Path(__file__).resolve().parent.parent / "kwok" / "stages.yaml"
+KWOK_STAGES = Path(__file__).resolve().parent.parent.parent / "kwok" / "stages.yaml"
 
 
 def _stderr(msg: str) -> None:
