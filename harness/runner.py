@@ -79,6 +79,14 @@ def user_suite_files(path: Path) -> list[Path]:
     return found
 
 
+def suite_rootdir(files: list[Path]) -> Path:
+    """pytest's rootdir, which check ids are relative to: the project for shipped suites (ids stay
+    ``scenarios/test_smoke.py::…``), else the folder above the user's suite (``my-checks/test_x.py::…``)."""
+    if all(f.is_relative_to(SCENARIOS.parent) for f in files):
+        return SCENARIOS.parent
+    return Path(os.path.commonpath([f.parent for f in files])).parent
+
+
 def prepare_report_dir(path: Path) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -120,7 +128,7 @@ def run_main(args: argparse.Namespace) -> int:
         caps = ",".join(sorted(info.capabilities))
     argv = [
         sys.executable, "-m", "pytest", *map(str, files),
-        "-p", "no:cacheprovider", "-q", f"--rootdir={SCENARIOS.parent}",
+        "-p", "no:cacheprovider", "-q", f"--rootdir={suite_rootdir(files)}",
         f"--aiconform-kubeconfig={kubeconfig}", f"--aiconform-report-dir={report_dir}",
         f"--aiconform-run-id={run_id}", f"--aiconform-provider={provider}",
         f"--aiconform-profile={profile_name}", f"--aiconform-tier={tier}",

@@ -75,3 +75,12 @@ def test_a_file_that_is_not_python(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("")
     with pytest.raises(ConfigError, match="not a folder of checks or a Python file"):
         suite_files([str(tmp_path / "notes.txt")])
+
+
+def test_check_ids_are_relative_to_the_folder_above_a_user_suite(tmp_path: Path) -> None:
+    from harness.runner import suite_rootdir
+
+    (tmp_path / "my-checks" / "gpu").mkdir(parents=True)
+    files = [tmp_path / "my-checks" / "test_a.py", tmp_path / "my-checks" / "gpu" / "test_b.py"]
+    assert suite_rootdir(files) == tmp_path  # ids: my-checks/test_a.py::…, my-checks/gpu/test_b.py::…
+    assert suite_rootdir(suite_files(["smoke"])) == SCENARIOS.parent  # ids of shipped suites stay scenarios/…
