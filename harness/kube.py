@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import yaml
 
@@ -302,6 +302,10 @@ class KubeConfig:
     credentials: Credentials | None = field(default=None, compare=False, repr=False)
     auth_kind: str = "token"
     """How the user authenticates: token, tokenFile, client-certificate, exec, oidc or none (for messages)."""
+    _static: Credential = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_static", Credential(self.token, self.client_cert_data, self.client_key_data))
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], context: str | None = None) -> KubeConfig:
@@ -402,7 +406,7 @@ class KubeConfig:
                 return cred
             # a token source beside a certificate written in the kubeconfig: both go out, as in client-go
             return Credential(cred.token, self.client_cert_data, self.client_key_data, cred.expires_at)
-        return Credential(self.token, self.client_cert_data, self.client_key_data)
+        return self._static
 
     def with_token(self, token: str) -> KubeConfig:
         """The same cluster as another identity (e.g. a tenant's service account)."""
@@ -493,13 +497,13 @@ def _auth_provider(section: Any, who: str) -> Credentials:
 # -- transport ------------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Response:
-    """One answer of the apiserver.  ``headers`` keys are lower-case."""
+class Response(NamedTuple):
+    """One answer of the apiserver.  ``headers`` is case-insensitive (lower-case keys in a plain dict).  A tuple,
+    not a dataclass: one is built per request, thousands a second."""
 
     status: int
     reason: str = ""
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = {}
     body: bytes = b""
 
 
@@ -579,7 +583,7 @@ class HttpTransport:
         for attempt in range(3):
             conn = self._conn()
             try:
-                conn.request(method, url, body=body, headers=dict(headers))
+                conn.request(method, url, body=body, headers=headers)
                 resp = conn.getresponse()
                 payload = resp.read()
             except (ConnectionError, http.client.HTTPException, ssl.SSLError, TimeoutError, OSError) as err:
@@ -587,7 +591,7 @@ class HttpTransport:
                 if attempt < 2 and not isinstance(err, ssl.SSLCertVerificationError | TimeoutError):
                     continue
                 raise KubeUnreachable(f"{method} {self.config.server}{path.split('?')[0]}: {err}") from err
-            return Response(resp.status, resp.reason, {k.lower(): v for k, v in resp.getheaders()}, payload)
+            return Response(resp.status, resp.reason, _Headers(resp.headers), payload)
         raise KubeUnreachable(f"{method} {path}: gave up after retries")  # pragma: no cover
 
     def stream(self, path: str, headers: Mapping[str, str], timeout: float) -> tuple[Response, Iterator[bytes]]:
@@ -599,7 +603,7 @@ class HttpTransport:
         except (ConnectionError, http.client.HTTPException, ssl.SSLError, OSError) as err:
             conn.close()
             raise KubeUnreachable(f"watch {path.split('?')[0]}: {err}") from err
-        head = {k.lower(): v for k, v in resp.getheaders()}
+        head = _Headers(resp.headers)
         if resp.status >= 400:
             try:
                 payload = resp.read()
@@ -633,6 +637,27 @@ class HttpTransport:
         for conn in conns:
             conn.close()
         self._local.conn = None
+
+
+class _Headers(Mapping[str, str]):
+    """An HTTP answer's headers as a case-insensitive mapping, without copying them (one per request)."""
+
+    __slots__ = ("_msg",)
+
+    def __init__(self, msg: http.client.HTTPMessage) -> None:
+        self._msg = msg
+
+    def __getitem__(self, key: str) -> str:
+        value = self._msg.get(key)
+        if value is None:
+            raise KeyError(key)
+        return str(value)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(k.lower() for k in self._msg.keys())
+
+    def __len__(self) -> int:
+        return len(self._msg)
 
 
 class _NamedTLSConnection(http.client.HTTPSConnection):
