@@ -382,7 +382,7 @@ class KubeConfig:
             creds, kind = ExecCredentials(spec, who), "exec"
         elif user.get("auth-provider"):
             creds, kind = _auth_provider(user["auth-provider"], who), "oidc"
-        elif not token and user.get("tokenFile"):
+        elif user.get("tokenFile"):  # client-go: the file's token takes precedence over a token beside it
             creds, kind = TokenFileCredentials(resolve(str(user["tokenFile"])), who), "tokenFile"
         return cls(
             server=str(server).rstrip("/"),
@@ -838,6 +838,11 @@ class KubeClient:
     @classmethod
     def from_kubeconfig(cls, path: str | os.PathLike[str], context: str | None = None) -> KubeClient:
         return cls(KubeConfig.from_file(path, context))
+
+    def for_config(self, config: KubeConfig) -> KubeClient:
+        """A client for the same cluster as another identity (``config.with_token(...)``), sharing this client's
+        discovery cache (discovery is the same for every identity), so it costs no discovery requests."""
+        return KubeClient(config, timeout=self.timeout, user_agent=self.user_agent, discovery=self.discovery)
 
     def _discovery_get(self, path: str, accept: str) -> Any:
         return self.request("GET", path, accept=accept)

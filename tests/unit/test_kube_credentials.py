@@ -247,3 +247,9 @@ def test_static_client_certificate_files_resolve_against_the_kubeconfig(tmp_path
     kc = KubeConfig.from_file(kubeconfig)
     assert os.getcwd() == cwd
     assert kc.credential().client_cert_data == b"C" and kc.auth_kind == "client-certificate"
+
+
+def test_token_file_wins_over_a_token_beside_it(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("from-file")
+    kc = KubeConfig.from_dict(_doc({"token": "inline", "tokenFile": "token"}), base_dir=tmp_path)
+    assert kc.credential().token == "from-file" and kc.auth_kind == "tokenFile"

@@ -143,3 +143,13 @@ def test_server_without_aggregated_discovery() -> None:
     assert kube.kind_path("Job", "ns", "j") == "/apis/batch/v1/namespaces/ns/jobs/j"
     assert kube.kind_path("Pod", "ns") == "/api/v1/namespaces/ns/pods"
     assert kube.kind_path("Node", "ns") == "/api/v1/nodes"
+
+
+def test_a_client_for_another_identity_shares_discovery() -> None:
+    server = Server(*BUILTIN_GROUPS)
+    admin = server.client()
+    admin.kind_path("Pod")
+    tenant = admin.for_config(admin.config.with_token("tenant-token"))
+    tenant.transport = server.transport
+    assert tenant.kind_path("Deployment", "t") == "/apis/apps/v1/namespaces/t/deployments"
+    assert server.transport.paths() == ["/api", "/apis"]
