@@ -54,7 +54,7 @@ def gpu_budget_crd(apiextensions_v1: ApiextensionsV1Api, kube: KubeClient) -> It
     kube.wait_for(
         "CustomResourceDefinition", name=CRD_NAME, timeout=60, what=f"CRD {CRD_NAME} Established",
         condition=lambda s: any(c.get("type") == "Established" and c.get("status") == "True"
-                                for o in s.values() for c in o.get("status", {}).get("conditions", [])),
+                                for o in s.values() for c in (o.get("status") or {}).get("conditions") or []),
     )
     yield CRD_NAME
     apiextensions_v1.delete_custom_resource_definition(CRD_NAME)

@@ -150,7 +150,7 @@ def test_fast_client_resolves_a_crd_created_mid_run(kube: KubeClient, tenant: An
     try:
         kube.wait_for("CustomResourceDefinition", name=f"widgets.{group}", timeout=60, what="CRD Established",
                       condition=lambda s: any(c["type"] == "Established" and c["status"] == "True"
-                                              for o in s.values() for c in o.get("status", {}).get("conditions", [])))
+                                              for o in s.values() for c in (o.get("status") or {}).get("conditions") or []))
         kube.create({"apiVersion": f"{group}/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 3}},
                     namespace=tenant.name)
         assert kube.get("Widget", "w", tenant.name)["spec"] == {"size": 3}
@@ -192,8 +192,8 @@ def test_aiconform_run_with_an_exec_plugin_client_certificate_runs_the_example_s
     exec_plugin: Path, local_cluster: LocalCluster, tmp_path: Path, cli_env: dict[str, str]
 ) -> None:
     kc = _kubeconfig(local_cluster.kubeconfig(), _exec_user(exec_plugin, "cert"), tmp_path / "kc-exec-cert")
-    with KubeClient.from_kubeconfig(kc) as kube:
-        assert _whoami(kube) == _whoami(KubeClient.from_kubeconfig(local_cluster.kubeconfig()))
+    with KubeClient.from_kubeconfig(kc) as kube, KubeClient.from_kubeconfig(local_cluster.kubeconfig()) as admin:
+        assert _whoami(kube) == _whoami(admin)
     report = tmp_path / "report"
     res = _run(["--kubeconfig", str(kc), "--suite", str(EXAMPLE), "--allow-existing", "--report-dir", str(report)],
                cli_env, tmp_path)
