@@ -741,9 +741,40 @@ class Discovery:
         if found is None:
             found = _find(self._reload(generation)[0], kind, api_version)
         if found is None:
+            found = self._from_crds(kind, api_version)
+        if found is None:
             where = f" in {api_version}" if api_version else " in any API group"
             raise NotFound(404, "NotFound", f"the server has no kind {kind}{where} (API discovery)")
         return found
+
+    def _from_crds(self, kind: str, api_version: str | None) -> ResourceInfo | None:
+        """A kind of an Established CRD that discovery does not list yet.  The apiserver publishes a new CRD in
+        discovery asynchronously: right after Established, 4 of 30 lookups missed it on this machine.  The CRD
+        itself says where its objects live, so read it (needs read access to CRDs; without it: not found)."""
+        try:
+            crds = self._get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", "application/json")
+        except ApiError:
+            return None
+        for crd in crds.get("items") or []:
+            spec = crd.get("spec") or {}
+            names = spec.get("names") or {}
+            established = any(c.get("type") == "Established" and c.get("status") == "True"
+                              for c in (crd.get("status") or {}).get("conditions") or [])
+            if names.get("kind") != kind or not established:
+                continue
+            served = [v for v in spec.get("versions") or [] if v.get("served")]
+            if api_version:
+                served = [v for v in served if f"{spec.get('group')}/{v.get('name')}" == api_version]
+            else:
+                served.sort(key=lambda v: not v.get("storage"))  # the storage version first
+            if served:
+                info = ResourceInfo(f"{spec['group']}/{served[0]['name']}", kind, str(names.get("plural")),
+                                    spec.get("scope") == "Namespaced")
+                with self._lock:
+                    if self._index is not None:
+                        self._index.add(info)
+                return info
+        return None
 
     def invalidate(self) -> None:
         """Forget what was discovered; the next lookup reloads."""

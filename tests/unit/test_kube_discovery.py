@@ -10,7 +10,7 @@ import pytest
 
 from harness.errors import NotFound
 from harness.kube import KubeClient, KubeConfig
-from tests.unit.fake_transport import FakeTransport, ok
+from tests.unit.fake_transport import FakeTransport, ok, status
 
 AGG = "application/json;g=apidiscovery.k8s.io;v=v2"
 
@@ -153,3 +153,34 @@ def test_a_client_for_another_identity_shares_discovery() -> None:
     tenant.transport = server.transport
     assert tenant.kind_path("Deployment", "t") == "/apis/apps/v1/namespaces/t/deployments"
     assert server.transport.paths() == ["/api", "/apis"]
+
+
+def _crd(kind: str, plural: str, group: str, *, established: bool, scope: str = "Namespaced") -> dict[str, Any]:
+    return {"metadata": {"name": f"{plural}.{group}"},
+            "spec": {"group": group, "scope": scope, "names": {"kind": kind, "plural": plural},
+                     "versions": [{"name": "v1alpha1", "served": True, "storage": False},
+                                  {"name": "v1", "served": True, "storage": True}]},
+            "status": {"conditions": [{"type": "Established", "status": "True" if established else "False"}]}}
+
+
+def test_an_established_crd_that_discovery_does_not_list_yet_resolves_from_the_crd() -> None:
+    server = Server(*BUILTIN_GROUPS)  # discovery lags: the new group is not published yet
+    crds = [_crd("JobSet", "jobsets", "jobset.x-k8s.io", established=True),
+            _crd("Pending", "pendings", "p.example.com", established=False)]
+    server.transport.routes[("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions")] = \
+        lambda *_: ok({"kind": "CustomResourceDefinitionList", "items": crds})
+    kube = server.client()
+    assert kube.kind_path("JobSet", "ns", "js") == "/apis/jobset.x-k8s.io/v1/namespaces/ns/jobsets/js"  # storage version
+    assert kube.path("jobset.x-k8s.io/v1alpha1", "JobSet", "ns") == "/apis/jobset.x-k8s.io/v1alpha1/namespaces/ns/jobsets"
+    with pytest.raises(NotFound):
+        kube.kind_path("Pending")  # not Established: not served yet
+    with pytest.raises(NotFound):
+        kube.path("jobset.x-k8s.io/v2", "JobSet")  # a version the CRD does not serve
+
+
+def test_without_read_access_to_crds_an_unknown_kind_is_still_not_found() -> None:
+    server = Server(*BUILTIN_GROUPS)
+    server.transport.routes[("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions")] = \
+        lambda *_: status(403, "Forbidden", "tenants cannot list CRDs")
+    with pytest.raises(NotFound, match="no kind JobSet"):
+        server.client().kind_path("JobSet")
