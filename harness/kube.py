@@ -213,8 +213,11 @@ class ExecCredentials:
         try:
             res = proc.run(argv, timeout=self._timeout, env=env, cwd=spec.cwd, check=False, input_text="")
         except CommandError as err:
-            raise KubeConfigError(f"{self._where}: exec plugin {spec.command!r} "
-                                  f"{'timed out' if err.timed_out else 'could not start'}") from err
+            if err.timed_out:
+                raise KubeConfigError(
+                    f"{self._where}: exec plugin {spec.command!r} gave no credential within {self._timeout:.0f}s "
+                    f"(does it want an interactive login? run it once in a terminal: {err.shell_line()})") from err
+            raise KubeConfigError(f"{self._where}: exec plugin {spec.command!r} could not start") from err
         self.runs += 1
         if res.returncode != 0:
             last = (res.stderr.strip() or res.stdout.strip()).splitlines()[-1:]
@@ -1097,6 +1100,9 @@ class KubeClient:
         }
         url = path + "?" + urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
         resp, lines = self.transport.stream(url, self._headers(None), timeout)
+        if resp.status == 401 and self.config.credentials is not None:  # renew an expired credential once
+            self.config.credentials.invalidate()
+            resp, lines = self.transport.stream(url, self._headers(None), timeout)
         if resp.status >= 400:
             raise _api_error(resp.status, resp.body, None)
         try:

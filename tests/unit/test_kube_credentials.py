@@ -253,3 +253,12 @@ def test_token_file_wins_over_a_token_beside_it(tmp_path: Path) -> None:
     (tmp_path / "token").write_text("from-file")
     kc = KubeConfig.from_dict(_doc({"token": "inline", "tokenFile": "token"}), base_dir=tmp_path)
     assert kc.credential().token == "from-file" and kc.auth_kind == "tokenFile"
+
+
+def test_a_plugin_waiting_for_a_login_times_out_with_the_command_to_run(tmp_path: Path) -> None:
+    script = tmp_path / "login"
+    script.write_text(f"#!{sys.executable}\nimport sys\nsys.stdin.read()\nimport time\ntime.sleep(30)\n")
+    script.chmod(0o755)
+    creds = ExecCredentials(ExecPluginSpec(command=str(script), args=("--device-code",)), "kc", timeout=1)
+    with pytest.raises(KubeConfigError, match=r"gave no credential within 1s .*run it once in a terminal: .*login --device-code"):
+        creds.current()
