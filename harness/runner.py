@@ -169,7 +169,9 @@ def run_main(args: argparse.Namespace) -> int:
     if rc == 1:
         return EXIT_FAILED
     if rc == _PYTEST_NO_TESTS:
-        raise ConfigError(f"no checks were collected from --suite {','.join(args.suite or ['(all)'])}; nothing ran")
+        chosen = f"--suite {','.join(args.suite)}" if args.suite else "the shipped suites"
+        raise ConfigError(f"no checks were collected from {chosen}{f' with -k {args.keyword}' if args.keyword else ''}; "
+                          "nothing ran")
     raise _PytestBroke(f"the test runner stopped with exit code {rc}; see the output above and {report_dir}")
 
 
