@@ -1,13 +1,16 @@
 """Benchmark of the full conformance run: wall time of `aiconform run` on a profile (default: the embedded default,
 all suites) and Hypothesis examples per minute against the real cluster.  Prints figures and writes JSON; not a test.
 
-Usage: ``python bench/bench_suite.py [--reps 3] [--profile default] [--examples 8] [--out bench/results-suite.json]``
+Usage: ``python bench/bench_suite.py [--reps 3] [--profile default] [--examples 8] [--parallel N]
+[--out bench/results-suite.json]`` (``--parallel``: checks at a time, as ``aiconform run --parallel``; default: its
+default).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import statistics
 import subprocess
 import sys
@@ -16,11 +19,12 @@ import time
 from pathlib import Path
 
 
-def one_run(profile: str, examples: int, report_dir: Path, name: str) -> dict[str, object]:
+def one_run(profile: str, examples: int, report_dir: Path, name: str, parallel: int | None) -> dict[str, object]:
     t0 = time.monotonic()
     res = subprocess.run(
         [sys.executable, "-m", "harness.cli", "run", "--profile", profile, "--name", name,
-         "--report-dir", str(report_dir), "--examples", str(examples)],
+         "--report-dir", str(report_dir), "--examples", str(examples),
+         *(["--parallel", str(parallel)] if parallel is not None else [])],
         capture_output=True, text=True, timeout=1800,
     )
     wall = time.monotonic() - t0
@@ -46,12 +50,14 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--profile", default="default")
     ap.add_argument("--examples", type=int, default=8)
+    ap.add_argument("--parallel", type=int, default=None, help="checks at a time (aiconform run --parallel)")
     ap.add_argument("--out", default="bench/results-suite.json")
     args = ap.parse_args()
     runs = []
     with tempfile.TemporaryDirectory(prefix="aiconform-bench-suite-") as tmp:
         for i in range(args.reps):
-            r = one_run(args.profile, args.examples, Path(tmp) / f"r{i}", f"bench-suite-{i}")
+            name = f"bench-suite-{secrets.token_hex(2)}-{i}"  # unique: other clusters may run on this machine
+            r = one_run(args.profile, args.examples, Path(tmp) / f"r{i}", name, args.parallel)
             runs.append(r)
             print(f"rep {i + 1}/{args.reps}: {r}", flush=True)
     walls = [float(r["wall_s"]) for r in runs]  # type: ignore[arg-type]
@@ -65,8 +71,8 @@ def main() -> int:
     if rates:
         print(f"property examples/min: min {min(rates):.0f} median {statistics.median(rates):.0f} max {max(rates):.0f}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"profile": args.profile, "examples": args.examples, "runs": runs,
-                                          "summary": summary}, indent=2))
+    Path(args.out).write_text(json.dumps({"profile": args.profile, "examples": args.examples, "parallel": args.parallel,
+                                          "runs": runs, "summary": summary}, indent=2))
     print(f"wrote {args.out}")
     return 0 if all(r["exit_code"] == 0 for r in runs) else 1
 

@@ -8,6 +8,12 @@ Owns the container-facing contract of the fake GPU:
 - mounts (read-only): the fake nvidia-smi at ``/usr/local/bin/nvidia-smi`` (on the default PATH of busybox and
   Debian images) and the per-allocation data file at ``/etc/aiconform-fake-gpu/devices``.
 It never decides which devices a container gets; the kubelet did that.
+
+Real GPUs (``Inventory.fake`` false, the nvml backend) go through the same code: ``NVIDIA_VISIBLE_DEVICES`` holds the
+real UUIDs and the devices are the driver's own nodes (``hostfiles.container_device_nodes``: ``/dev/nvidia<minor>``,
+``/dev/nvidiactl``, ``/dev/nvidia-uvm``, ``/dev/nvidia-uvm-tools`` where present, a MIG device's
+``/dev/nvidia-caps/nvidia-cap<N>``); nothing fake is declared or mounted (no ``AICONFORM_FAKE_GPU*``, no fake
+nvidia-smi, no data file).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from collections.abc import Sequence
 
 from fake_gpu_plugin.api import deviceplugin_pb2 as pb
 from fake_gpu_plugin.errors import AllocationError
-from fake_gpu_plugin.hostfiles import HostPaths, write_atomic
+from fake_gpu_plugin.hostfiles import HostPaths, container_device_nodes, write_atomic
 from fake_gpu_plugin.inventory import AdvertisedDevice, Inventory, MigDevice, PhysicalGpu, Unit
 
 SMI_CONTAINER_PATH = "/usr/local/bin/nvidia-smi"
@@ -57,20 +63,16 @@ class Allocator:
         devices = self.resolve(device_ids)
         units = _unique_units(devices)
         gpus = _unique_gpus(units)
-        data_file = self._data_file(device_ids, units, gpus)
-        resp = pb.ContainerAllocateResponse(
-            envs={
-                "NVIDIA_VISIBLE_DEVICES": ",".join(u.uuid for u in units),
-                "AICONFORM_FAKE_GPU": "1",
-                "AICONFORM_FAKE_GPU_DEVICES": DATA_CONTAINER_PATH,
-            },
-            mounts=[
+        resp = pb.ContainerAllocateResponse(envs={"NVIDIA_VISIBLE_DEVICES": ",".join(u.uuid for u in units)})
+        if self.inventory.fake:
+            data_file = self._data_file(device_ids, units, gpus)
+            resp.envs.update({"AICONFORM_FAKE_GPU": "1", "AICONFORM_FAKE_GPU_DEVICES": DATA_CONTAINER_PATH})
+            resp.mounts.extend([
                 pb.Mount(container_path=SMI_CONTAINER_PATH, host_path=str(self.paths.nvidia_smi), read_only=True),
                 pb.Mount(container_path=DATA_CONTAINER_PATH, host_path=str(data_file), read_only=True),
-            ],
-        )
+            ])
         if self.device_nodes:
-            names = [f"nvidia{g.minor}" for g in gpus] + ["nvidiactl", "nvidia-uvm"]
+            names = container_device_nodes(self.paths, units, gpus)
             resp.devices.extend(
                 pb.DeviceSpec(container_path=f"/dev/{n}", host_path=str(self.paths.device_node(n)), permissions="rw")
                 for n in names)

@@ -5,10 +5,14 @@ Owns argument parsing, logging setup, signal handling and turning PluginError in
 
     serve     --config FILE [--node-name N] [--device-plugin-dir DIR] [--state-dir DIR] [--metrics-addr H:P|off]
               [--kubelet-root DIR] [--pod-resources-socket PATH] [--no-device-nodes] [--kubeconfig F|--in-cluster]
+              [--backend fake|nvml]
     health    --state-dir DIR (or --node-name N) --device UUID --unhealthy|--healthy
     labels    --config FILE [--format json|lines]
     validate  --config FILE
-    inventory --config FILE [--node-name N]      (the device ids each resource advertises, as JSON)
+    inventory --config FILE [--node-name N] [--backend fake|nvml]   (the device ids each resource advertises, JSON)
+
+``--backend nvml`` (``nvml_backend``) advertises the machine's real GPUs through the same plugin; ``--config`` is then
+optional and may set only ``gpu.mig.strategy`` and ``gpu.sharing``.
 """
 
 from __future__ import annotations
@@ -24,9 +28,14 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from fake_gpu_plugin.config import InventoryConfig, load_config
 from fake_gpu_plugin.errors import ConfigError, PluginError
+
+if TYPE_CHECKING:
+    from fake_gpu_plugin.inventory import Inventory
+    from fake_gpu_plugin.nvml_backend import NvmlBackend
 
 log = logging.getLogger("fake_gpu_plugin")
 
@@ -53,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the device plugin next to a kubelet")
-    serve.add_argument("--config", required=True, type=Path, help="inventory config (YAML or JSON pool dict)")
+    _add_source(serve)
     serve.add_argument("--node-name", default=None, help="node this plugin plays (default: $NODE_NAME or hostname)")
     serve.add_argument("--device-plugin-dir", type=Path, default=Path("/var/lib/kubelet/device-plugins"))
     serve.add_argument("--state-dir", type=Path, default=None,
@@ -66,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--pod-resources-socket", type=Path, default=None,
                        help="default: <kubelet-root>/pod-resources/kubelet.sock")
     serve.add_argument("--no-device-nodes", action="store_true",
-                       help="do not mknod /dev/nvidia* stand-ins (no root); Allocate then hands out no devices")
+                       help="fake: do not mknod /dev/nvidia* stand-ins (no root); nvml: hand out no device nodes "
+                            "(leave them to the NVIDIA container runtime); Allocate then hands out no devices")
     lookup = serve.add_mutually_exclusive_group()
     lookup.add_argument("--kubeconfig", type=Path, default=None,
                         help="read pod annotations (utilisation) from this cluster")
@@ -90,9 +100,36 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--config", required=True, type=Path)
 
     inventory = sub.add_parser("inventory", help="print the devices each resource advertises (JSON)")
-    inventory.add_argument("--config", required=True, type=Path)
+    _add_source(inventory)
     inventory.add_argument("--node-name", default=None)
     return parser
+
+
+def _add_source(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=None,
+                        help="inventory config (YAML or JSON pool dict); required with --backend fake, optional with "
+                             "nvml (then only gpu.mig.strategy and gpu.sharing)")
+    parser.add_argument("--backend", choices=["fake", "nvml"], default="fake",
+                        help="fake (default): GPUs played from --config; nvml: the machine's real GPUs (nvidia-ml-py)")
+
+
+def open_inventory(args: argparse.Namespace, node: str) -> tuple[Inventory, NvmlBackend | None]:
+    """The inventory ``--backend``/``--config`` ask for, and the NVML backend when it is real (caller closes it)."""
+    from fake_gpu_plugin.inventory import build_inventory
+
+    if args.backend == "nvml":
+        from fake_gpu_plugin.nvml_backend import NvmlBackend, NvmlSettings, settings_from_file
+
+        settings = settings_from_file(args.config) if args.config is not None else NvmlSettings()
+        backend = NvmlBackend.open()
+        try:
+            return backend.inventory(node, settings), backend
+        except BaseException:
+            backend.close()
+            raise
+    if args.config is None:
+        raise ConfigError("", "--config is required with --backend fake (the GPUs it plays)")
+    return build_inventory(load_config(args.config), node), None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -113,15 +150,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from fake_gpu_plugin.inventory import build_inventory
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    node = args.node_name or default_node_name()
+    inventory, backend = open_inventory(args, node)
+    try:
+        return _run_plugin(args, node, inventory, backend)
+    finally:
+        if backend is not None:
+            backend.close()
+
+
+def _run_plugin(args: argparse.Namespace, node: str, inventory: Inventory, backend: NvmlBackend | None) -> int:
     from fake_gpu_plugin.kubeapi import KubeAnnotationLookup
     from fake_gpu_plugin.metrics import AnnotationLookup
     from fake_gpu_plugin.plugin import FakeGpuPlugin, PluginSettings
 
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = load_config(args.config)
-    node = args.node_name or default_node_name()
     settings = PluginSettings(
         node_name=node,
         device_plugin_dir=args.device_plugin_dir,
@@ -142,11 +186,12 @@ def _serve(args: argparse.Namespace) -> int:
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    plugin = FakeGpuPlugin(build_inventory(config, node), settings, annotation_lookup=lookup)
+    health = backend.health_source(inventory) if backend is not None else None
+    plugin = FakeGpuPlugin(inventory, settings, annotation_lookup=lookup, health_source=health)
     try:
         plugin.start()
-        log.info("ready: node %s, resources %s, state dir %s", node, ", ".join(plugin.servers),
-                 settings.resolved_state_dir)
+        log.info("ready: node %s, %s GPUs, resources %s, state dir %s", node, inventory.hardware,
+                 ", ".join(plugin.servers), settings.resolved_state_dir)
         stop.wait()
     finally:
         plugin.stop()
@@ -186,15 +231,25 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _inventory(args: argparse.Namespace) -> int:
-    from fake_gpu_plugin.inventory import build_inventory
-
-    inv = build_inventory(load_config(args.config), args.node_name or default_node_name())
-    print(json.dumps({
-        "node": inv.node_name,
-        "gpus": [{"index": g.index, "uuid": g.uuid, "numa": g.numa_node} for g in inv.gpus],
-        "resources": {name: [d.id for d in devs] for name, devs in inv.resources.items()},
-    }, indent=2))
+    inv, backend = open_inventory(args, args.node_name or default_node_name())
+    if backend is not None:
+        backend.close()
+    print(json.dumps(inventory_json(inv), indent=2))
     return 0
+
+
+def inventory_json(inv: Inventory) -> dict[str, object]:
+    """What ``inventory`` prints: the node's GPUs, MIG devices and the device ids each resource advertises."""
+    return {
+        "node": inv.node_name,
+        "hardware": inv.hardware,
+        "gpus": [{"index": g.index, "uuid": g.uuid, "numa": g.numa_node, "model": g.model.key,
+                  "product": g.model.product, "memory_mib": g.memory_mib, "minor": g.minor,
+                  **({"pci_bus_id": g.pci_bus_id} if g.pci_bus_id else {})} for g in inv.gpus],
+        "mig_devices": [{"uuid": m.uuid, "gpu": m.parent.index, "slot": m.slot, "profile": m.profile.name,
+                         "memory_mib": m.memory_mib} for m in inv.mig_devices],
+        "resources": {name: [d.id for d in devs] for name, devs in inv.resources.items()},
+    }
 
 
 __all__ = ["main", "build_parser", "ConfigError"]

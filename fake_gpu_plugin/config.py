@@ -1,7 +1,10 @@
-"""The inventory config: which GPUs one node has and how they are carved up and shared.
+"""The GPU spec of a node: which GPUs it has and how they are carved up and shared (``InventoryConfig``).
 
-Owns parsing and validating the config (from a YAML/JSON file or from a harness profile's pool dict, one parser for
-both, so there is one source of truth).  Does not build devices (``inventory``) and knows nothing of gRPC.
+Owns the one GPU spec type of aiconform and its one parser.  The plugin reads it from a YAML/JSON file
+(``load_config``) or a pool dict (``config_from_pool``); the harness parses every profile pool's and the real node's
+``gpu:`` mapping with ``parse_gpu``, so simulated (tier S) and real (tier R) nodes are built from the same value.
+``to_pool`` writes a spec back as the pool dict the plugin reads (the real node's config file).  Does not build
+devices (``inventory``) or labels (``labels``) and knows nothing of gRPC.
 
 The format is the pool dict of an aiconform profile::
 
@@ -9,7 +12,7 @@ The format is the pool dict of an aiconform profile::
     nodes: 2                  # optional, read by the harness only (as are cpu, memory, labels, taints, ...)
     gpu:
       model: A100-SXM4-80GB   # a key or alias of fake_gpu_plugin.models.CATALOGUE
-      count: 8
+      count: 8                # optional, default 1; at most 64
       numaNodes: 2            # optional; default 2 when count >= 2, else 1
       mig:
         strategy: mixed       # none | single | mixed
@@ -20,7 +23,8 @@ The format is the pool dict of an aiconform profile::
           renameByDefault: false
           failRequestsGreaterThanOne: false
 
-Every error names the bad field by its path, e.g. ``gpu.mig.layout[1]: ...``.
+Every error names the bad field by its path, e.g. ``gpu.mig.layout[1]: ...``; ``parse_gpu(..., at="pools[1].gpu")``
+roots the path where the caller found the mapping (``pools[1].gpu.count: ...``).
 """
 
 from __future__ import annotations
@@ -36,6 +40,10 @@ from fake_gpu_plugin.models import GpuModel, MigProfile, lookup
 MIG_STRATEGIES = ("none", "single", "mixed")
 COMPUTE_SLICES = 7
 MEMORY_SLICES = 8
+MAX_GPUS = 64
+"""Most GPUs one node may have (a guard against typos that would build huge inventories)."""
+MAX_REPLICAS = 64
+"""Most time-slicing replicas per GPU or MIG device."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +92,7 @@ class InventoryConfig:
     model: str
     """Canonical catalogue key of the GPU model."""
     count: int
-    """Number of physical GPUs on the node."""
+    """Number of physical GPUs on the node (>= 1; 0 only where a ``parse_gpu`` caller allowed it)."""
     numa_nodes: int = 1
     """GPUs are spread over this many NUMA nodes in contiguous blocks (first half on 0, second half on 1, ...)."""
     mig: MigConfig = field(default_factory=MigConfig)
@@ -130,27 +138,53 @@ def config_from_pool(pool: Any, *, source: str = "") -> InventoryConfig:
         reader.positive_int(top["nodes"], "nodes", allow_zero=True)
     if "gpu" not in top:
         raise reader.error("gpu", "missing (a mapping with at least model and count)")
-    gpu = reader.mapping(top["gpu"], "gpu", {"model", "count", "numaNodes", "mig", "sharing"})
-    model = reader.model(gpu)
-    if "count" not in gpu:
-        raise reader.error("gpu.count", "missing (number of GPUs per node)")
-    count = reader.positive_int(gpu["count"], "gpu.count")
+    return parse_gpu(top["gpu"], source=source, pool=name)
+
+
+def parse_gpu(gpu: Any, *, at: str = "gpu", source: str = "", pool: str = "",
+              allow_zero_count: bool = False) -> InventoryConfig:
+    """Parse one ``gpu:`` mapping (``{model, count, numaNodes, mig, sharing}``), naming bad fields under ``at``.
+
+    ``count`` defaults to 1; ``allow_zero_count`` lets a caller accept ``count: 0`` (the harness reads it as "no
+    GPUs"); the plugin itself always needs at least one GPU.
+    """
+    reader = _Reader(source, at)
+    data = reader.mapping(gpu, at, {"model", "count", "numaNodes", "mig", "sharing"})
+    model = reader.model(data)
+    count = reader.positive_int(data.get("count", 1), reader.at("count"), allow_zero=allow_zero_count,
+                                maximum=MAX_GPUS)
     numa_default = 2 if count >= 2 else 1
-    numa_nodes = reader.positive_int(gpu.get("numaNodes", numa_default), "gpu.numaNodes")
-    if numa_nodes > count:
-        raise reader.error("gpu.numaNodes", f"{numa_nodes} NUMA nodes for {count} GPUs; at most one per GPU")
-    mig = reader.mig(gpu.get("mig", {}), model, count)
-    sharing = reader.mapping(gpu.get("sharing", {}), "gpu.sharing", {"timeSlicing"})
+    numa_nodes = reader.positive_int(data.get("numaNodes", numa_default), reader.at("numaNodes"))
+    if numa_nodes > max(count, 1):
+        raise reader.error(reader.at("numaNodes"), f"{numa_nodes} NUMA nodes for {count} GPUs; at most one per GPU")
+    mig = reader.mig(data.get("mig", {}), model, count)
+    sharing = reader.mapping(data.get("sharing", {}), reader.at("sharing"), {"timeSlicing"})
     slicing = reader.time_slicing(sharing.get("timeSlicing", {}))
     return InventoryConfig(model=model.key, count=count, numa_nodes=numa_nodes, mig=mig, time_slicing=slicing,
-                           pool=name)
+                           pool=pool)
+
+
+def to_pool(config: InventoryConfig, *, name: str | None = None) -> dict[str, Any]:
+    """The pool dict that ``config_from_pool`` reads back as ``config`` (every field written out, layout per GPU)."""
+    gpu: dict[str, Any] = {"model": config.model, "count": config.count, "numaNodes": config.numa_nodes}
+    if config.mig.enabled:
+        gpu["mig"] = {"strategy": config.mig.strategy, "layout": [list(per_gpu) for per_gpu in config.mig.layout]}
+    slicing = config.time_slicing
+    gpu["sharing"] = {"timeSlicing": {"replicas": slicing.replicas, "renameByDefault": slicing.rename_by_default,
+                                      "failRequestsGreaterThanOne": slicing.fail_requests_greater_than_one}}
+    return {"name": config.pool if name is None else name, "nodes": 1, "gpu": gpu}
 
 
 class _Reader:
     """Typed field access that raises ConfigError with the field's path."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, root: str = "gpu") -> None:
         self.source = source
+        self.root = root
+
+    def at(self, suffix: str) -> str:
+        """The path of a field under the ``gpu`` mapping being read."""
+        return f"{self.root}.{suffix}"
 
     def error(self, path: str, message: str) -> ConfigError:
         return ConfigError(path or "(top level)", message, source=self.source)
@@ -166,10 +200,12 @@ class _Reader:
                 raise self.error(where, f"unknown field; known: {', '.join(sorted(known))}")
         return value
 
-    def positive_int(self, value: Any, path: str, *, allow_zero: bool = False) -> int:
+    def positive_int(self, value: Any, path: str, *, allow_zero: bool = False, maximum: int | None = None) -> int:
         low = 0 if allow_zero else 1
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise self.error(path, f"must be an integer >= {low}, got {value!r}")
+        if maximum is not None and value > maximum:
+            raise self.error(path, f"must be an integer <= {maximum}, got {value!r}")
         return value
 
     def boolean(self, value: Any, path: str) -> bool:
@@ -184,48 +220,50 @@ class _Reader:
         return value
 
     def model(self, gpu: Mapping[str, Any]) -> GpuModel:
+        path = self.at("model")
         if "model" not in gpu:
-            raise self.error("gpu.model", "missing (a GPU model name)")
+            raise self.error(path, "missing (a GPU model name)")
         name = gpu["model"]
         if not isinstance(name, str):
-            raise self.error("gpu.model", f"must be a string, got {name!r}")
+            raise self.error(path, f"must be a string, got {name!r}")
         try:
             return lookup(name)
         except KeyError as err:
-            raise self.error("gpu.model", str(err.args[0])) from None
+            raise self.error(path, str(err.args[0])) from None
 
     def time_slicing(self, value: Any) -> TimeSlicing:
-        path = "gpu.sharing.timeSlicing"
+        path = self.at("sharing.timeSlicing")
         data = self.mapping(value, path, {"replicas", "renameByDefault", "failRequestsGreaterThanOne"})
         return TimeSlicing(
-            replicas=self.positive_int(data.get("replicas", 1), f"{path}.replicas"),
+            replicas=self.positive_int(data.get("replicas", 1), f"{path}.replicas", maximum=MAX_REPLICAS),
             rename_by_default=self.boolean(data.get("renameByDefault", False), f"{path}.renameByDefault"),
             fail_requests_greater_than_one=self.boolean(
                 data.get("failRequestsGreaterThanOne", False), f"{path}.failRequestsGreaterThanOne"),
         )
 
     def mig(self, value: Any, model: GpuModel, count: int) -> MigConfig:
-        data = self.mapping(value, "gpu.mig", {"strategy", "layout"})
+        path, strategy_path, layout_path = self.at("mig"), self.at("mig.strategy"), self.at("mig.layout")
+        data = self.mapping(value, path, {"strategy", "layout"})
         strategy = data.get("strategy", "none")
         if strategy not in MIG_STRATEGIES:
-            raise self.error("gpu.mig.strategy", f"must be one of {', '.join(MIG_STRATEGIES)}, got {strategy!r}")
+            raise self.error(strategy_path, f"must be one of {', '.join(MIG_STRATEGIES)}, got {strategy!r}")
         raw_layout = data.get("layout")
         if strategy == "none":
             if raw_layout not in (None, [], {}):
-                raise self.error("gpu.mig.layout", "set, but gpu.mig.strategy is none (use single or mixed)")
+                raise self.error(layout_path, f"set, but {strategy_path} is none (use single or mixed)")
             return MigConfig()
         if not model.mig_capable:
-            raise self.error("gpu.mig.strategy", f"{strategy} needs a MIG-capable model; {model.key} is not")
+            raise self.error(strategy_path, f"{strategy} needs a MIG-capable model; {model.key} is not")
         if raw_layout is None:
-            raise self.error("gpu.mig.layout", f"missing; strategy {strategy} needs a layout, e.g. "
-                                               f"{model.mig_profiles[0].name!r}")
-        layout = tuple(self._gpu_layout(entry, model, f"gpu.mig.layout{where}")
+            raise self.error(layout_path, f"missing; strategy {strategy} needs a layout, e.g. "
+                                          f"{model.mig_profiles[0].name!r}")
+        layout = tuple(self._gpu_layout(entry, model, f"{layout_path}{where}")
                        for where, entry in self._per_gpu(raw_layout, count))
-        if strategy == "single":
+        if strategy == "single" and count:
             names = {name for per_gpu in layout for name in per_gpu}
             if len(names) != 1 or any(not per_gpu for per_gpu in layout):
-                raise self.error("gpu.mig.layout", "strategy single needs every GPU carved into one and the same "
-                                                   f"profile, got {_describe(layout)}")
+                raise self.error(layout_path, "strategy single needs every GPU carved into one and the same "
+                                              f"profile, got {_describe(layout)}")
         return MigConfig(strategy=strategy, layout=layout)
 
     def _per_gpu(self, raw: Any, count: int) -> list[tuple[str, Any]]:
@@ -235,9 +273,9 @@ class _Reader:
         if shared:
             return [("", raw)] * count
         if not isinstance(raw, list):
-            raise self.error("gpu.mig.layout", f"must be a profile name, a mapping or a list, got {raw!r}")
+            raise self.error(self.at("mig.layout"), f"must be a profile name, a mapping or a list, got {raw!r}")
         if len(raw) != count:
-            raise self.error("gpu.mig.layout", f"has {len(raw)} per-GPU entries for gpu.count {count}")
+            raise self.error(self.at("mig.layout"), f"has {len(raw)} per-GPU entries for {self.at('count')} {count}")
         return [(f"[{i}]", item) for i, item in enumerate(raw)]
 
     def _gpu_layout(self, entry: Any, model: GpuModel, path: str) -> tuple[str, ...]:

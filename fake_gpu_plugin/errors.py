@@ -37,3 +37,7 @@ class RegistrationError(PluginError):
 
 class AllocationError(PluginError):
     """An Allocate request cannot be served; answered to the kubelet as a gRPC error with this message."""
+
+
+class NvmlError(PluginError):
+    """The nvml backend cannot run: nvidia-ml-py missing, NVML not loadable, or NVML's answers unusable."""

@@ -1,8 +1,10 @@
 """The devices one node advertises, built from an ``InventoryConfig`` and the node's name.
 
 Owns identities (stable UUIDs, NUMA placement, minor numbers), the mapping of devices onto extended resource names
-(MIG strategies, time-slicing replicas, ``.shared`` renaming) and the health of each advertised device.  Pure data:
-no gRPC, no files.
+(MIG strategies, time-slicing replicas, ``.shared`` renaming), the resource counts a node of a spec advertises
+(``resource_counts``, also what simulated nodes carry) and the health of each advertised device.  Pure data: no
+gRPC, no files.  Real GPUs (``nvml_backend``) bring their own identities and go through the same
+``assemble_inventory``; ``Inventory.hardware`` says which (``fake`` or ``nvml``).
 
 Identity rules (stable for a node name, so a restarted plugin advertises the same ids):
 - GPU ``i`` of node ``n``: ``GPU-`` + a UUID-shaped hex string derived from sha256("n/gpu/i");
@@ -12,6 +14,7 @@ Identity rules (stable for a node name, so a restarted plugin advertises the sam
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +25,7 @@ from fake_gpu_plugin.models import GpuModel, MigProfile
 HEALTHY = "Healthy"
 UNHEALTHY = "Unhealthy"
 GPU_RESOURCE = "nvidia.com/gpu"
+FAKE_HARDWARE = "fake"
 
 
 def stable_uuid(prefix: str, seed: str) -> str:
@@ -38,10 +42,14 @@ class PhysicalGpu:
     uuid: str
     numa_node: int
     model: GpuModel
+    dev_minor: int | None = None
+    """Minor number of the host's ``/dev/nvidia<minor>`` when it differs from ``index`` (real GPUs: NVML's)."""
+    pci_bus_id: str = ""
+    """PCI bus id (real GPUs only)."""
 
     @property
     def minor(self) -> int:
-        return self.index
+        return self.index if self.dev_minor is None else self.dev_minor
 
     @property
     def memory_mib(self) -> int:
@@ -56,6 +64,9 @@ class MigDevice:
     parent: PhysicalGpu
     slot: int
     profile: MigProfile
+    device_nodes: tuple[str, ...] = ()
+    """Host device nodes under the device root that this MIG device needs besides its parent's (real GPUs: the
+    ``nvidia-caps/nvidia-cap<N>`` of its GPU and compute instance)."""
 
     @property
     def numa_node(self) -> int:
@@ -111,6 +122,12 @@ class Inventory:
     fingerprint: str
     """Changes whenever anything a container could observe changes (model, ids, node)."""
     _by_id: Mapping[str, AdvertisedDevice] = field(compare=False, repr=False)
+    hardware: str = FAKE_HARDWARE
+    """``fake`` (this package plays the GPUs) or ``nvml`` (the machine's real GPUs, see ``nvml_backend``)."""
+
+    @property
+    def fake(self) -> bool:
+        return self.hardware == FAKE_HARDWARE
 
     @property
     def resource_names(self) -> list[str]:
@@ -148,10 +165,24 @@ def build_inventory(config: InventoryConfig, node_name: str) -> Inventory:
             for slot, name in enumerate(names):
                 migs.append(MigDevice(uuid=stable_uuid("MIG", f"{node_name}/gpu/{gpu.index}/mig/{slot}/{name}"),
                                       parent=gpu, slot=slot, profile=model.mig_profile(name)))
+    fingerprint = hashlib.sha256(repr((node_name, config)).encode()).hexdigest()[:16]
+    return assemble_inventory(node_name, config, gpus, tuple(migs), fingerprint=fingerprint)
+
+
+def assemble_inventory(node_name: str, config: InventoryConfig, gpus: tuple[PhysicalGpu, ...],
+                       migs: tuple[MigDevice, ...], *, fingerprint: str, hardware: str = FAKE_HARDWARE,
+                       unadvertised: frozenset[int] = frozenset()) -> Inventory:
+    """Map devices onto resource names (MIG strategy of ``config``, time-slicing replicas, ``.shared`` names).
+
+    The one place that decides what is advertised, for fake and real GPUs alike.  A GPU with MIG devices is
+    advertised through them; a GPU whose index is in ``unadvertised`` (MIG on, no instances) not at all.
+    """
     resources: dict[str, list[AdvertisedDevice]] = {}
     carved = {m.parent.index for m in migs}
     units: list[tuple[str, Unit]] = []
     for gpu in gpus:
+        if gpu.index in unadvertised:
+            continue
         if gpu.index not in carved:
             units.append((GPU_RESOURCE, gpu))
             continue
@@ -168,9 +199,23 @@ def build_inventory(config: InventoryConfig, node_name: str) -> Inventory:
         resources.setdefault(name, []).extend(devices)
     frozen = {name: tuple(devs) for name, devs in sorted(resources.items())}
     by_id = {d.id: d for devs in frozen.values() for d in devs}
-    fingerprint = hashlib.sha256(repr((node_name, config)).encode()).hexdigest()[:16]
-    return Inventory(node_name=node_name, config=config, gpus=gpus, mig_devices=tuple(migs), resources=frozen,
-                     fingerprint=fingerprint, _by_id=by_id)
+    return Inventory(node_name=node_name, config=config, gpus=gpus, mig_devices=migs, resources=frozen,
+                     fingerprint=fingerprint, _by_id=by_id, hardware=hardware)
+
+
+def resource_counts(config: InventoryConfig) -> dict[str, int]:
+    """What a node with this spec advertises: extended resource name -> device count (its capacity, all healthy).
+
+    Counted from the very inventory the plugin serves (``build_inventory``), so a simulated node's capacity and
+    the real plugin's ListAndWatch cannot drift apart.  Device ids depend on the node name, counts do not, so the
+    answer is remembered per spec (thousands of simulated nodes share a handful of specs).
+    """
+    return dict(_resource_counts(config))
+
+
+@functools.lru_cache(maxsize=256)
+def _resource_counts(config: InventoryConfig) -> tuple[tuple[str, int], ...]:
+    return tuple((name, len(devices)) for name, devices in build_inventory(config, "capacity").resources.items())
 
 
 def health_map(devices: Iterable[AdvertisedDevice], unhealthy: frozenset[str]) -> dict[str, str]:

@@ -1,8 +1,9 @@
 """The catalogue of GPU models the fake stack can play: product names, memory, MIG profile tables.
 
-Owns facts about hardware models only.  Profile validation (harness.config) and the device plugin both read this
-table, so a model is described once.  Figures follow NVIDIA's published specifications; MIG placement is modelled by
-slice counts (7 compute, 8 memory slices), which is the constraint that decides whether a layout fits.
+Owns facts about hardware models only.  The GPU spec parser (``config``), the node labels (``labels``) and the
+device plugin all read this table, so a model is described once.  Figures follow NVIDIA's published
+specifications; MIG placement is modelled by slice counts (7 compute, 8 memory slices), which is the constraint that
+decides whether a layout fits.
 """
 
 from __future__ import annotations
@@ -100,17 +101,3 @@ def lookup(name: str) -> GpuModel:
         return CATALOGUE[key]
     except KeyError:
         raise KeyError(f"unknown GPU model {name!r}; known: {', '.join(known_models())}") from None
-
-
-def gfd_labels(model: GpuModel, count: int) -> dict[str, str]:
-    """Node labels in the style of NVIDIA's GPU feature discovery for ``count`` GPUs of ``model``."""
-    return {
-        "nvidia.com/gpu.present": "true",
-        "nvidia.com/gpu.product": model.gfd_product,
-        "nvidia.com/gpu.memory": str(model.memory_mib),
-        "nvidia.com/gpu.count": str(count),
-        "nvidia.com/gpu.family": model.family,
-        "nvidia.com/gpu.compute.major": str(model.compute_major),
-        "nvidia.com/gpu.compute.minor": str(model.compute_minor),
-        "nvidia.com/mig.capable": "true" if model.mig_capable else "false",
-    }

@@ -10,6 +10,9 @@ every ``poll_interval_s`` (default 50 ms):
   recreates the socket and registers again;
 - retries a failed registration every ``register_retry_s`` while ``kubelet.sock`` exists.
 ``stop()`` removes the sockets.  Signals are the CLI's business, not this class's.
+
+Health has one path: the unhealthy set is the control file's ids plus, when a ``HealthSource`` is given (the nvml
+backend's Xid watcher), that source's ids, read at the same supervisor tick; any change is pushed the same way.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
 from fake_gpu_plugin.allocate import Allocator
 from fake_gpu_plugin.errors import PluginError, RegistrationError
@@ -35,6 +39,19 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DEVICE_PLUGIN_DIR = Path("/var/lib/kubelet/device-plugins")
 DEFAULT_KUBELET_ROOT = Path("/var/lib/kubelet")
+DEFAULT_DEV_ROOT = Path("/dev")
+
+
+class HealthSource(Protocol):
+    """A second source of unhealthy device ids besides the control file (e.g. NVML Xid events)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def unhealthy(self) -> frozenset[str]:
+        """GPU/MIG UUIDs this source holds unhealthy now (cheap: called every supervisor tick)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -61,6 +78,8 @@ class PluginSettings:
     register_timeout_s: float = 5.0
     register_retry_s: float = 1.0
     """Pause between attempts while the kubelet refuses or does not answer."""
+    dev_root: Path = DEFAULT_DEV_ROOT
+    """Where the real device nodes are; used only for real GPUs (an inventory that is not fake)."""
 
     @property
     def resolved_state_dir(self) -> Path:
@@ -75,12 +94,18 @@ class FakeGpuPlugin:
     """All resource servers of one node.  Use as a context manager or call ``start()``/``stop()``."""
 
     def __init__(self, inventory: Inventory, settings: PluginSettings, *,
-                 annotation_lookup: AnnotationLookup | None = None) -> None:
+                 annotation_lookup: AnnotationLookup | None = None, health_source: HealthSource | None = None) -> None:
         self.inventory = inventory
         self.settings = settings
-        self.paths = HostPaths(settings.resolved_state_dir)
+        self.paths = HostPaths(settings.resolved_state_dir,
+                               device_root=None if inventory.fake else settings.dev_root)
         self.annotation_lookup = annotation_lookup
+        self.health_source = health_source
         self._unhealthy: frozenset[str] = frozenset()
+        self._file_unhealthy: frozenset[str] = frozenset()
+        self._sourced: frozenset[str] = frozenset()
+        """The last union of the control file and the health source (a direct ``set_unhealthy`` stays until it
+        changes)."""
         self._health_ident: FileIdentity | None = None
         self._kubelet_ident: tuple[int, int] | None = None
         self._next_attempt: dict[str, float] = {}
@@ -99,6 +124,8 @@ class FakeGpuPlugin:
     def start(self) -> None:
         """Prepare the host, serve every resource, register each, start metrics and the supervisor."""
         prepare(self.paths, self.inventory, device_nodes=self.settings.device_nodes)
+        if self.health_source is not None:
+            self.health_source.start()
         self._reload_health(initial=True)
         try:
             for resource, devices in self.inventory.resources.items():
@@ -134,6 +161,8 @@ class FakeGpuPlugin:
                 feed.close_all()
             for server in self.servers.values():
                 server.stop()
+        if self.health_source is not None:
+            self.health_source.stop()
 
     def __enter__(self) -> FakeGpuPlugin:
         self.start()
@@ -173,15 +202,18 @@ class FakeGpuPlugin:
 
     def _reload_health(self, *, initial: bool = False) -> None:
         ident = file_identity(health_file(self.paths.state_dir))
-        if ident == self._health_ident and not initial:
-            return
-        self._health_ident = ident
-        try:
-            unhealthy = read_unhealthy(self.paths.state_dir)
-        except PluginError as err:
-            log.warning("%s; keeping the previous health", err)
-            return
-        self.set_unhealthy(unhealthy)
+        if ident != self._health_ident or initial:
+            self._health_ident = ident
+            try:
+                self._file_unhealthy = read_unhealthy(self.paths.state_dir)
+            except PluginError as err:
+                log.warning("%s; keeping the previous health", err)
+        unhealthy = self._file_unhealthy
+        if self.health_source is not None:
+            unhealthy |= self.health_source.unhealthy()
+        if unhealthy != self._sourced or initial:
+            self._sourced = unhealthy
+            self.set_unhealthy(unhealthy)
 
     def _check_kubelet(self) -> None:
         ident = _kubelet_identity(self.settings.kubelet_socket)

@@ -58,6 +58,10 @@ class Component:
     archive_member: str = ""
     """When the release is a .tar.gz: template of the member path of the binary."""
     build_tags: str = ""
+    replace: dict[str, str] = field(default_factory=dict)
+    """Module → ``module version`` replace directives for the scratch module: for a dependency version the module
+    proxy refuses (403), a served, API-compatible one.  Each is a deviation from upstream's go.mod: say why in
+    versions.toml."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,7 @@ def load_versions(path: Path = VERSIONS_FILE) -> Versions:
                 checksum_url=sec.get("checksum_url", ""),
                 archive_member=sec.get("archive_member", ""),
                 build_tags=sec.get("build_tags", ""),
+                replace=dict(sec.get("replace", {})),
             )
         return Versions(str(k8s["default"]).lstrip("v"), str(k8s["previous"]).lstrip("v"), groups)
     except KeyError as err:
@@ -335,6 +340,8 @@ class BinaryResolver:
             minor_ver = "0." + comp.version.split(".", 1)[1]
             for staging in self._kubernetes_staging_modules(comp, work, env):
                 lines.append(f"replace {staging} => {staging} v{minor_ver}")
+        for module, target in sorted(comp.replace.items()):
+            lines.append(f"replace {module} => {target}")
         gomod.write_text("\n".join(lines) + "\n")
         imports = "\n".join(f'import _ "{p}"' for p in comp.packages.values())
         (work / "tools.go").write_text(f"//go:build tools\n\npackage tools\n\n{imports}\n")

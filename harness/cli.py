@@ -1,4 +1,4 @@
-"""The ``aiconform`` command line: up / down / status / kubeconfig / bins / run / report / plugin.
+"""The ``aiconform`` command line: up / down / status / kubeconfig / bins / run / report / images / plugin.
 
 Progress goes to stderr; results (a kubeconfig path, a table) to stdout.  Every error a user can cause ends in one
 line on stderr and a non-zero exit: ``aiconform: <what went wrong>``.
@@ -118,6 +118,25 @@ def cmd_report(args: argparse.Namespace) -> int:
     return int(render_main(args.dir))
 
 
+def cmd_images(args: argparse.Namespace) -> int:
+    from harness import images
+
+    if args.images_cmd == "list":
+        rows = [images.status(img) for img in images.REGISTRY.values()]
+        print(f"{'NAME':<20} {'KIND':<8} {'HASH':<16} {'CACHED':<6} {'SIZE':>9}  IMAGE")
+        for r in rows:
+            size = f"{r['bytes'] / 1e6:.1f} MB" if r["cached"] else "-"
+            cached = "yes" if r["cached"] else ("n/a" if r.get("error") else "no")
+            print(f"{r['name']:<20} {r['kind']:<8} {r['key'][:16] or '-':<16} {cached:<6} {size:>9}  {r['ref']}"
+                  + (f"  ({r['error']})" if r.get("error") else ""))
+        return 0
+    targets = [images.get(n) for n in (args.names or list(images.REGISTRY))]  # unknown names fail before any build
+    for img in targets:
+        built = images.build(img)
+        print(built.archive, flush=True)
+    return 0
+
+
 def cmd_plugin(args: argparse.Namespace) -> int:
     from fake_gpu_plugin.cli import main as plugin_main
 
@@ -174,6 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=None, help="Hypothesis seed for the property suite")
     run.add_argument("--examples", type=int, default=None, help="Hypothesis examples per property")
     run.add_argument("-k", dest="keyword", default=None, help="pytest -k expression")
+    run.add_argument("--parallel", type=int, default=None, metavar="N",
+                     help="checks at a time (pytest-xdist; checks marked exclusive still run alone); "
+                          "default: half the machine's cores for a local cluster (its control plane needs the rest), all of them "
+                          "for --kubeconfig, at most 8; 1: one at a time")
     run.set_defaults(func=cmd_run)
 
     rep = sub.add_parser("report", help="render or compare reports")
@@ -184,6 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
     r = rsub.add_parser("render", help="re-render html/md/junit/evidence from a results.json")
     r.add_argument("dir")
     rep.set_defaults(func=cmd_report)
+
+    img = sub.add_parser("images", help="build and list the OCI images built here (nothing is ever pulled)")
+    isub = img.add_subparsers(dest="images_cmd", required=True, metavar="SUBCOMMAND")
+    ib = isub.add_parser("build", help="build (or find cached) images; prints each archive's path")
+    ib.add_argument("names", nargs="*", metavar="NAME", help="image names (default: all; see `images list`)")
+    isub.add_parser("list", help="name, kind, content hash, cached or not, archive size")
+    img.set_defaults(func=cmd_images)
 
     plug = sub.add_parser("plugin", help="the fake GPU device plugin (see `aiconform plugin -- --help`)")
     plug.add_argument("plugin_args", nargs=argparse.REMAINDER)

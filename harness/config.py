@@ -1,8 +1,9 @@
 """Typed settings and profiles.
 
 A profile is YAML; :func:`load_profile` turns it into frozen dataclasses or raises ConfigError naming the bad field
-(``pools[1].gpu.count: must be >= 0, got -2``).  Owns validation only; nothing here starts processes or talks to a
-cluster.
+(``pools[1].gpu.count: must be an integer >= 0, got -2``).  A ``gpu:`` mapping is parsed by fake_gpu_plugin's
+``parse_gpu`` into its ``InventoryConfig``, the one GPU spec type of both tiers.  Owns validation only; nothing here
+starts processes or talks to a cluster.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 
 import yaml
 
-from fake_gpu_plugin import models
+from fake_gpu_plugin.config import InventoryConfig, parse_gpu
+from fake_gpu_plugin.errors import ConfigError as GpuConfigError
 from harness.errors import ConfigError
 
 PROFILES_DIR = Path(__file__).with_name("profiles")
@@ -24,8 +26,11 @@ _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+_FEATURE_GATE = re.compile(r"^[A-Z][A-Za-z0-9]*$")
+_FLAG_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_RUNTIME_CONFIG_KEY = re.compile(r"^(api/(all|ga|beta|alpha)|[a-z0-9.-]+/[a-z0-9]+(/[a-z0-9]+)?|v1)$")
+CONTROL_PLANE_COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
-MIG_STRATEGIES = ("none", "single", "mixed")
 PROVIDERS = ("local", "kind", "existing")
 
 
@@ -43,55 +48,13 @@ class Taint:
 
 
 @dataclass(frozen=True)
-class TimeSlicing:
-    """NVIDIA-style time-slicing: each GPU is advertised ``replicas`` times."""
-
-    replicas: int = 1
-    rename_by_default: bool = False
-    """Advertise the replicas as ``nvidia.com/gpu.shared`` instead of ``nvidia.com/gpu``."""
-    fail_requests_greater_than_one: bool = False
-
-
-@dataclass(frozen=True)
-class Mig:
-    strategy: str = "none"
-    """``none``, ``single`` (every GPU split by one profile, advertised as nvidia.com/gpu) or ``mixed``."""
-    layout: tuple[tuple[str, int], ...] = ()
-    """Per-GPU MIG instances as (profile, count), e.g. (("3g.40gb", 1), ("1g.10gb", 4))."""
-
-
-@dataclass(frozen=True)
-class GpuSpec:
-    model: str
-    """Catalogue key (see fake_gpu_plugin.models); aliases are normalised to the key."""
-    count: int
-    mig: Mig = field(default_factory=Mig)
-    time_slicing: TimeSlicing = field(default_factory=TimeSlicing)
-
-    def extended_resources(self) -> dict[str, int]:
-        """What one node of this pool advertises, as the device plugin would: resource name → count."""
-        if self.count == 0:
-            return {}
-        model = models.lookup(self.model)
-        if self.mig.strategy == "mixed":
-            res: dict[str, int] = {}
-            for prof_name, n in self.mig.layout:
-                prof = model.mig_profile(prof_name)
-                res[prof.resource_name] = res.get(prof.resource_name, 0) + n * self.count
-            return res
-        per_gpu = sum(n for _, n in self.mig.layout) if self.mig.strategy == "single" else 1
-        total = self.count * per_gpu * self.time_slicing.replicas
-        name = "nvidia.com/gpu.shared" if self.time_slicing.rename_by_default else "nvidia.com/gpu"
-        return {name: total}
-
-
-@dataclass(frozen=True)
 class Pool:
     """A pool of identical simulated (tier S) nodes."""
 
     name: str
     nodes: int
-    gpu: GpuSpec | None = None
+    gpu: InventoryConfig | None = None
+    """The GPUs of each node (fake_gpu_plugin's spec type, shared with the real node's plugin); None: no GPUs."""
     cpu: str = "64"
     memory: str = "512Gi"
     pods: int = 110
@@ -105,9 +68,13 @@ class RealNode:
 
     enabled: bool = False
     name: str = "aiconform-real-0"
-    gpu: GpuSpec | None = None
+    gpu: InventoryConfig | None = None
+    """The GPUs the fake plugin serves on this node; None: no GPUs (and no plugin)."""
     labels: dict[str, str] = field(default_factory=dict)
     taints: tuple[Taint, ...] = ()
+    extra_args: dict[str, str] = field(default_factory=dict)
+    """Extra kubelet flags (``flag-name`` without dashes → value), checked against the pinned kubelet's ``--help``;
+    flags the harness sets itself are refused.  Feature gates come from ``controlPlane.featureGates``."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +88,16 @@ class ControlPlane:
     service_cidr: str = "10.96.0.0/16"
     pod_cidr: str = "10.128.0.0/12"
     """Pod addresses KWOK hands out on simulated nodes (fake, never routed)."""
+    feature_gates: dict[str, bool] = field(default_factory=dict)
+    """Feature gates, given to every component whose pinned binary knows the gate (kube-apiserver,
+    kube-controller-manager, kube-scheduler, and the real node's kubelet through its config's ``featureGates``);
+    a gate that none of them knows is refused before anything starts (harness/flags.py)."""
+    runtime_config: dict[str, str] = field(default_factory=dict)
+    """kube-apiserver ``--runtime-config`` entries, e.g. ``{"scheduling.k8s.io/v1beta1": "true"}``."""
+    extra_args: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Extra flags per control-plane component (``kube-apiserver``, ``kube-controller-manager``,
+    ``kube-scheduler``): ``flag-name`` (no dashes) → value, checked against that binary's ``--help``; flags the
+    harness sets itself are refused."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +107,8 @@ class Profile:
     pools: tuple[Pool, ...] = ()
     control_plane: ControlPlane = field(default_factory=ControlPlane)
     real_node: RealNode = field(default_factory=RealNode)
+    addons: tuple[str, ...] = ()
+    """Pinned upstream controllers installed after bring-up (harness.addons), e.g. ``kube-router`` (NetworkPolicy enforcement)."""
     source: str = ""
     """Where the profile came from (file path), for messages."""
 
@@ -188,7 +167,7 @@ def parse_profile(data: Any, *, name: str = "inline", source: str = "") -> Profi
 class _Parser:
     def profile(self, data: Any, name: str, source: str) -> Profile:
         d = self._map(data, "profile")
-        self._known(d, "", {"name", "provider", "pools", "controlPlane", "realNode", "description"})
+        self._known(d, "", {"name", "provider", "pools", "controlPlane", "realNode", "description", "addons"})
         provider = self._str(d.get("provider", "local"), "provider")
         if provider not in PROVIDERS:
             raise ConfigError(f"provider: must be one of {', '.join(PROVIDERS)}, got {provider!r}")
@@ -204,7 +183,27 @@ class _Parser:
         cp = self.control_plane(d.get("controlPlane", {}) or {}, "controlPlane")
         real = self.real_node(d.get("realNode", {}) or {}, "realNode")
         pname = self._str(d.get("name", name), "name")
-        return Profile(name=pname, provider=provider, pools=pools, control_plane=cp, real_node=real, source=source)
+        addons = self.addons(d.get("addons", []) or [], "addons", real)
+        return Profile(name=pname, provider=provider, pools=pools, control_plane=cp, real_node=real, addons=addons,
+                       source=source)
+
+    def addons(self, data: Any, at: str, real: RealNode) -> tuple[str, ...]:
+        from harness.addons import lookup
+
+        if not isinstance(data, list):
+            raise ConfigError(f"{at}: must be a list of addon names")
+        out: list[str] = []
+        for i, raw in enumerate(data):
+            name = self._str(raw, f"{at}[{i}]", required=True)
+            try:
+                addon = lookup(name)
+            except ConfigError as err:
+                raise ConfigError(f"{at}[{i}]: {err}") from None
+            if addon.needs_real_node and not real.enabled:
+                raise ConfigError(f"{at}[{i}]: {name} runs on the real node; set realNode.enabled: true (tier R)")
+            if name not in out:
+                out.append(name)
+        return tuple(out)
 
     def pool(self, data: Any, at: str) -> Pool:
         d = self._map(data, at)
@@ -213,7 +212,7 @@ class _Parser:
         if not _DNS1123.match(name) or len(name) > 40:
             raise ConfigError(f"{at}.name: must be a DNS-1123 label of at most 40 characters, got {name!r}")
         nodes = self._int(d.get("nodes", 1), f"{at}.nodes", minimum=0, maximum=20000)
-        gpu = self.gpu(d["gpu"], f"{at}.gpu") if d.get("gpu") is not None else None
+        gpu = self.gpu(d["gpu"], f"{at}.gpu", name) if d.get("gpu") is not None else None
         cpu = self._quantity(d.get("cpu", "64"), f"{at}.cpu")
         memory = self._quantity(d.get("memory", "512Gi"), f"{at}.memory")
         pods = self._int(d.get("pods", 110), f"{at}.pods", minimum=1, maximum=100000)
@@ -228,72 +227,18 @@ class _Parser:
             taints=self.taints(d.get("taints", []), f"{at}.taints"),
         )
 
-    def gpu(self, data: Any, at: str) -> GpuSpec:
-        d = self._map(data, at)
-        self._known(d, at, {"model", "count", "mig", "sharing"})
-        model_name = self._str(d.get("model"), f"{at}.model", required=True)
+    def gpu(self, data: Any, at: str, owner: str) -> InventoryConfig | None:
+        """A ``gpu:`` mapping, parsed by fake_gpu_plugin's parser (the one GPU spec parser); count 0 means no GPUs."""
         try:
-            model = models.lookup(model_name)
-        except KeyError as err:
-            raise ConfigError(f"{at}.model: {err.args[0]}") from None
-        count = self._int(d.get("count", 1), f"{at}.count", minimum=0, maximum=64)
-        mig = self.mig(d.get("mig", {}) or {}, f"{at}.mig", model)
-        ts = self.sharing(d.get("sharing", {}) or {}, f"{at}.sharing")
-        if mig.strategy != "none" and ts.replicas > 1:
-            raise ConfigError(f"{at}: MIG and time-slicing together are not supported by this fake")
-        return GpuSpec(model=model.key, count=count, mig=mig, time_slicing=ts)
-
-    def mig(self, data: Any, at: str, model: models.GpuModel) -> Mig:
-        d = self._map(data, at)
-        self._known(d, at, {"strategy", "layout"})
-        strategy = self._str(d.get("strategy", "none"), f"{at}.strategy")
-        if strategy not in MIG_STRATEGIES:
-            raise ConfigError(f"{at}.strategy: must be one of {', '.join(MIG_STRATEGIES)}, got {strategy!r}")
-        raw = d.get("layout", {}) or {}
-        if strategy == "none":
-            if raw:
-                raise ConfigError(f"{at}.layout: a layout needs strategy single or mixed")
-            return Mig()
-        if not model.mig_capable:
-            raise ConfigError(f"{at}.strategy: model {model.key} is not MIG-capable")
-        layout_map = self._map(raw, f"{at}.layout")
-        if not layout_map:
-            raise ConfigError(f"{at}.layout: strategy {strategy} needs a layout, e.g. {{'1g.10gb': 7}}")
-        layout: list[tuple[str, int]] = []
-        compute = memory = 0
-        for prof_name, n_raw in layout_map.items():
-            try:
-                prof = model.mig_profile(str(prof_name))
-            except KeyError as err:
-                raise ConfigError(f"{at}.layout.{prof_name}: {err.args[0]}") from None
-            n = self._int(n_raw, f"{at}.layout.{prof_name}", minimum=1, maximum=prof.max_instances)
-            compute += prof.compute_slices * n
-            memory += prof.memory_slices * n
-            layout.append((prof.name, n))
-        if compute > 7 or memory > 8:
-            raise ConfigError(
-                f"{at}.layout: does not fit one {model.key} (uses {compute}/7 compute and {memory}/8 memory slices)"
-            )
-        if strategy == "single" and len(layout) != 1:
-            raise ConfigError(f"{at}.layout: strategy single takes exactly one profile, got {len(layout)}")
-        return Mig(strategy=strategy, layout=tuple(layout))
-
-    def sharing(self, data: Any, at: str) -> TimeSlicing:
-        d = self._map(data, at)
-        self._known(d, at, {"timeSlicing"})
-        ts = self._map(d.get("timeSlicing", {}) or {}, f"{at}.timeSlicing")
-        self._known(ts, f"{at}.timeSlicing", {"replicas", "renameByDefault", "failRequestsGreaterThanOne"})
-        return TimeSlicing(
-            replicas=self._int(ts.get("replicas", 1), f"{at}.timeSlicing.replicas", minimum=1, maximum=64),
-            rename_by_default=self._bool(ts.get("renameByDefault", False), f"{at}.timeSlicing.renameByDefault"),
-            fail_requests_greater_than_one=self._bool(
-                ts.get("failRequestsGreaterThanOne", False), f"{at}.timeSlicing.failRequestsGreaterThanOne"
-            ),
-        )
+            spec = parse_gpu(data, at=at, pool=owner, allow_zero_count=True)
+        except GpuConfigError as err:
+            raise ConfigError(str(err)) from None
+        return spec if spec.count > 0 else None
 
     def control_plane(self, data: Any, at: str) -> ControlPlane:
         d = self._map(data, at)
-        self._known(d, at, {"kubernetesVersion", "apiserverPort", "liftLimits", "serviceCIDR", "podCIDR"})
+        self._known(d, at, {"kubernetesVersion", "apiserverPort", "liftLimits", "serviceCIDR", "podCIDR",
+                            "featureGates", "runtimeConfig", "extraArgs"})
         version = str(d.get("kubernetesVersion", "") or "").lstrip("v")
         if version and not re.fullmatch(r"1\.\d+\.\d+", version):
             raise ConfigError(f"{at}.kubernetesVersion: must look like 1.X.Y, got {version!r}")
@@ -306,21 +251,66 @@ class _Parser:
             lift_limits=self._bool(d.get("liftLimits", True), f"{at}.liftLimits"),
             service_cidr=self._str(d.get("serviceCIDR", "10.96.0.0/16"), f"{at}.serviceCIDR"),
             pod_cidr=self._str(d.get("podCIDR", "10.128.0.0/12"), f"{at}.podCIDR"),
+            feature_gates=self.feature_gates(d.get("featureGates", {}), f"{at}.featureGates"),
+            runtime_config=self.runtime_config(d.get("runtimeConfig", {}), f"{at}.runtimeConfig"),
+            extra_args={
+                comp: self.flags(args, f"{at}.extraArgs.{comp}")
+                for comp, args in self._map(d.get("extraArgs", {}) or {}, f"{at}.extraArgs").items()
+                if self._component(comp, f"{at}.extraArgs", CONTROL_PLANE_COMPONENTS)
+            },
         )
 
     def real_node(self, data: Any, at: str) -> RealNode:
         d = self._map(data, at)
-        self._known(d, at, {"enabled", "name", "gpu", "labels", "taints"})
+        self._known(d, at, {"enabled", "name", "gpu", "labels", "taints", "extraArgs"})
         name = self._str(d.get("name", "aiconform-real-0"), f"{at}.name")
         if not _DNS1123.match(name):
             raise ConfigError(f"{at}.name: must be a DNS-1123 label, got {name!r}")
         return RealNode(
             enabled=self._bool(d.get("enabled", False), f"{at}.enabled"),
             name=name,
-            gpu=self.gpu(d["gpu"], f"{at}.gpu") if d.get("gpu") is not None else None,
+            gpu=self.gpu(d["gpu"], f"{at}.gpu", name) if d.get("gpu") is not None else None,
             labels=self.labels(d.get("labels", {}), f"{at}.labels"),
             taints=self.taints(d.get("taints", []), f"{at}.taints"),
+            extra_args=self.flags(d.get("extraArgs", {}), f"{at}.extraArgs"),
         )
+
+    def feature_gates(self, data: Any, at: str) -> dict[str, bool]:
+        out: dict[str, bool] = {}
+        for k, v in self._map(data or {}, at).items():
+            if not _FEATURE_GATE.match(str(k)):
+                raise ConfigError(f"{at}.{k}: not a feature gate name (CamelCase, e.g. GenericWorkload)")
+            out[str(k)] = self._bool(v, f"{at}.{k}")
+        return out
+
+    def runtime_config(self, data: Any, at: str) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for k, v in self._map(data or {}, at).items():
+            key = str(k)
+            if not _RUNTIME_CONFIG_KEY.match(key):
+                raise ConfigError(f"{at}.{key}: not an API group/version (e.g. scheduling.k8s.io/v1beta1, api/all)")
+            out[key] = str(v).lower() if isinstance(v, bool) else self._str(v, f"{at}.{key}", required=True)
+            if "," in out[key]:
+                raise ConfigError(f"{at}.{key}: a value may not contain ','")
+        return out
+
+    def flags(self, data: Any, at: str) -> dict[str, str]:
+        """Component flags: ``name`` (no leading dashes) → value; booleans become ``true``/``false``."""
+        out: dict[str, str] = {}
+        for k, v in self._map(data or {}, at).items():
+            key = str(k)
+            if not _FLAG_NAME.match(key):
+                raise ConfigError(f"{at}.{key}: not a flag name (write it without dashes, e.g. v or event-ttl)")
+            if isinstance(v, dict | list) or v is None:
+                raise ConfigError(f"{at}.{key}: must be a string, number or boolean")
+            out[key] = str(v).lower() if isinstance(v, bool) else str(v)
+        return out
+
+    @staticmethod
+    def _component(name: Any, at: str, allowed: tuple[str, ...]) -> bool:
+        if name not in allowed:
+            raise ConfigError(f"{at}.{name}: unknown component (allowed: {', '.join(allowed)})")
+        return True
 
     def labels(self, data: Any, at: str) -> dict[str, str]:
         d = self._map(data or {}, at)

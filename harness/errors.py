@@ -62,6 +62,15 @@ class CommandError(AiconformError):
         return f"command {what}{detail} [{self.shell_line()}]"
 
 
+class ImageBuildError(AiconformError):
+    """An image (harness/images) could not be built; names the image and the step that failed."""
+
+    def __init__(self, image: str, step: str, detail: str) -> None:
+        super().__init__(f"image {image}: step {step} failed: {detail}")
+        self.image = image
+        self.step = step
+
+
 class ClusterError(AiconformError):
     """A cluster could not be created, found, or torn down."""
 

@@ -1,5 +1,7 @@
-"""The local cluster's PKI: one CA, the apiserver's serving certificate, client certificates per identity, and the
-service-account signing key.  ECDSA P-256 throughout (fast to generate; every component accepts it).
+"""The local cluster's PKI: the cluster CA, the apiserver's serving certificate, client certificates per identity, the
+service-account signing key, and the aggregation layer's front-proxy CA with the apiserver's proxy client
+certificate (signed by that separate CA, as extension apiservers trust only it for request headers).  ECDSA P-256
+throughout (fast to generate; every component accepts it).
 
 Owns files under ``<run dir>/pki`` only.
 """
@@ -18,6 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 _VALID = dt.timedelta(days=365)
+FRONT_PROXY_CLIENT = "front-proxy-client"
+"""Common name of the apiserver's proxy client certificate (the only name ``--requestheader-allowed-names`` allows)."""
 
 
 @dataclass(frozen=True)
@@ -50,14 +54,17 @@ class Pki:
     def __init__(self, directory: Path) -> None:
         self.dir = directory
         self.ca = CertPair(directory / "ca.crt", directory / "ca.key")
+        self.front_proxy_ca = CertPair(directory / "front-proxy-ca.crt", directory / "front-proxy-ca.key")
         self.sa_key = directory / "sa.key"
         self.sa_pub = directory / "sa.pub"
 
-    def create_ca(self) -> None:
+    def create_ca(self, pair: CertPair | None = None, cn: str = "aiconform-ca") -> None:
+        """A self-signed CA: the cluster CA by default, or ``pair`` (e.g. ``front_proxy_ca``) named ``cn``."""
+        pair = pair or self.ca
         self.dir.mkdir(parents=True, exist_ok=True)
         key = _key()
         now = dt.datetime.now(dt.UTC)
-        name = _name("aiconform-ca")
+        name = _name(cn)
         cert = (
             x509.CertificateBuilder()
             .subject_name(name)
@@ -72,12 +79,12 @@ class Pki:
             )
             .sign(key, hashes.SHA256())
         )
-        _write_key(key, self.ca.key)
-        self.ca.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        _write_key(key, pair.key)
+        pair.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
-    def _load_ca(self) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-        cert = x509.load_pem_x509_certificate(self.ca.cert.read_bytes())
-        key = serialization.load_pem_private_key(self.ca.key.read_bytes(), password=None)
+    def _load_ca(self, pair: CertPair) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+        cert = x509.load_pem_x509_certificate(pair.cert.read_bytes())
+        key = serialization.load_pem_private_key(pair.key.read_bytes(), password=None)
         assert isinstance(key, ec.EllipticCurvePrivateKey)
         return cert, key
 
@@ -91,8 +98,10 @@ class Pki:
         client: bool = False,
         dns: tuple[str, ...] = (),
         ips: tuple[str, ...] = (),
+        signer: CertPair | None = None,
     ) -> CertPair:
-        ca_cert, ca_key = self._load_ca()
+        """A leaf certificate ``<stem>.crt``/``.key`` signed by the cluster CA (or by ``signer``)."""
+        ca_cert, ca_key = self._load_ca(signer or self.ca)
         key = _key()
         now = dt.datetime.now(dt.UTC)
         usages = []
@@ -123,6 +132,13 @@ class Pki:
         _write_key(key, pair.key)
         pair.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         return pair
+
+    def create_front_proxy(self, client_cn: str = FRONT_PROXY_CLIENT) -> CertPair:
+        """The aggregation layer's own CA and the client certificate kube-apiserver presents when it proxies to an
+        APIService backend (``--proxy-client-cert-file``); backends trust it through ``--requestheader-client-ca-file``
+        (published in kube-system/extension-apiserver-authentication)."""
+        self.create_ca(self.front_proxy_ca, cn="aiconform-front-proxy-ca")
+        return self.issue("front-proxy-client", client_cn, client=True, signer=self.front_proxy_ca)
 
     def create_service_account_key(self) -> None:
         key = _key()

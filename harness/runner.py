@@ -1,7 +1,13 @@
 """``aiconform run``: profile → provider.create → pytest over scenarios/ with the aiconform plugin → report →
 provider.delete (unless --keep).
 
-Owns the orchestration only; checks live in scenarios/, reporting in harness/report, clusters in providers/.
+The cluster reaches the plugin as one file, ``cluster-info.json`` in the report directory
+(:class:`harness.testing.ClusterInfo`).  With ``--parallel N`` (N > 1) pytest runs twice over the same report:
+first the checks marked exclusive, one at a time; then the others, N at a time under pytest-xdist.  The second
+session starts from the first one's results, so the run ends in one report.
+
+Owns the orchestration only; checks live in scenarios/, reporting in harness/report, clusters in providers/,
+the pytest seam in harness/testing.
 """
 
 from __future__ import annotations
@@ -15,10 +21,11 @@ import time
 from pathlib import Path
 
 from harness.config import load_profile
-from harness.errors import AiconformError, ConfigError, KubeConfigError, KubeUnreachable
+from harness.errors import AiconformError, ConfigError, KubeConfigError, KubeError, KubeUnreachable
 from harness.kube import KubeClient, KubeConfig
-from harness.pytest_plugin import detect_tier, new_run_id
-from harness.report import ReportError
+from harness.report import ReportError, Status, load_results
+from harness.testing import ClusterInfo, detect_tier, new_run_id
+from harness.testing.cluster import CLUSTER_INFO_FILE
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 EXIT_FAILED = 1
@@ -98,8 +105,64 @@ def prepare_report_dir(path: Path) -> Path:
     return path
 
 
+def default_parallel(*, local_cluster: bool) -> int:
+    """Checks at a time when --parallel is not given, from the cores this process may use (at most 8): half of them
+    when the cluster's control plane runs on this machine too (it needs the other half), all of them otherwise."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores // 2 if local_cluster else cores, 8))
+
+
+def pytest_sessions(files: list[Path], *, report_dir: Path, cluster_info: Path, parallel: int, seed: int,
+                    keyword: str | None = None) -> list[tuple[str, list[str]]]:
+    """The pytest sessions of a run, each as (what it runs, argv): one session when ``parallel`` is 1; else the
+    exclusive checks one at a time, then the others ``parallel`` at a time, into the same report."""
+    report_dir, cluster_info = report_dir.resolve(), cluster_info.resolve()  # pytest runs in the repository root
+    base = [
+        sys.executable, "-m", "pytest", *map(str, files),
+        "-p", "no:cacheprovider", "-q", f"--rootdir={suite_rootdir(files)}",
+        f"--aiconform-cluster-info={cluster_info}", f"--aiconform-report-dir={report_dir}",
+        f"--hypothesis-seed={seed}",  # always explicit, so the report can name it for a replay
+    ]
+    if keyword:
+        base += ["-k", keyword]
+    if parallel <= 1:
+        return [("all checks", [*base, f"--junitxml={report_dir / 'pytest-junit.xml'}"])]
+    return [
+        ("the exclusive checks, one at a time",
+         [*base, "--aiconform-select=exclusive", f"--junitxml={report_dir / 'pytest-junit-exclusive.xml'}"]),
+        (f"the other checks, {parallel} at a time",
+         [*base, "--aiconform-select=shared", f"--aiconform-results-from={report_dir / 'results.json'}",
+          "-n", str(parallel), f"--junitxml={report_dir / 'pytest-junit-shared.xml'}"]),
+    ]
+
+
+def combined_exit(codes: list[int]) -> int:
+    """One pytest exit code for the sessions of a run: 5 (nothing ran) only when no session ran anything.  (A
+    check graded ``error`` makes the run exit 3 whatever pytest said: see run_main.)"""
+    ran = [c for c in codes if c != 5]
+    if not ran:
+        return 5
+    broke = [c for c in ran if c not in (0, 1)]
+    return broke[0] if broke else max(ran)
+
+
+def _component_pids(cluster: object) -> dict[str, int]:
+    """The local processes of the cluster's components, for providers that run them here (local)."""
+    running = getattr(cluster, "running_components", None)
+    return dict(running()) if callable(running) else {}
+
+
 def run_main(args: argparse.Namespace) -> int:
     files = suite_files(args.suite)
+    if getattr(args, "parallel", None) is None:
+        parallel = default_parallel(local_cluster=not args.kubeconfig)
+    else:
+        parallel = int(args.parallel)
+    if parallel < 1:
+        raise ConfigError(f"--parallel: must be at least 1, got {parallel}")
     run_id = new_run_id()
     report_dir = prepare_report_dir(Path(args.report_dir) if args.report_dir else Path("reports") / run_id)
     cluster = None
@@ -109,8 +172,13 @@ def run_main(args: argparse.Namespace) -> int:
         client = KubeClient(KubeConfig.from_file(kc))
         if not client.healthz("/readyz"):
             raise KubeUnreachable(f"the cluster in {kc} does not answer (GET {client.config.server}/readyz failed)")
-        provider, profile_name, tier, caps = "existing", "existing", detect_tier(client), ""
-        kubeconfig = kc
+        provider, profile_name, tier, caps = "existing", "existing", detect_tier(client), frozenset[str]()
+        try:
+            version = client.server_version().lstrip("v")
+        except KubeError:
+            version = ""
+        client.close()
+        kubeconfig, pids, fake = kc.resolve(), {}, ""
     else:
         from harness.providers import provider_for
 
@@ -125,30 +193,31 @@ def run_main(args: argparse.Namespace) -> int:
         created = not was_up
         info = cluster.info()
         provider, profile_name, tier = info.provider, profile.name, info.tier
-        caps = ",".join(sorted(info.capabilities))
-    argv = [
-        sys.executable, "-m", "pytest", *map(str, files),
-        "-p", "no:cacheprovider", "-q", f"--rootdir={suite_rootdir(files)}",
-        f"--aiconform-kubeconfig={kubeconfig}", f"--aiconform-report-dir={report_dir}",
-        f"--aiconform-run-id={run_id}", f"--aiconform-provider={provider}",
-        f"--aiconform-profile={profile_name}", f"--aiconform-tier={tier}",
-        f"--aiconform-capabilities={caps}",
-        f"--junitxml={report_dir / 'pytest-junit.xml'}",
-    ]
-    if args.allow_existing:
-        argv.append("--aiconform-allow-destructive")
+        caps, version, fake = info.capabilities, info.kubernetes_version, info.fake
+        pids = _component_pids(cluster)
+    cluster_info = ClusterInfo(
+        kubeconfig=str(Path(kubeconfig).resolve()), run_id=run_id, provider=provider, profile=profile_name,
+        tier=tier, capabilities=frozenset(caps), kubernetes_version=version, allow_destructive=bool(args.allow_existing),
+        fake=fake, component_pids=pids,
+    ).write(report_dir / CLUSTER_INFO_FILE)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**32)
-    argv.append(f"--hypothesis-seed={seed}")  # always explicit, so the report can name it for a replay
-    if args.keyword:
-        argv += ["-k", args.keyword]
+    sessions = pytest_sessions(files, report_dir=report_dir, cluster_info=cluster_info, parallel=parallel, seed=seed,
+                               keyword=args.keyword)
     env = dict(os.environ)
     if args.examples is not None:
         env["AICONFORM_EXAMPLES"] = str(args.examples)
     t0 = time.monotonic()
     print(f"aiconform run {run_id}: running {', '.join(f.stem.removeprefix('test_') for f in files)} "
-          f"against tier {tier}", file=sys.stderr, flush=True)
+          f"against tier {tier}, {parallel} check(s) at a time", file=sys.stderr, flush=True)
+    codes: list[int] = []
     try:
-        rc = subprocess.call(argv, env=env, cwd=SCENARIOS.parent)
+        for what, argv in sessions:
+            if len(sessions) > 1:
+                print(f"aiconform run {run_id}: {what}", file=sys.stderr, flush=True)
+            codes.append(subprocess.call(argv, env=env, cwd=SCENARIOS.parent))
+            if codes[-1] not in (0, 1, 5):
+                break
+        rc = combined_exit(codes)
     finally:
         if cluster is not None:
             try:
@@ -164,6 +233,10 @@ def run_main(args: argparse.Namespace) -> int:
     print(f"aiconform run {run_id}: suites took {wall:.0f}s; report: {html if html.exists() else report_dir}",
           file=sys.stderr)
     print(report_dir)
+    errored = _errored_checks(report_dir) if rc in (0, 1) else 0
+    if errored:
+        raise _PytestBroke(f"{errored} check(s) ended in error: the run broke (not a verdict of the platform); "
+                           f"see {html if html.exists() else report_dir}")
     if rc == 0:
         return 0
     if rc == 1:
@@ -173,6 +246,13 @@ def run_main(args: argparse.Namespace) -> int:
         raise ConfigError(f"no checks were collected from {chosen}{f' with -k {args.keyword}' if args.keyword else ''}; "
                           "nothing ran")
     raise _PytestBroke(f"the test runner stopped with exit code {rc}; see the output above and {report_dir}")
+
+
+def _errored_checks(report_dir: Path) -> int:
+    try:
+        return sum(1 for c in load_results(report_dir).checks if c.status == Status.ERROR)
+    except ReportError:
+        return 0
 
 
 class _PytestBroke(AiconformError):

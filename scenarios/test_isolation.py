@@ -14,7 +14,7 @@ import pytest
 
 from harness.errors import Forbidden
 from harness.kube import KubeClient
-from harness.pytest_plugin import ClusterHandle, Evidence, Tenant
+from harness.testing import ClusterHandle, Evidence, Tenant
 from harness.workloads import GPU, gpu_pod, gpu_quota, pod, wait_bound, wait_quota_published
 
 
@@ -104,9 +104,15 @@ def test_pod_security_restricted_rejects_privileged_pod(
     assert 'violates PodSecurity "restricted' in refused.value.message
 
 
-def _client_exit(kube: KubeClient, t: Tenant, name: str, url: str, image: str) -> str:
-    """Run a one-shot wget from tenant ``t`` and return the pod's final phase (Succeeded or Failed)."""
-    t.create(pod(name, image=image, tolerate_gpu=False, command=["wget", "-T", "3", "-q", "-O-", url]))
+REAL_NODE_SELECTOR = {"aiconform.io/real-node": "true"}  # traffic-carrying pods never land on simulated nodes
+
+
+def _client_exit(kube: KubeClient, t: Tenant, name: str, url: str, image: str,
+                 labels: dict[str, str] | None = None) -> str:
+    """Run a one-shot wget from tenant ``t`` on the real node and return the pod's final phase (Succeeded or
+    Failed)."""
+    t.create(pod(name, image=image, tolerate_gpu=False, labels=labels, node_selector=REAL_NODE_SELECTOR,
+                 command=["wget", "-T", "3", "-q", "-O-", url]))
     final = kube.wait_for("Pod", namespace=t.name, name=name, timeout=60, what=f"client pod {name} to finish",
                           condition=lambda s: bool(s) and next(iter(s.values()))["status"].get("phase")
                           in ("Succeeded", "Failed"))
@@ -117,13 +123,14 @@ def _client_exit(kube: KubeClient, t: Tenant, name: str, url: str, image: str) -
 def test_networkpolicy_default_deny_blocks_cross_tenant_traffic(
     kube: KubeClient, tenants: Callable[..., Tenant], evidence: Evidence
 ) -> None:
-    """Tenant A reaches tenant B's server until B applies a default-deny ingress NetworkPolicy; then it cannot.
-    Runs only where the cluster declares the ``networkpolicy`` capability (its CNI enforces policies)."""
+    """Tenant A reaches tenant B's server until B applies a default-deny ingress NetworkPolicy; then it cannot.  An
+    allow rule for one labelled pod of tenant A admits exactly that pod.  Runs only where the cluster declares the
+    ``networkpolicy`` fact (an enforcing implementation: on ``local-real``, kube-router's firewall)."""
     import os
 
     image = os.environ.get("AICONFORM_TEST_IMAGE", "aiconform.local/busybox:latest")
     a, b = tenants("np-a"), tenants("np-b")
-    b.create(pod("server", image=image, tolerate_gpu=False, labels={"app": "server"},
+    b.create(pod("server", image=image, tolerate_gpu=False, labels={"app": "server"}, node_selector=REAL_NODE_SELECTOR,
                  command=["sh", "-c", "mkdir -p /www && echo ok > /www/index.html && httpd -f -p 8080 -h /www"]))
     server = kube.wait_for("Pod", namespace=b.name, name="server", timeout=60, what="server pod Running",
                            condition=lambda s: bool(s) and bool(next(iter(s.values()))["status"].get("podIP"))
@@ -132,11 +139,23 @@ def test_networkpolicy_default_deny_blocks_cross_tenant_traffic(
     before = _client_exit(kube, a, "client-before", url, image)
     b.create({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "deny-all"},
               "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}})
-    after = _client_exit(kube, a, "client-after", url, image)
+    denied = _client_exit(kube, a, "client-denied", url, image, labels={"role": "allowed"})
+    b.create({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "allow-one"},
+              "spec": {"podSelector": {"matchLabels": {"app": "server"}}, "policyTypes": ["Ingress"],
+                       "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {
+                                                  "kubernetes.io/metadata.name": a.name}},
+                                              "podSelector": {"matchLabels": {"role": "allowed"}}}],
+                                    "ports": [{"protocol": "TCP", "port": 8080}]}]}})
+    allowed = _client_exit(kube, a, "client-allowed", url, image, labels={"role": "allowed"})
+    other = _client_exit(kube, a, "client-other", url, image, labels={"role": "other"})
     evidence["before_policy"] = before
-    evidence["after_policy"] = after
+    evidence["after_default_deny"] = denied
+    evidence["allowed_pod_after_allow_rule"] = allowed
+    evidence["other_pod_after_allow_rule"] = other
     assert before == "Succeeded", "the baseline request failed, so the policy check would prove nothing"
-    assert after == "Failed"
+    assert denied == "Failed", "default-deny ingress did not block a pod of another tenant"
+    assert allowed == "Succeeded", "the allow rule did not admit the pod it names"
+    assert other == "Failed", "the allow rule admitted a pod it does not name"
 
 
 def _start_and_log(kube: KubeClient, t: Tenant, manifest: dict[str, Any], timeout: float = 90) -> dict[str, str]:
@@ -185,12 +204,18 @@ def _accelerator_pod(name: str, containers: list[tuple[str, int]], image: str, s
         if gpus:
             c["resources"] = {"limits": {GPU: str(gpus)}}
         spec_containers.append(c)
+    # Simulated nodes carry the same GPU labels as real ones (aiconform.io/fake-gpu included): keep off them, since
+    # only a kubelet runs containers.
+    off_simulated = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "aiconform.io/simulated", "operator": "DoesNotExist"}]}]}}}
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-            "spec": {"restartPolicy": "Always", "nodeSelector": selector, "containers": spec_containers,
-                     "tolerations": [{"operator": "Exists"}], "terminationGracePeriodSeconds": 0}}
+            "spec": {"restartPolicy": "Always", "nodeSelector": selector, "affinity": off_simulated,
+                     "containers": spec_containers, "tolerations": [{"operator": "Exists"}],
+                     "terminationGracePeriodSeconds": 0}}
 
 
-@pytest.mark.aiconform(requirement="secure_accelerator_access", tier="R", gpus=2)
+# exclusive: it needs two of the real node's few GPUs, which GPU pods of other checks may land on.
+@pytest.mark.aiconform(requirement="secure_accelerator_access", tier="R", gpus=2, exclusive=True)
 def test_container_sees_only_its_allocated_accelerators(
     kube: KubeClient, tenant: Tenant, evidence: Evidence, aiconform_cluster: ClusterHandle
 ) -> None:

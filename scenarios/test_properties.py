@@ -11,7 +11,9 @@ checked against a small pure model (:class:`GpuModel`):
 - a stateful machine runs create/delete sequences and checks the first two after every step.
 
 A failure shrinks to a minimal case; the manifests to replay it are printed with it (Hypothesis notes) and the seed
-is in the report.  Each sandbox pool is tainted and selected by label, so the rest of the cluster is untouched.
+is in the report.  Each sandbox pool is tainted and selected by label, so no other pod lands on it; but its nodes
+are visible to every check that reads the node list (slice counts, tainted GPU nodes...), so the properties with a
+sandbox are ``exclusive`` and never run beside another check.  The quota property needs no sandbox and is not.
 """
 
 from __future__ import annotations
@@ -28,11 +30,13 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, initialize, invariant, rule
 
-from harness.config import GpuSpec, Mig, Pool, Taint
+from fake_gpu_plugin.config import InventoryConfig, parse_gpu
+from fake_gpu_plugin.inventory import resource_counts
+from harness.config import Pool, Taint
 from harness.errors import Forbidden, KubeError, WaitTimeout
 from harness.kube import KubeClient, is_bound, unschedulable_message
 from harness.providers.local import register_nodes, simulated_node
-from harness.pytest_plugin import LABEL_RUN, ClusterHandle, Evidence, create_run_namespace, label_value, release_tenant
+from harness.testing import LABEL_RUN, ClusterHandle, Evidence, create_run_namespace, label_value, release_tenant
 from harness.workloads import GPU, gpu_pod, gpu_quota, pod_request, priority_class, wait_quota_published
 
 EXAMPLES = int(os.environ.get("AICONFORM_EXAMPLES", "8"))
@@ -84,7 +88,7 @@ class GpuModel:
 class Sandbox:
     """Simulated nodes + a namespace private to one example.  Pods tolerate the sandbox taint and select its pool."""
 
-    def __init__(self, client: KubeClient, run_id: str, gpus: list[GpuSpec], resource: str = GPU) -> None:
+    def __init__(self, client: KubeClient, run_id: str, gpus: list[InventoryConfig], resource: str = GPU) -> None:
         self.client = client
         self.id = secrets.token_hex(3)
         self.pool = f"prop-{self.id}"
@@ -99,7 +103,7 @@ class Sandbox:
             for i, spec in enumerate(gpus)
         ]
         self.nodes: dict[str, int] = {
-            n["metadata"]["name"]: spec.extended_resources().get(resource, 0)
+            n["metadata"]["name"]: resource_counts(spec).get(resource, 0)
             for n, spec in zip(self.node_objects, gpus, strict=True)
         }
 
@@ -194,12 +198,14 @@ def check_invariants(sb: Sandbox, pods: dict[str, dict[str, Any]], *, preemption
 # -- strategies ------------------------------------------------------------
 
 inventories = st.lists(
-    st.sampled_from([1, 2, 4, 8]).map(lambda n: GpuSpec(model="H100-SXM5-80GB", count=n)), min_size=1, max_size=3
+    st.sampled_from([1, 2, 4, 8]).map(lambda n: parse_gpu({"model": "H100-SXM5-80GB", "count": n})),
+    min_size=1, max_size=3,
 )
 MIG_RESOURCE = "nvidia.com/mig-1g.10gb"
 mig_inventories = st.lists(  # one A100-80GB per node, split into 1..7 slices of 1g.10gb (mixed strategy)
     st.integers(min_value=1, max_value=7).map(
-        lambda n: GpuSpec(model="A100-SXM4-80GB", count=1, mig=Mig(strategy="mixed", layout=(("1g.10gb", n),)))),
+        lambda n: parse_gpu({"model": "A100-SXM4-80GB", "count": 1,
+                             "mig": {"strategy": "mixed", "layout": {"1g.10gb": n}}})),
     min_size=1, max_size=2,
 )
 requests = st.lists(st.integers(min_value=1, max_value=8), min_size=1, max_size=8)
@@ -212,7 +218,8 @@ def _count(key: str) -> None:
 # -- properties ------------------------------------------------------------
 
 
-@pytest.mark.aiconform(requirement="aiconform.property_invariants", tier="S", capabilities=("simulated-nodes",))
+@pytest.mark.aiconform(requirement="aiconform.property_invariants", tier="S", capabilities=("simulated-nodes",),
+                       exclusive=True)
 def test_random_inventories_and_requests_respect_capacity(
     aiconform_cluster: ClusterHandle, evidence: Evidence
 ) -> None:
@@ -222,7 +229,7 @@ def test_random_inventories_and_requests_respect_capacity(
 
     @SETTINGS
     @given(inventory=inventories, gpus=requests)
-    def prop(inventory: list[GpuSpec], gpus: list[int]) -> None:
+    def prop(inventory: list[InventoryConfig], gpus: list[int]) -> None:
         _count("capacity")
         with Sandbox(aiconform_cluster.client, aiconform_cluster.run_id, inventory) as sb:
             sb.create_pods([sb.pod(f"p{i}", g) for i, g in enumerate(gpus)])
@@ -232,7 +239,8 @@ def test_random_inventories_and_requests_respect_capacity(
     _record_rate(evidence, "capacity", t0)
 
 
-@pytest.mark.aiconform(requirement="aiconform.property_invariants", tier="S", capabilities=("simulated-nodes",))
+@pytest.mark.aiconform(requirement="aiconform.property_invariants", tier="S", capabilities=("simulated-nodes",),
+                       exclusive=True)
 def test_random_mig_layouts_respect_slice_capacity(aiconform_cluster: ClusterHandle, evidence: Evidence) -> None:
     """Random MIG slice counts per node (as a mixed-strategy plugin advertises them) and random slice requests:
     the same capacity invariants hold for ``nvidia.com/mig-1g.10gb``."""
@@ -241,7 +249,7 @@ def test_random_mig_layouts_respect_slice_capacity(aiconform_cluster: ClusterHan
 
     @SETTINGS
     @given(inventory=mig_inventories, gpus=st.lists(st.integers(min_value=1, max_value=4), min_size=1, max_size=6))
-    def prop(inventory: list[GpuSpec], gpus: list[int]) -> None:
+    def prop(inventory: list[InventoryConfig], gpus: list[int]) -> None:
         _count("mig")
         with Sandbox(aiconform_cluster.client, aiconform_cluster.run_id, inventory, resource=MIG_RESOURCE) as sb:
             sb.create_pods([sb.pod(f"m{i}", g) for i, g in enumerate(gpus)])
@@ -292,7 +300,7 @@ def test_quota_is_never_exceeded(aiconform_cluster: ClusterHandle, evidence: Evi
 
 
 @pytest.mark.aiconform(requirement="aiconform.preemption", tier="S", capabilities=("simulated-nodes",),
-                       destructive=True)
+                       destructive=True)  # destructive, so exclusive: sandbox nodes and cluster-wide PriorityClasses
 def test_preemption_leaves_no_usable_gpus_to_lower_priority(
     aiconform_cluster: ClusterHandle, evidence: Evidence
 ) -> None:
@@ -308,7 +316,7 @@ def test_preemption_leaves_no_usable_gpus_to_lower_priority(
     try:
         @SETTINGS
         @given(inventory=inventories, fill=requests, want=st.integers(min_value=1, max_value=8))
-        def prop(inventory: list[GpuSpec], fill: list[int], want: int) -> None:
+        def prop(inventory: list[InventoryConfig], fill: list[int], want: int) -> None:
             _count("preemption")
             with Sandbox(client, aiconform_cluster.run_id, inventory) as sb:
                 sb.create_pods([sb.pod(f"low{i}", g, low, 10) for i, g in enumerate(fill)])
@@ -338,7 +346,7 @@ class GpuScheduling(RuleBasedStateMachine):
     pods = Bundle("pods")
 
     @initialize(inventory=inventories)
-    def make_pool(self, inventory: list[GpuSpec]) -> None:
+    def make_pool(self, inventory: list[InventoryConfig]) -> None:
         _count("stateful")
         self.sb = Sandbox(self.cluster.client, self.cluster.run_id, inventory).__enter__()
 
@@ -367,7 +375,8 @@ class GpuScheduling(RuleBasedStateMachine):
             self.sb.__exit__(None, None, None)
 
 
-@pytest.mark.aiconform(requirement="aiconform.property_invariants", tier="S", capabilities=("simulated-nodes",))
+@pytest.mark.aiconform(requirement="aiconform.property_invariants", tier="S", capabilities=("simulated-nodes",),
+                       exclusive=True)
 def test_stateful_create_delete_sequences(aiconform_cluster: ClusterHandle, evidence: Evidence) -> None:
     """A stateful machine of create/delete steps keeps capacity and Pending-means-no-room after every step."""
     t0 = time.monotonic()

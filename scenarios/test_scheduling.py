@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from harness.kube import KubeClient
-from harness.pytest_plugin import ClusterHandle, Evidence, Tenant
+from harness.testing import ClusterHandle, Evidence, Tenant
 from harness.workloads import (
     GPU,
     gpu_pod,
@@ -43,7 +43,8 @@ def _gpu_taint_free(node: dict[str, Any]) -> bool:
     return not any(t.get("effect") in ("NoSchedule", "NoExecute") for t in node.get("spec", {}).get("taints") or [])
 
 
-@pytest.mark.aiconform(requirement="aiconform.gpu_scheduling", tier="S", gpus=8)
+# exclusive: the 8-GPU pod needs a whole free node, and GPU pods of checks beside it spread over the nodes.
+@pytest.mark.aiconform(requirement="aiconform.gpu_scheduling", tier="S", gpus=8, exclusive=True)
 def test_gpu_requests_fit_on_nodes_with_enough_free_gpus(kube: KubeClient, tenant: Tenant, evidence: Evidence) -> None:
     """Pods of 1, 2, 4 and 8 GPUs are each bound to a node whose allocatable covers everything bound there."""
     sizes = {"g1": 1, "g2": 2, "g4": 4, "g8": 8}
@@ -122,7 +123,8 @@ def test_taints_keep_non_gpu_pods_off_gpu_pools(kube: KubeClient, tenant: Tenant
     assert not set(nodes) & tainted_gpu
 
 
-@pytest.mark.aiconform(requirement="gpu_sharing", tier="S")
+# exclusive: it takes every slice of one MIG profile in the cluster and expects one more to find no room.
+@pytest.mark.aiconform(requirement="gpu_sharing", tier="S", exclusive=True)
 def test_mig_mixed_requests_land_on_mig_slices(kube: KubeClient, tenant: Tenant, evidence: Evidence) -> None:
     """Pods asking for ``nvidia.com/mig-<profile>`` resources are bound to nodes advertising those slices, up to
     the slice count and not beyond."""
@@ -150,7 +152,8 @@ def test_mig_mixed_requests_land_on_mig_slices(kube: KubeClient, tenant: Tenant,
     assert f"Insufficient {resource}" in message
 
 
-@pytest.mark.aiconform(requirement="gpu_sharing", tier="S")
+# exclusive: it takes every free replica of one node (the product-selection check may pick the same node).
+@pytest.mark.aiconform(requirement="gpu_sharing", tier="S", exclusive=True)
 def test_time_sliced_gpu_is_shared_by_replicas(kube: KubeClient, tenant: Tenant, evidence: Evidence) -> None:
     """On a time-sliced node (GPUs x replicas advertised), more one-GPU pods than physical GPUs run side by side."""
     shared = [n for n in _nodes(kube) if int(_label(n, "nvidia.com/gpu.replicas") or 1) > 1 and _alloc(n) > 0]
@@ -174,6 +177,7 @@ def test_time_sliced_gpu_is_shared_by_replicas(kube: KubeClient, tenant: Tenant,
     assert {p.node for p in placed.values()} == {name}
 
 
+# destructive (cluster-wide PriorityClasses) and so exclusive: it fills a whole pool and preempts in it.
 @pytest.mark.aiconform(requirement="aiconform.preemption", tier="S", gpus=8, destructive=True)
 def test_high_priority_training_pod_preempts_low_priority(
     kube: KubeClient, tenant: Tenant, evidence: Evidence, aiconform_cluster: ClusterHandle

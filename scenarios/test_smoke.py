@@ -12,7 +12,7 @@ import pytest
 
 from harness.errors import Forbidden
 from harness.kube import KubeClient
-from harness.pytest_plugin import Evidence, Tenant
+from harness.testing import Evidence, Tenant
 from harness.workloads import (
     GPU,
     gpu_pod,

@@ -14,7 +14,7 @@ import pytest
 
 from harness.config import load_profile
 from harness.providers.local import LocalCluster
-from harness.pytest_plugin import ClusterHandle, make_handle
+from harness.testing import ClusterHandle, ClusterInfo, make_handle, new_run_id
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -40,8 +40,9 @@ def local_cluster(state_dir: Path) -> Iterator[LocalCluster]:
 
 
 @pytest.fixture(scope="session")
-def aiconform_cluster(request: pytest.FixtureRequest, local_cluster: LocalCluster) -> ClusterHandle:
-    return make_handle(request.config, local_cluster.kubeconfig(), provider="local", profile="default")
+def aiconform_cluster(local_cluster: LocalCluster) -> ClusterHandle:
+    return make_handle(ClusterInfo(kubeconfig=str(local_cluster.kubeconfig()), run_id=new_run_id(), provider="local",
+                                   profile="default"))
 
 
 @pytest.fixture

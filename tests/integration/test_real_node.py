@@ -29,6 +29,7 @@ from harness.kube import KubeClient, is_running, unschedulable_message
 from harness.providers.local import LocalCluster, node_ready, realnode
 
 NODE = "aiconform-real-0"
+REAL_GPUS = 8  # harness/profiles/local-real.yaml
 UUID_RE = re.compile(r"\(UUID: ((?:GPU|MIG)-[0-9a-f-]+)\)")
 
 
@@ -211,11 +212,11 @@ def test_node_is_real_and_its_gpus_come_from_the_plugin(client: KubeClient, reco
     assert {"type": "InternalIP", "address": realnode.NODE_IP} in status["addresses"]
     inventory = plugin_inventory(record)
     assert status["capacity"]["nvidia.com/gpu"] == status["allocatable"]["nvidia.com/gpu"] == \
-        str(len(inventory["nvidia.com/gpu"])) == "4"
+        str(len(inventory["nvidia.com/gpu"])) == str(REAL_GPUS)
     labels = n["metadata"]["labels"]
     assert labels["aiconform.io/fake-gpu"] == "true"
     assert labels["nvidia.com/gpu.product"] == "NVIDIA-A100-SXM4-80GB"
-    assert labels["nvidia.com/gpu.count"] == "4"
+    assert labels["nvidia.com/gpu.count"] == str(REAL_GPUS)
     # the kubelet's device-plugin registry holds the plugin's socket
     assert any(p.name.startswith("aiconform-fakegpu") for p in realnode.DEVICE_PLUGIN_DIR.iterdir())
 
@@ -286,11 +287,11 @@ def test_unhealthy_device_lowers_allocatable_and_healthy_restores_it(
     uuid = plugin_inventory(record)["nvidia.com/gpu"][1]
     set_health(record, uuid, healthy=False)
     try:
-        n = wait_allocatable(client, "nvidia.com/gpu", "3")
-        assert n["status"]["capacity"]["nvidia.com/gpu"] == "4"
+        n = wait_allocatable(client, "nvidia.com/gpu", str(REAL_GPUS - 1))
+        assert n["status"]["capacity"]["nvidia.com/gpu"] == str(REAL_GPUS)
     finally:
         set_health(record, uuid, healthy=True)
-    wait_allocatable(client, "nvidia.com/gpu", "4")
+    wait_allocatable(client, "nvidia.com/gpu", str(REAL_GPUS))
 
 
 def test_kubelet_restart_plugin_reregisters(cluster: LocalCluster, client: KubeClient, namespace: str) -> None:
@@ -298,7 +299,7 @@ def test_kubelet_restart_plugin_reregisters(cluster: LocalCluster, client: KubeC
     registrations = log.read_text().count("registered with the kubelet")
     t0 = time.time()
     cluster.restart_node(NODE)
-    wait_allocatable(client, "nvidia.com/gpu", "4", timeout=60, since=t0)
+    wait_allocatable(client, "nvidia.com/gpu", str(REAL_GPUS), timeout=60, since=t0)
     deadline = time.monotonic() + 10  # the plugin logs its new registration within ~50 ms of the new socket
     while log.read_text().count("registered with the kubelet") <= registrations and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -311,6 +312,30 @@ def test_kubelet_restart_plugin_reregisters(cluster: LocalCluster, client: KubeC
     assert len(gpu_uuids(pod_log(client, namespace, "after-restart", "main"))) == 2
     with pytest.raises(UnsupportedCapability):
         cluster.restart_node("a100-0")
+
+
+def test_networkpolicy_is_enforced_by_the_installed_enforcer(cluster: LocalCluster, tmp_path: Path) -> None:
+    """local-real installs kube-router's firewall on the real node and so declares the ``networkpolicy`` fact; the
+    isolation suite's NetworkPolicy check (default-deny, then an allow rule for exactly one pod) runs and passes."""
+    info = cluster.info()
+    assert "networkpolicy" in info.capabilities
+    ds = cluster.client().get("DaemonSet", "kube-router", namespace="kube-system")
+    assert ds["status"]["numberAvailable"] == ds["status"]["desiredNumberScheduled"] == 1
+    repo = Path(__file__).resolve().parents[2]
+    from harness.testing.cluster import ClusterInfo
+
+    cluster_info = ClusterInfo(kubeconfig=str(cluster.kubeconfig()), run_id=f"np-{secrets.token_hex(2)}",
+                               provider="local", profile="local-real", tier="R",
+                               capabilities=info.capabilities).write(tmp_path / "cluster-info.json")
+    argv = [sys.executable, "-m", "pytest", str(repo / "scenarios" / "test_isolation.py"), "-k", "networkpolicy",
+            "-p", "no:cacheprovider", "-q", f"--rootdir={repo}", f"--aiconform-cluster-info={cluster_info}",
+            f"--aiconform-report-dir={tmp_path}"]
+    res = subprocess.run(argv, cwd=repo, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+    checks = json.loads((tmp_path / "results.json").read_text())["checks"]
+    [check] = [c for c in checks if "networkpolicy" in c["id"]]
+    assert check["status"] == "passed", check
+    assert check["evidence"]["other_pod_after_allow_rule"] == "Failed"
 
 
 def test_second_real_node_on_this_host_is_refused(cluster: LocalCluster, state_root: Path) -> None:
@@ -326,8 +351,15 @@ def test_down_leaves_nothing(cluster: LocalCluster, record: dict[str, Any], stat
     assert len(pids) == 3
     env = {**os.environ, "AICONFORM_STATE_DIR": str(state_root)}
     cli = str(Path(sys.executable).parent / "aiconform")
+    assert "KUBE-ROUTER-FORWARD" in iptables_filter()  # the enforcer's chains, made by its pod on this host
     subprocess.run([cli, "down", "--name", cluster.name], env=env, check=True, capture_output=True, timeout=120)
     assert realnode.host_leftovers(record, cluster.dir, pids) == []
+    assert "KUBE-ROUTER" not in iptables_filter() and "KUBE-POD-FW" not in iptables_filter()
+
+
+def iptables_filter() -> str:
+    return subprocess.run(["iptables-save", "-t", "filter"], check=True, capture_output=True, text=True,
+                          timeout=30).stdout
 
 
 # -- MIG (mixed) on a second, smaller cluster: after the first is gone (one real node per host) -------------------

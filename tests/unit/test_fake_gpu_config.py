@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from fake_gpu_plugin.config import InventoryConfig, config_from_pool, load_config
+from fake_gpu_plugin.config import InventoryConfig, config_from_pool, load_config, parse_gpu
 from fake_gpu_plugin.errors import ConfigError
 from fake_gpu_plugin.inventory import build_inventory
 from fake_gpu_plugin.labels import node_labels
@@ -70,6 +70,18 @@ def test_aliases_resolve_to_catalogue_keys() -> None:
 ])
 def test_bad_configs_name_the_field(data: Any, expected: str) -> None:
     assert expected in error_of(data)
+
+
+def test_parse_gpu_roots_paths_where_the_caller_found_the_mapping() -> None:
+    assert parse_gpu({"model": "T4"}).count == 1
+    with pytest.raises(ConfigError, match=r"^pools\[3\]\.gpu\.mig\.layout\[1\]\[0\]: model A100-SXM4-80GB has no MIG"):
+        parse_gpu({"model": "A100-80GB", "count": 2, "mig": {"strategy": "mixed", "layout": [[], ["1g.5gb"]]}},
+                  at="pools[3].gpu")
+    with pytest.raises(ConfigError, match=r"^gpu\.count: must be an integer >= 1, got 0"):
+        parse_gpu({"model": "T4", "count": 0})
+    assert parse_gpu({"model": "T4", "count": 0}, allow_zero_count=True).count == 0
+    with pytest.raises(ConfigError, match=r"gpu\.sharing\.timeSlicing\.replicas: must be an integer <= 64, got 65"):
+        parse_gpu({"model": "T4", "sharing": {"timeSlicing": {"replicas": 65}}})
 
 
 def test_load_config_reads_yaml_and_json_the_same(tmp_path: Path) -> None:
@@ -168,7 +180,7 @@ def test_labels_declare_the_fake_and_the_sharing() -> None:
     assert labels["nvidia.com/gpu.product"] == "NVIDIA-A100-SXM4-80GB-SHARED"
     assert labels["nvidia.com/gpu.replicas"] == "4"
     assert labels["nvidia.com/gpu.sharing-strategy"] == "time-slicing"
-    assert labels["nvidia.com/mig.strategy"] == "none"
+    assert "nvidia.com/mig.strategy" not in labels  # GFD writes it only for single and mixed (see labels.py)
     assert labels["nvidia.com/gpu.count"] == "8"
 
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 import tomllib
 from pathlib import Path
 
 import pytest
 
 from fake_gpu_plugin.config import config_from_pool
-from fake_gpu_plugin.inventory import build_inventory
+from fake_gpu_plugin.inventory import build_inventory, resource_counts
+from fake_gpu_plugin.labels import node_labels
 from harness import images
 from harness.config import load_profile, parse_profile
 from harness.errors import ClusterError
@@ -53,43 +52,34 @@ def test_cni_conflist_is_bridge_host_local_portmap(tmp_path: Path) -> None:
     bridge = conf["plugins"][0]
     assert bridge["ipam"]["type"] == "host-local" and bridge["ipMasq"] is False
     assert bridge["ipam"]["ranges"] == [[{"subnet": realnode.POD_CIDR}]]
+    # pods reach the apiserver on the node address, and have no default route off the machine
+    assert bridge["ipam"]["routes"] == [{"dst": f"{realnode.NODE_IP}/32"}] and not bridge.get("isDefaultGateway")
 
 
 def test_plugin_config_for_mixed_mig_gives_the_profiles_resources() -> None:
-    """Mixed MIG at unit level: the real node's plugin advertises what the profile's GPU spec says."""
+    """Mixed MIG at unit level: the plugin, reading the config file the real node writes, serves what the profile's
+    GPU spec says, and the node's labels are the spec's."""
     profile = parse_profile({"name": "m", "realNode": {"enabled": True, "gpu": {
         "model": "A100-SXM4-80GB", "count": 2,
-        "mig": {"strategy": "mixed", "layout": {"3g.40gb": 1, "2g.20gb": 1, "1g.10gb": 2}}}}})
+        "mig": {"strategy": "mixed", "layout": {"3g.40gb": 1, "2g.20gb": 1, "1g.10gb": 2}},
+        "sharing": {"timeSlicing": {"replicas": 2}}}}})
     gpu = profile.real_node.gpu
     assert gpu is not None
-    inv = build_inventory(config_from_pool(realnode.plugin_config("n", gpu)), "n")
+    served = config_from_pool(json.loads(json.dumps(realnode.plugin_config("n", gpu))))
+    inv = build_inventory(served, "n")
     advertised = {name: len(devs) for name, devs in inv.resources.items()}
-    assert advertised == gpu.extended_resources() == {
-        "nvidia.com/mig-3g.40gb": 2, "nvidia.com/mig-2g.20gb": 2, "nvidia.com/mig-1g.10gb": 4}
+    assert advertised == resource_counts(gpu) == {
+        "nvidia.com/mig-3g.40gb": 4, "nvidia.com/mig-2g.20gb": 4, "nvidia.com/mig-1g.10gb": 8}
+    assert node_labels(served) == node_labels(gpu)
+    assert node_labels(gpu)["nvidia.com/mig-1g.10gb.product"] == "NVIDIA-A100-SXM4-80GB-MIG-1g.10gb-SHARED"
 
 
 def test_shipped_local_real_profile() -> None:
     p = load_profile("local-real")
     assert p.tier == "R" and p.real_node.name == "aiconform-real-0"
-    assert p.real_node.gpu is not None and p.real_node.gpu.extended_resources() == {"nvidia.com/gpu": 4}
+    assert p.real_node.gpu is not None and resource_counts(p.real_node.gpu) == {"nvidia.com/gpu": 8}
+    assert p.addons == ("kube-router",)
     assert p.pools
-
-
-def test_docker_archive_layout() -> None:
-    data = images.docker_archive("example.local/x:1", [images.LayerFile("bin", mode=0o755),
-                                                       images.LayerFile("bin/tool", b"#!/bin/sh\n"),
-                                                       images.LayerFile("bin/sh", link="tool")], ["/bin/tool"], [])
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
-        assert manifest[0]["RepoTags"] == ["example.local/x:1"]
-        config = json.load(tar.extractfile(manifest[0]["Config"]))  # type: ignore[arg-type]
-        layer = tar.extractfile(manifest[0]["Layers"][0]).read()  # type: ignore[union-attr]
-    import hashlib
-
-    assert config["rootfs"]["diff_ids"] == ["sha256:" + hashlib.sha256(layer).hexdigest()]
-    assert config["config"]["Entrypoint"] == ["/bin/tool"]
-    with tarfile.open(fileobj=io.BytesIO(layer)) as inner:
-        assert inner.getmember("bin/sh").issym()
 
 
 def test_static_elf_detection() -> None:

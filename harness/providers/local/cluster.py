@@ -42,16 +42,18 @@ from harness.errors import (
     KubeError,
     PortInUse,
 )
+from harness.flags import ComponentSettings, component_settings
 from harness.kube import KubeClient, KubeConfig
 from harness.pki import Pki
 from harness.providers.base import ProviderInfo
+from harness.providers.local import controlplane
 from harness.providers.local.nodes import FAKE_NODE_IP, SIM_ANNOTATION, register_nodes, simulated_node
 
 Progress = Callable[[str], None]
 
 STOP_ORDER = ["realnode-plugin", "kubelet", "containerd", "kwok", "kube-scheduler", "kube-controller-manager",
               "kube-apiserver", "etcd"]
-KWOK_STAGES = Path(__file__).resolve().parent.parent.parent / "kwok" / "stages.yaml"
+KWOK_STAGES = Path(__file__).resolve().parents[2] / "kwok" / "stages.yaml"
 
 
 def _stderr(msg: str) -> None:
@@ -113,6 +115,10 @@ class LocalCluster:
         self._resolver = resolver
         self.progress = progress
         self.pki = Pki(self.dir / "pki")
+        self.settings = ComponentSettings()
+        """The profile's feature gates and extra flags per component (harness/flags.py), set by create."""
+        self.node_ip: str | None = None
+        """The real node's address when the cluster has one: kube-apiserver binds to it and advertises it."""
 
     # -- paths --
     @property
@@ -163,7 +169,7 @@ class LocalCluster:
         if st is None:
             raise ClusterNotFound(f"no local cluster named {self.name!r} is running")
         tier = st.get("tier", "S")
-        caps = {"add-nodes", "simulated-nodes"}
+        caps = {"add-nodes", "simulated-nodes", *st.get("facts", [])}
         if tier == "R":
             caps |= {"real-node", "restart-node", "device-plugin"}
         return ProviderInfo(
@@ -179,6 +185,12 @@ class LocalCluster:
 
     def client(self) -> KubeClient:
         return KubeClient(KubeConfig.from_file(self.kubeconfig()))
+
+    def load_image(self, archive: Path) -> None:
+        """LoadsImages: import an image archive into the real node's containerd (UnsupportedCapability without one)."""
+        from harness.providers.local.realnode import RealNodeHost
+
+        RealNodeHost.attach(self, progress=self.progress).import_image(archive)
 
     def restart_node(self, node: str) -> None:
         """RestartsNodes: restart the real node's kubelet (simulated nodes have none: UnsupportedCapability)."""
@@ -222,8 +234,11 @@ class LocalCluster:
             if profile.control_plane.apiserver_port:
                 check_port_free(profile.control_plane.apiserver_port, "controlPlane.apiserverPort")
             t0 = time.monotonic()
+            version, bins = self._binaries(profile)
+            # the profile's gates and flags, checked against these binaries before anything starts
+            self.settings = component_settings(profile, bins, version, controlplane.HARNESS_FLAGS)
             try:
-                self._create(profile, fp)
+                self._create(profile, fp, version, bins)
             except BaseException:
                 self.progress("bring-up did not finish; stopping what was started")
                 self._teardown(keep_logs_to=self.root / f"{self.name}.failed-logs")
@@ -231,7 +246,8 @@ class LocalCluster:
             self.progress(f"cluster {self.name!r} is up ({time.monotonic() - t0:.1f}s)")
             return self.kubeconfig()
 
-    def _create(self, profile: Profile, fingerprint: str) -> None:
+    def _binaries(self, profile: Profile) -> tuple[str, dict[str, Path]]:
+        """The pinned Kubernetes version and the binaries the profile needs (built on first use)."""
         resolver = self._resolver or BinaryResolver(progress=self.progress)
         version = profile.control_plane.kubernetes_version or resolver.versions.kubernetes_default
         names = list(CONTROL_PLANE)
@@ -241,6 +257,9 @@ class LocalCluster:
         bins = {n: r.path for n, r in resolver.resolve_many(names, kubernetes=version).items()}
         if time.monotonic() - t_bins > 1:
             self.progress(f"binaries ready ({time.monotonic() - t_bins:.0f}s)")
+        return version, bins
+
+    def _create(self, profile: Profile, fingerprint: str, version: str, bins: dict[str, Path]) -> None:
         for sub in ("pids", "logs", "etcd", "kubeconfigs"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         ports = {
@@ -252,11 +271,17 @@ class LocalCluster:
             "kwok": free_port(),
         }
         (self.dir / "profile.json").write_text(json.dumps(asdict(profile), indent=2, default=str))
+        self.node_ip = None
+        if profile.real_node.enabled:  # the apiserver binds to the node's address: the veth exists before it starts
+            from harness.providers.local.realnode import prepare_node_network
+
+            self.node_ip = prepare_node_network(self, profile.real_node, progress=self.progress)
+        host = controlplane.apiserver_host(self.node_ip)
         self.progress(f"[1/6] certificates and kubeconfigs in {self.dir}")
-        self._write_pki_and_kubeconfigs(ports["apiserver"])
+        self._write_pki_and_kubeconfigs(ports["apiserver"], profile)
         self.progress("[2/6] starting etcd")
         self._start_etcd(bins["etcd"], ports)
-        self.progress(f"[3/6] starting kube-apiserver v{version} on https://127.0.0.1:{ports['apiserver']}")
+        self.progress(f"[3/6] starting kube-apiserver v{version} on https://{host}:{ports['apiserver']}")
         self._start_apiserver(bins["kube-apiserver"], ports, profile)
         client = self.client()
         self._wait_ready("kube-apiserver", lambda: client.healthz("/readyz"), timeout=60)
@@ -278,12 +303,16 @@ class LocalCluster:
             self.progress("[5/6] starting the real node (kubelet + containerd + fake GPU plugin)")
             from harness.providers.local.realnode import RealNodeHost
 
-            host = RealNodeHost(self, profile.real_node, bins["kubelet"], progress=self.progress)
-            components += host.start()
+            node = RealNodeHost(self, profile.real_node, bins["kubelet"], progress=self.progress,
+                                feature_gates=self.settings.gates("kubelet"),
+                                extra_args=self.settings.args("kubelet"))
+            components += node.start()
             tier = "R"
         n_sim = sum(p.nodes for p in profile.pools)
         self.progress(f"[6/6] registering {n_sim} simulated nodes in {len(profile.pools)} pools")
         self.add_pool_nodes(client, profile.pools)
+        resolver = self._resolver or BinaryResolver(progress=self.progress)
+        facts = self._install_addons(profile, client, resolver) if profile.addons else []
         state = {
             "name": self.name,
             "provider": "local",
@@ -294,17 +323,32 @@ class LocalCluster:
             "tier": tier,
             "ports": ports,
             "components": components,
-            "server": f"https://127.0.0.1:{ports['apiserver']}",
+            "facts": facts,
+            "server": f"https://{host}:{ports['apiserver']}",
             "created": time.time(),
         }
         self.state_file.write_text(json.dumps(state, indent=2))
+
+    def _install_addons(self, profile: Profile, client: KubeClient, resolver: BinaryResolver) -> list[str]:
+        """Install the profile's addons on the real node; their host undo commands are recorded first, so a `down`
+        after a crash mid-install still runs them."""
+        from harness import addons
+        from harness.providers.local.realnode import REAL_NODE_LABEL
+
+        def record(undo: list[tuple[str, ...]]) -> None:
+            (self.dir / "addons.json").write_text(json.dumps({"addons": list(profile.addons), "undo": undo}, indent=2))
+
+        chosen = [addons.lookup(n) for n in profile.addons]
+        self.progress(f"installing addons: {', '.join(profile.addons)}")
+        return addons.install(chosen, client=client, load_image=self.load_image, resolver=resolver,
+                              node_selector={REAL_NODE_LABEL: "true"}, progress=self.progress, record_undo=record)
 
     def add_pool_nodes(self, client: KubeClient, pools: tuple[Pool, ...] | list[Pool], timeout: float = 120) -> None:
         register_nodes(client, [simulated_node(p, i, self.name) for p in pools for i in range(p.nodes)], timeout=timeout)
 
     # -- components -----------------------------------------------------------------------------------------------
 
-    def _write_pki_and_kubeconfigs(self, apiserver_port: int) -> None:
+    def _write_pki_and_kubeconfigs(self, apiserver_port: int, profile: Profile) -> None:
         self.pki.create_ca()
         self.pki.create_service_account_key()
         self.pki.issue(
@@ -313,10 +357,11 @@ class LocalCluster:
             server=True,
             dns=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
                  "kubernetes.default.svc.cluster.local"),
-            ips=("127.0.0.1", "10.96.0.1"),
+            ips=controlplane.apiserver_serving_ips(profile.control_plane.service_cidr, self.node_ip),
         )
         self.pki.issue("apiserver-kubelet-client", "kube-apiserver-kubelet-client", org="system:masters", client=True)
-        server = f"https://127.0.0.1:{apiserver_port}"
+        self.pki.create_front_proxy()
+        server = f"https://{controlplane.apiserver_host(self.node_ip)}:{apiserver_port}"
         identities = {
             "admin": ("aiconform-admin", "system:masters"),
             "controller-manager": ("system:kube-controller-manager", None),
@@ -401,8 +446,7 @@ class LocalCluster:
         argv = [
             str(binary),
             f"--etcd-servers=http://127.0.0.1:{ports['etcd']}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            *controlplane.apiserver_address_args(self.node_ip),
             f"--secure-port={ports['apiserver']}",
             f"--tls-cert-file={pki / 'apiserver.crt'}",
             f"--tls-private-key-file={pki / 'apiserver.key'}",
@@ -413,7 +457,6 @@ class LocalCluster:
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             "--authorization-mode=Node,RBAC",
             "--enable-admission-plugins=NodeRestriction",
-            "--endpoint-reconciler-type=none",
             "--allow-privileged=true",
             f"--cert-dir={pki / 'generated'}",
             f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
@@ -421,10 +464,14 @@ class LocalCluster:
             "--kubelet-preferred-address-types=InternalIP,Hostname",
             "--profiling=false",
             "--event-ttl=1h",
+            *controlplane.aggregation_args(self.pki),
+            *controlplane.feature_gate_args(self.settings.gates("kube-apiserver")),
+            *controlplane.runtime_config_args(self.settings.runtime_config),
         ]
         if cp.lift_limits:
             argv += ["--max-requests-inflight=0", "--max-mutating-requests-inflight=0",
                      "--enable-priority-and-fairness=false"]
+        argv += controlplane.extra_args("kube-apiserver", argv, self.settings.args("kube-apiserver"))
         self._start("kube-apiserver", argv, env=self._go_env(profile))
 
     def _start_controller_manager(self, binary: Path, ports: dict[str, int], profile: Profile) -> None:
@@ -445,9 +492,12 @@ class LocalCluster:
             "--use-service-account-credentials=true",
             f"--cert-dir={pki / 'generated-cm'}",
             "--profiling=false",
+            *controlplane.feature_gate_args(self.settings.gates("kube-controller-manager")),
         ]
         if profile.control_plane.lift_limits:
             argv += ["--kube-api-qps=5000", "--kube-api-burst=10000"]
+        argv += controlplane.extra_args("kube-controller-manager", argv,
+                                        self.settings.args("kube-controller-manager"))
         self._start("kube-controller-manager", argv, env=self._go_env(profile))
 
     def _start_scheduler(self, binary: Path, ports: dict[str, int], profile: Profile) -> None:
@@ -461,20 +511,19 @@ class LocalCluster:
         }
         cfg = self.dir / "kubeconfigs" / "scheduler-config.yaml"
         cfg.write_text(yaml.safe_dump(config))
-        self._start(
-            "kube-scheduler",
-            [
-                str(binary),
-                f"--config={cfg}",
-                f"--authentication-kubeconfig={kc}",
-                f"--authorization-kubeconfig={kc}",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={ports['scheduler']}",
-                f"--cert-dir={self.pki.dir / 'generated-sched'}",
-                "--profiling=false",
-            ],
-            env=self._go_env(profile),
-        )
+        argv = [
+            str(binary),
+            f"--config={cfg}",
+            f"--authentication-kubeconfig={kc}",
+            f"--authorization-kubeconfig={kc}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={ports['scheduler']}",
+            f"--cert-dir={self.pki.dir / 'generated-sched'}",
+            "--profiling=false",
+            *controlplane.feature_gate_args(self.settings.gates("kube-scheduler")),
+        ]
+        argv += controlplane.extra_args("kube-scheduler", argv, self.settings.args("kube-scheduler"))
+        self._start("kube-scheduler", argv, env=self._go_env(profile))
 
     def _start_kwok(self, binary: Path, ports: dict[str, int], profile: Profile) -> None:
         cidr = profile.control_plane.pod_cidr
@@ -512,6 +561,7 @@ class LocalCluster:
             from harness.providers.local.realnode import teardown_host
 
             teardown_host(self, progress=self.progress)
+        self._undo_addons()
         if piddir.is_dir():
             known = [c for c in STOP_ORDER if (piddir / f"{c}.pid").exists()]
             others = sorted(p.stem for p in piddir.glob("*.pid") if p.stem not in STOP_ORDER)
@@ -523,6 +573,16 @@ class LocalCluster:
             shutil.copytree(self.dir / "logs", keep_logs_to)
             self.progress(f"logs of the failed bring-up kept in {keep_logs_to}")
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _undo_addons(self) -> None:
+        """Host changes the addons' pods made (after their containers are gone, so nothing re-creates them)."""
+        try:
+            record = json.loads((self.dir / "addons.json").read_text())
+        except (OSError, ValueError):
+            return
+        from harness.addons import undo_host_changes
+
+        undo_host_changes(record.get("undo", []), self.progress)
 
     def collect_logs(self, dest: Path) -> list[Path]:
         dest.mkdir(parents=True, exist_ok=True)

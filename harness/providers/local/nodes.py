@@ -1,6 +1,8 @@
 """Simulated (tier S) Node objects: what KWOK plays, with the GPU resources and labels the fake plugin would give.
 
-Owns the Node manifests of simulated pools and their bulk registration; starts no process.
+Owns the Node manifests of simulated pools and their bulk registration; starts no process.  A simulated node's GPU
+labels and extended resources come from fake_gpu_plugin (``labels.node_labels``, ``inventory.resource_counts``),
+the same functions that label the real node and count what its plugin serves; nothing GPU-specific is decided here.
 """
 
 from __future__ import annotations
@@ -8,8 +10,9 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from fake_gpu_plugin import models
-from harness.config import GpuSpec, Pool
+from fake_gpu_plugin.inventory import resource_counts
+from fake_gpu_plugin.labels import node_labels
+from harness.config import Pool
 from harness.errors import AiconformError, ClusterError, Conflict
 from harness.kube import KubeClient
 
@@ -21,24 +24,6 @@ FAKE_NODE_IP = "192.0.2.10"  # RFC 5737 documentation address: a status field on
 
 
 # -- node objects ---------------------------------------------------------------------------------------------------
-
-
-def gpu_node_labels(gpu: GpuSpec) -> dict[str, str]:
-    """GFD-style labels for a node of this GPU spec, as GPU feature discovery would write them."""
-    model = models.lookup(gpu.model)
-    labels = models.gfd_labels(model, gpu.count)
-    if gpu.mig.strategy != "none":
-        labels["nvidia.com/mig.strategy"] = gpu.mig.strategy
-        for prof_name, n in gpu.mig.layout:
-            prof = model.mig_profile(prof_name)
-            labels[f"nvidia.com/mig-{prof.name}.count"] = str(n * gpu.count)
-            labels[f"nvidia.com/mig-{prof.name}.memory"] = str(prof.memory_mib)
-    if gpu.time_slicing.replicas > 1:
-        labels["nvidia.com/gpu.replicas"] = str(gpu.time_slicing.replicas)
-        labels["nvidia.com/gpu.sharing-strategy"] = "time-slicing"
-        if gpu.time_slicing.rename_by_default:
-            labels["nvidia.com/gpu.product"] = model.gfd_product + "-SHARED"
-    return labels
 
 
 def simulated_node(pool: Pool, index: int, cluster: str) -> dict[str, Any]:
@@ -59,9 +44,9 @@ def simulated_node(pool: Pool, index: int, cluster: str) -> dict[str, Any]:
         "pods": str(pool.pods),
         "ephemeral-storage": "1Ti",
     }
-    if pool.gpu is not None and pool.gpu.count > 0:
-        labels.update(gpu_node_labels(pool.gpu))
-        resources.update({k: str(v) for k, v in pool.gpu.extended_resources().items()})
+    if pool.gpu is not None:
+        labels.update(node_labels(pool.gpu))
+        resources.update({k: str(v) for k, v in resource_counts(pool.gpu).items()})
     labels.update(pool.labels)
     return {
         "apiVersion": "v1",

@@ -3,8 +3,9 @@
 Owns the host state one real node needs and giving all of it back:
 - a containerd of our own (config, root, state and socket under ``<run dir>/realnode/containerd``; never the
   system service) with the CRI settings this VM needs (``restrict_oom_score_adj``, our pause image, cgroupfs);
-- two images built here and imported with ``ctr`` (harness/images.py): the pause and ``aiconform.local/busybox``;
-- a veth pair carrying the node's own address (``172.31.255.1/30``) and a CNI bridge network (``10.244.0.0/24``);
+- two images built here and imported with ``ctr`` (harness/images): the pause and ``aiconform.local/busybox``;
+- a veth pair carrying the node's own address (``172.31.255.1/30``; made by ``prepare_node_network`` before
+  kube-apiserver starts, which binds to it) and a CNI bridge network (``10.244.0.0/24``, one route to the node);
 - the kubelet (root dir ``/var/lib/kubelet/aiconform``; the device-plugin dir ``/var/lib/kubelet/device-plugins``
   is fixed, hence one real node per host, claimed in ``/run/aiconform-realnode.json``);
 - the fake GPU plugin as a host process (component ``realnode-plugin``), node labels and taints.
@@ -23,14 +24,17 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from fake_gpu_plugin import labels as gpu_labels
+from fake_gpu_plugin.config import InventoryConfig, to_pool
+from fake_gpu_plugin.inventory import resource_counts
 from harness import images, proc
-from harness.config import GpuSpec, RealNode
+from harness.config import RealNode
 from harness.errors import (
     AiconformError,
     ClusterError,
@@ -41,6 +45,7 @@ from harness.errors import (
     WaitTimeout,
 )
 from harness.kube import KubeClient, KubeConfig
+from harness.providers.local import controlplane
 from harness.providers.local import linuxhost as host
 
 if TYPE_CHECKING:
@@ -66,7 +71,6 @@ NODE_STATUS_UPDATE_FREQUENCY = "4s"
 SYSCTLS = ("vm.overcommit_memory", "vm.panic_on_oom", "kernel.panic", "kernel.panic_on_oops",
            "kernel.keys.root_maxkeys", "kernel.keys.root_maxbytes", "net.ipv4.ip_forward")
 """What the kubelet (the first six) and the CNI bridge plugin (ip_forward) change on start."""
-FAKE_GPU_LABEL = "aiconform.io/fake-gpu"
 REAL_NODE_LABEL = "aiconform.io/real-node"
 COMPONENTS = ("containerd", "kubelet", "realnode-plugin")
 MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes; containerd also makes "<socket>.ttrpc"
@@ -164,16 +168,9 @@ def release_host(cluster: LocalCluster) -> None:
 # -- config files ----------------------------------------------------------------------------------------------------
 
 
-def plugin_config(node: str, gpu: GpuSpec) -> dict[str, Any]:
-    """The fake GPU plugin's config (a pool dict) for the real node's GPU spec."""
-    gpu_d: dict[str, Any] = {"model": gpu.model, "count": gpu.count}
-    if gpu.mig.strategy != "none":
-        gpu_d["mig"] = {"strategy": gpu.mig.strategy, "layout": dict(gpu.mig.layout)}
-    ts = gpu.time_slicing
-    if ts.replicas > 1:
-        gpu_d["sharing"] = {"timeSlicing": {"replicas": ts.replicas, "renameByDefault": ts.rename_by_default,
-                                            "failRequestsGreaterThanOne": ts.fail_requests_greater_than_one}}
-    return {"name": node, "nodes": 1, "gpu": gpu_d}
+def plugin_config(node: str, gpu: InventoryConfig) -> dict[str, Any]:
+    """The fake GPU plugin's config file (a pool dict) for the real node's GPU spec: the spec itself, written out."""
+    return to_pool(gpu, name=node)
 
 
 def _toml_str(value: str) -> str:
@@ -233,7 +230,10 @@ def cni_conflist(ipam_dir: Path) -> dict[str, Any]:
                 "isGateway": True,
                 "ipMasq": False,
                 "hairpinMode": True,
-                "ipam": {"type": "host-local", "ranges": [[{"subnet": POD_CIDR}]], "dataDir": str(ipam_dir)},
+                # one route besides the pod subnet: the node address, where kube-apiserver listens (the kubernetes
+                # Service's endpoint); no default route, so a pod's packets cannot head off the machine
+                "ipam": {"type": "host-local", "ranges": [[{"subnet": POD_CIDR}]], "dataDir": str(ipam_dir),
+                         "routes": [{"dst": f"{NODE_IP}/32"}]},
             },
             {"type": "portmap", "capabilities": {"portMappings": True}},
         ],
@@ -281,11 +281,16 @@ def kubelet_config(*, ca: Path, socket: Path, port: int, healthz_port: int, serv
 class RealNodeHost:
     """Starts (and restarts the kubelet of) the one real node of a local cluster."""
 
-    def __init__(self, cluster: LocalCluster, spec: RealNode, kubelet: Path, *, progress: Progress = _stderr) -> None:
+    def __init__(self, cluster: LocalCluster, spec: RealNode, kubelet: Path | None, *, progress: Progress = _stderr,
+                 feature_gates: Mapping[str, bool] | None = None, extra_args: Mapping[str, str] | None = None) -> None:
         self.cluster = cluster
         self.spec = spec
         self.kubelet = kubelet
         self.progress = progress
+        self.feature_gates = dict(feature_gates or {})
+        """Gates the kubelet gets in its config's ``featureGates`` (harness/flags.py checked them)."""
+        self.extra_args = dict(extra_args or {})
+        """The profile's extra kubelet flags (realNode.extraArgs, checked by harness/flags.py)."""
         self.dir = cluster.dir / "realnode"
         self.record: dict[str, Any] = {}
 
@@ -320,8 +325,10 @@ class RealNodeHost:
         os.replace(tmp, path)
 
     # -- start --
-    def start(self) -> list[str]:
-        """Bring the node up; returns the components started (each with a pidfile at cluster.pidfile(name))."""
+    def prepare_network(self) -> str:
+        """The host-network step, run BEFORE kube-apiserver starts (it binds to and advertises the node address):
+        preflight, the one-real-node-per-host claim, the record of the host's state, and the veth pair carrying the
+        node's own address.  Returns that address.  Undone by ``teardown_host`` like everything else."""
         preflight(self.cluster)
         if len(str(self.socket)) > MAX_SOCKET_PATH:
             raise ClusterError(f"the run dir {self.cluster.dir} is too deep for containerd's socket path "
@@ -329,8 +336,17 @@ class RealNodeHost:
                                "AICONFORM_STATE_DIR")
         claim_host(self.cluster)
         self._record_host_before()
+        self._make_node_address()
+        return NODE_IP
+
+    def start(self) -> list[str]:
+        """Bring the node up (after ``prepare_network``, which it runs itself when the run dir has no record yet);
+        returns the components started (each with a pidfile at cluster.pidfile(name))."""
+        self.record = self.record or load_record(self.cluster) or {}
+        if not self.record:
+            self.prepare_network()
         archives = self._build_images()
-        self._make_network()
+        self._write_cni_config()
         self._start_containerd(archives)
         self._start_kubelet()
         components = ["containerd", "kubelet"]
@@ -368,14 +384,17 @@ class RealNodeHost:
                       f"{images.images_cache()})")
         return [images.pause_archive(), images.busybox_archive()]
 
-    def _make_network(self) -> None:
-        self.progress(f"  real node: veth {VETH} with {NODE_IP}/{NODE_PREFIX}; CNI bridge {BRIDGE} for {POD_CIDR}")
+    def _make_node_address(self) -> None:
+        self.progress(f"  real node: veth {VETH} with the node address {NODE_IP}/{NODE_PREFIX}")
         for stale in (VETH, BRIDGE):  # leftovers of ours from a crashed run (the names are ours alone)
             host.delete_link(stale)
         try:
             host.create_veth(VETH, VETH_PEER, f"{NODE_IP}/{NODE_PREFIX}")
         except CommandError as err:
             raise ClusterError(f"cannot create the real node's veth pair: {err}") from err
+
+    def _write_cni_config(self) -> None:
+        self.progress(f"  real node: CNI bridge {BRIDGE} for {POD_CIDR}")
         conf_dir = self.dir / "cni" / "net.d"
         conf_dir.mkdir(parents=True, exist_ok=True)
         (conf_dir / "10-aiconform.conflist").write_text(
@@ -390,10 +409,11 @@ class RealNodeHost:
         self.cluster._start("containerd", [shutil.which("containerd") or "containerd", "--config", str(cfg)])
         self._poll("containerd", lambda: self._ctr_ok(), timeout=30, what="containerd's socket")
         for archive in archives:
-            try:
-                self._ctr("images", "import", str(archive), timeout=120)
-            except CommandError as err:
-                raise ClusterError(f"cannot import {archive.name} into containerd: {err}") from err
+            self.import_image(archive)
+
+    def import_image(self, archive: Path) -> None:
+        """Import an image archive into the node's containerd (namespace k8s.io): pods use it without a pull."""
+        images.import_archive(archive, self.socket, timeout=300)
 
     def _ctr(self, *args: str, timeout: float = 60) -> proc.Result:
         return proc.run(["ctr", "--address", str(self.socket), "--namespace", "k8s.io", *args], timeout=timeout)
@@ -423,10 +443,14 @@ class RealNodeHost:
         config = kubelet_config(ca=pki.ca.cert, socket=self.socket, port=free_port(), healthz_port=healthz,
                                 serving=(serving.cert, serving.key),
                                 taints=[t.to_api() for t in self.spec.taints])
+        config = controlplane.kubelet_feature_gates(config, self.feature_gates)
         cfg = self.dir / "kubelet-config.yaml"
         cfg.write_text(yaml.safe_dump(config))
+        if self.kubelet is None:
+            raise ClusterError("the real node was prepared without a kubelet binary")
         argv = [str(self.kubelet), f"--config={cfg}", f"--kubeconfig={kubeconfig}", f"--root-dir={KUBELET_ROOT}",
                 f"--hostname-override={name}", f"--node-ip={NODE_IP}", "--v=1"]
+        argv += controlplane.extra_args("kubelet", argv, self.extra_args)
         self.record |= {"kubelet_argv": argv, "kubelet_healthz_port": healthz}
         self._save()
         self.cluster._start("kubelet", argv)
@@ -461,7 +485,7 @@ class RealNodeHost:
         if rec is None or not proc.pid_alive(rec[0]):
             raise ClusterError(f"{component} exited during start-up: {self.cluster._log_tail(component)}")
 
-    def _start_plugin(self, gpu: GpuSpec) -> None:
+    def _start_plugin(self, gpu: InventoryConfig) -> None:
         from harness.providers.local.cluster import free_port
 
         port = free_port()
@@ -478,18 +502,16 @@ class RealNodeHost:
         self.cluster._start("realnode-plugin", argv, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
     def node_labels(self) -> dict[str, str]:
+        """The node's labels: the GPU labels of its spec (the owner every GPU node shares), then the profile's."""
         labels = {REAL_NODE_LABEL: "true", "aiconform.io/cluster": self.cluster.name}
-        if self.spec.gpu is not None and self.spec.gpu.count > 0:
-            from fake_gpu_plugin.config import config_from_pool
-            from fake_gpu_plugin.labels import node_labels
-
-            labels |= node_labels(config_from_pool(plugin_config(self.spec.name, self.spec.gpu)))
-            labels[FAKE_GPU_LABEL] = "true"
+        if self.spec.gpu is not None:
+            labels |= gpu_labels.node_labels(self.spec.gpu)
         return labels | dict(self.spec.labels)
 
     def expected_resources(self) -> dict[str, str]:
+        """What the plugin will advertise once registered: counted from the inventory it serves."""
         gpu = self.spec.gpu
-        return {k: str(v) for k, v in gpu.extended_resources().items()} if gpu is not None else {}
+        return {k: str(v) for k, v in resource_counts(gpu).items()} if gpu is not None else {}
 
     def _wait_node(self, timeout: float = 120) -> None:
         name = self.spec.name
@@ -533,6 +555,12 @@ class RealNodeHost:
         proc.stop_pidfile(self.cluster.pidfile("kubelet"))
         self.cluster._start("kubelet", list(argv))
         self._wait_kubelet_healthy()
+
+
+def prepare_node_network(cluster: LocalCluster, spec: RealNode, *, progress: Progress = _stderr) -> str:
+    """The real node's host-network step on its own (an action of its own, before kube-apiserver starts): see
+    ``RealNodeHost.prepare_network``.  Returns the node address the apiserver binds to and advertises."""
+    return RealNodeHost(cluster, spec, None, progress=progress).prepare_network()
 
 
 def load_record(cluster: LocalCluster) -> dict[str, Any] | None:

@@ -1,0 +1,69 @@
+"""OCI images built here, without a registry or docker: the one owner of every image aiconform runs.
+
+- :mod:`harness.images.registry`: the named image definitions (``pause``, ``busybox``, ``python-base``,
+  ``python-prometheus``, ``fake-gpu-plugin``) and :func:`build`, cached by a content hash of their inputs;
+  :func:`static_binary_image` for a static (Go) binary FROM scratch.
+- :mod:`harness.images.debian`: debootstrap base root, Debian packages and wheels installed into it (cached stages).
+- :mod:`harness.images.oci`: layers and the archive (OCI layout + docker ``manifest.json`` in one tar).
+- :mod:`harness.images.cache`: content keys, atomic cache entries, cleanup on failure and Ctrl-C.
+- :mod:`harness.images.containerd`: :func:`import_archive` into a containerd (``ctr -n k8s.io images import``).
+
+Image names are ``aiconform.local/<name>:<tag>``; nothing is ever pulled.  ``aiconform images build|list`` is the
+CLI.  The functions the real node has always used (:func:`pause_archive`, :func:`busybox_archive`,
+:func:`images_cache`, ``PAUSE_IMAGE``, ``BUSYBOX_IMAGE``, ``BUSYBOX_BINARY``) keep their names and signatures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from harness.images.cache import images_cache
+from harness.images.containerd import import_archive
+from harness.images.oci import ImageConfig, LayerFile
+from harness.images.registry import (
+    REGISTRY,
+    REGISTRY_HOST,
+    Built,
+    DebianImage,
+    Image,
+    ScratchImage,
+    build,
+    get,
+    static_binary_image,
+    status,
+)
+from harness.images.static import BUSYBOX_BINARY, BUSYBOX_IMAGE, PAUSE_IMAGE, busybox_contents, is_static_elf
+
+__all__ = [
+    "BUSYBOX_BINARY", "BUSYBOX_IMAGE", "PAUSE_IMAGE", "REGISTRY", "REGISTRY_HOST", "Built", "DebianImage", "Image",
+    "ImageConfig", "LayerFile", "ScratchImage", "build", "busybox_archive", "get", "image_ref", "images_cache",
+    "import_archive", "is_static_elf", "pause_archive", "static_binary_image", "status",
+]
+
+
+def _quiet(line: str) -> None:
+    pass
+
+
+def image_ref(name: str) -> str:
+    """The image name a pod spec uses for the registered image ``name`` (``aiconform.local/…``)."""
+    return get(name).ref
+
+
+def pause_archive(progress: Callable[[str], None] = _quiet) -> Path:
+    """The pause image's archive (built and cached on first use)."""
+    return build("pause", progress).archive
+
+
+def busybox_archive(binary: Path = BUSYBOX_BINARY, progress: Callable[[str], None] = _quiet) -> Path:
+    """The busybox image's archive (built and cached on first use); ImageBuildError naming the apt package when
+    the static busybox is missing."""
+    if binary == BUSYBOX_BINARY:
+        return build("busybox", progress).archive
+    from harness.images.cache import file_digest
+
+    custom = ScratchImage("busybox", BUSYBOX_IMAGE, f"busybox from {binary}",
+                          lambda: [file_digest(binary) if binary.is_file() else "missing"],
+                          lambda: busybox_contents(binary), ImageConfig(cmd=("/bin/sh",)))
+    return build(custom, progress).archive
