@@ -95,3 +95,36 @@ def test_kubeconfig_certificate_data_is_written_privately() -> None:
         assert api.workdir.joinpath("client.crt").read_bytes() == b"C"
         assert api.workdir.joinpath("client.key").read_bytes() == b"K"
         assert _auth_header(api) is None
+
+
+OFFICIAL_CHECKS = '''
+import pytest
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic.exceptions import api_exception
+
+
+def official(status):
+    return ApiException(status=status, reason="Reason")
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 409, 422, 401, 410, 429, 500, 503])
+def test_official(status):
+    raise official(status)
+
+
+def test_dynamic_invalid():
+    raise api_exception(official(422))
+'''
+
+
+def test_official_client_answers_are_graded_like_the_fast_clients(pytester: pytest.Pytester) -> None:
+    from tests.unit.test_pytest_seam import statuses, write_info
+
+    pytester.makepyfile(test_official=OFFICIAL_CHECKS)
+    info = write_info(pytester.path / "cluster-info.json")
+    report = pytester.path / "report"
+    pytester.runpytest(f"--aiconform-cluster-info={info}", f"--aiconform-report-dir={report}")
+    graded = {k.split("[")[-1].rstrip("]") if "[" in k else k.split("::")[-1]: v for k, v in statuses(report).items()}
+    assert graded == {**{s: "failed" for s in ("400", "403", "404", "409", "422")},  # the platform answered, wrongly
+                      **{s: "error" for s in ("401", "410", "429", "500", "503")},  # the run broke
+                      "test_dynamic_invalid": "failed"}
