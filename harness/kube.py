@@ -36,6 +36,7 @@ from typing import Any, NamedTuple, Protocol
 
 import yaml
 
+from harness import proc
 from harness.errors import (
     ApiError,
     CommandError,
@@ -194,8 +195,6 @@ class ExecCredentials:
             self._cached = None
 
     def _run(self) -> Credential:
-        from harness import proc
-
         spec = self.spec
         if spec.interactive_mode == "Always":
             raise KubeConfigError(f"{self._where}: exec plugin {spec.command!r} needs a terminal (interactiveMode "
