@@ -39,10 +39,13 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from harness.providers.local import LocalCluster
+    from harness.providers import find_cluster
 
-    cluster = LocalCluster(args.name)
-    if not cluster.delete():
+    try:
+        cluster = find_cluster(args.name)
+    except ClusterNotFound:
+        cluster = None
+    if cluster is None or not cluster.delete():
         if args.ignore_missing:
             print(f"no cluster named {args.name!r}; nothing to do", file=sys.stderr)
             return 0
@@ -52,43 +55,31 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from harness.providers.local import STOP_ORDER, LocalCluster
+    from dataclasses import asdict
 
-    cluster = LocalCluster(args.name)
-    st = cluster.state()
-    running = cluster.running_components()
-    if st is None and not running:
-        raise ClusterNotFound(f"no cluster named {args.name!r}")
-    healthy = cluster.is_up()
-    info = {
-        "name": args.name,
-        "healthy": healthy,
-        "profile": (st or {}).get("profile"),
-        "tier": (st or {}).get("tier"),
-        "kubernetes": (st or {}).get("kubernetes_version"),
-        "server": (st or {}).get("server"),
-        "kubeconfig": str(cluster.kubeconfig()),
-        "components": {c: running.get(c) for c in reversed(STOP_ORDER) if c in (st or {}).get("components", running)},
-    }
+    from harness.providers import find_cluster
+
+    st = find_cluster(args.name).status()
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(json.dumps(asdict(st), indent=2))
     else:
-        print(f"cluster     {info['name']} ({'healthy' if healthy else 'NOT healthy'})")
-        print(f"profile     {info['profile']} (tier {info['tier']})")
-        print(f"kubernetes  v{info['kubernetes']} at {info['server']}")
-        print(f"kubeconfig  {info['kubeconfig']}")
-        for comp, pid in info["components"].items():
+        print(f"cluster     {st.name} ({'healthy' if st.healthy else 'NOT healthy'})")
+        print(f"provider    {st.provider}")
+        print(f"profile     {st.profile} (tier {st.tier})")
+        print(f"kubernetes  v{st.kubernetes_version} at {st.server}")
+        print(f"kubeconfig  {st.kubeconfig}")
+        for comp, pid in st.components.items():
             print(f"  {comp:<24} {'pid ' + str(pid) if pid else 'NOT RUNNING'}")
-    return 0 if healthy else 1
+    return 0 if st.healthy else 1
 
 
 def cmd_kubeconfig(args: argparse.Namespace) -> int:
-    from harness.providers.local import LocalCluster
+    from harness.providers import find_cluster
 
-    cluster = LocalCluster(args.name)
-    if cluster.state() is None:
-        raise ClusterNotFound(f"no cluster named {args.name!r}")
-    print(cluster.kubeconfig())
+    path = find_cluster(args.name).kubeconfig()
+    if not path.exists():
+        raise ClusterNotFound(f"cluster {args.name!r} has no kubeconfig yet (still coming up, or broken)")
+    print(path)
     return 0
 
 
@@ -188,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--report-dir", default=None, help="default: reports/<run-id>")
     run.add_argument("--keep", action="store_true", help="leave the cluster up afterwards")
     run.add_argument("--kubeconfig", default=None, help="run against an existing cluster (provider existing)")
+    run.add_argument("--capability", action="append", default=None, metavar="FACT",
+                     help="a fact of the existing cluster (--kubeconfig), e.g. networkpolicy; repeatable")
     run.add_argument("--allow-existing", action="store_true",
                      help="allow destructive suites on an existing cluster")
     run.add_argument("--seed", type=int, default=None, help="Hypothesis seed for the property suite")

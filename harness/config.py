@@ -31,7 +31,6 @@ _FLAG_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _RUNTIME_CONFIG_KEY = re.compile(r"^(api/(all|ga|beta|alpha)|[a-z0-9.-]+/[a-z0-9]+(/[a-z0-9]+)?|v1)$")
 CONTROL_PLANE_COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
-PROVIDERS = ("local", "kind", "existing")
 
 
 @dataclass(frozen=True)
@@ -169,8 +168,8 @@ class _Parser:
         d = self._map(data, "profile")
         self._known(d, "", {"name", "provider", "pools", "controlPlane", "realNode", "description", "addons"})
         provider = self._str(d.get("provider", "local"), "provider")
-        if provider not in PROVIDERS:
-            raise ConfigError(f"provider: must be one of {', '.join(PROVIDERS)}, got {provider!r}")
+        if not _DNS1123.match(provider):  # which names exist is the provider registry's to say (harness/providers)
+            raise ConfigError(f"provider: must be a provider name (lowercase letters, digits, '-'), got {provider!r}")
         raw_pools = d.get("pools", [])
         if not isinstance(raw_pools, list):
             raise ConfigError("pools: must be a list")

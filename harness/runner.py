@@ -1,5 +1,6 @@
-"""``aiconform run``: profile → provider.create → pytest over scenarios/ with the aiconform plugin → report →
-provider.delete (unless --keep).
+"""``aiconform run``: profile (or ``--kubeconfig``: provider ``existing``) → the provider from the registry →
+create → pytest over scenarios/ with the aiconform plugin → report → delete (unless --keep, or the cluster was up
+before the run).  ``--capability`` declares the facts of an existing cluster.
 
 The cluster reaches the plugin as one file, ``cluster-info.json`` in the report directory
 (:class:`harness.testing.ClusterInfo`).  With ``--parallel N`` (N > 1) pytest runs twice over the same report:
@@ -20,11 +21,13 @@ import sys
 import time
 from pathlib import Path
 
-from harness.config import load_profile
-from harness.errors import AiconformError, ConfigError, KubeConfigError, KubeError, KubeUnreachable
-from harness.kube import KubeClient, KubeConfig
+from harness.config import Profile, load_profile
+from harness.errors import AiconformError, ConfigError
+from harness.facts import validate_facts
+from harness.providers import provider_for
+from harness.providers.base import ProviderOptions
 from harness.report import ReportError, Status, load_results
-from harness.testing import ClusterInfo, detect_tier, new_run_id
+from harness.testing import ClusterInfo, new_run_id
 from harness.testing.cluster import CLUSTER_INFO_FILE
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
@@ -157,6 +160,10 @@ def _component_pids(cluster: object) -> dict[str, int]:
 
 def run_main(args: argparse.Namespace) -> int:
     files = suite_files(args.suite)
+    facts = validate_facts(args.capability or [])
+    if facts and not args.kubeconfig:
+        raise ConfigError("--capability declares facts of an existing cluster (with --kubeconfig); a cluster the "
+                          "harness brings up has the facts its provider declares")
     if getattr(args, "parallel", None) is None:
         parallel = default_parallel(local_cluster=not args.kubeconfig)
     else:
@@ -164,41 +171,29 @@ def run_main(args: argparse.Namespace) -> int:
     if parallel < 1:
         raise ConfigError(f"--parallel: must be at least 1, got {parallel}")
     run_id = new_run_id()
-    report_dir = prepare_report_dir(Path(args.report_dir) if args.report_dir else Path("reports") / run_id)
-    cluster = None
-    created = False
     if args.kubeconfig:
-        kc = Path(args.kubeconfig)
-        client = KubeClient(KubeConfig.from_file(kc))
-        if not client.healthz("/readyz"):
-            raise KubeUnreachable(f"the cluster in {kc} does not answer (GET {client.config.server}/readyz failed)")
-        provider, profile_name, tier, caps = "existing", "existing", detect_tier(client), frozenset[str]()
-        try:
-            version = client.server_version().lstrip("v")
-        except KubeError:
-            version = ""
-        client.close()
-        kubeconfig, pids, fake = kc.resolve(), {}, ""
+        profile = Profile(name="existing", provider="existing")
+        options = ProviderOptions(kubeconfig=Path(args.kubeconfig), facts=facts, run_id=run_id)
     else:
-        from harness.providers import provider_for
-
         profile = load_profile(args.profile)
-        if profile.provider == "existing":
-            raise KubeConfigError("profile uses provider 'existing': pass --kubeconfig")
-        cluster = provider_for(profile, args.name)
-        was_up = cluster.kubeconfig().exists() and getattr(cluster, "is_up", lambda: False)()
-        print(f"aiconform run {run_id}: bringing up {profile.provider} cluster {args.name!r} "
-              f"(profile {profile.name})", file=sys.stderr, flush=True)
-        kubeconfig = cluster.create(profile)
-        created = not was_up
-        info = cluster.info()
-        provider, profile_name, tier = info.provider, profile.name, info.tier
-        caps, version, fake = info.capabilities, info.kubernetes_version, info.fake
-        pids = _component_pids(cluster)
+        options = ProviderOptions(run_id=run_id)
+    cluster = provider_for(profile, args.name, options)  # an unknown provider fails here, before anything is written
+    report_dir = prepare_report_dir(Path(args.report_dir) if args.report_dir else Path("reports") / run_id)
+    was_up = cluster.is_up()
+    if not args.kubeconfig:  # an existing cluster is announced once it answered: a bad kubeconfig stays one line
+        print(f"aiconform run {run_id}: {'using' if was_up else 'bringing up'} {profile.provider} cluster "
+              f"{args.name!r} (profile {profile.name})", file=sys.stderr, flush=True)
+    kubeconfig = cluster.create(profile)
+    info = cluster.info()
+    if args.kubeconfig:
+        print(f"aiconform run {run_id}: using the cluster in {kubeconfig} (tier {info.tier}"
+              f"{'; facts: ' + ', '.join(sorted(info.facts)) if info.facts else ''})", file=sys.stderr, flush=True)
+    tier = info.tier
     cluster_info = ClusterInfo(
-        kubeconfig=str(Path(kubeconfig).resolve()), run_id=run_id, provider=provider, profile=profile_name,
-        tier=tier, capabilities=frozenset(caps), kubernetes_version=version, allow_destructive=bool(args.allow_existing),
-        fake=fake, component_pids=pids,
+        kubeconfig=str(Path(kubeconfig).resolve()), run_id=run_id, provider=info.provider,
+        profile=info.profile or profile.name, tier=tier, capabilities=frozenset(info.facts),
+        kubernetes_version=info.kubernetes_version, allow_destructive=bool(args.allow_existing), fake=info.fake,
+        component_pids=_component_pids(cluster),
     ).write(report_dir / CLUSTER_INFO_FILE)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**32)
     sessions = pytest_sessions(files, report_dir=report_dir, cluster_info=cluster_info, parallel=parallel, seed=seed,
@@ -219,15 +214,14 @@ def run_main(args: argparse.Namespace) -> int:
                 break
         rc = combined_exit(codes)
     finally:
-        if cluster is not None:
-            try:
-                cluster.collect_logs(report_dir / "logs")
-            except OSError:
-                pass
-            if created and not args.keep:
-                cluster.delete()
-            elif args.keep:
-                print(f"cluster {args.name!r} kept; kubeconfig: {kubeconfig}", file=sys.stderr)
+        try:
+            cluster.collect_logs(report_dir / "logs")
+        except OSError:
+            pass
+        if not was_up and not args.keep:
+            cluster.delete()
+        elif args.keep and not was_up:
+            print(f"cluster {args.name!r} kept; kubeconfig: {kubeconfig}", file=sys.stderr)
     wall = time.monotonic() - t0
     html = report_dir / "report.html"
     print(f"aiconform run {run_id}: suites took {wall:.0f}s; report: {html if html.exists() else report_dir}",

@@ -47,7 +47,7 @@ def test_up_prints_kubeconfig_last_and_is_idempotent(cli_env: dict[str, str], st
         assert first.returncode == 0, first.stderr
         kubeconfig = Path(first.stdout.strip().splitlines()[-1])
         assert kubeconfig.is_file()
-        assert "[3/6] starting kube-apiserver" in first.stderr  # progress goes to stderr
+        assert "] apiserver: kube-apiserver v" in first.stderr  # one status line per action, on stderr
         client = KubeClient.from_kubeconfig(kubeconfig)
         nodes = client.list("Node")["items"]
         assert [n["metadata"]["name"] for n in nodes] == ["gpu-0"]

@@ -318,7 +318,7 @@ def test_networkpolicy_is_enforced_by_the_installed_enforcer(cluster: LocalClust
     """local-real installs kube-router's firewall on the real node and so declares the ``networkpolicy`` fact; the
     isolation suite's NetworkPolicy check (default-deny, then an allow rule for exactly one pod) runs and passes."""
     info = cluster.info()
-    assert "networkpolicy" in info.capabilities
+    assert "networkpolicy" in info.facts
     ds = cluster.client().get("DaemonSet", "kube-router", namespace="kube-system")
     assert ds["status"]["numberAvailable"] == ds["status"]["desiredNumberScheduled"] == 1
     repo = Path(__file__).resolve().parents[2]
@@ -326,7 +326,7 @@ def test_networkpolicy_is_enforced_by_the_installed_enforcer(cluster: LocalClust
 
     cluster_info = ClusterInfo(kubeconfig=str(cluster.kubeconfig()), run_id=f"np-{secrets.token_hex(2)}",
                                provider="local", profile="local-real", tier="R",
-                               capabilities=info.capabilities).write(tmp_path / "cluster-info.json")
+                               capabilities=info.facts).write(tmp_path / "cluster-info.json")
     argv = [sys.executable, "-m", "pytest", str(repo / "scenarios" / "test_isolation.py"), "-k", "networkpolicy",
             "-p", "no:cacheprovider", "-q", f"--rootdir={repo}", f"--aiconform-cluster-info={cluster_info}",
             f"--aiconform-report-dir={tmp_path}"]
@@ -336,6 +336,18 @@ def test_networkpolicy_is_enforced_by_the_installed_enforcer(cluster: LocalClust
     [check] = [c for c in checks if "networkpolicy" in c["id"]]
     assert check["status"] == "passed", check
     assert check["evidence"]["other_pod_after_allow_rule"] == "Failed"
+
+
+def test_load_image_makes_an_archive_runnable_on_the_real_node(
+    cluster: LocalCluster, client: KubeClient, namespace: str, tmp_path: Path
+) -> None:
+    """The LoadsImages ability: an image built here, never in any registry, runs once loaded (pull policy Never)."""
+    image = images.static_binary_image(f"loaded-{secrets.token_hex(3)}", images.BUSYBOX_BINARY, dest="bin/busybox",
+                                       args=("echo", "loaded-image-ran"))
+    cluster.load_image(images.build(image, progress=lambda line: None).archive)
+    loaded = {"name": "main", "image": image.ref, "imagePullPolicy": "Never"}
+    run_pods(client, namespace, [pod("loaded", [loaded])], "Succeeded")
+    assert "loaded-image-ran" in pod_log(client, namespace, "loaded", "main", until="loaded-image-ran")
 
 
 def test_second_real_node_on_this_host_is_refused(cluster: LocalCluster, state_root: Path) -> None:

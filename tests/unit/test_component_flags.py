@@ -12,8 +12,8 @@ from harness.config import parse_profile
 from harness.errors import ConfigError
 from harness.flags import ComponentSettings, _complaint, parse_help
 from harness.pki import Pki
+from harness.providers.local import components as comp
 from harness.providers.local import controlplane
-from harness.providers.local.cluster import LocalCluster
 
 HELP = """\
 Usage:
@@ -138,25 +138,21 @@ def test_aggregation_args_point_at_the_front_proxy_pki(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("node_ip", [None, "172.31.255.1"])
-def test_harness_flags_cover_every_flag_cluster_builds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                       node_ip: str | None) -> None:
-    """HARNESS_FLAGS (what extraArgs may not touch) is exactly checked against the argv cluster.py builds."""
-    cluster = LocalCluster("flags", root=tmp_path)
-    cluster.node_ip = node_ip
+def test_harness_flags_cover_every_flag_cluster_builds(node_ip: str | None) -> None:
+    """HARNESS_FLAGS (what extraArgs may not touch) is exactly checked against the argv the components build."""
     gates = {"GenericWorkload": True}
-    cluster.settings = ComponentSettings(feature_gates={c: gates for c in controlplane.HARNESS_FLAGS},
-                                         runtime_config={"scheduling.k8s.io/v1beta1": "true"})
-    (cluster.dir / "kubeconfigs").mkdir(parents=True)
-    seen: dict[str, list[str]] = {}
-    monkeypatch.setattr(cluster, "_start", lambda comp, argv, env=None: seen.__setitem__(comp, argv))
-    profile = parse_profile({"controlPlane": {"featureGates": {"GenericWorkload": True},
-                                              "runtimeConfig": {"scheduling.k8s.io/v1beta1": True}}})
-    ports = {"etcd": 1, "apiserver": 2, "controller-manager": 3, "scheduler": 4}
-    cluster._start_apiserver(Path("kube-apiserver"), ports, profile)
-    cluster._start_controller_manager(Path("kube-controller-manager"), ports, profile)
-    cluster._start_scheduler(Path("kube-scheduler"), ports, profile)
-    for comp, argv in seen.items():
-        missing = controlplane.flag_names(argv) - controlplane.HARNESS_FLAGS[comp]
-        assert not missing, f"{comp} sets flags extraArgs could override: {sorted(missing)}"
+    settings = comp.Settings(
+        paths=comp.Paths(Path("/run/flags")),
+        ports=comp.Ports(etcd=1, etcd_peer=5, apiserver=2, controller_manager=3, scheduler=4, kwok=6),
+        control_plane=parse_profile({}).control_plane, kubernetes_version="1.37.2", node_ip=node_ip,
+        components=ComponentSettings(feature_gates={c: gates for c in controlplane.HARNESS_FLAGS},
+                                     runtime_config={"scheduling.k8s.io/v1beta1": "true"}))
+    seen = {"kube-apiserver": comp.apiserver_argv(Path("kube-apiserver"), settings),
+            "kube-controller-manager": comp.controller_manager_argv(Path("kube-controller-manager"), settings),
+            "kube-scheduler": comp.scheduler_argv(Path("kube-scheduler"), settings)}
+    for name, argv in seen.items():
+        missing = controlplane.flag_names(argv) - controlplane.HARNESS_FLAGS[name]
+        assert not missing, f"{name} sets flags extraArgs could override: {sorted(missing)}"
     assert "--enable-aggregator-routing=true" in seen["kube-apiserver"]
+    assert "--runtime-config=scheduling.k8s.io/v1beta1=true" in seen["kube-apiserver"]
     assert all("--feature-gates=GenericWorkload=true" in argv for argv in seen.values())

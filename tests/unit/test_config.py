@@ -75,7 +75,7 @@ def test_model_alias_is_normalised() -> None:
         ({"pools": [{"name": "x", "gpu": {"model": "A100-80GB", "mig": {"strategy": "mixed",
                                                                           "layout": {"5g.50gb": 1}}}}]},
          "pools[0].gpu.mig.layout.5g.50gb: model A100-SXM4-80GB has no MIG profile '5g.50gb'"),
-        ({"provider": "cloud"}, "provider: must be one of local, kind, existing"),
+        ({"provider": "Cloud X"}, "provider: must be a provider name (lowercase letters, digits, '-'), got 'Cloud X'"),
         ({"controlPlane": {"apiserverPort": 80}}, "controlPlane.apiserverPort: choose a port >= 1024"),
         ({"pools": "many"}, "pools: must be a list"),
         ([1, 2], "profile: must be a mapping"),

@@ -4,6 +4,10 @@ etcd, kube-apiserver, kube-controller-manager and kube-scheduler run as processe
 client-certificate auth (authorization Node,RBAC); KWOK plays the kubelets of the simulated nodes (tier S).  Every
 scheduling, admission and quota verdict comes from those real components.
 
+Creating a cluster is a list of named actions (:meth:`LocalCluster.create_actions`, run by actions.py), each with
+its own status line and undo.  Component argv come from components.py (pure); processes are started and watched by
+the supervisor (supervisor.py), which the real node (realnode.py) shares.
+
 Owns one run directory per cluster (``$AICONFORM_STATE_DIR/<name>`` or ``~/.local/state/aiconform/<name>``) with
 pidfiles, logs, PKI and kubeconfigs; ``delete`` stops every process recorded there and removes it.  Must not touch
 anything outside its run directory (the real node, when enabled, owns its own host state; see realnode.py).
@@ -11,14 +15,12 @@ anything outside its run directory (the real node, when enabled, owns its own ho
 
 from __future__ import annotations
 
-import errno
+import dataclasses
 import fcntl
 import hashlib
 import json
 import os
 import shutil
-import socket
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -30,63 +32,90 @@ from typing import Any
 
 import yaml
 
-from harness import proc
 from harness.bins import CONTROL_PLANE, BinaryResolver
-from harness.config import Pool, Profile
+from harness.config import Pool, Profile, load_profile
 from harness.errors import (
     ClusterError,
     ClusterExists,
     ClusterNotFound,
-    CommandError,
     ConfigError,
     KubeError,
-    PortInUse,
+    PrivilegeError,
+    UnsupportedCapability,
 )
-from harness.flags import ComponentSettings, component_settings
+from harness.flags import component_settings
 from harness.kube import KubeClient, KubeConfig
 from harness.pki import Pki
-from harness.providers.base import ProviderInfo
+from harness.providers.base import ClusterStatus, Progress, ProviderInfo, ProviderOptions, provider_info, stderr_progress
+from harness.providers.common import (
+    check_port_free,
+    free_port,
+    mark_owner,
+    state_root,
+    validate_cluster_name,
+)
+from harness.providers.local import components as comp
 from harness.providers.local import controlplane
-from harness.providers.local.nodes import FAKE_NODE_IP, SIM_ANNOTATION, register_nodes, simulated_node
+from harness.providers.local.actions import Action, run_actions
+from harness.providers.local.nodes import LABEL_CLUSTER, LABEL_POOL, register_nodes, simulated_node
+from harness.providers.local.supervisor import Supervisor
 
-Progress = Callable[[str], None]
-
+PROVIDER = "local"
 STOP_ORDER = ["realnode-plugin", "kubelet", "containerd", "kwok", "kube-scheduler", "kube-controller-manager",
               "kube-apiserver", "etcd"]
-KWOK_STAGES = Path(__file__).resolve().parents[2] / "kwok" / "stages.yaml"
+FACTS_TIER_S = frozenset({"simulated-nodes"})
+FACTS_TIER_R = FACTS_TIER_S | {"device-plugin"}
+"""What a local cluster offers the checks by itself.  Not ``networkpolicy``: the real node's bridge CNI does not
+enforce policies; an addon that does (kube-router) adds the fact when the profile installs it."""
+
+__all__ = ["STOP_ORDER", "LocalCluster", "free_port", "open_cluster", "profile_fingerprint", "state_root",
+           "write_kubeconfig"]
 
 
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+UPGRADE_ORDER = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+"""Kubernetes' version-skew order: the apiserver first, then its clients; kubelets after the control plane."""
 
 
-def state_root() -> Path:
-    env = os.environ.get("AICONFORM_STATE_DIR")
-    return Path(env) if env else Path.home() / ".local" / "state" / "aiconform"
+def _version(v: str, what: str) -> tuple[int, int, int]:
+    parts = v.removeprefix("v").split(".")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        raise ConfigError(f"{what}: not a Kubernetes version (MAJOR.MINOR.PATCH): {v!r}")
+    return int(parts[0]), int(parts[1]), int(parts[2])
 
 
-def validate_cluster_name(name: str) -> str:
-    import re
+def check_upgrade(current: str, target: str, pinned: tuple[str, ...]) -> bool:
+    """Whether going from ``current`` to ``target`` is an upgrade to do (False: already there); ConfigError for a
+    downgrade, a skipped minor, or a version not in ``pinned``."""
+    cur, tgt = _version(current, "current version"), _version(target, "upgrade version")
+    if tgt == cur:
+        return False
+    if tgt < cur:
+        raise ConfigError(f"refusing to downgrade the control plane from v{current} to v{target}")
+    if tgt[0] != cur[0] or tgt[1] > cur[1] + 1:
+        raise ConfigError(f"refusing to upgrade from v{current} to v{target}: it skips a minor version; upgrade "
+                          f"to v{cur[0]}.{cur[1] + 1} first")
+    if target not in pinned:
+        raise ConfigError(f"v{target} is not a pinned Kubernetes version (harness/versions.toml pins "
+                          f"{', '.join('v' + p for p in pinned)})")
+    return True
 
-    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?", name):
-        raise ConfigError(f"--name: must be a DNS-1123 label of at most 40 characters, got {name!r}")
-    return name
 
+def _https_healthz(argv: list[str]) -> bool:
+    """GET /healthz of a component serving its own self-signed certificate on its ``--bind-address`` and
+    ``--secure-port`` (an address of this machine: the process is ours, its certificate not worth verifying)."""
+    import ssl
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    flags = dict(a[2:].split("=", 1) for a in argv[1:] if a.startswith("--") and "=" in a)
+    host, port = flags.get("bind-address", "127.0.0.1"), flags.get("secure-port", "")
 
-
-def check_port_free(port: int, what: str) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError as err:
-            if err.errno == errno.EADDRINUSE:
-                raise PortInUse(f"port {port} ({what}) is already in use by another process") from None
-            raise
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        with urllib.request.urlopen(f"https://{host}:{port}/healthz", timeout=2, context=ctx) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 def profile_fingerprint(profile: Profile) -> str:
@@ -99,7 +128,11 @@ def profile_fingerprint(profile: Profile) -> str:
 
 
 class LocalCluster:
-    """A cluster of local processes named ``name``."""
+    """A cluster of local processes named ``name``.
+
+    Abilities: ``add_nodes`` (simulated nodes of a profile pool), ``load_image`` and ``restart_node`` (the real
+    node only; on a cluster without one they raise UnsupportedCapability saying so), ``upgrade_control_plane``.
+    """
 
     def __init__(
         self,
@@ -107,18 +140,17 @@ class LocalCluster:
         *,
         root: Path | None = None,
         resolver: BinaryResolver | None = None,
-        progress: Progress = _stderr,
+        progress: Progress = stderr_progress,
     ) -> None:
         self.name = validate_cluster_name(name)
         self.root = root or state_root()
         self.dir = self.root / self.name
         self._resolver = resolver
         self.progress = progress
-        self.pki = Pki(self.dir / "pki")
-        self.settings = ComponentSettings()
-        """The profile's feature gates and extra flags per component (harness/flags.py), set by create."""
-        self.node_ip: str | None = None
-        """The real node's address when the cluster has one: kube-apiserver binds to it and advertises it."""
+        self.paths = comp.Paths(self.dir)
+        self.pki = Pki(self.paths.pki)
+        self.procs = Supervisor(self.dir)
+        self._profile: Profile | None = None
 
     # -- paths --
     @property
@@ -126,13 +158,13 @@ class LocalCluster:
         return self.dir / "state.json"
 
     def kubeconfig(self) -> Path:
-        return self.dir / "kubeconfig"
+        return self.paths.admin_kubeconfig
 
     def pidfile(self, component: str) -> Path:
-        return self.dir / "pids" / f"{component}.pid"
+        return self.procs.pidfile(component)
 
     def logfile(self, component: str) -> Path:
-        return self.dir / "logs" / f"{component}.log"
+        return self.procs.logfile(component)
 
     def state(self) -> dict[str, Any] | None:
         try:
@@ -143,14 +175,7 @@ class LocalCluster:
 
     # -- status --
     def running_components(self) -> dict[str, int]:
-        out = {}
-        piddir = self.dir / "pids"
-        if piddir.is_dir():
-            for pf in sorted(piddir.glob("*.pid")):
-                rec = proc.read_pidfile(pf)
-                if rec and proc.pid_alive(rec[0]):
-                    out[pf.stem] = rec[0]
-        return out
+        return self.procs.running()
 
     def is_up(self) -> bool:
         st = self.state()
@@ -164,20 +189,36 @@ class LocalCluster:
         except KubeError:
             return False
 
+    def status(self) -> ClusterStatus:
+        st = self.state()
+        running = self.running_components()
+        if st is None and not running:
+            raise ClusterNotFound(f"no cluster named {self.name!r}")
+        recorded = (st or {}).get("components", running)
+        return ClusterStatus(
+            name=self.name,
+            provider=PROVIDER,
+            healthy=self.is_up(),
+            kubeconfig=str(self.kubeconfig()),
+            profile=(st or {}).get("profile", ""),
+            tier=(st or {}).get("tier", ""),
+            kubernetes_version=(st or {}).get("kubernetes_version", ""),
+            server=(st or {}).get("server", ""),
+            components={c: running.get(c) for c in reversed(STOP_ORDER) if c in recorded},
+        )
+
     def info(self) -> ProviderInfo:
         st = self.state()
         if st is None:
             raise ClusterNotFound(f"no local cluster named {self.name!r} is running")
         tier = st.get("tier", "S")
-        caps = {"add-nodes", "simulated-nodes", *st.get("facts", [])}
-        if tier == "R":
-            caps |= {"real-node", "restart-node", "device-plugin"}
-        return ProviderInfo(
-            provider="local",
+        return provider_info(
+            self,
+            provider=PROVIDER,
             name=self.name,
             tier=tier,
+            facts=(FACTS_TIER_R if tier == "R" else FACTS_TIER_S) | frozenset(st.get("facts", [])),
             kubernetes_version=st.get("kubernetes_version", ""),
-            capabilities=frozenset(caps),
             profile=st.get("profile", ""),
             kubeconfig=str(self.kubeconfig()),
             fake="GPUs; simulated nodes are played by KWOK" + ("; the real node's GPUs by fake_gpu_plugin" if tier == "R" else ""),
@@ -186,10 +227,59 @@ class LocalCluster:
     def client(self) -> KubeClient:
         return KubeClient(KubeConfig.from_file(self.kubeconfig()))
 
-    def load_image(self, archive: Path) -> None:
-        """LoadsImages: import an image archive into the real node's containerd (UnsupportedCapability without one)."""
-        from harness.providers.local.realnode import RealNodeHost
+    # -- abilities ----------------------------------------------------------------------------------------------------
 
+    def add_nodes(self, pool: str, count: int) -> list[str]:
+        """AddsNodes: ``count`` more simulated nodes of the profile's pool ``pool``, numbered after the last one;
+        returns their names once KWOK has made them Ready."""
+        spec = self._pool(pool)
+        if count < 1:
+            raise ConfigError(f"add_nodes: count must be >= 1, got {count}")
+        client = self.client()
+        taken = client.list("Node", label_selector=f"{LABEL_POOL}={pool},{LABEL_CLUSTER}={self.name}")["items"]
+        indices = [int(s) for n in taken if (s := n["metadata"]["name"].rsplit("-", 1)[-1]).isdigit()]
+        first = max(indices, default=-1) + 1
+        nodes = [simulated_node(spec, i, self.name) for i in range(first, first + count)]
+        register_nodes(client, nodes)
+        return [n["metadata"]["name"] for n in nodes]
+
+    def _pool(self, pool: str) -> Pool:
+        profile = self._running_profile()
+        pools = {p.name: p for p in profile.pools}
+        if pool not in pools:
+            raise ConfigError(f"add_nodes: profile {profile.name!r} has no pool {pool!r}; its pools: "
+                              f"{', '.join(pools) or 'none'}")
+        return pools[pool]
+
+    def _running_profile(self) -> Profile:
+        """The profile the running cluster was made from: the one this object created it with, else reloaded from
+        its file (refused when the file changed since)."""
+        st = self.state()
+        if st is None:
+            raise ClusterNotFound(f"no local cluster named {self.name!r} is running")
+        if self._profile is not None and profile_fingerprint(self._profile) == st.get("fingerprint"):
+            return self._profile
+        source = st.get("profile_source") or ""
+        if not source:
+            raise ClusterError(f"cluster {self.name!r} was made from an inline profile that is not at hand; "
+                               "add nodes through the LocalCluster object that created it")
+        profile = load_profile(source)
+        if profile_fingerprint(profile) != st.get("fingerprint"):
+            raise ClusterError(f"profile {source} changed since cluster {self.name!r} was brought up; its pools "
+                               "may no longer be the cluster's")
+        return profile
+
+    def load_image(self, archive: Path) -> None:
+        """LoadsImages: import an image archive into the real node's containerd (``ctr -n k8s.io images import``).
+        A cluster without a real node runs no containers: UnsupportedCapability."""
+        from harness.providers.local.realnode import RealNodeHost, load_record
+
+        if load_record(self) is None:
+            raise UnsupportedCapability(
+                PROVIDER, f"loading images into cluster {self.name!r}: it has no real node (tier S; simulated nodes "
+                "run no containers); use a profile with realNode.enabled such as 'local-real'")
+        if not archive.is_file():
+            raise ConfigError(f"load_image: image archive {archive} does not exist")
         RealNodeHost.attach(self, progress=self.progress).import_image(archive)
 
     def restart_node(self, node: str) -> None:
@@ -198,12 +288,69 @@ class LocalCluster:
 
         restart_node(self, node)
 
+    def upgrade_control_plane(self, version: str) -> None:
+        """UpgradesControlPlane: restart kube-apiserver, then kube-controller-manager, then kube-scheduler on
+        ``version``'s binaries with the same flags (etcd and its data untouched), then the real node's kubelet.
+        Refused in one line: a downgrade, a skipped minor, a version not pinned in versions.toml.  A component
+        whose new version does not become healthy is restarted on its old binary and the upgrade stops there
+        (the message says which components run which version)."""
+        resolver = self._resolver or BinaryResolver(progress=self.progress)
+        with self._lock():
+            st = self.state()
+            if st is None or not self.is_up():
+                raise ClusterNotFound(f"no local cluster named {self.name!r} is up")
+            if "argv" not in st:
+                raise ClusterError(f"cluster {self.name!r} was brought up before its component flags were recorded; "
+                                   "bring it up again to upgrade it")
+            current = st["kubernetes_version"]
+            target = version.removeprefix("v")
+            pinned = (resolver.versions.kubernetes_previous, resolver.versions.kubernetes_default)
+            if not check_upgrade(current, target, pinned):
+                self.progress(f"cluster {self.name!r} already runs Kubernetes v{current}")
+                return
+            real = "kubelet" in st.get("components", [])
+            names = list(UPGRADE_ORDER) + (["kubelet"] if real else [])
+            bins = {n: r.path for n, r in resolver.resolve_many(names, kubernetes=target).items()}
+            env = {**os.environ, "GOGC": st["gogc"]} if st.get("gogc") else None
+            api = self.client()
+            probes = {"kube-apiserver": lambda: api.healthz("/readyz"),
+                      "kube-controller-manager": lambda: _https_healthz(st["argv"]["kube-controller-manager"]),
+                      "kube-scheduler": lambda: _https_healthz(st["argv"]["kube-scheduler"])}
+            done: list[str] = []
+            for component in UPGRADE_ORDER:
+                old = st["argv"][component]
+                self.progress(f"upgrading {component} v{current} -> v{target}")
+                try:
+                    self._restart_on(component, [str(bins[component]), *old[1:]], env, probes[component])
+                except ClusterError as err:
+                    self._restart_on(component, old, env, probes[component])
+                    raise ClusterError(
+                        f"upgrade to v{target} stopped at {component} ({err}); {component} is back on v{current}; "
+                        f"upgraded: {', '.join(done) or 'nothing'}") from err
+                st["argv"][component] = [str(bins[component]), *old[1:]]
+                done.append(component)
+                self.state_file.write_text(json.dumps(st, indent=2))
+            st["kubernetes_version"] = target
+            self.state_file.write_text(json.dumps(st, indent=2))
+            if real:
+                from harness.providers.local.realnode import RealNodeHost
+
+                self.progress(f"upgrading the real node's kubelet v{current} -> v{target}")
+                RealNodeHost.attach(self, progress=self.progress).upgrade_kubelet(bins["kubelet"], target)
+            self.progress(f"cluster {self.name!r} runs Kubernetes v{target}")
+
+    def _restart_on(self, component: str, argv: list[str], env: dict[str, str] | None,
+                    probe: Callable[[], bool]) -> None:
+        self.procs.stop(component)
+        self.procs.start(component, argv, env=env)
+        self.procs.wait_ready(component, probe, timeout=90)
+
     # -- create -------------------------------------------------------------------------------------------------------
 
     def create(self, profile: Profile) -> Path:
-        """Bring the cluster up.  Same name and profile while up: a no-op.  Ctrl-C or a failure tears down what was
-        started (the caller sees the exception)."""
-        if profile.provider != "local":
+        """Bring the cluster up.  Same name and profile while up: a no-op.  Ctrl-C or a failure undoes what was
+        done (the caller sees the exception)."""
+        if profile.provider != PROVIDER:
             raise ConfigError(f"profile {profile.name!r} is for provider {profile.provider!r}, not local")
         self.root.mkdir(parents=True, exist_ok=True)
         with self._lock():
@@ -212,6 +359,7 @@ class LocalCluster:
             if st is not None and self.is_up():
                 if st.get("fingerprint") == fp:
                     self.progress(f"cluster {self.name!r} is already up with profile {st.get('profile')!r}")
+                    self._profile = profile
                     return self.kubeconfig()
                 raise ClusterExists(
                     f"cluster {self.name!r} is already up with profile {st.get('profile')!r}; "
@@ -221,8 +369,6 @@ class LocalCluster:
                 self.progress(f"removing leftovers of an earlier cluster {self.name!r}")
                 self._teardown()
             if profile.real_node.enabled and os.geteuid() != 0:
-                from harness.errors import PrivilegeError
-
                 raise PrivilegeError(
                     f"profile {profile.name!r} adds a real kubelet node (tier R), which needs root; "
                     "run as root or use a tier S profile such as 'default'"
@@ -234,134 +380,76 @@ class LocalCluster:
             if profile.control_plane.apiserver_port:
                 check_port_free(profile.control_plane.apiserver_port, "controlPlane.apiserverPort")
             t0 = time.monotonic()
-            version, bins = self._binaries(profile)
-            # the profile's gates and flags, checked against these binaries before anything starts
-            self.settings = component_settings(profile, bins, version, controlplane.HARNESS_FLAGS)
-            try:
-                self._create(profile, fp, version, bins)
-            except BaseException:
-                self.progress("bring-up did not finish; stopping what was started")
-                self._teardown(keep_logs_to=self.root / f"{self.name}.failed-logs")
-                raise
+            run_actions(self.create_actions(profile, self.settings_for(profile), fp), self.progress)
+            self._profile = profile
             self.progress(f"cluster {self.name!r} is up ({time.monotonic() - t0:.1f}s)")
             return self.kubeconfig()
 
-    def _binaries(self, profile: Profile) -> tuple[str, dict[str, Path]]:
-        """The pinned Kubernetes version and the binaries the profile needs (built on first use)."""
-        resolver = self._resolver or BinaryResolver(progress=self.progress)
-        version = profile.control_plane.kubernetes_version or resolver.versions.kubernetes_default
-        names = list(CONTROL_PLANE)
-        if profile.real_node.enabled:
-            names.append("kubelet")
-        t_bins = time.monotonic()
-        bins = {n: r.path for n, r in resolver.resolve_many(names, kubernetes=version).items()}
-        if time.monotonic() - t_bins > 1:
-            self.progress(f"binaries ready ({time.monotonic() - t_bins:.0f}s)")
-        return version, bins
+    def settings_for(self, profile: Profile) -> comp.Settings:
+        """Ports (free ones unless the profile fixes the apiserver's), paths and versions for a new cluster."""
+        cp = profile.control_plane
+        version = cp.kubernetes_version or (self._resolver or BinaryResolver()).versions.kubernetes_default
+        ports = comp.Ports(etcd=free_port(), etcd_peer=free_port(), apiserver=cp.apiserver_port or free_port(),
+                           controller_manager=free_port(), scheduler=free_port(), kwok=free_port())
+        node_ip = None
+        if profile.real_node.enabled:  # kube-apiserver binds to and advertises the real node's own address
+            from harness.providers.local.realnode import NODE_IP
 
-    def _create(self, profile: Profile, fingerprint: str, version: str, bins: dict[str, Path]) -> None:
-        for sub in ("pids", "logs", "etcd", "kubeconfigs"):
-            (self.dir / sub).mkdir(parents=True, exist_ok=True)
-        ports = {
-            "etcd": free_port(),
-            "etcd-peer": free_port(),
-            "apiserver": profile.control_plane.apiserver_port or free_port(),
-            "controller-manager": free_port(),
-            "scheduler": free_port(),
-            "kwok": free_port(),
-        }
-        (self.dir / "profile.json").write_text(json.dumps(asdict(profile), indent=2, default=str))
-        self.node_ip = None
-        if profile.real_node.enabled:  # the apiserver binds to the node's address: the veth exists before it starts
-            from harness.providers.local.realnode import prepare_node_network
+            node_ip = NODE_IP
+        return comp.Settings(paths=self.paths, ports=ports, control_plane=cp, kubernetes_version=version,
+                             node_ip=node_ip)
 
-            self.node_ip = prepare_node_network(self, profile.real_node, progress=self.progress)
-        host = controlplane.apiserver_host(self.node_ip)
-        self.progress(f"[1/6] certificates and kubeconfigs in {self.dir}")
-        self._write_pki_and_kubeconfigs(ports["apiserver"], profile)
-        self.progress("[2/6] starting etcd")
-        self._start_etcd(bins["etcd"], ports)
-        self.progress(f"[3/6] starting kube-apiserver v{version} on https://{host}:{ports['apiserver']}")
-        self._start_apiserver(bins["kube-apiserver"], ports, profile)
-        client = self.client()
-        self._wait_ready("kube-apiserver", lambda: client.healthz("/readyz"), timeout=60)
-        self.progress("[4/6] starting kube-controller-manager, kube-scheduler and KWOK")
-        self._start_controller_manager(bins["kube-controller-manager"], ports, profile)
-        self._start_scheduler(bins["kube-scheduler"], ports, profile)
-        self._start_kwok(bins["kwok"], ports, profile)
-        components = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"]
-        client.wait_for(
-            "ServiceAccount",
-            namespace="default",
-            name="default",
-            condition=lambda s: bool(s),
-            timeout=60,
-            what="the default service account (kube-controller-manager's token controller)",
-        )
-        tier = "S"
-        if profile.real_node.enabled:
-            self.progress("[5/6] starting the real node (kubelet + containerd + fake GPU plugin)")
-            from harness.providers.local.realnode import RealNodeHost
-
-            node = RealNodeHost(self, profile.real_node, bins["kubelet"], progress=self.progress,
-                                feature_gates=self.settings.gates("kubelet"),
-                                extra_args=self.settings.args("kubelet"))
-            components += node.start()
-            tier = "R"
+    def create_actions(self, profile: Profile, s: comp.Settings, fingerprint: str) -> list[Action]:
+        """The bring-up, as named actions in order (see actions.py for how they run and undo)."""
+        up = _BringUp(self, profile, s, fingerprint)
+        stop = up.stopper
+        real = profile.real_node.enabled
         n_sim = sum(p.nodes for p in profile.pools)
-        self.progress(f"[6/6] registering {n_sim} simulated nodes in {len(profile.pools)} pools")
-        self.add_pool_nodes(client, profile.pools)
-        resolver = self._resolver or BinaryResolver(progress=self.progress)
-        facts = self._install_addons(profile, client, resolver) if profile.addons else []
-        state = {
-            "name": self.name,
-            "provider": "local",
-            "profile": profile.name,
-            "profile_source": profile.source,
-            "fingerprint": fingerprint,
-            "kubernetes_version": version,
-            "tier": tier,
-            "ports": ports,
-            "components": components,
-            "facts": facts,
-            "server": f"https://{host}:{ports['apiserver']}",
-            "created": time.time(),
-        }
-        self.state_file.write_text(json.dumps(state, indent=2))
+        actions = [
+            Action("run-dir", f"run directory {self.dir}", up.make_run_dir, up.remove_run_dir),
+            Action("binaries", f"Kubernetes v{s.kubernetes_version} binaries", up.resolve_binaries),
+            Action("pki", "CA, certificates and kubeconfigs", up.write_pki, up.remove_pki),
+        ]
+        if real:
+            from harness.providers.local.realnode import BRIDGE, NODE_IP, NODE_PREFIX, VETH
 
-    def _install_addons(self, profile: Profile, client: KubeClient, resolver: BinaryResolver) -> list[str]:
-        """Install the profile's addons on the real node; their host undo commands are recorded first, so a `down`
-        after a crash mid-install still runs them."""
-        from harness import addons
-        from harness.providers.local.realnode import REAL_NODE_LABEL
+            actions.append(Action("host-network", f"the real node's veth {VETH} ({NODE_IP}/{NODE_PREFIX}) and CNI "
+                                  f"bridge {BRIDGE} config", up.prepare_real_node_host, up.teardown_real_node))
+        actions += [
+            Action("etcd", f"etcd on {s.etcd_url}", up.start_etcd, up.remove_etcd),
+            Action("apiserver", f"kube-apiserver v{s.kubernetes_version} on {s.server}", up.start_apiserver,
+                   stop("kube-apiserver")),
+            Action("controller-manager", "kube-controller-manager", up.start_controller_manager,
+                   stop("kube-controller-manager")),
+            Action("scheduler", "kube-scheduler", up.start_scheduler, stop("kube-scheduler")),
+            Action("kwok", "KWOK (the kubelets of simulated nodes)", up.start_kwok, stop("kwok")),
+            Action("service-account", "waiting for the default service account (the token controller)",
+                   up.wait_default_service_account),
+        ]
+        if real:
+            actions.append(Action("real-node", "kubelet + containerd + fake GPU plugin", up.start_real_node,
+                                  up.teardown_real_node))
+        actions += [
+            Action("simulated-nodes", f"registering {n_sim} simulated nodes in {len(profile.pools)} pools",
+                   up.register_simulated_nodes),
+        ]
+        if profile.addons:  # their host changes are undone by the run dir's teardown (addons.json)
+            actions.append(Action("addons", f"installing {', '.join(profile.addons)}", up.install_addons))
+        actions += [
+            Action("state", f"recording the cluster in {self.state_file}", up.write_state,
+                   lambda: self.state_file.unlink(missing_ok=True)),
+        ]
+        return actions
 
-        def record(undo: list[tuple[str, ...]]) -> None:
-            (self.dir / "addons.json").write_text(json.dumps({"addons": list(profile.addons), "undo": undo}, indent=2))
+    # -- components used by the actions ------------------------------------------------------------------------------
 
-        chosen = [addons.lookup(n) for n in profile.addons]
-        self.progress(f"installing addons: {', '.join(profile.addons)}")
-        return addons.install(chosen, client=client, load_image=self.load_image, resolver=resolver,
-                              node_selector={REAL_NODE_LABEL: "true"}, progress=self.progress, record_undo=record)
-
-    def add_pool_nodes(self, client: KubeClient, pools: tuple[Pool, ...] | list[Pool], timeout: float = 120) -> None:
-        register_nodes(client, [simulated_node(p, i, self.name) for p in pools for i in range(p.nodes)], timeout=timeout)
-
-    # -- components -----------------------------------------------------------------------------------------------
-
-    def _write_pki_and_kubeconfigs(self, apiserver_port: int, profile: Profile) -> None:
+    def write_pki_and_kubeconfigs(self, s: comp.Settings) -> None:
         self.pki.create_ca()
         self.pki.create_service_account_key()
-        self.pki.issue(
-            "apiserver",
-            "kube-apiserver",
-            server=True,
-            dns=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-                 "kubernetes.default.svc.cluster.local"),
-            ips=controlplane.apiserver_serving_ips(profile.control_plane.service_cidr, self.node_ip),
-        )
-        self.pki.issue("apiserver-kubelet-client", "kube-apiserver-kubelet-client", org="system:masters", client=True)
         self.pki.create_front_proxy()
-        server = f"https://{controlplane.apiserver_host(self.node_ip)}:{apiserver_port}"
+        self.pki.issue("apiserver", "kube-apiserver", server=True, dns=comp.APISERVER_SANS_DNS,
+                       ips=controlplane.apiserver_serving_ips(s.control_plane.service_cidr, s.node_ip))
+        self.pki.issue("apiserver-kubelet-client", "kube-apiserver-kubelet-client", org="system:masters", client=True)
         identities = {
             "admin": ("aiconform-admin", "system:masters"),
             "controller-manager": ("system:kube-controller-manager", None),
@@ -370,180 +458,8 @@ class LocalCluster:
         }
         for stem, (cn, org) in identities.items():
             pair = self.pki.issue(f"{stem}-client", cn, org=org, client=True)
-            path = self.kubeconfig() if stem == "admin" else self.dir / "kubeconfigs" / f"{stem}.yaml"
-            write_kubeconfig(path, server, self.pki.ca.cert, pair.cert, pair.key, self.name)
-
-    def _go_env(self, profile: Profile) -> dict[str, str] | None:
-        """With limits lifted, Go components collect garbage half as often (GOGC=200, override with
-        $AICONFORM_GOGC): on 2 cores, 5,000 pods bound at ~267/s instead of ~226/s for ~0.5 GB more resident memory
-        (bench/bench_local.py; figures in the README)."""
-        if not profile.control_plane.lift_limits:
-            return None
-        return {**os.environ, "GOGC": os.environ.get("AICONFORM_GOGC", "200")}
-
-    def _start(self, component: str, argv: list[str], env: dict[str, str] | None = None) -> None:
-        try:
-            proc.start_daemon(component, argv, log=self.logfile(component), pidfile=self.pidfile(component), env=env)
-        except CommandError as err:
-            raise ClusterError(f"cannot start {component}: {err}") from err
-
-    def _wait_ready(self, component: str, probe: Callable[[], bool], timeout: float) -> None:
-        """Poll a process's health endpoint (no watch exists for that) with a deadline; fail fast if it exits."""
-        deadline = time.monotonic() + timeout
-        delay = 0.05
-        while time.monotonic() < deadline:
-            if probe():
-                return
-            rec = proc.read_pidfile(self.pidfile(component))
-            if rec is None or not proc.pid_alive(rec[0]):
-                raise ClusterError(f"{component} exited during start-up: {self._log_tail(component)}")
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.5)
-        raise ClusterError(f"{component} was not ready after {timeout:.0f}s: {self._log_tail(component)}")
-
-    def _log_tail(self, component: str) -> str:
-        try:
-            lines = [ln for ln in self.logfile(component).read_text(errors="replace").splitlines() if ln.strip()]
-        except OSError:
-            return "(no log)"
-        interesting = [ln for ln in lines if any(w in ln.lower() for w in ("error", "fatal", "panic", "in use"))]
-        tail = (interesting or lines)[-1:] if lines else ["(empty log)"]
-        return f"{tail[0][:400]} (log: {self.logfile(component)})"
-
-    def _start_etcd(self, etcd: Path, ports: dict[str, int]) -> None:
-        client_url = f"http://127.0.0.1:{ports['etcd']}"
-        peer_url = f"http://127.0.0.1:{ports['etcd-peer']}"
-        self._start(
-            "etcd",
-            [
-                str(etcd),
-                "--name=default",
-                f"--data-dir={self.dir / 'etcd'}",
-                f"--listen-client-urls={client_url}",
-                f"--advertise-client-urls={client_url}",
-                f"--listen-peer-urls={peer_url}",
-                f"--initial-advertise-peer-urls={peer_url}",
-                f"--initial-cluster=default={peer_url}",
-                "--listen-metrics-urls=",
-                "--unsafe-no-fsync",  # an emulator's etcd: durability across power loss is not the point
-                "--quota-backend-bytes=8589934592",
-                "--log-level=warn",
-            ],
-        )
-
-        def healthy() -> bool:
-            try:
-                with urllib.request.urlopen(f"{client_url}/health", timeout=1) as resp:
-                    return b"true" in resp.read()
-            except (urllib.error.URLError, OSError):
-                return False
-
-        self._wait_ready("etcd", healthy, timeout=30)
-
-    def _start_apiserver(self, binary: Path, ports: dict[str, int], profile: Profile) -> None:
-        pki = self.pki.dir
-        cp = profile.control_plane
-        argv = [
-            str(binary),
-            f"--etcd-servers=http://127.0.0.1:{ports['etcd']}",
-            *controlplane.apiserver_address_args(self.node_ip),
-            f"--secure-port={ports['apiserver']}",
-            f"--tls-cert-file={pki / 'apiserver.crt'}",
-            f"--tls-private-key-file={pki / 'apiserver.key'}",
-            f"--client-ca-file={pki / 'ca.crt'}",
-            f"--service-cluster-ip-range={cp.service_cidr}",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={pki / 'sa.pub'}",
-            f"--service-account-signing-key-file={pki / 'sa.key'}",
-            "--authorization-mode=Node,RBAC",
-            "--enable-admission-plugins=NodeRestriction",
-            "--allow-privileged=true",
-            f"--cert-dir={pki / 'generated'}",
-            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
-            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
-            "--kubelet-preferred-address-types=InternalIP,Hostname",
-            "--profiling=false",
-            "--event-ttl=1h",
-            *controlplane.aggregation_args(self.pki),
-            *controlplane.feature_gate_args(self.settings.gates("kube-apiserver")),
-            *controlplane.runtime_config_args(self.settings.runtime_config),
-        ]
-        if cp.lift_limits:
-            argv += ["--max-requests-inflight=0", "--max-mutating-requests-inflight=0",
-                     "--enable-priority-and-fairness=false"]
-        argv += controlplane.extra_args("kube-apiserver", argv, self.settings.args("kube-apiserver"))
-        self._start("kube-apiserver", argv, env=self._go_env(profile))
-
-    def _start_controller_manager(self, binary: Path, ports: dict[str, int], profile: Profile) -> None:
-        kc = self.dir / "kubeconfigs" / "controller-manager.yaml"
-        pki = self.pki.dir
-        argv = [
-            str(binary),
-            f"--kubeconfig={kc}",
-            f"--authentication-kubeconfig={kc}",
-            f"--authorization-kubeconfig={kc}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={ports['controller-manager']}",
-            "--leader-elect=false",
-            f"--service-account-private-key-file={pki / 'sa.key'}",
-            f"--root-ca-file={pki / 'ca.crt'}",
-            f"--cluster-signing-cert-file={pki / 'ca.crt'}",
-            f"--cluster-signing-key-file={pki / 'ca.key'}",
-            "--use-service-account-credentials=true",
-            f"--cert-dir={pki / 'generated-cm'}",
-            "--profiling=false",
-            *controlplane.feature_gate_args(self.settings.gates("kube-controller-manager")),
-        ]
-        if profile.control_plane.lift_limits:
-            argv += ["--kube-api-qps=5000", "--kube-api-burst=10000"]
-        argv += controlplane.extra_args("kube-controller-manager", argv,
-                                        self.settings.args("kube-controller-manager"))
-        self._start("kube-controller-manager", argv, env=self._go_env(profile))
-
-    def _start_scheduler(self, binary: Path, ports: dict[str, int], profile: Profile) -> None:
-        kc = self.dir / "kubeconfigs" / "scheduler.yaml"
-        lift = profile.control_plane.lift_limits
-        config = {
-            "apiVersion": "kubescheduler.config.k8s.io/v1",
-            "kind": "KubeSchedulerConfiguration",
-            "clientConnection": {"kubeconfig": str(kc), "qps": 5000 if lift else 50, "burst": 10000 if lift else 100},
-            "leaderElection": {"leaderElect": False},
-        }
-        cfg = self.dir / "kubeconfigs" / "scheduler-config.yaml"
-        cfg.write_text(yaml.safe_dump(config))
-        argv = [
-            str(binary),
-            f"--config={cfg}",
-            f"--authentication-kubeconfig={kc}",
-            f"--authorization-kubeconfig={kc}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={ports['scheduler']}",
-            f"--cert-dir={self.pki.dir / 'generated-sched'}",
-            "--profiling=false",
-            *controlplane.feature_gate_args(self.settings.gates("kube-scheduler")),
-        ]
-        argv += controlplane.extra_args("kube-scheduler", argv, self.settings.args("kube-scheduler"))
-        self._start("kube-scheduler", argv, env=self._go_env(profile))
-
-    def _start_kwok(self, binary: Path, ports: dict[str, int], profile: Profile) -> None:
-        cidr = profile.control_plane.pod_cidr
-        net, bits = cidr.split("/")
-        first = net.rsplit(".", 1)[0] + "." + str(int(net.rsplit(".", 1)[1]) + 1)
-        self._start(
-            "kwok",
-            [
-                str(binary),
-                f"--kubeconfig={self.dir / 'kubeconfigs' / 'kwok.yaml'}",
-                f"--config={KWOK_STAGES}",
-                "--manage-all-nodes=false",
-                f"--manage-nodes-with-annotation-selector={SIM_ANNOTATION[0]}={SIM_ANNOTATION[1]}",
-                f"--cidr={first}/{bits}",
-                f"--node-ip={FAKE_NODE_IP}",
-                "--node-lease-duration-seconds=40",
-                f"--server-address=127.0.0.1:{ports['kwok']}",
-            ],
-            env=self._go_env(profile),
-        )
+            path = self.kubeconfig() if stem == "admin" else s.paths.component_kubeconfig(stem)
+            write_kubeconfig(path, s.server, self.pki.ca.cert, pair.cert, pair.key, self.name)
 
     # -- delete -------------------------------------------------------------------------------------------------------
 
@@ -556,18 +472,16 @@ class LocalCluster:
         return True
 
     def _teardown(self, keep_logs_to: Path | None = None) -> None:
-        piddir = self.dir / "pids"
+        """Stop everything the run directory records (the real node's host changes first), then remove it."""
         if (self.dir / "realnode.json").exists():
             from harness.providers.local.realnode import teardown_host
 
             teardown_host(self, progress=self.progress)
         self._undo_addons()
-        if piddir.is_dir():
-            known = [c for c in STOP_ORDER if (piddir / f"{c}.pid").exists()]
-            others = sorted(p.stem for p in piddir.glob("*.pid") if p.stem not in STOP_ORDER)
-            for comp in others + known:
-                if proc.stop_pidfile(piddir / f"{comp}.pid"):
-                    self.progress(f"stopped {comp}")
+        recorded = self.procs.recorded()
+        for name in [c for c in recorded if c not in STOP_ORDER] + [c for c in STOP_ORDER if c in recorded]:
+            if self.procs.stop(name):
+                self.progress(f"stopped {name}")
         if keep_logs_to is not None and (self.dir / "logs").is_dir():
             shutil.rmtree(keep_logs_to, ignore_errors=True)
             shutil.copytree(self.dir / "logs", keep_logs_to)
@@ -575,7 +489,7 @@ class LocalCluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def _undo_addons(self) -> None:
-        """Host changes the addons' pods made (after their containers are gone, so nothing re-creates them)."""
+        """Host changes the addons' pods made, undone after their containers are gone (nothing re-creates them)."""
         try:
             record = json.loads((self.dir / "addons.json").read_text())
         except (OSError, ValueError):
@@ -605,6 +519,173 @@ class LocalCluster:
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+class _BringUp:
+    """What the actions of one ``create`` share: the profile, settings, resolved binaries, what has started."""
+
+    def __init__(self, cluster: LocalCluster, profile: Profile, settings: comp.Settings, fingerprint: str) -> None:
+        self.cluster = cluster
+        self.profile = profile
+        self.s = settings
+        self.fingerprint = fingerprint
+        self.bins: dict[str, Path] = {}
+        self.components: list[str] = []
+        self.argv: dict[str, list[str]] = {}
+        self.tier = "S"
+        self.facts: list[str] = []
+        self.env = comp.go_env(settings, os.environ)
+        self._host: Any = None  # realnode.RealNodeHost, imported only for a real node
+
+    @property
+    def procs(self) -> Supervisor:
+        return self.cluster.procs
+
+    def stopper(self, component: str) -> Callable[[], None]:
+        """The undo of starting ``component``."""
+
+        def stop() -> None:
+            self.procs.stop(component)
+
+        return stop
+
+    def make_run_dir(self) -> None:
+        mark_owner(self.cluster.dir, PROVIDER)  # first, so `down` finds this cluster whatever happens next
+        for sub in ("pids", "logs", "etcd", "kubeconfigs"):
+            (self.cluster.dir / sub).mkdir(parents=True, exist_ok=True)
+        (self.cluster.dir / "profile.json").write_text(json.dumps(asdict(self.profile), indent=2, default=str))
+
+    def remove_run_dir(self) -> None:
+        """The last undo: stop whatever is still recorded, keep the logs beside the run dir, remove it."""
+        self.cluster._teardown(keep_logs_to=self.cluster.root / f"{self.cluster.name}.failed-logs")
+
+    def resolve_binaries(self) -> None:
+        resolver = self.cluster._resolver or BinaryResolver(progress=self.cluster.progress)
+        names = list(CONTROL_PLANE) + (["kubelet"] if self.profile.real_node.enabled else [])
+        t0 = time.monotonic()
+        resolved = resolver.resolve_many(names, kubernetes=self.s.kubernetes_version)
+        self.bins = {n: r.path for n, r in resolved.items()}
+        if time.monotonic() - t0 > 1:
+            self.cluster.progress(f"binaries ready ({time.monotonic() - t0:.0f}s)")
+        # the profile's gates and flags, checked against these very binaries before any component starts
+        self.s = dataclasses.replace(self.s, components=component_settings(
+            self.profile, self.bins, self.s.kubernetes_version, controlplane.HARNESS_FLAGS))
+
+    def write_pki(self) -> None:
+        self.cluster.write_pki_and_kubeconfigs(self.s)
+
+    def remove_pki(self) -> None:
+        shutil.rmtree(self.s.paths.pki, ignore_errors=True)
+        shutil.rmtree(self.s.paths.kubeconfigs, ignore_errors=True)
+        self.s.paths.admin_kubeconfig.unlink(missing_ok=True)
+
+    def _start(self, component: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        self.procs.start(component, argv, env=env)
+        self.components.append(component)
+        self.argv[component] = argv
+
+    def start_etcd(self) -> None:
+        self._start("etcd", comp.etcd_argv(self.bins["etcd"], self.s))
+        url = f"{self.s.etcd_url}/health"
+
+        def healthy() -> bool:
+            try:
+                with urllib.request.urlopen(url, timeout=1) as resp:
+                    return b"true" in resp.read()
+            except (urllib.error.URLError, OSError):
+                return False
+
+        self.procs.wait_ready("etcd", healthy, timeout=30)
+
+    def remove_etcd(self) -> None:
+        self.procs.stop("etcd")
+        shutil.rmtree(self.s.paths.etcd_data, ignore_errors=True)
+
+    def start_apiserver(self) -> None:
+        self._start("kube-apiserver", comp.apiserver_argv(self.bins["kube-apiserver"], self.s), env=self.env)
+        client = self.cluster.client()
+        self.procs.wait_ready("kube-apiserver", lambda: client.healthz("/readyz"), timeout=60)
+
+    def start_controller_manager(self) -> None:
+        argv = comp.controller_manager_argv(self.bins["kube-controller-manager"], self.s)
+        self._start("kube-controller-manager", argv, env=self.env)
+
+    def start_scheduler(self) -> None:
+        self.s.paths.scheduler_config.write_text(yaml.safe_dump(comp.scheduler_config(self.s)))
+        self._start("kube-scheduler", comp.scheduler_argv(self.bins["kube-scheduler"], self.s), env=self.env)
+
+    def start_kwok(self) -> None:
+        self._start("kwok", comp.kwok_argv(self.bins["kwok"], self.s), env=self.env)
+
+    def wait_default_service_account(self) -> None:
+        def failure(_state: dict[str, Any]) -> str | None:
+            return self.procs.died("kube-controller-manager")
+
+        self.cluster.client().wait_for(
+            "ServiceAccount", namespace="default", name="default", condition=lambda st: bool(st), failure=failure,
+            timeout=60, what="the default service account (kube-controller-manager's token controller)")
+
+    def prepare_real_node_host(self) -> None:
+        from harness.providers.local.realnode import RealNodeHost
+
+        self._host = RealNodeHost(self.cluster, self.profile.real_node, self.bins["kubelet"],
+                                  progress=self.cluster.progress,
+                                  feature_gates=self.s.components.gates("kubelet"),
+                                  extra_args=self.s.components.args("kubelet"))
+        self._host.prepare()
+
+    def start_real_node(self) -> None:
+        self.components += self._host.start()
+        self.tier = "R"
+
+    def teardown_real_node(self) -> None:
+        from harness.providers.local.realnode import teardown_host
+
+        teardown_host(self.cluster, progress=self.cluster.progress)
+
+    def register_simulated_nodes(self) -> None:
+        nodes = [simulated_node(p, i, self.cluster.name) for p in self.profile.pools for i in range(p.nodes)]
+        register_nodes(self.cluster.client(), nodes, timeout=120)
+
+    def install_addons(self) -> None:
+        from harness import addons
+        from harness.providers.local.realnode import REAL_NODE_LABEL
+
+        def record(undo: list[tuple[str, ...]]) -> None:
+            (self.cluster.dir / "addons.json").write_text(json.dumps(
+                {"addons": list(self.profile.addons), "undo": undo}, indent=2))
+
+        resolver = self.cluster._resolver or BinaryResolver(progress=self.cluster.progress)
+        chosen = [addons.lookup(n) for n in self.profile.addons]
+        self.facts = addons.install(chosen, client=self.cluster.client(), load_image=self.cluster.load_image,
+                                    resolver=resolver, node_selector={REAL_NODE_LABEL: "true"},
+                                    progress=self.cluster.progress, record_undo=record)
+
+    def write_state(self) -> None:
+        state = {
+            "name": self.cluster.name,
+            "provider": PROVIDER,
+            "profile": self.profile.name,
+            "profile_source": self.profile.source,
+            "fingerprint": self.fingerprint,
+            "kubernetes_version": self.s.kubernetes_version,
+            "tier": self.tier,
+            "ports": self.s.ports.as_dict(),
+            "components": self.components,
+            "facts": self.facts,
+            "argv": self.argv,
+            "gogc": (self.env or {}).get("GOGC"),
+            "server": self.s.server,
+            "created": time.time(),
+        }
+        self.cluster.state_file.write_text(json.dumps(state, indent=2))
+
+
+def open_cluster(name: str, options: ProviderOptions) -> LocalCluster:
+    """Registry entry point."""
+    if options.kubeconfig is not None:
+        raise ConfigError("provider 'local' makes its own clusters; a kubeconfig is for provider 'existing'")
+    return LocalCluster(name, root=options.root, progress=options.progress)
 
 
 def write_kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path, cluster: str) -> None:

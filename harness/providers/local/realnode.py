@@ -4,11 +4,16 @@ Owns the host state one real node needs and giving all of it back:
 - a containerd of our own (config, root, state and socket under ``<run dir>/realnode/containerd``; never the
   system service) with the CRI settings this VM needs (``restrict_oom_score_adj``, our pause image, cgroupfs);
 - two images built here and imported with ``ctr`` (harness/images): the pause and ``aiconform.local/busybox``;
-- a veth pair carrying the node's own address (``172.31.255.1/30``; made by ``prepare_node_network`` before
+- a veth pair carrying the node's own address (``172.31.255.1/30``; made by :meth:`RealNodeHost.prepare` before
   kube-apiserver starts, which binds to it) and a CNI bridge network (``10.244.0.0/24``, one route to the node);
 - the kubelet (root dir ``/var/lib/kubelet/aiconform``; the device-plugin dir ``/var/lib/kubelet/device-plugins``
   is fixed, hence one real node per host, claimed in ``/run/aiconform-realnode.json``);
 - the fake GPU plugin as a host process (component ``realnode-plugin``), node labels and taints.
+
+Two actions of the cluster's bring-up: ``host-network`` (:meth:`RealNodeHost.prepare`: checks, the host claim, the
+record, the veth carrying the node's address and the CNI config) runs before etcd and the apiserver, so the control
+plane may bind to the node's address; ``real-node`` (:meth:`RealNodeHost.start`: images, containerd, kubelet,
+plugin) runs after KWOK.  Processes are started and watched by the cluster's Supervisor (supervisor.py).
 
 Everything changed on the host is written to ``<run dir>/realnode.json`` *before* it is changed, so that
 ``teardown_host`` can undo a half-finished start as well as a full one.  Must not touch anything it did not record
@@ -45,6 +50,7 @@ from harness.errors import (
     WaitTimeout,
 )
 from harness.kube import KubeClient, KubeConfig
+from harness.providers.common import free_port
 from harness.providers.local import controlplane
 from harness.providers.local import linuxhost as host
 
@@ -324,11 +330,10 @@ class RealNodeHost:
         tmp.write_text(json.dumps(self.record, indent=2))
         os.replace(tmp, path)
 
-    # -- start --
-    def prepare_network(self) -> str:
-        """The host-network step, run BEFORE kube-apiserver starts (it binds to and advertises the node address):
-        preflight, the one-real-node-per-host claim, the record of the host's state, and the veth pair carrying the
-        node's own address.  Returns that address.  Undone by ``teardown_host`` like everything else."""
+    # -- start: two actions of the bring-up --
+    def prepare(self) -> None:
+        """The host side, before the control plane starts: checks, the one-real-node claim, the record of what the
+        host had, the veth carrying the node's address and the CNI config.  Undone by :func:`teardown_host`."""
         preflight(self.cluster)
         if len(str(self.socket)) > MAX_SOCKET_PATH:
             raise ClusterError(f"the run dir {self.cluster.dir} is too deep for containerd's socket path "
@@ -337,16 +342,14 @@ class RealNodeHost:
         claim_host(self.cluster)
         self._record_host_before()
         self._make_node_address()
-        return NODE_IP
+        self._write_cni_config()
 
     def start(self) -> list[str]:
-        """Bring the node up (after ``prepare_network``, which it runs itself when the run dir has no record yet);
-        returns the components started (each with a pidfile at cluster.pidfile(name))."""
-        self.record = self.record or load_record(self.cluster) or {}
+        """Bring the node up on a prepared host; returns the components started (each supervised by the
+        cluster's Supervisor).  Undone by :func:`teardown_host`."""
         if not self.record:
-            self.prepare_network()
+            self.record = load_record(self.cluster) or {}
         archives = self._build_images()
-        self._write_cni_config()
         self._start_containerd(archives)
         self._start_kubelet()
         components = ["containerd", "kubelet"]
@@ -406,8 +409,8 @@ class RealNodeHost:
         self.containerd_dir.mkdir(parents=True, exist_ok=True)
         cfg.write_text(containerd_config(self.containerd_dir / "root", self.containerd_dir / "state", self.socket,
                                          self.dir / "cni" / "net.d"))
-        self.cluster._start("containerd", [shutil.which("containerd") or "containerd", "--config", str(cfg)])
-        self._poll("containerd", lambda: self._ctr_ok(), timeout=30, what="containerd's socket")
+        self.cluster.procs.start("containerd", [shutil.which("containerd") or "containerd", "--config", str(cfg)])
+        self.cluster.procs.wait_ready("containerd", self._ctr_ok, timeout=30, what="containerd's socket")
         for archive in archives:
             self.import_image(archive)
 
@@ -428,7 +431,7 @@ class RealNodeHost:
         return True
 
     def _start_kubelet(self) -> None:
-        from harness.providers.local.cluster import free_port, write_kubeconfig
+        from harness.providers.local.cluster import write_kubeconfig
 
         name = self.spec.name
         pki = self.cluster.pki
@@ -453,7 +456,7 @@ class RealNodeHost:
         argv += controlplane.extra_args("kubelet", argv, self.extra_args)
         self.record |= {"kubelet_argv": argv, "kubelet_healthz_port": healthz}
         self._save()
-        self.cluster._start("kubelet", argv)
+        self.cluster.procs.start("kubelet", argv)
         self._wait_kubelet_healthy()
 
     def _wait_kubelet_healthy(self, timeout: float = 60) -> None:
@@ -466,28 +469,9 @@ class RealNodeHost:
             except (urllib.error.URLError, OSError):
                 return False
 
-        self._poll("kubelet", healthy, timeout=timeout, what="the kubelet's /healthz")
-
-    def _poll(self, component: str, probe: Callable[[], bool], *, timeout: float, what: str) -> None:
-        """A bounded poll (no watch exists for a socket or a health endpoint); fails fast if the process exits."""
-        deadline = time.monotonic() + timeout
-        delay = 0.05
-        while time.monotonic() < deadline:
-            if probe():
-                return
-            self._check_alive(component)
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.5)
-        raise ClusterError(f"{what} did not answer within {timeout:.0f}s: {self.cluster._log_tail(component)}")
-
-    def _check_alive(self, component: str) -> None:
-        rec = proc.read_pidfile(self.cluster.pidfile(component))
-        if rec is None or not proc.pid_alive(rec[0]):
-            raise ClusterError(f"{component} exited during start-up: {self.cluster._log_tail(component)}")
+        self.cluster.procs.wait_ready("kubelet", healthy, timeout=timeout, what="the kubelet's /healthz")
 
     def _start_plugin(self, gpu: InventoryConfig) -> None:
-        from harness.providers.local.cluster import free_port
-
         port = free_port()
         self.progress(f"  real node: starting the fake GPU plugin ({gpu.count} x {gpu.model}; metrics on "
                       f"127.0.0.1:{port})")
@@ -499,7 +483,7 @@ class RealNodeHost:
                 "--node-name", self.spec.name, "--device-plugin-dir", str(DEVICE_PLUGIN_DIR),
                 "--kubelet-root", str(KUBELET_ROOT), "--state-dir", str(self.plugin_state_dir),
                 "--metrics-addr", f"127.0.0.1:{port}", "--kubeconfig", str(self.cluster.kubeconfig())]
-        self.cluster._start("realnode-plugin", argv, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.cluster.procs.start("realnode-plugin", argv, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
     def node_labels(self) -> dict[str, str]:
         """The node's labels: the GPU labels of its spec (the owner every GPU node shares), then the profile's."""
@@ -534,12 +518,7 @@ class RealNodeHost:
     def _watch_node(self, client: KubeClient, cond: Callable[[dict[str, Any]], bool], timeout: float,
                     what: str) -> None:
         def failure(_state: dict[str, Any]) -> str | None:
-            for comp in ("kubelet", "containerd", "realnode-plugin"):
-                pf = self.cluster.pidfile(comp)
-                rec = proc.read_pidfile(pf)
-                if pf.exists() and (rec is None or not proc.pid_alive(rec[0])):
-                    return f"{comp} exited: {self.cluster._log_tail(comp)}"
-            return None
+            return next(filter(None, map(self.cluster.procs.died, COMPONENTS)), None)
 
         try:
             client.wait_for("Node", name=self.spec.name, condition=lambda s: any(cond(n) for n in s.values()),
@@ -552,15 +531,23 @@ class RealNodeHost:
         """Stop the kubelet and start it again with the same argv (pods and the plugin keep running)."""
         argv = self.record["kubelet_argv"]
         self.progress(f"restarting the kubelet of node {self.record['node']}")
-        proc.stop_pidfile(self.cluster.pidfile("kubelet"))
-        self.cluster._start("kubelet", list(argv))
+        self.cluster.procs.stop("kubelet")
+        self.cluster.procs.start("kubelet", list(argv))
         self._wait_kubelet_healthy()
 
 
-def prepare_node_network(cluster: LocalCluster, spec: RealNode, *, progress: Progress = _stderr) -> str:
-    """The real node's host-network step on its own (an action of its own, before kube-apiserver starts): see
-    ``RealNodeHost.prepare_network``.  Returns the node address the apiserver binds to and advertises."""
-    return RealNodeHost(cluster, spec, None, progress=progress).prepare_network()
+    def upgrade_kubelet(self, binary: Path, version: str, timeout: float = 120) -> None:
+        """Restart the kubelet on another binary (same flags) and watch until the node reports ``version``."""
+        self.record["kubelet_argv"] = [str(binary), *self.record["kubelet_argv"][1:]]
+        self._save()
+        self.restart_kubelet()
+
+        def upgraded(node: dict[str, Any]) -> bool:
+            from harness.providers.local.nodes import node_ready
+
+            return node_ready(node) and node.get("status", {}).get("nodeInfo", {}).get("kubeletVersion") == f"v{version}"
+
+        self._watch_node(self.cluster.client(), upgraded, timeout, f"to report kubelet v{version}")
 
 
 def load_record(cluster: LocalCluster) -> dict[str, Any] | None:

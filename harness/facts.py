@@ -1,0 +1,34 @@
+"""Cluster facts: what a cluster offers the checks, beyond its tier.  The one list of them.
+
+A check asks for facts in its marker (``@pytest.mark.aiconform(..., capabilities=("networkpolicy",))``) and is
+skipped, with the reason, on a cluster that does not declare them.  A provider declares the facts of the clusters it
+makes (``ProviderInfo.facts``); for a cluster it did not make, the user declares them
+(``aiconform run --kubeconfig KC --capability networkpolicy``).  Facts are never guessed from the cluster.
+
+Provider *abilities* (what a provider can do to a cluster: add nodes, load images, …) are a different thing and live
+in harness/providers/base.py.  Imports nothing from the harness but its error tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from harness.errors import ConfigError
+
+FACTS: dict[str, str] = {
+    "networkpolicy": "a NetworkPolicy implementation enforces policies (the CNI or a policy agent)",
+    "gang-scheduling": "a gang scheduler admits a group of pods all or nothing (Kueue, Volcano, coscheduling)",
+    "dra": "Dynamic Resource Allocation with a GPU DRA driver publishing ResourceSlices",
+    "simulated-nodes": "KWOK plays the kubelet of nodes annotated kwok.x-k8s.io/node=fake (property sandboxes add them)",
+    "device-plugin": "GPUs are advertised by a device plugin through a real kubelet",
+}
+
+
+def validate_facts(names: Iterable[str], *, where: str = "--capability") -> frozenset[str]:
+    """The names as a set, or ConfigError naming the first unknown one and listing the known facts."""
+    out = set()
+    for name in names:
+        if name not in FACTS:
+            raise ConfigError(f"{where}: unknown cluster fact {name!r}; known facts: {', '.join(sorted(FACTS))}")
+        out.add(name)
+    return frozenset(out)
