@@ -377,6 +377,10 @@ class LocalCluster:
                 from harness.providers.local.realnode import preflight
 
                 preflight(self)
+            if profile.addons:
+                from harness import addons
+
+                addons.preflight([addons.lookup(n) for n in profile.addons])
             if profile.control_plane.apiserver_port:
                 check_port_free(profile.control_plane.apiserver_port, "controlPlane.apiserverPort")
             t0 = time.monotonic()
