@@ -43,7 +43,7 @@ bench: venv bins
 	$(BIN)/python bench/bench_allocate.py --out bench/results-allocate.json
 
 lint: venv
-	$(BIN)/ruff check harness fake_gpu_plugin scenarios tests bench
+	$(BIN)/ruff check harness fake_gpu_plugin scenarios tests bench examples
 	$(BIN)/mypy harness fake_gpu_plugin
 
 clean:

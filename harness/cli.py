@@ -174,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--profile", default=None)
     run.add_argument("--name", default="aiconform-run")
     run.add_argument("--suite", action="append", default=None,
-                     help="suite name (repeat or comma-separate); default: all")
+                     help="a shipped suite name (repeat or comma-separate), or the path of a folder of your own "
+                          "checks (a value with a path separator, or an existing folder); default: all shipped suites")
     run.add_argument("--report-dir", default=None, help="default: reports/<run-id>")
     run.add_argument("--keep", action="store_true", help="leave the cluster up afterwards")
     run.add_argument("--kubeconfig", default=None, help="run against an existing cluster (provider existing)")

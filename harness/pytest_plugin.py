@@ -31,6 +31,8 @@ from harness.testing.tenants import LABEL_RUN, LABEL_TENANT, Tenant, create_run_
 from harness.testing.tenants import tenant as tenant
 from harness.testing.tenants import tenants as tenants
 
+pytest_plugins = ["harness.testing.clients"]  # the official kubernetes client (typed and dynamic), configured for the run
+
 __all__ = [
     "LABEL_RUN",
     "LABEL_TENANT",

@@ -33,6 +33,7 @@ from harness.testing.cluster import CLUSTER_INFO_FILE
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 EXIT_FAILED = 1
 EXIT_INFRA = 3
+_PYTEST_NO_TESTS = 5
 
 
 def known_suites() -> list[str]:
@@ -40,16 +41,60 @@ def known_suites() -> list[str]:
 
 
 def suite_files(names: list[str] | None) -> list[Path]:
+    """The test files of the chosen suites (default: every shipped suite).
+
+    Each ``--suite`` value is a path when it contains a path separator or names an existing folder (a user's own
+    folder of checks, or one check file); otherwise a comma-separated list of shipped suite names.
+    """
     known = known_suites()
-    wanted: list[str] = []
+    files: list[Path] = []
     for item in names or []:
-        wanted += [n.strip() for n in item.split(",") if n.strip()]
-    if not wanted:
-        wanted = known
-    for n in wanted:
-        if n not in known:
-            raise ConfigError(f"--suite: unknown suite {n!r}; known suites: {', '.join(known)}")
-    return [SCENARIOS / f"test_{n}.py" for n in dict.fromkeys(wanted)]
+        if _is_path(item):
+            files += user_suite_files(Path(item))
+            continue
+        for n in (n.strip() for n in item.split(",")):
+            if not n:
+                continue
+            if Path(n).is_dir():
+                files += user_suite_files(Path(n))
+            elif n in known:
+                files.append(SCENARIOS / f"test_{n}.py")
+            else:
+                raise ConfigError(f"--suite: unknown suite {n!r}; known suites: {', '.join(known)} "
+                                  "(or give the path of a folder of checks)")
+    if not names:
+        files = [SCENARIOS / f"test_{n}.py" for n in known]
+    return list(dict.fromkeys(files))
+
+
+def _is_path(value: str) -> bool:
+    seps = {os.sep, "/"} | ({os.altsep} if os.altsep else set())
+    return any(s in value for s in seps) or Path(value).is_dir()
+
+
+def user_suite_files(path: Path) -> list[Path]:
+    """The check files in a user's suite: ``test_*.py`` / ``*_test.py`` under a folder, or one such file."""
+    p = path.expanduser()
+    if not p.exists():
+        raise ConfigError(f"--suite: {path} does not exist")
+    p = p.resolve()
+    if p.is_file():
+        if p.suffix != ".py":
+            raise ConfigError(f"--suite: {path} is not a folder of checks or a Python file")
+        return [p]
+    found = sorted({*p.rglob("test_*.py"), *p.rglob("*_test.py")})
+    found = [f for f in found if not any(part.startswith(".") or part == "__pycache__" for part in f.relative_to(p).parts)]
+    if not found:
+        raise ConfigError(f"--suite: {path} holds no checks (no test_*.py or *_test.py files)")
+    return found
+
+
+def suite_rootdir(files: list[Path]) -> Path:
+    """pytest's rootdir, which check ids are relative to: the project for shipped suites (ids stay
+    ``scenarios/test_smoke.py::…``), else the folder above the user's suite (``my-checks/test_x.py::…``)."""
+    if all(f.is_relative_to(SCENARIOS.parent) for f in files):
+        return SCENARIOS.parent
+    return Path(os.path.commonpath([f.parent for f in files])).parent
 
 
 def prepare_report_dir(path: Path) -> Path:
@@ -80,7 +125,7 @@ def pytest_sessions(files: list[Path], *, report_dir: Path, cluster_info: Path, 
     report_dir, cluster_info = report_dir.resolve(), cluster_info.resolve()  # pytest runs in the repository root
     base = [
         sys.executable, "-m", "pytest", *map(str, files),
-        "-p", "no:cacheprovider", "-q", f"--rootdir={SCENARIOS.parent}",
+        "-p", "no:cacheprovider", "-q", f"--rootdir={suite_rootdir(files)}",
         f"--aiconform-cluster-info={cluster_info}", f"--aiconform-report-dir={report_dir}",
         f"--hypothesis-seed={seed}",  # always explicit, so the report can name it for a replay
     ]
@@ -190,6 +235,10 @@ def run_main(args: argparse.Namespace) -> int:
         return 0
     if rc == 1:
         return EXIT_FAILED
+    if rc == _PYTEST_NO_TESTS:
+        chosen = f"--suite {','.join(args.suite)}" if args.suite else "the shipped suites"
+        raise ConfigError(f"no checks were collected from {chosen}{f' with -k {args.keyword}' if args.keyword else ''}; "
+                          "nothing ran")
     raise _PytestBroke(f"the test runner stopped with exit code {rc}; see the output above and {report_dir}")
 
 

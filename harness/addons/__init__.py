@@ -12,6 +12,6 @@ teardown.
 """
 
 from harness.addons.base import Addon, AddonContext, UndoCommand
-from harness.addons.installer import install, known_addons, lookup, undo_host_changes
+from harness.addons.installer import install, known_addons, lookup, preflight, undo_host_changes
 
-__all__ = ["Addon", "AddonContext", "UndoCommand", "install", "known_addons", "lookup", "undo_host_changes"]
+__all__ = ["Addon", "AddonContext", "UndoCommand", "install", "known_addons", "lookup", "preflight", "undo_host_changes"]

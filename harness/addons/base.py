@@ -45,4 +45,6 @@ class Addon:
     host_undo: Callable[[Path], tuple[UndoCommand, ...]] = lambda binary: ()
     """Commands (given the resolved binary) that undo the host changes the addon's pods make, run at teardown after
     its containers are gone; idempotent, a failure (nothing left to undo) is ignored."""
+    host_tools: tuple[tuple[str, str], ...] = ()
+    """(executable, Debian package) the host needs for this addon (its undo commands), checked before bring-up."""
     description: str = ""

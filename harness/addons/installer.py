@@ -36,6 +36,17 @@ def lookup(name: str) -> Addon:
         raise ConfigError(f"unknown addon {name!r}; known addons: {', '.join(sorted(known_addons()))}") from None
 
 
+def preflight(addons: Iterable[Addon]) -> None:
+    """One line before anything starts when the host lacks a tool an addon needs (to undo its host changes)."""
+    import shutil
+
+    missing = sorted({pkg for a in addons for exe, pkg in a.host_tools if shutil.which(exe) is None})
+    if missing:
+        names = ", ".join(a.name for a in addons if any(shutil.which(exe) is None for exe, _ in a.host_tools))
+        raise ClusterError(f"addon {names} needs host packages that are not installed: apt-get install "
+                           f"{' '.join(missing)}")
+
+
 def install(
     addons: Sequence[Addon],
     *,

@@ -109,5 +109,6 @@ ADDON = Addon(
     facts=("networkpolicy",),
     needs_real_node=True,
     host_undo=lambda binary: ((str(binary), "--cleanup-config"),),
+    host_tools=(("iptables", "iptables"), ("ipset", "ipset")),
     description="NetworkPolicy enforcement on the real node (kube-router's firewall: iptables + ipsets)",
 )

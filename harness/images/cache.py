@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from harness import proc
 from harness.bins import cache_root
 
 FORMAT_VERSION = "2"
@@ -118,16 +119,6 @@ OWNER = ".owner"
 """The pid of the build that made a temporary directory (written first thing)."""
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def sweep_stale(base: Path) -> list[Path]:
     """Remove temporary build directories whose build died without cleaning up (SIGKILL, power loss): those
     whose owner pid is gone.  A directory without an owner file yet is left alone (it is being created)."""
@@ -137,7 +128,7 @@ def sweep_stale(base: Path) -> list[Path]:
             pid = int((path / OWNER).read_text().strip())
         except (OSError, ValueError):
             continue
-        if not _pid_alive(pid) and not mounts_under(path):
+        if not proc.pid_alive(pid) and not mounts_under(path):
             remove_tree(path)
             removed.append(path)
     return removed

@@ -7,6 +7,8 @@
 - :mod:`~harness.testing.requirements`: the ``aiconform`` marker, checked at collection and enforced before a check;
 - :mod:`~harness.testing.outcome`: grading (failed = the platform was wrong; error = the run broke), the way a grade
   travels from an xdist worker to the report, and the report.
+- :mod:`~harness.testing.clients`: the official ``kubernetes`` client (``k8s_client``, ``core_v1`` …,
+  ``dynamic_client``) configured from the run's kubeconfig object.
 
 :mod:`harness.pytest_plugin` (the ``pytest11`` entry point) registers these modules; nothing here runs until pytest
 loads it.

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes.client.exceptions import ApiException as OfficialApiException
 
 from harness import __version__
 from harness.errors import (
@@ -50,6 +51,7 @@ from harness.testing.tenants import sweep_run
 RECORD_PROPERTY = "aiconform"
 """Name of the user property that carries a check's :class:`CheckRecord` (JSON) to the report."""
 _INFRA_API_ERRORS = (ServerError, Unauthorized, TooManyRequests, Gone)
+_INFRA_API_STATUSES = frozenset(e.status for e in (Unauthorized, TooManyRequests, Gone))
 _PHASES = pytest.StashKey[list["PhaseOutcome"]]()
 
 
@@ -64,6 +66,9 @@ def is_platform_failure(exc: BaseException | None) -> bool:
         return bool(exc.exceptions) and all(is_platform_failure(e) for e in exc.exceptions)
     if isinstance(exc, ApiError):
         return not isinstance(exc, _INFRA_API_ERRORS) and 400 <= exc.status < 500
+    if isinstance(exc, OfficialApiException):  # the official client's answers (harness.testing.clients), same rule
+        status = int(exc.status or 0)
+        return 400 <= status < 500 and status not in _INFRA_API_STATUSES
     return isinstance(exc, AssertionError | WaitTimeout | WaitFailed | pytest.fail.Exception)
 
 

@@ -54,3 +54,12 @@ def test_every_addon_binary_is_pinned() -> None:
     versions = load_versions()
     for addon in known_addons().values():
         assert versions.owner_of(addon.binary)
+
+
+def test_a_missing_host_tool_is_one_line_naming_the_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from harness.addons import preflight
+    from harness.errors import ClusterError
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing on PATH
+    with pytest.raises(ClusterError, match=r"addon kube-router needs host packages .*: apt-get install ipset iptables"):
+        preflight([lookup("kube-router")])

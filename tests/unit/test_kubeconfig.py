@@ -34,13 +34,6 @@ def test_missing_kubeconfig(tmp_path: Path) -> None:
         KubeConfig.from_file(tmp_path / "nope")
 
 
-def test_exec_plugin_refused(tmp_path: Path) -> None:
-    f = tmp_path / "kc"
-    f.write_text(yaml.safe_dump(_doc({"exec": {"command": "aws"}})))
-    with pytest.raises(KubeConfigError, match="exec/auth-provider plugin"):
-        KubeConfig.from_file(f)
-
-
 def test_unknown_context(tmp_path: Path) -> None:
     f = tmp_path / "kc"
     f.write_text(yaml.safe_dump(_doc({"token": "x"})))

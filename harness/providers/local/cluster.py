@@ -380,6 +380,10 @@ class LocalCluster:
                 netsvc.preflight(profile.control_plane, real_pod_cidr=realnode.POD_CIDR,
                                  node_net=f"{realnode.NODE_IP}/{realnode.NODE_PREFIX}",
                                  exclude_links=(realnode.VETH, realnode.VETH_PEER, realnode.BRIDGE))
+            if profile.addons:
+                from harness import addons
+
+                addons.preflight([addons.lookup(n) for n in profile.addons])
             if profile.control_plane.apiserver_port:
                 check_port_free(profile.control_plane.apiserver_port, "controlPlane.apiserverPort")
             t0 = time.monotonic()

@@ -1,0 +1,86 @@
+"""``aiconform run --suite``: shipped suite names vs. the path of a user's own folder of checks.  No cluster."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.errors import ConfigError
+from harness.runner import SCENARIOS, suite_files
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "AICONFORM_STATE_DIR": str(cwd / "state")}
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True,
+                          timeout=60, env=env, cwd=cwd)
+
+
+def _one_line(res: subprocess.CompletedProcess[str]) -> str:
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("aiconform: "), res.stderr
+    return lines[0]
+
+
+def test_names_are_shipped_suites() -> None:
+    assert suite_files(["smoke,scheduling"]) == [SCENARIOS / "test_smoke.py", SCENARIOS / "test_scheduling.py"]
+    assert suite_files(None) == sorted(SCENARIOS.glob("test_*.py"))
+
+
+def test_a_value_with_a_separator_is_a_path(tmp_path: Path) -> None:
+    checks = tmp_path / "my-checks"
+    (checks / "gpu").mkdir(parents=True)
+    (checks / "test_nodes.py").write_text("def test_x(): pass\n")
+    (checks / "gpu" / "quota_test.py").write_text("def test_y(): pass\n")
+    (checks / "helpers.py").write_text("")
+    (checks / ".hidden").mkdir()
+    (checks / ".hidden" / "test_no.py").write_text("")
+    assert suite_files([str(checks)]) == [checks / "gpu" / "quota_test.py", checks / "test_nodes.py"]
+    assert suite_files([str(checks / "test_nodes.py")]) == [checks / "test_nodes.py"]
+
+
+def test_an_existing_folder_named_without_a_separator_is_a_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "smoke").mkdir()  # a user's folder that shadows a shipped suite name
+    (tmp_path / "smoke" / "test_mine.py").write_text("def test_x(): pass\n")
+    monkeypatch.chdir(tmp_path)
+    assert suite_files(["smoke"]) == [tmp_path / "smoke" / "test_mine.py"]
+    assert suite_files(["smoke", "scheduling"])[-1] == SCENARIOS / "test_scheduling.py"
+
+
+def test_the_shipped_example_suite_is_found() -> None:
+    files = suite_files([str(REPO / "examples" / "my-platform-checks")])
+    assert len(files) >= 2 and all(f.name.startswith("test_") for f in files)
+
+
+def test_missing_path_is_one_line(tmp_path: Path) -> None:
+    res = _cli(["run", "--suite", "./no-such-folder"], tmp_path)
+    assert res.returncode == 2 and "--suite: no-such-folder does not exist" in _one_line(res)
+    assert not (tmp_path / "state").exists()  # nothing was started
+
+
+def test_folder_without_checks_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "README.md").write_text("nothing here")
+    res = _cli(["run", "--suite", "empty"], tmp_path)
+    assert res.returncode == 2 and "--suite: empty holds no checks" in _one_line(res)
+    assert not (tmp_path / "state").exists()
+
+
+def test_a_file_that_is_not_python(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("")
+    with pytest.raises(ConfigError, match="not a folder of checks or a Python file"):
+        suite_files([str(tmp_path / "notes.txt")])
+
+
+def test_check_ids_are_relative_to_the_folder_above_a_user_suite(tmp_path: Path) -> None:
+    from harness.runner import suite_rootdir
+
+    (tmp_path / "my-checks" / "gpu").mkdir(parents=True)
+    files = [tmp_path / "my-checks" / "test_a.py", tmp_path / "my-checks" / "gpu" / "test_b.py"]
+    assert suite_rootdir(files) == tmp_path  # ids: my-checks/test_a.py::…, my-checks/gpu/test_b.py::…
+    assert suite_rootdir(suite_files(["smoke"])) == SCENARIOS.parent  # ids of shipped suites stay scenarios/…
