@@ -32,6 +32,7 @@ import pytest
 from harness.config import load_profile
 from harness.kube import KubeClient
 from harness.providers.local import LocalCluster, netsvc, realnode
+from harness.providers.local.nodes import FAKE_NODE_IP
 from harness.workloads import pin_to_real_node
 from tests.integration.test_real_node import _skip_reason, container, delete_pods, pod_log, run_pods
 
@@ -293,8 +294,9 @@ def test_connections_to_simulated_pods_fail_at_once_and_send_nothing_out(
 
     # The kernel's own answer first (nothing is sent before it says so): refused here, for the host and for a pod;
     # Service IPs go to the node's veth, never the default route.
-    for dst in [*sim_ips, "192.0.2.10"]:
+    for dst in sim_ips:
         assert refused_by_route(dst), dst
+    assert FAKE_NODE_IP.startswith("127."), "the simulated nodes' InternalIP must never route off this machine"
     for dst in (cluster_ip, "10.96.255.254"):
         assert f"dev {realnode.VETH} " in _run(["ip", "route", "get", dst]), dst
 

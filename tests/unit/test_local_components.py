@@ -88,7 +88,7 @@ def test_kwok_manages_only_annotated_nodes_and_hands_out_fake_pod_ips() -> None:
     assert f["manage-all-nodes"] == "false"
     assert f["manage-nodes-with-annotation-selector"] == "kwok.x-k8s.io/node=fake"
     assert f["cidr"] == "10.128.0.1/12"
-    assert f["node-ip"] == "192.0.2.10"
+    assert f["node-ip"] == "127.0.0.10"  # loopback: whatever dials a simulated node stays on this machine
     assert comp.kwok_pod_cidr("10.244.0.0/16") == "10.244.0.1/16"
 
 

@@ -100,9 +100,12 @@ def dns_service_ip(service_cidr: str) -> str:
 
 
 def unreachable_routes(sim_pod_cidr: str) -> list[str]:
-    """Destinations refused on this host once kube-proxy runs: the simulated pods' IPs and the simulated nodes'
-    InternalIP (a hostNetwork pod's IP on them)."""
-    return [str(ipaddress.ip_network(sim_pod_cidr, strict=False)), str(ipaddress.ip_network(f"{FAKE_NODE_IP}/32"))]
+    """Destinations refused on this host once kube-proxy runs: the simulated pods' IPs, and the simulated nodes'
+    InternalIP (a hostNetwork pod's IP on them) unless it is a loopback address, which never leaves anyway."""
+    routes = [str(ipaddress.ip_network(sim_pod_cidr, strict=False))]
+    if not ipaddress.ip_address(FAKE_NODE_IP).is_loopback:
+        routes.append(str(ipaddress.ip_network(f"{FAKE_NODE_IP}/32")))
+    return routes
 
 
 def service_route(service_cidr: str, veth: str) -> list[str]:

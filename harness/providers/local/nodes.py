@@ -20,7 +20,11 @@ SIM_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 LABEL_SIMULATED = "aiconform.io/simulated"
 LABEL_POOL = "aiconform.io/pool"
 LABEL_CLUSTER = "aiconform.io/cluster"
-FAKE_NODE_IP = "192.0.2.10"  # RFC 5737 documentation address: a status field only, never a traffic target.
+FAKE_NODE_IP = "127.0.0.10"
+"""The InternalIP every simulated node reports (KWOK ``--node-ip``).  A loopback address on purpose: whatever dials
+it (the apiserver for logs/exec of a simulated pod, a hostNetwork pod's endpoint) stays on this machine and is
+refused at once, since nothing listens there.  (It was 192.0.2.10, a documentation address, until it turned out to
+lie on this VM's own uplink network, where a connection would have left the machine.)"""
 
 
 # -- node objects ---------------------------------------------------------------------------------------------------
