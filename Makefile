@@ -18,9 +18,10 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed
 
-## Resolve (build on first use) the pinned upstream binaries: etcd, kube-*, kubelet, kwok.
+## Resolve (build on first use) the pinned upstream binaries: etcd, kube-*, kubelet, kube-proxy, CoreDNS, kwok,
+## for the default Kubernetes version and the previous minor (the upgrade tests start from it).
 bins: venv
-	$(BIN)/aiconform bins
+	$(BIN)/aiconform bins --previous
 
 ## The project's own tests: unit (no cluster) and integration (real local clusters).
 test: venv bins

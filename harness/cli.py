@@ -88,8 +88,12 @@ def cmd_bins(args: argparse.Namespace) -> int:
 
     resolver = BinaryResolver(download="never" if args.no_download else None)
     names = resolver.versions.all_binaries() if args.all else CONTROL_PLANE + REAL_NODE
-    for name, res in resolver.resolve_many(names, kubernetes=args.kubernetes).items():
-        print(f"{name:<24} v{res.version:<8} {res.source:<8} {res.path}")
+    versions = [args.kubernetes]
+    if args.previous:  # the previous pinned minor as well: what `upgrade_control_plane` upgrades from
+        versions.append(resolver.versions.kubernetes_previous)
+    for version in versions:
+        for name, res in resolver.resolve_many(names, kubernetes=version).items():
+            print(f"{name:<24} v{res.version:<8} {res.source:<8} {res.path}")
     return 0
 
 
@@ -167,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     bins = sub.add_parser("bins", help="resolve the pinned upstream binaries and print where they are")
     bins.add_argument("--kubernetes", default=None, help="Kubernetes version (default: pinned in versions.toml)")
     bins.add_argument("--all", action="store_true", help="also kubectl")
+    bins.add_argument("--previous", action="store_true",
+                      help="also the previous pinned Kubernetes minor (upgrade checks start from it)")
     bins.add_argument("--no-download", action="store_true", help="never try release downloads; build instead")
     bins.set_defaults(func=cmd_bins)
 
