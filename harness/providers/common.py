@@ -7,12 +7,15 @@ anything there, writes its registry name with :func:`mark_owner`.  Owns those co
 
 from __future__ import annotations
 
+import base64
 import errno
 import json
 import os
 import re
 import socket
 from pathlib import Path
+
+import yaml
 
 from harness.errors import ConfigError, PortInUse
 
@@ -64,3 +67,20 @@ def owner_of(run_dir: Path) -> str | None:
     except (OSError, ValueError, AttributeError):
         return None
     return provider if isinstance(provider, str) and provider else None
+
+
+def write_kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path, cluster: str) -> None:
+    def b64(p: Path) -> str:
+        return base64.b64encode(p.read_bytes()).decode()
+
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": cluster, "cluster": {"server": server, "certificate-authority-data": b64(ca)}}],
+        "users": [{"name": f"{cluster}-user", "user": {"client-certificate-data": b64(cert), "client-key-data": b64(key)}}],
+        "contexts": [{"name": cluster, "context": {"cluster": cluster, "user": f"{cluster}-user"}}],
+        "current-context": cluster,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(doc))
+    os.chmod(path, 0o600)

@@ -53,6 +53,7 @@ from harness.providers.common import (
     mark_owner,
     state_root,
     validate_cluster_name,
+    write_kubeconfig,
 )
 from harness.providers.local import components as comp
 from harness.providers.local import controlplane
@@ -709,22 +710,3 @@ def open_cluster(name: str, options: ProviderOptions) -> LocalCluster:
     if options.kubeconfig is not None:
         raise ConfigError("provider 'local' makes its own clusters; a kubeconfig is for provider 'existing'")
     return LocalCluster(name, root=options.root, progress=options.progress)
-
-
-def write_kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path, cluster: str) -> None:
-    import base64
-
-    def b64(p: Path) -> str:
-        return base64.b64encode(p.read_bytes()).decode()
-
-    doc = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": cluster, "cluster": {"server": server, "certificate-authority-data": b64(ca)}}],
-        "users": [{"name": f"{cluster}-user", "user": {"client-certificate-data": b64(cert), "client-key-data": b64(key)}}],
-        "contexts": [{"name": cluster, "context": {"cluster": cluster, "user": f"{cluster}-user"}}],
-        "current-context": cluster,
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(doc))
-    os.chmod(path, 0o600)

@@ -39,12 +39,11 @@ import yaml
 from harness import proc
 from harness.errors import ClusterError, CommandError, KubeError
 from harness.providers.local import linuxhost as host
+from harness.providers.local.clusterview import ClusterView, NodeView
 from harness.providers.local.nodes import FAKE_NODE_IP
 
 if TYPE_CHECKING:
     from harness.config import ControlPlane
-    from harness.providers.local.cluster import LocalCluster
-    from harness.providers.local.realnode import RealNodeHost
 
 COMPONENTS = ("kube-proxy", "coredns")
 DNS_DOMAIN = "cluster.local"
@@ -345,7 +344,7 @@ def preflight(control_plane: ControlPlane, *, real_pod_cidr: str, node_net: str,
                            "another kube-proxy runs here or one was left behind; remove it first")
 
 
-def prepare(node: RealNodeHost, spec: NetSpec) -> None:
+def prepare(node: NodeView, spec: NetSpec) -> None:
     """Record what will change (routes, iptables state of the chosen backend, sysctls), then add the unreachable
     routes.  (The Service CIDR route, the REJECT chain and bridge-nf-call-iptables come in :func:`start`, all
     covered by this record.)"""
@@ -387,7 +386,7 @@ def _route_dsts(route_type: str = ROUTE_TYPE) -> list[str]:
     return dsts
 
 
-def start(node: RealNodeHost, spec: NetSpec) -> list[str]:
+def start(node: NodeView, spec: NetSpec) -> list[str]:
     """kube-dns Service and EndpointSlice, CoreDNS's RBAC, then kube-proxy and CoreDNS; returns the components."""
     rec = node.record
     name, node_ip = rec["node"], rec["node_ip"]
@@ -405,7 +404,7 @@ def start(node: RealNodeHost, spec: NetSpec) -> list[str]:
     return list(COMPONENTS)
 
 
-def _route_services(node: RealNodeHost, spec: NetSpec) -> None:
+def _route_services(node: NodeView, spec: NetSpec) -> None:
     """The Service CIDR onto the node's veth, and the REJECT chain for IPs no Service holds (both recorded first)."""
     net = node.record["netsvc"]
     route = service_route(spec.service_cidr, node.record["veth"][0])
@@ -421,9 +420,9 @@ def _route_services(node: RealNodeHost, spec: NetSpec) -> None:
     node.progress(f"  real node: Service CIDR {route[0]} onto {route[2]}; IPs no Service holds are rejected")
 
 
-def _kubeconfig(node: RealNodeHost, stem: str, user: str) -> Path:
+def _kubeconfig(node: NodeView, stem: str, user: str) -> Path:
     from harness.kube import KubeConfig
-    from harness.providers.local.cluster import write_kubeconfig
+    from harness.providers.common import write_kubeconfig
 
     cluster = node.cluster
     pair = cluster.pki.issue(f"{stem}-client", user, client=True)
@@ -433,7 +432,7 @@ def _kubeconfig(node: RealNodeHost, stem: str, user: str) -> Path:
     return path
 
 
-def _start_kube_proxy(node: RealNodeHost, spec: NetSpec) -> None:
+def _start_kube_proxy(node: NodeView, spec: NetSpec) -> None:
     from harness.providers.common import free_port
 
     rec, net = node.record, node.record["netsvc"]
@@ -459,7 +458,7 @@ def _start_kube_proxy(node: RealNodeHost, spec: NetSpec) -> None:
                      what="kube-proxy's /healthz (rules synced)")
 
 
-def _start_coredns(node: RealNodeHost, spec: NetSpec) -> None:
+def _start_coredns(node: NodeView, spec: NetSpec) -> None:
     from harness.providers.common import free_port
 
     rec, net = node.record, node.record["netsvc"]
@@ -487,7 +486,7 @@ def _http_ok(url: str) -> bool:
 # -- teardown ----------------------------------------------------------------------------------------------------------
 
 
-def teardown(cluster: LocalCluster, record: dict[str, Any]) -> list[str]:
+def teardown(cluster: ClusterView, record: dict[str, Any]) -> list[str]:
     """Stop kube-proxy and CoreDNS, then remove the KUBE-* chains and nft tables they left, the routes and the
     sysctl changes; returns what could not be undone."""
     net = record.get("netsvc")

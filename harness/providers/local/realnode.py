@@ -31,7 +31,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
@@ -53,10 +53,8 @@ from harness.kube import KubeClient, KubeConfig
 from harness.providers.common import free_port
 from harness.providers.local import controlplane, netsvc
 from harness.providers.local import linuxhost as host
+from harness.providers.local.clusterview import ClusterView
 from harness.workloads import REAL_NODE_LABEL as REAL_NODE_LABEL  # the one label of real nodes (re-exported)
-
-if TYPE_CHECKING:
-    from harness.providers.local.cluster import LocalCluster
 
 Progress = Callable[[str], None]
 
@@ -109,7 +107,7 @@ def missing_packages() -> list[str]:
     return sorted(missing)
 
 
-def preflight(cluster: LocalCluster | None = None) -> None:
+def preflight(cluster: ClusterView | None = None) -> None:
     """Fail fast, in one line, on what a user can fix: not root, missing packages, address ranges in use, the
     host's real node already taken by another cluster (``cluster`` given)."""
     if os.geteuid() != 0:
@@ -128,7 +126,7 @@ def preflight(cluster: LocalCluster | None = None) -> None:
         raise _taken_error(holder)
 
 
-def _held_by_other(holder: dict[str, Any], cluster: LocalCluster) -> bool:
+def _held_by_other(holder: dict[str, Any], cluster: ClusterView) -> bool:
     return holder.get("run_dir") != str(cluster.dir) and Path(holder.get("run_dir", "")).is_dir()
 
 
@@ -139,7 +137,7 @@ def _taken_error(holder: dict[str, Any]) -> ClusterError:
         f"`aiconform down --name {holder.get('cluster')}` first")
 
 
-def claim_host(cluster: LocalCluster) -> None:
+def claim_host(cluster: ClusterView) -> None:
     """Take the one-real-node-per-host claim for ``cluster``; ClusterError when another cluster holds it."""
     record = json.dumps({"cluster": cluster.name, "run_dir": str(cluster.dir), "pid": os.getpid()})
     for _ in range(2):
@@ -165,7 +163,7 @@ def _claim_holder() -> dict[str, Any] | None:
         return None
 
 
-def release_host(cluster: LocalCluster) -> None:
+def release_host(cluster: ClusterView) -> None:
     holder = _claim_holder()
     if holder is not None and holder.get("run_dir") == str(cluster.dir):
         HOST_CLAIM.unlink(missing_ok=True)
@@ -288,7 +286,7 @@ def kubelet_config(*, ca: Path, socket: Path, port: int, healthz_port: int, serv
 class RealNodeHost:
     """Starts (and restarts the kubelet of) the one real node of a local cluster."""
 
-    def __init__(self, cluster: LocalCluster, spec: RealNode, kubelet: Path | None, *, progress: Progress = _stderr,
+    def __init__(self, cluster: ClusterView, spec: RealNode, kubelet: Path | None, *, progress: Progress = _stderr,
                  feature_gates: Mapping[str, bool] | None = None, extra_args: Mapping[str, str] | None = None,
                  net: netsvc.NetSpec | None = None) -> None:
         self.cluster = cluster
@@ -305,7 +303,7 @@ class RealNodeHost:
         self.record: dict[str, Any] = {}
 
     @classmethod
-    def attach(cls, cluster: LocalCluster, *, progress: Progress = _stderr) -> RealNodeHost:
+    def attach(cls, cluster: ClusterView, *, progress: Progress = _stderr) -> RealNodeHost:
         """The real node of a running cluster (from its realnode.json)."""
         record = load_record(cluster)
         if record is None:
@@ -440,7 +438,7 @@ class RealNodeHost:
         return True
 
     def _start_kubelet(self) -> None:
-        from harness.providers.local.cluster import write_kubeconfig
+        from harness.providers.common import write_kubeconfig
 
         name = self.spec.name
         pki = self.cluster.pki
@@ -561,7 +559,7 @@ class RealNodeHost:
         self._watch_node(self.cluster.client(), upgraded, timeout, f"to report kubelet v{version}")
 
 
-def load_record(cluster: LocalCluster) -> dict[str, Any] | None:
+def load_record(cluster: ClusterView) -> dict[str, Any] | None:
     try:
         data: dict[str, Any] = json.loads((cluster.dir / "realnode.json").read_text())
         return data
@@ -569,7 +567,7 @@ def load_record(cluster: LocalCluster) -> dict[str, Any] | None:
         return None
 
 
-def restart_node(cluster: LocalCluster, node: str) -> None:
+def restart_node(cluster: ClusterView, node: str) -> None:
     """The ``RestartsNodes`` capability of the local provider: only the real node has a kubelet to restart."""
     record = load_record(cluster)
     if record is None or record.get("node") != node:
@@ -581,7 +579,7 @@ def restart_node(cluster: LocalCluster, node: str) -> None:
 # -- teardown ----------------------------------------------------------------------------------------------------------
 
 
-def teardown_host(cluster: LocalCluster, *, progress: Progress = _stderr) -> list[str]:
+def teardown_host(cluster: ClusterView, *, progress: Progress = _stderr) -> list[str]:
     """Undo everything realnode.json records; returns what could not be removed (also printed as warnings).
 
     Order: kubelet and plugin; every container (kill the kubepods cgroups' processes, delete the tasks through
@@ -625,7 +623,7 @@ def host_leftovers(record: dict[str, Any], run_dir: Path, pids: list[int]) -> li
     return left
 
 
-def _stop_node_daemons(cluster: LocalCluster, record: dict[str, Any]) -> list[str]:
+def _stop_node_daemons(cluster: ClusterView, record: dict[str, Any]) -> list[str]:
     for comp in ("kubelet", "realnode-plugin"):
         if proc.stop_pidfile(cluster.pidfile(comp)):
             cluster.progress(f"stopped {comp}")
@@ -638,7 +636,7 @@ def _container_pids(record: dict[str, Any]) -> list[int]:
                    for pid in host.cgroup_pids(d)})
 
 
-def _remove_containers(cluster: LocalCluster, record: dict[str, Any]) -> list[str]:
+def _remove_containers(cluster: ClusterView, record: dict[str, Any]) -> list[str]:
     survivors = host.kill_pids(_container_pids(record))
     socket = record["containerd"]["socket"]
     if Path(socket).exists() and _alive(cluster, "containerd"):
@@ -654,12 +652,12 @@ def _remove_containers(cluster: LocalCluster, record: dict[str, Any]) -> list[st
     return [f"container process {p}" for p in survivors]
 
 
-def _alive(cluster: LocalCluster, comp: str) -> bool:
+def _alive(cluster: ClusterView, comp: str) -> bool:
     rec = proc.read_pidfile(cluster.pidfile(comp))
     return rec is not None and proc.pid_alive(rec[0])
 
 
-def _stop_containerd(cluster: LocalCluster, record: dict[str, Any]) -> list[str]:
+def _stop_containerd(cluster: ClusterView, record: dict[str, Any]) -> list[str]:
     if proc.stop_pidfile(cluster.pidfile("containerd")):
         cluster.progress("stopped containerd")
     shims = host.pids_with_arg(record["containerd"]["socket"])
@@ -674,21 +672,21 @@ def _comm(pid: int) -> str:
         return "?"
 
 
-def _mount_roots(cluster: LocalCluster, record: dict[str, Any]) -> list[Path]:
+def _mount_roots(cluster: ClusterView, record: dict[str, Any]) -> list[Path]:
     return [Path(record["kubelet_root"]), cluster.dir / "realnode", DEVICE_PLUGIN_DIR]
 
 
-def _unmount(cluster: LocalCluster, record: dict[str, Any]) -> list[str]:
+def _unmount(cluster: ClusterView, record: dict[str, Any]) -> list[str]:
     return [f"mount {m}" for m in host.unmount_all(_mount_roots(cluster, record))]
 
 
-def _remove_cgroups(cluster: LocalCluster, record: dict[str, Any]) -> list[str]:
+def _remove_cgroups(cluster: ClusterView, record: dict[str, Any]) -> list[str]:
     existed = set(record.get("kubepods_existed", []))
     return [f"cgroup {d}" for d in host.cgroup_dirs("kubepods")
             if str(d) not in existed and not host.remove_cgroup_tree(d)]
 
 
-def _restore_sysctls(cluster: LocalCluster, record: dict[str, Any]) -> list[str]:
+def _restore_sysctls(cluster: ClusterView, record: dict[str, Any]) -> list[str]:
     left = []
     for name, value in (record.get("sysctls") or {}).items():
         if value is not None and host.read_sysctl(name) != value and not host.write_sysctl(name, value):
@@ -696,7 +694,7 @@ def _restore_sysctls(cluster: LocalCluster, record: dict[str, Any]) -> list[str]
     return left
 
 
-def _remove_links(cluster: LocalCluster, record: dict[str, Any]) -> list[str]:
+def _remove_links(cluster: ClusterView, record: dict[str, Any]) -> list[str]:
     bridge = record.get("bridge", BRIDGE)
     for port in host.bridge_ports(bridge):  # host ends of pod veths whose netns outlived their pods
         host.delete_link(port)
@@ -706,7 +704,7 @@ def _remove_links(cluster: LocalCluster, record: dict[str, Any]) -> list[str]:
     return [f"link {n}" for n in [bridge, *record.get("veth", [])] if host.link_exists(n)]
 
 
-def _remove_iptables(cluster: LocalCluster, record: dict[str, Any]) -> list[str]:
+def _remove_iptables(cluster: ClusterView, record: dict[str, Any]) -> list[str]:
     before = record.get("iptables_chains") or {}
     left = []
     for table, chains in host.iptables_chains().items():
@@ -715,7 +713,7 @@ def _remove_iptables(cluster: LocalCluster, record: dict[str, Any]) -> list[str]
     return left
 
 
-def _remove_dirs(cluster: LocalCluster, record: dict[str, Any]) -> list[str]:
+def _remove_dirs(cluster: ClusterView, record: dict[str, Any]) -> list[str]:
     existed: dict[str, bool] = record.get("existed", {})
     mounted = host.mounts_under([KUBELET_BASE])
     if mounted:
