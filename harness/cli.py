@@ -54,6 +54,18 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_upgrade(args: argparse.Namespace) -> int:
+    from harness.errors import UnsupportedCapability
+    from harness.providers import find_cluster
+    from harness.providers.base import UpgradesControlPlane
+
+    cluster = find_cluster(args.name)
+    if not isinstance(cluster, UpgradesControlPlane):
+        raise UnsupportedCapability(type(cluster).__name__, "upgrading the control plane")
+    cluster.upgrade_control_plane(args.to)
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
@@ -158,6 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument("--name", default="aiconform")
     down.add_argument("--ignore-missing", action="store_true", help="exit 0 when no such cluster exists")
     down.set_defaults(func=cmd_down)
+
+    upg = sub.add_parser("upgrade", help="upgrade a running cluster's control plane (then its real node's kubelet) "
+                                         "in place to another pinned Kubernetes version")
+    upg.add_argument("--name", default="aiconform")
+    upg.add_argument("--to", required=True, metavar="VERSION",
+                     help="the target version: the next minor at most, never lower (pinned in harness/versions.toml)")
+    upg.set_defaults(func=cmd_upgrade)
 
     st = sub.add_parser("status", help="show a cluster's components and health")
     st.add_argument("--name", default="aiconform")

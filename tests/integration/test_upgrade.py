@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,7 +65,8 @@ def test_upgrade_keeps_objects_and_the_new_components_decide(old_cluster: LocalC
     uid = client.get("Pod", "held", namespace="before")["metadata"]["uid"]
     etcd = old_cluster.running_components()["etcd"]
 
-    old_cluster.upgrade_control_plane(CURRENT)
+    res = aiconform(old_cluster, "upgrade", "--name", old_cluster.name, "--to", CURRENT)  # the CLI, as a user runs it
+    assert res.returncode == 0, res.stderr
 
     client = KubeClient.from_kubeconfig(old_cluster.kubeconfig())
     assert client.server_version() == f"v{CURRENT}"
@@ -81,9 +84,18 @@ def test_upgrade_keeps_objects_and_the_new_components_decide(old_cluster: LocalC
                     what="the default service account from the upgraded controller-manager")
     assert old_cluster.state() is not None and old_cluster.state()["kubernetes_version"] == CURRENT  # type: ignore[index]
 
-    with pytest.raises(ConfigError, match=f"refusing to downgrade the control plane from v{CURRENT} to v{PREVIOUS}"):
-        old_cluster.upgrade_control_plane(PREVIOUS)
+    res = aiconform(old_cluster, "upgrade", "--name", old_cluster.name, "--to", PREVIOUS)
+    assert res.returncode != 0
+    assert res.stderr.strip() == f"aiconform: refusing to downgrade the control plane from v{CURRENT} to v{PREVIOUS}"
+    with pytest.raises(ConfigError, match="skips a minor version"):
+        old_cluster.upgrade_control_plane("1.39.0")
     assert client.server_version() == f"v{CURRENT}"
+
+
+def aiconform(cluster: LocalCluster, *args: str) -> subprocess.CompletedProcess[str]:
+    cli = str(Path(sys.executable).parent / "aiconform")
+    env = {**os.environ, "AICONFORM_STATE_DIR": str(cluster.root)}
+    return subprocess.run([cli, *args], env=env, capture_output=True, text=True, timeout=300)
 
 
 def _real_node_skip() -> str:
