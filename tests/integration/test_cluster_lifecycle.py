@@ -86,8 +86,11 @@ def test_down_after_up_was_killed_with_sigkill(cli_env: dict[str, str], state_di
 
 
 def test_ctrl_c_during_up_tears_down_what_was_started(cli_env: dict[str, str], state_dir: Path) -> None:
+    # Ctrl-C as a terminal delivers it: SIGINT at its default disposition (a parent started in the background by a
+    # non-interactive shell, as a CI runner may be, passes SIGINT on ignored, and Python keeps it ignored).
     up = subprocess.Popen(AICONFORM + ["up", "--profile", "minimal", "--name", "interrupted"], env=cli_env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait_for_file(state_dir / "interrupted" / "pids" / "etcd.pid", 120)
     rec = proc.read_pidfile(state_dir / "interrupted" / "pids" / "etcd.pid")
     assert rec is not None
