@@ -8,11 +8,13 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from harness.config import load_profile
+from harness.config import Profile, load_profile
+from harness.kube import KubeClient
 from harness.providers.local import LocalCluster
 from harness.testing import ClusterHandle, ClusterInfo, make_handle, new_run_id
 
@@ -21,6 +23,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration" in item.nodeid:
             item.add_marker(pytest.mark.integration)
+
+
+@contextmanager
+def running_cluster(prefix: str, root: Path, profile: Profile) -> Iterator[LocalCluster]:
+    """A LocalCluster named ``<prefix>-<random>`` under ``root``, up for the with-block and deleted after it (a
+    module's own ``cluster`` fixture, for a profile of its own)."""
+    c = LocalCluster(f"{prefix}-{secrets.token_hex(2)}", root=root)
+    c.create(profile)
+    try:
+        yield c
+    finally:
+        c.delete()
+
+
+@pytest.fixture(scope="module")
+def client(cluster: LocalCluster) -> Iterator[KubeClient]:
+    """An admin client of the module's ``cluster`` fixture (modules that bring up a cluster of their own)."""
+    c = cluster.client()
+    yield c
+    c.close()
 
 
 @pytest.fixture(scope="session")

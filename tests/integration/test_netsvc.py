@@ -34,6 +34,7 @@ from harness.kube import KubeClient
 from harness.providers.local import LocalCluster, netsvc, realnode
 from harness.providers.local.nodes import FAKE_NODE_IP
 from harness.workloads import pin_to_real_node
+from tests.integration.conftest import running_cluster
 from tests.integration.test_real_node import _skip_reason, container, delete_pods, pod_log, run_pods
 
 pytestmark = [pytest.mark.realnode, pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))]
@@ -105,19 +106,8 @@ def before() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def cluster(before: dict[str, Any], state_root: Path) -> Iterator[LocalCluster]:
-    c = LocalCluster(f"ns-{secrets.token_hex(2)}", root=state_root)
-    c.create(load_profile("local-real"))
-    try:
+    with running_cluster("ns", state_root, load_profile("local-real")) as c:
         yield c
-    finally:
-        c.delete()
-
-
-@pytest.fixture(scope="module")
-def client(cluster: LocalCluster) -> Iterator[KubeClient]:
-    c = cluster.client()
-    yield c
-    c.close()
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ from harness.config import parse_profile
 from harness.errors import Invalid
 from harness.kube import KubeClient, is_bound
 from harness.providers.local import LocalCluster
+from tests.integration.conftest import running_cluster
 
 GATED = {
     "name": "gates",
@@ -36,19 +37,8 @@ GATED = {
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    c = LocalCluster(f"fg-{secrets.token_hex(2)}", root=tmp_path_factory.mktemp("fg"))
-    c.create(parse_profile(GATED, name="gates"))
-    try:
+    with running_cluster("fg", tmp_path_factory.mktemp("fg"), parse_profile(GATED, name="gates")) as c:
         yield c
-    finally:
-        c.delete()
-
-
-@pytest.fixture(scope="module")
-def client(cluster: LocalCluster) -> Iterator[KubeClient]:
-    c = cluster.client()
-    yield c
-    c.close()
 
 
 def _cmdline(cluster: LocalCluster, component: str) -> list[str]:

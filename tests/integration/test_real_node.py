@@ -27,6 +27,7 @@ from harness.config import Profile, load_profile, parse_profile
 from harness.errors import ClusterError, UnsupportedCapability
 from harness.kube import KubeClient, is_running, unschedulable_message
 from harness.providers.local import LocalCluster, node_ready, realnode
+from tests.integration.conftest import running_cluster
 
 NODE = "aiconform-real-0"
 REAL_GPUS = 8  # harness/profiles/local-real.yaml
@@ -55,19 +56,8 @@ def state_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def cluster(state_root: Path) -> Iterator[LocalCluster]:
-    c = LocalCluster(f"rn-{secrets.token_hex(2)}", root=state_root)
-    c.create(load_profile("local-real"))
-    try:
+    with running_cluster("rn", state_root, load_profile("local-real")) as c:
         yield c
-    finally:
-        c.delete()
-
-
-@pytest.fixture(scope="module")
-def client(cluster: LocalCluster) -> Iterator[KubeClient]:
-    c = cluster.client()
-    yield c
-    c.close()
 
 
 @pytest.fixture(scope="module")

@@ -38,6 +38,7 @@ from harness.kube import KubeClient
 from harness.pki import Pki
 from harness.providers.local import LocalCluster, realnode
 from harness.providers.local.controlplane import first_service_ip
+from tests.integration.conftest import running_cluster
 from tests.integration.test_real_node import _skip_reason, pod, pod_log, run_pods
 
 pytestmark = [pytest.mark.realnode, pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))]
@@ -55,19 +56,8 @@ PROFILE["realNode"] = {**PROFILE["realNode"], "extraArgs": {"node-labels": f"{EX
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    c = LocalCluster(f"api-{secrets.token_hex(2)}", root=tmp_path_factory.mktemp("api"))
-    c.create(parse_profile(PROFILE, name="local-real-api"))
-    try:
+    with running_cluster("api", tmp_path_factory.mktemp("api"), parse_profile(PROFILE, name="local-real-api")) as c:
         yield c
-    finally:
-        c.delete()
-
-
-@pytest.fixture(scope="module")
-def client(cluster: LocalCluster) -> Iterator[KubeClient]:
-    c = cluster.client()
-    yield c
-    c.close()
 
 
 @pytest.fixture(scope="module")
