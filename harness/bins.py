@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import proc
-from harness.errors import BinaryError, ChecksumError, CommandError
+from harness.errors import BinaryError, ChecksumError, CommandError, ConfigError
 
 VERSIONS_FILE = Path(__file__).with_name("versions.toml")
 
@@ -450,6 +450,34 @@ def _locked(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+# -- version skew ---------------------------------------------------------------------------------------------------
+
+
+def _version(v: str, what: str) -> tuple[int, int, int]:
+    parts = v.removeprefix("v").split(".")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        raise ConfigError(f"{what}: not a Kubernetes version (MAJOR.MINOR.PATCH): {v!r}")
+    return int(parts[0]), int(parts[1]), int(parts[2])
+
+
+def check_upgrade(current: str, target: str, pinned: tuple[str, ...]) -> bool:
+    """Whether going from ``current`` to ``target`` is an upgrade to do (False: already there); ConfigError for a
+    downgrade, a skipped minor, or a version not in ``pinned``."""
+    cur, tgt = _version(current, "current version"), _version(target, "upgrade version")
+    if tgt == cur:
+        return False
+    if tgt < cur:
+        raise ConfigError(f"refusing to downgrade the control plane from v{current} to v{target}")
+    if tgt[0] != cur[0] or tgt[1] > cur[1] + 1:
+        raise ConfigError(f"refusing to upgrade from v{current} to v{target}: it skips a minor version; upgrade "
+                          f"to v{cur[0]}.{cur[1] + 1} first")
+    if target not in pinned:
+        raise ConfigError(f"v{target} is not a pinned Kubernetes version (harness/versions.toml pins "
+                          f"{', '.join('v' + p for p in pinned)})")
+    return True
+
 
 
 CONTROL_PLANE = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"]

@@ -215,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="checks at a time (pytest-xdist; checks marked exclusive still run alone); "
                           "default: half the machine's cores for a local cluster (its control plane needs the rest), all of them "
                           "for --kubeconfig, at most 8; 1: one at a time")
+    run.add_argument("--upgrade-to", default=None, metavar="VERSION",
+                     help="run the suites, upgrade the cluster in place to VERSION, run them again: reports in "
+                          "REPORT_DIR/before and /after, their diff in REPORT_DIR/diff.txt; exit 1 on a regression")
     run.set_defaults(func=cmd_run)
 
     rep = sub.add_parser("report", help="render or compare reports")

@@ -21,11 +21,12 @@ import sys
 import time
 from pathlib import Path
 
+from harness.bins import check_upgrade, load_versions
 from harness.config import Profile, load_profile
-from harness.errors import AiconformError, ConfigError
+from harness.errors import AiconformError, ConfigError, UnsupportedCapability
 from harness.facts import validate_facts
 from harness.providers import provider_for
-from harness.providers.base import ProviderOptions
+from harness.providers.base import ClusterProvider, ProviderOptions, UpgradesControlPlane
 from harness.report import ReportError, Status, load_results
 from harness.testing import ClusterInfo, new_run_id
 from harness.testing.cluster import CLUSTER_INFO_FILE
@@ -170,6 +171,7 @@ def run_main(args: argparse.Namespace) -> int:
         parallel = int(args.parallel)
     if parallel < 1:
         raise ConfigError(f"--parallel: must be at least 1, got {parallel}")
+    upgrade_to = getattr(args, "upgrade_to", None)
     run_id = new_run_id()
     if args.kubeconfig:
         profile = Profile(name="existing", provider="existing")
@@ -178,6 +180,14 @@ def run_main(args: argparse.Namespace) -> int:
         profile = load_profile(args.profile)
         options = ProviderOptions(run_id=run_id)
     cluster = provider_for(profile, args.name, options)  # an unknown provider fails here, before anything is written
+    if upgrade_to:  # refused in one line before anything starts: an ability the provider lacks, a bad target
+        if not isinstance(cluster, UpgradesControlPlane):
+            raise UnsupportedCapability(profile.provider, "upgrading the control plane (--upgrade-to)")
+        versions = load_versions()
+        current = profile.control_plane.kubernetes_version or versions.kubernetes_default
+        if not check_upgrade(current, upgrade_to.removeprefix("v"),
+                             (versions.kubernetes_previous, versions.kubernetes_default)):
+            raise ConfigError(f"--upgrade-to: the profile already runs Kubernetes v{current}")
     report_dir = prepare_report_dir(Path(args.report_dir) if args.report_dir else Path("reports") / run_id)
     was_up = cluster.is_up()
     if not args.kubeconfig:  # an existing cluster is announced once it answered: a bad kubeconfig stays one line
@@ -188,31 +198,30 @@ def run_main(args: argparse.Namespace) -> int:
     if args.kubeconfig:
         print(f"aiconform run {run_id}: using the cluster in {kubeconfig} (tier {info.tier}"
               f"{'; facts: ' + ', '.join(sorted(info.facts)) if info.facts else ''})", file=sys.stderr, flush=True)
-    tier = info.tier
-    cluster_info = ClusterInfo(
-        kubeconfig=str(Path(kubeconfig).resolve()), run_id=run_id, provider=info.provider,
-        profile=info.profile or profile.name, tier=tier, capabilities=frozenset(info.facts),
-        kubernetes_version=info.kubernetes_version, allow_destructive=bool(args.allow_existing), fake=info.fake,
-        component_pids=_component_pids(cluster),
-    ).write(report_dir / CLUSTER_INFO_FILE)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**32)
-    sessions = pytest_sessions(files, report_dir=report_dir, cluster_info=cluster_info, parallel=parallel, seed=seed,
-                               keyword=args.keyword)
     env = dict(os.environ)
     if args.examples is not None:
         env["AICONFORM_EXAMPLES"] = str(args.examples)
     t0 = time.monotonic()
-    print(f"aiconform run {run_id}: running {', '.join(f.stem.removeprefix('test_') for f in files)} "
-          f"against tier {tier}, {parallel} check(s) at a time", file=sys.stderr, flush=True)
-    codes: list[int] = []
+    suites = _Suites(files, cluster, Path(kubeconfig), profile.name, parallel, seed, args, env)
+    regression = False
     try:
-        for what, argv in sessions:
-            if len(sessions) > 1:
-                print(f"aiconform run {run_id}: {what}", file=sys.stderr, flush=True)
-            codes.append(subprocess.call(argv, env=env, cwd=SCENARIOS.parent))
-            if codes[-1] not in (0, 1, 5):
-                break
-        rc = combined_exit(codes)
+        if not upgrade_to:
+            rc = suites.run(report_dir, run_id)
+            outputs = [report_dir]
+        else:
+            before, after = report_dir / "before", report_dir / "after"
+            rc_before = suites.run(prepare_report_dir(before), f"{run_id}-before")
+            if rc_before not in (0, 1):
+                rc = rc_before
+            else:
+                print(f"aiconform run {run_id}: upgrading to Kubernetes v{upgrade_to.removeprefix('v')}",
+                      file=sys.stderr, flush=True)
+                assert isinstance(cluster, UpgradesControlPlane)
+                cluster.upgrade_control_plane(upgrade_to)
+                rc = suites.run(prepare_report_dir(after), f"{run_id}-after")
+                regression = _write_diff(before, after, report_dir / "diff.txt")
+            outputs = [before, after]
     finally:
         try:
             cluster.collect_logs(report_dir / "logs")
@@ -223,23 +232,69 @@ def run_main(args: argparse.Namespace) -> int:
         elif args.keep and not was_up:
             print(f"cluster {args.name!r} kept; kubeconfig: {kubeconfig}", file=sys.stderr)
     wall = time.monotonic() - t0
-    html = report_dir / "report.html"
-    print(f"aiconform run {run_id}: suites took {wall:.0f}s; report: {html if html.exists() else report_dir}",
-          file=sys.stderr)
+    htmls = [d / "report.html" for d in outputs if (d / "report.html").exists()]
+    print(f"aiconform run {run_id}: suites took {wall:.0f}s; report: "
+          f"{', '.join(map(str, htmls)) if htmls else report_dir}", file=sys.stderr)
+    if upgrade_to and (report_dir / "diff.txt").exists():
+        print((report_dir / "diff.txt").read_text(), file=sys.stderr, end="")
     print(report_dir)
-    errored = _errored_checks(report_dir) if rc in (0, 1) else 0
+    errored = sum(_errored_checks(d) for d in outputs) if rc in (0, 1) else 0
     if errored:
         raise _PytestBroke(f"{errored} check(s) ended in error: the run broke (not a verdict of the platform); "
-                           f"see {html if html.exists() else report_dir}")
-    if rc == 0:
+                           f"see {', '.join(map(str, htmls)) if htmls else report_dir}")
+    if rc == 0 and not regression:
         return 0
-    if rc == 1:
+    if rc in (0, 1):
         return EXIT_FAILED
     if rc == _PYTEST_NO_TESTS:
         chosen = f"--suite {','.join(args.suite)}" if args.suite else "the shipped suites"
         raise ConfigError(f"no checks were collected from {chosen}{f' with -k {args.keyword}' if args.keyword else ''}; "
                           "nothing ran")
     raise _PytestBroke(f"the test runner stopped with exit code {rc}; see the output above and {report_dir}")
+
+
+class _Suites:
+    """Runs the chosen suites against the cluster into one report directory (pytest sessions: see
+    pytest_sessions); ``run`` answers the sessions' combined pytest exit code."""
+
+    def __init__(self, files: list[Path], cluster: ClusterProvider, kubeconfig: Path, profile: str, parallel: int,
+                 seed: int, args: argparse.Namespace, env: dict[str, str]) -> None:
+        self.files, self.cluster, self.kubeconfig, self.profile = files, cluster, kubeconfig, profile
+        self.parallel, self.seed, self.args, self.env = parallel, seed, args, env
+
+    def run(self, report_dir: Path, run_id: str) -> int:
+        info = self.cluster.info()  # asked anew: an upgrade changes the version
+        cluster_info = ClusterInfo(
+            kubeconfig=str(self.kubeconfig.resolve()), run_id=run_id, provider=info.provider,
+            profile=info.profile or self.profile, tier=info.tier, capabilities=frozenset(info.facts),
+            kubernetes_version=info.kubernetes_version, allow_destructive=bool(self.args.allow_existing),
+            fake=info.fake, component_pids=_component_pids(self.cluster),
+        ).write(report_dir / CLUSTER_INFO_FILE)
+        sessions = pytest_sessions(self.files, report_dir=report_dir, cluster_info=cluster_info,
+                                   parallel=self.parallel, seed=self.seed, keyword=self.args.keyword)
+        print(f"aiconform run {run_id}: running {', '.join(f.stem.removeprefix('test_') for f in self.files)} "
+              f"against tier {info.tier} (Kubernetes v{info.kubernetes_version}), {self.parallel} check(s) at a time",
+              file=sys.stderr, flush=True)
+        codes: list[int] = []
+        for what, argv in sessions:
+            if len(sessions) > 1:
+                print(f"aiconform run {run_id}: {what}", file=sys.stderr, flush=True)
+            codes.append(subprocess.call(argv, env=self.env, cwd=SCENARIOS.parent))
+            if codes[-1] not in (0, 1, 5):
+                break
+        return combined_exit(codes)
+
+
+def _write_diff(before: Path, after: Path, out: Path) -> bool:
+    """The before/after diff (both Kubernetes versions named) into ``out``; True on a regression."""
+    from harness.report.diff import diff, load_pair, render_diff
+
+    b, a = load_pair(before, after)
+    result = diff(b, a)
+    header = (f"upgrade: Kubernetes v{b.info.kubernetes_version} -> v{a.info.kubernetes_version}\n"
+              f"before: {before}\nafter:  {after}\n")
+    out.write_text(header + render_diff(result))
+    return result.has_regression
 
 
 def _errored_checks(report_dir: Path) -> int:

@@ -140,3 +140,33 @@ def test_upgrade_reaches_the_real_nodes_kubelet_and_a_gpu_pod_keeps_running(
         assert after["status"]["containerStatuses"][0]["containerID"] == before["status"]["containerStatuses"][0]["containerID"]
     finally:
         cluster.delete()
+
+
+def test_run_upgrade_to_writes_before_after_and_their_diff(tmp_path: Path) -> None:
+    """`aiconform run --upgrade-to`: the suites on the previous minor, the in-place upgrade, the suites again, one
+    diff naming both versions; a bad target is refused in one line before anything starts."""
+    profile = tmp_path / "previous.yaml"
+    profile.write_text(f"name: previous\ncontrolPlane: {{kubernetesVersion: {PREVIOUS}}}\n"
+                       "pools: [{name: a100, nodes: 2, gpu: {model: A100-SXM4-80GB, count: 8},\n"
+                       "         taints: [{key: nvidia.com/gpu, value: present, effect: NoSchedule}]},\n"
+                       "        {name: cpu, nodes: 1}]\n")
+    cli = str(Path(sys.executable).parent / "aiconform")
+    env = {**os.environ, "AICONFORM_STATE_DIR": str(tmp_path / "state")}
+    report = tmp_path / "report"
+    res = subprocess.run([cli, "run", "--profile", str(profile), "--name", f"upr-{secrets.token_hex(2)}",
+                          "--suite", "smoke", "--upgrade-to", CURRENT, "--report-dir", str(report)],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    import json
+
+    versions = {phase: json.loads((report / phase / "results.json").read_text())["run"]["kubernetes_version"]
+                for phase in ("before", "after")}
+    assert versions == {"before": PREVIOUS, "after": CURRENT}
+    diff = (report / "diff.txt").read_text()
+    assert f"Kubernetes v{PREVIOUS} -> v{CURRENT}" in diff and "result: no regression" in diff
+    assert not list((tmp_path / "state").glob("upr-*")), "the cluster was not torn down"
+
+    bad = subprocess.run([cli, "run", "--profile", str(profile), "--name", "upr-bad", "--upgrade-to", PREVIOUS],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0
+    assert bad.stderr.strip() == "aiconform: --upgrade-to: the profile already runs Kubernetes v" + PREVIOUS

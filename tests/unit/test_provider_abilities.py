@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.bins import check_upgrade
 from harness.errors import ConfigError, UnsupportedCapability
 from harness.facts import FACTS, validate_facts
 from harness.providers.base import (
@@ -25,7 +26,6 @@ from harness.providers.base import (
 )
 from harness.providers.existing import ExistingCluster
 from harness.providers.local import LocalCluster
-from harness.providers.local.cluster import check_upgrade
 
 
 def test_an_ability_is_named_by_its_protocols_one_method() -> None:

@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from harness.bins import CONTROL_PLANE, REAL_NODE, BinaryResolver
+from harness.bins import CONTROL_PLANE, REAL_NODE, BinaryResolver, check_upgrade
 from harness.config import Pool, Profile, load_profile
 from harness.errors import (
     ClusterError,
@@ -75,30 +75,6 @@ __all__ = ["STOP_ORDER", "LocalCluster", "free_port", "open_cluster", "profile_f
 
 UPGRADE_ORDER = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 """Kubernetes' version-skew order: the apiserver first, then its clients; kubelets after the control plane."""
-
-
-def _version(v: str, what: str) -> tuple[int, int, int]:
-    parts = v.removeprefix("v").split(".")
-    if len(parts) != 3 or not all(p.isdigit() for p in parts):
-        raise ConfigError(f"{what}: not a Kubernetes version (MAJOR.MINOR.PATCH): {v!r}")
-    return int(parts[0]), int(parts[1]), int(parts[2])
-
-
-def check_upgrade(current: str, target: str, pinned: tuple[str, ...]) -> bool:
-    """Whether going from ``current`` to ``target`` is an upgrade to do (False: already there); ConfigError for a
-    downgrade, a skipped minor, or a version not in ``pinned``."""
-    cur, tgt = _version(current, "current version"), _version(target, "upgrade version")
-    if tgt == cur:
-        return False
-    if tgt < cur:
-        raise ConfigError(f"refusing to downgrade the control plane from v{current} to v{target}")
-    if tgt[0] != cur[0] or tgt[1] > cur[1] + 1:
-        raise ConfigError(f"refusing to upgrade from v{current} to v{target}: it skips a minor version; upgrade "
-                          f"to v{cur[0]}.{cur[1] + 1} first")
-    if target not in pinned:
-        raise ConfigError(f"v{target} is not a pinned Kubernetes version (harness/versions.toml pins "
-                          f"{', '.join('v' + p for p in pinned)})")
-    return True
 
 
 def _https_healthz(argv: list[str]) -> bool:
