@@ -46,6 +46,12 @@ def old_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
                                   "pools": [{"name": "gpu", "nodes": 2, "gpu": {"model": "A100-SXM4-80GB", "count": 8}}]},
                                  name="upgrade"))
     try:
+        # Settled first: on a loaded machine the node lifecycle controller may still hold a transient
+        # node.kubernetes.io/* taint on a just-registered node, and the test's own pods tolerate none.
+        KubeClient.from_kubeconfig(cluster.kubeconfig()).wait_for(
+            "Node", condition=lambda nodes: len(nodes) == 2 and all(
+                node_ready(n) and not n.get("spec", {}).get("taints") for n in nodes.values()),
+            timeout=60, what="both nodes Ready and untainted")
         yield cluster
     finally:
         cluster.delete()
