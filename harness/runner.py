@@ -180,9 +180,11 @@ def run_main(args: argparse.Namespace) -> int:
         profile = load_profile(args.profile)
         options = ProviderOptions(run_id=run_id)
     cluster = provider_for(profile, args.name, options)  # an unknown provider fails here, before anything is written
+    upgrader: UpgradesControlPlane | None = None
     if upgrade_to:  # refused in one line before anything starts: an ability the provider lacks, a bad target
         if not isinstance(cluster, UpgradesControlPlane):
             raise UnsupportedCapability(profile.provider, "upgrading the control plane (--upgrade-to)")
+        upgrader = cluster
         versions = load_versions()
         current = profile.control_plane.kubernetes_version or versions.kubernetes_default
         if not check_upgrade(current, upgrade_to.removeprefix("v"),
@@ -206,7 +208,7 @@ def run_main(args: argparse.Namespace) -> int:
     suites = _Suites(files, cluster, Path(kubeconfig), profile.name, parallel, seed, args, env)
     regression = False
     try:
-        if not upgrade_to:
+        if upgrader is None or not upgrade_to:
             rc = suites.run(report_dir, run_id)
             outputs = [report_dir]
         else:
@@ -217,8 +219,7 @@ def run_main(args: argparse.Namespace) -> int:
             else:
                 print(f"aiconform run {run_id}: upgrading to Kubernetes v{upgrade_to.removeprefix('v')}",
                       file=sys.stderr, flush=True)
-                assert isinstance(cluster, UpgradesControlPlane)
-                cluster.upgrade_control_plane(upgrade_to)
+                upgrader.upgrade_control_plane(upgrade_to)
                 rc = suites.run(prepare_report_dir(after), f"{run_id}-after")
                 regression = _write_diff(before, after, report_dir / "diff.txt")
             outputs = [before, after]
