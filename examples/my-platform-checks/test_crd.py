@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from kubernetes.client import ApiextensionsV1Api, CustomObjectsApi
 
     from harness.kube import KubeClient
-    from harness.pytest_plugin import Evidence, Tenant
+    from harness.testing import Evidence, Tenant
 
 GROUP, VERSION, KIND, PLURAL = "checks.example.com", "v1", "GpuBudget", "gpubudgets"
 CRD_NAME = f"{PLURAL}.{GROUP}"

@@ -12,7 +12,7 @@ import pytest
 if TYPE_CHECKING:
     from kubernetes.client import CoreV1Api
 
-    from harness.pytest_plugin import Evidence
+    from harness.testing import Evidence
 
 GPU = "nvidia.com/gpu"
 PRODUCT_LABEL = "nvidia.com/gpu.product"

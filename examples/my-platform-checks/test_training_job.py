@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from kubernetes.client import BatchV1Api
 
     from harness.kube import KubeClient
-    from harness.pytest_plugin import Evidence, Tenant
+    from harness.testing import Evidence, Tenant
 
 GPU = "nvidia.com/gpu"
 

@@ -59,7 +59,7 @@ class ExistingCluster:
         whether anything was removed (always False without a run id)."""
         if not self.run_id:
             return False
-        from harness.pytest_plugin import LABEL_RUN, label_value  # the plugin owns the run label
+        from harness.testing import LABEL_RUN, label_value  # the pytest seam owns the run label
 
         client = self._client()
         removed = False
@@ -81,7 +81,7 @@ class ExistingCluster:
                              server=client.config.server)
 
     def _tier(self, client: KubeClient) -> str:
-        from harness.pytest_plugin import detect_tier
+        from harness.testing import detect_tier
 
         return detect_tier(client)
 

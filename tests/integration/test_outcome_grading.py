@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import pytest
 from harness.config import load_profile
 from harness.providers.local import LocalCluster
 from harness.testing import ClusterInfo
+from tests.integration.conftest import running_cluster
 
 REPO = Path(__file__).resolve().parents[2]
 CHECK = '''
@@ -37,12 +37,8 @@ def test_gpu_pod_is_bound(kube, tenant):
 
 @pytest.fixture
 def own_cluster(state_dir: Path) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(f"it-grade-{secrets.token_hex(2)}", root=state_dir)
-    cluster.create(load_profile("minimal"))
-    try:
+    with running_cluster("it-grade", state_dir, load_profile("minimal")) as cluster:
         yield cluster
-    finally:
-        cluster.delete()
 
 
 def run_check(cluster: LocalCluster, tmp_path: Path, label: str, pids: dict[str, int]) -> dict[str, str]:

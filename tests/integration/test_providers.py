@@ -17,7 +17,7 @@ from harness.kube import KubeClient
 from harness.providers import open_provider
 from harness.providers.base import ProviderOptions
 from harness.providers.local import LocalCluster, node_ready
-from harness.pytest_plugin import create_run_namespace
+from harness.testing import create_run_namespace
 
 
 def test_add_nodes_grows_a_profile_pool_with_ready_gpu_nodes(local_cluster: LocalCluster, state_dir: Path) -> None:
