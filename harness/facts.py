@@ -21,6 +21,8 @@ FACTS: dict[str, str] = {
     "dra": "Dynamic Resource Allocation with a GPU DRA driver publishing ResourceSlices",
     "simulated-nodes": "KWOK plays the kubelet of nodes annotated kwok.x-k8s.io/node=fake (property sandboxes add them)",
     "device-plugin": "GPUs are advertised by a device plugin through a real kubelet",
+    "gateway-api": "a Gateway API implementation programs Gateways of GatewayClass 'traefik' on the real node's address "
+                   "(listener port 18000) and routes HTTPRoutes",
 }
 
 

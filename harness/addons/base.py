@@ -47,4 +47,11 @@ class Addon:
     its containers are gone; idempotent, a failure (nothing left to undo) is ignored."""
     host_tools: tuple[tuple[str, str], ...] = ()
     """(executable, Debian package) the host needs for this addon (its undo commands), checked before bring-up."""
+    crd_group: str = ""
+    """The versions.toml group of the pinned module whose CRDs the addon needs (read from the Go module cache at
+    install time, never copied into the repository); empty: none."""
+    crds: Callable[[Path], list[Obj]] = lambda module_dir: []
+    """The CustomResourceDefinitions in that module's directory; applied and Established before the manifests."""
+    accepted_class: str = ""
+    """A GatewayClass the addon's controller must mark Accepted before the addon counts as installed."""
     description: str = ""

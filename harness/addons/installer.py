@@ -1,5 +1,7 @@
 """The one installer: binary (harness.bins) → FROM-scratch image (harness.images) → the node's containerd (the
-provider's image loader) → manifests (server-side apply) → a watch until the workload's pods are Ready.
+provider's image loader) → CRDs from the pinned module in the Go module cache (server-side apply, watched until
+Established) → manifests (server-side apply) → a watch until the workload's pods are Ready (and, for a Gateway API
+controller, its GatewayClass Accepted).
 
 Every failure names the addon and the step, and is a ClusterError (one line at the CLI).
 """
@@ -13,14 +15,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from harness import images, proc
-from harness.addons import kube_router
+from harness.addons import kube_router, traefik
 from harness.addons.base import Addon, AddonContext, UndoCommand
 from harness.bins import BinaryResolver
 from harness.errors import AiconformError, ClusterError, CommandError, ConfigError
 from harness.kube import KubeClient
 
 Progress = Callable[[str], None]
-_REGISTRY: tuple[Addon, ...] = (kube_router.ADDON,)
+_REGISTRY: tuple[Addon, ...] = (kube_router.ADDON, traefik.ADDON)
 _BAD_WAITING = ("CrashLoopBackOff", "ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff", "CreateContainerError",
                 "CreateContainerConfigError", "RunContainerError", "InvalidImageName")
 
@@ -77,6 +79,9 @@ def install(
             archive = images.build(image, progress=_prefixed(progress, f"  addon {addon.name}: ")).archive
             step = "image load"
             load_image(archive)
+            if addon.crd_group:
+                step = "CRDs"
+                install_crds(client, addon.crds(resolver.module_source(addon.crd_group)), timeout=timeout)
             step = "manifests"
             ctx = AddonContext(image=tag, apiserver_host=server.hostname or "127.0.0.1",
                                apiserver_port=server.port or 443, node_selector=dict(node_selector))
@@ -84,6 +89,9 @@ def install(
                 client.apply(obj)
             step = "rollout"
             wait_ready(client, addon, timeout=timeout)
+            if addon.accepted_class:
+                step = "GatewayClass"
+                wait_class_accepted(client, addon, timeout=timeout)
         except (AiconformError, OSError) as err:
             raise ClusterError(f"addon {addon.name}: {step} failed: {err}") from err
         progress(f"  addon {addon.name} v{resolved.version} is running ({time.monotonic() - t0:.1f}s)")
@@ -117,6 +125,67 @@ def wait_ready(client: KubeClient, addon: Addon, *, timeout: float) -> None:
 
     client.wait_for("Pod", namespace=namespace, label_selector=selector, condition=ready, failure=broken,
                     timeout=timeout, what=f"{kind} {namespace}/{name} pods to be Ready")
+
+
+def install_crds(client: KubeClient, crds: Sequence[dict[str, Any]], *, timeout: float) -> None:
+    """Apply CustomResourceDefinitions and watch until the apiserver serves every one (Established); fails at once
+    when one is refused (NamesAccepted=False)."""
+    names = {c["metadata"]["name"] for c in crds}
+    for crd in crds:
+        client.apply(crd)
+
+    def cond(state: dict[str, Any]) -> bool:
+        return names <= {k for k, v in state.items() if _condition(v, "Established") == "True"}
+
+    def broken(state: dict[str, Any]) -> str | None:
+        for k, v in state.items():
+            if k in names and _condition(v, "NamesAccepted") == "False":
+                return f"CRD {k} names not accepted: {_condition_message(v, 'NamesAccepted')}"
+        return None
+
+    client.wait_for("CustomResourceDefinition", condition=cond, failure=broken, timeout=timeout,
+                    what=f"{len(names)} CRDs to be Established")
+
+
+def wait_class_accepted(client: KubeClient, addon: Addon, *, timeout: float) -> None:
+    """Watch the addon's GatewayClass until its controller marks it Accepted; the controller's own log lines
+    are in the error when it never does."""
+    name = addon.accepted_class
+    try:
+        client.wait_for("GatewayClass", name=name, api_version="gateway.networking.k8s.io/v1", timeout=timeout,
+                        condition=lambda st: any(_condition(v, "Accepted") == "True" for v in st.values()),
+                        what=f"GatewayClass {name} to be Accepted by {addon.name}")
+    except AiconformError as err:
+        raise ClusterError(f"{err}; {addon.name} logs:\n{workload_logs(client, addon)}") from err
+
+
+def workload_logs(client: KubeClient, addon: Addon, *, tail: int = 40) -> str:
+    """The last log lines of each pod of the addon's workload (for errors: the component's own words)."""
+    _, namespace, name = addon.workload
+    out: list[str] = []
+    for p in client.list("Pod", namespace, label_selector=f"app.kubernetes.io/name={name}")["items"]:
+        pod = p["metadata"]["name"]
+        try:
+            text = client.request("GET", f"/api/v1/namespaces/{namespace}/pods/{pod}/log",
+                                  params={"tailLines": str(tail)}, raw=True)
+        except AiconformError as err:
+            text = f"(no log: {err})"
+        out.append(f"--- {namespace}/{pod}\n{str(text).rstrip()}")
+    return "\n".join(out) or f"(no pod of {namespace}/{name})"
+
+
+def _condition(obj: dict[str, Any], kind: str) -> str | None:
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c.get("type") == kind:
+            return str(c.get("status"))
+    return None
+
+
+def _condition_message(obj: dict[str, Any], kind: str) -> str:
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c.get("type") == kind:
+            return str(c.get("message") or c.get("reason") or "")
+    return ""
 
 
 def _pod_ready(pod: dict[str, Any]) -> bool:

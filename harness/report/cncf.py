@@ -5,8 +5,9 @@ Follows the checklist YAML of github.com/cncf/k8s-ai-conformance (``metadata`` +
 (``Implemented`` / ``Partially Implemented`` / ``Not Implemented``; ``""`` where this run proves neither way,
 see ``harness.report.verdicts``); ``evidence`` holds ``file://`` links into junit.xml as the program's
 "hybrid verification" example does.  Additions, which the CNCF template does not have: ``verification`` (the
-run), per requirement ``checks`` (id, status, duration, one short observation), and ``aiconformRequirements``
-for project ids and ids this catalogue does not know.  The vendor fills in the empty ``metadata`` fields.
+run, with the run's headline and the MUSTs no check evidenced), per requirement ``checks`` (id, status, duration,
+one short observation), and ``aiconformRequirements`` for project ids and ids this catalogue does not know.  The
+vendor fills in the empty ``metadata`` fields.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import yaml
 
 from harness.report.model import CheckResult, RunResults, Status
 from harness.report.requirements import Category, Requirement, checklist_version, cncf_checklist
-from harness.report.verdicts import UNMAPPED, RequirementSummary, summarize
+from harness.report.verdicts import UNMAPPED, RequirementSummary, headline, summarize
 
 MAX_OBSERVATION_CHARS = 200
 
@@ -101,6 +102,7 @@ def cncf_evidence(results: RunResults) -> dict[str, Any]:
         elif rid != UNMAPPED:
             own.append(_entry(known, rid, summary, results))
     major, minor = checklist_version(info.kubernetes_version)
+    head = headline(results)
     return {
         "metadata": {
             "kubernetesVersion": info.kubernetes_version,
@@ -126,6 +128,8 @@ def cncf_evidence(results: RunResults) -> dict[str, Any]:
             "startedAt": info.started_at.isoformat(),
             "finishedAt": info.finished_at.isoformat() if info.finished_at else None,
             "seed": info.seed,
+            "headline": head.text,
+            "mustsNotEvidenced": list(head.coverage.unevidenced),
             "results": ["file://junit.xml", "file://results.json", "file://report.html"],
         },
         "spec": {key: entries for key, entries in spec.items() if entries},

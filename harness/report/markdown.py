@@ -1,18 +1,20 @@
 """``report.md``: a short Markdown summary for CI job pages (e.g. ``$GITHUB_STEP_SUMMARY``).
 
-A title line with the overall result, one counts line, the verdict per requirement, and the failed and
-errored checks with their reasons.  Passed and skipped checks are only counted.
+A title line with the run's headline (passed / failed / partial: N of M MUSTs evidenced), one counts line, every
+CNCF MUST of the checklist evidenced or not, the verdict per requirement, and the failed and errored checks with
+their reasons.  Passed and skipped checks are only counted.
 """
 
 from __future__ import annotations
 
 from harness.report.model import RunResults, Status
-from harness.report.verdicts import summarize
+from harness.report.verdicts import MustCoverage, Overall, headline, summarize
 
 MAX_REASON_CHARS = 300
 """Longer reasons are cut (the HTML report and junit.xml keep them whole)."""
 
 _ICON = {"pass": "✅", "partial": "🟡", "fail": "❌", "error": "⚠️", "skipped": "⏭️"}
+_HEADLINE_ICON = {Overall.PASSED: "✅", Overall.PARTIAL: "🟡", Overall.FAILED: "❌"}
 
 
 def _cell(text: str) -> str:
@@ -30,10 +32,19 @@ def counts_line(results: RunResults) -> str:
     )
 
 
+def _musts(cov: MustCoverage) -> list[str]:
+    """The CNCF MUSTs of the run's checklist: which a check evidenced, which none did."""
+    lines = [f"**CNCF MUSTs (checklist {cov.checklist_label}): {cov.line}.**"]
+    if cov.unevidenced:
+        lines.append("Not evidenced by any check of this run: " + ", ".join(f"`{i}`" for i in cov.unevidenced) + ".")
+    return [*lines, ""]
+
+
 def render_markdown(results: RunResults) -> str:
     """The ``report.md`` text."""
     info = results.info
-    overall = "✅ passed" if results.ok else "❌ failed"
+    head = headline(results)
+    overall = f"{_HEADLINE_ICON[head.verdict]} {head.text}"
     lines = [
         f"## aiconform conformance: {overall}",
         "",
@@ -43,6 +54,7 @@ def render_markdown(results: RunResults) -> str:
         "",
         f"**{counts_line(results)}**",
         "",
+        *_musts(head.coverage),
     ]
     summaries = summarize(results)
     if summaries:

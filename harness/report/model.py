@@ -134,7 +134,11 @@ class RunResults:
 
 
 def to_dict(results: RunResults) -> dict[str, Any]:
-    """Plain JSON data for ``results.json``; keys in a stable, readable order."""
+    """Plain JSON data for ``results.json``; keys in a stable, readable order.  ``conformance`` (the headline and
+    which CNCF MUSTs a check evidenced, harness.report.verdicts) is derived from the checks: written for readers,
+    ignored on load."""
+    from harness.report.verdicts import conformance_dict  # verdicts builds on this module
+
     info = results.info
     return {
         "schema_version": results.schema_version,
@@ -150,6 +154,7 @@ def to_dict(results: RunResults) -> dict[str, Any]:
             "seed": info.seed,
         },
         "summary": {s.value: n for s, n in results.counts().items()},
+        "conformance": conformance_dict(results),
         "checks": [
             {
                 "id": c.id,

@@ -12,6 +12,14 @@ The rule (one place; every writer uses it):
 CNCF status vocabulary: pass → ``Implemented``, partial → ``Partially Implemented``, fail → ``Not Implemented``;
 error and skipped → ``""`` (left for a person to fill in: this run proves neither way, and the CNCF ``N/A``
 means "does not apply", which a skip does not show).
+
+The run's headline (every writer shows the same one, see :func:`headline`):
+
+* ``failed``  — a check failed or errored;
+* ``passed``  — none failed or errored, and every CNCF MUST of the run's checklist is *evidenced*: at least one
+  check that names it reached a verdict (passed or failed; skipped and errored checks show nothing);
+* ``partial: N of M MUSTs evidenced`` — none failed or errored, but a MUST has no such check (its checks were
+  skipped, or no check for it ran): the run cannot say the platform conforms.
 """
 
 from __future__ import annotations
@@ -20,7 +28,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from harness.report.model import CheckResult, RunResults, Status
-from harness.report.requirements import CATALOG, Category, Level, Requirement, cncf_checklist, lookup
+from harness.report.requirements import (
+    CATALOG,
+    Category,
+    Level,
+    Requirement,
+    checklist_version,
+    cncf_checklist,
+    lookup,
+)
 
 UNMAPPED = "(unmapped)"
 """Pseudo requirement id for checks that name no requirement."""
@@ -105,3 +121,109 @@ def summarize(results: RunResults) -> list[RequirementSummary]:
         )
         for rid, checks in sorted(grouped.items(), key=lambda item: order(item[0]))
     ]
+
+
+_EVIDENCING = (Status.PASSED, Status.FAILED)
+"""Statuses of a check that evidence its requirement one way or the other."""
+
+
+@dataclass(frozen=True)
+class MustEvidence:
+    """One CNCF MUST of the run's checklist and what this run showed about it."""
+
+    requirement: Requirement
+    summary: RequirementSummary | None
+    """The checks that name it; None when no check named it."""
+
+    @property
+    def evidenced(self) -> bool:
+        """A check that names it passed or failed (skipped and errored checks show nothing)."""
+        return self.summary is not None and any(c.status in _EVIDENCING for c in self.summary.checks)
+
+    @property
+    def verdict(self) -> Verdict | None:
+        return self.summary.verdict if self.summary else None
+
+
+@dataclass(frozen=True)
+class MustCoverage:
+    """Every CNCF MUST of the checklist for the run's Kubernetes version, evidenced or not, in catalogue order."""
+
+    checklist: tuple[int, int]
+    musts: tuple[MustEvidence, ...]
+
+    @property
+    def total(self) -> int:
+        return len(self.musts)
+
+    @property
+    def evidenced(self) -> tuple[str, ...]:
+        return tuple(m.requirement.id for m in self.musts if m.evidenced)
+
+    @property
+    def unevidenced(self) -> tuple[str, ...]:
+        return tuple(m.requirement.id for m in self.musts if not m.evidenced)
+
+    @property
+    def checklist_label(self) -> str:
+        return f"v{self.checklist[0]}.{self.checklist[1]}"
+
+    @property
+    def line(self) -> str:
+        """``3 of 8 MUSTs evidenced``."""
+        return f"{len(self.evidenced)} of {self.total} MUSTs evidenced"
+
+
+def must_coverage(results: RunResults) -> MustCoverage:
+    """Which CNCF MUSTs of the run's checklist a check of this run evidenced."""
+    by_id = {s.requirement_id: s for s in summarize(results)}
+    musts = tuple(MustEvidence(r, by_id.get(r.id)) for r in cncf_checklist(results.info.kubernetes_version)
+                  if r.level is Level.MUST)
+    return MustCoverage(checklist_version(results.info.kubernetes_version), musts)
+
+
+class Overall(StrEnum):
+    """The run's headline verdict (see the module docstring)."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    PARTIAL = "partial"
+
+
+@dataclass(frozen=True)
+class Headline:
+    verdict: Overall
+    coverage: MustCoverage
+
+    @property
+    def text(self) -> str:
+        """``passed``, ``failed`` or ``partial: N of M MUSTs evidenced``."""
+        return f"partial: {self.coverage.line}" if self.verdict is Overall.PARTIAL else self.verdict.value
+
+
+def headline(results: RunResults) -> Headline:
+    """The run's one headline: failed on any failed or errored check; passed only when every CNCF MUST is
+    evidenced; partial otherwise."""
+    coverage = must_coverage(results)
+    if not results.ok:
+        return Headline(Overall.FAILED, coverage)
+    return Headline(Overall.PARTIAL if coverage.unevidenced else Overall.PASSED, coverage)
+
+
+def conformance_dict(results: RunResults) -> dict[str, object]:
+    """The headline and the MUST coverage as plain data (``results.json`` key ``conformance``)."""
+    head = headline(results)
+    cov = head.coverage
+    return {
+        "headline": head.text,
+        "verdict": head.verdict.value,
+        "checklist": cov.checklist_label,
+        "musts_total": cov.total,
+        "musts_evidenced": len(cov.evidenced),
+        "musts": [
+            {"id": m.requirement.id, "category": m.requirement.category.value, "evidenced": m.evidenced,
+             "verdict": m.verdict.value if m.verdict else None,
+             "checks": len(m.summary.checks) if m.summary else 0}
+            for m in cov.musts
+        ],
+    }

@@ -53,6 +53,10 @@ def test_results_round_trip_through_json_file(tmp_path: Path) -> None:
     data = json.loads(written.read_text())
     assert data["schema_version"] == SCHEMA_VERSION
     assert data["summary"] == {"passed": 10, "failed": 2, "skipped": 3, "error": 1}
+    conformance = data["conformance"]  # derived for readers, ignored on load
+    assert conformance["headline"] == "failed" and conformance["checklist"] == "v1.34"
+    assert (conformance["musts_evidenced"], conformance["musts_total"]) == (2, 9)
+    assert {m["id"] for m in conformance["musts"] if m["evidenced"]} == {"gang_scheduling", "cluster_autoscaling"}
 
 
 def test_unsupported_schema_version_is_one_clear_line(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -17,7 +18,10 @@ from harness.report.cncf import render_cncf_yaml
 from harness.report.html_report import render_html
 from harness.report.junit import render_junit
 from harness.report.markdown import render_markdown
+from harness.report.requirements import Level, cncf_checklist
 from harness.report.sample import sample_results
+from harness.report.verdicts import headline
+from harness.report.writers import render_files
 
 HOSTILE = "<script>alert('x')</script>"
 
@@ -93,8 +97,78 @@ def test_markdown_of_a_clean_run_has_no_failure_section() -> None:
     results = sample_results()
     passed = tuple(c for c in results.checks if c.status is Status.PASSED)
     md = render_markdown(dataclasses.replace(results, checks=passed))
-    assert md.startswith("## aiconform conformance: ✅ passed")
+    # no check failed, but only gang_scheduling and cluster_autoscaling of the nine v1.34 MUSTs have a check
+    assert md.startswith("## aiconform conformance: 🟡 partial: 2 of 9 MUSTs evidenced")
+    assert "**CNCF MUSTs (checklist v1.34): 2 of 9 MUSTs evidenced.**" in md
+    assert "`ai_inference`" in md.split("Not evidenced by any check of this run:")[1].split("\n")[0]
     assert "Failed and errored" not in md
+
+
+def _every_must_passed() -> RunResults:
+    """The sample's clean checks plus one passed check for every v1.34 MUST."""
+    results = sample_results()
+    first = results.checks[0]
+    extra = tuple(
+        dataclasses.replace(first, id=f"scenarios/test_m.py::test_{r.id}", name=f"test_{r.id}", requirement=r.id)
+        for r in cncf_checklist(results.info.kubernetes_version) if r.level is Level.MUST
+    )
+    passed = tuple(c for c in results.checks if c.status is Status.PASSED)
+    return dataclasses.replace(results, checks=passed + extra)
+
+
+def test_headline_passed_only_when_every_must_is_evidenced() -> None:
+    results = _every_must_passed()
+    md = render_markdown(results)
+    assert md.startswith("## aiconform conformance: ✅ passed")
+    assert "9 of 9 MUSTs evidenced" in md and "Not evidenced" not in md
+    page = render_html(results)
+    assert '<span class="badge b-pass">passed</span></h1>' in page
+    assert json.loads(render_files(results)["results.json"])["conformance"]["headline"] == "passed"
+
+
+@pytest.mark.parametrize(("status", "evidenced"), [
+    (Status.SKIPPED, False),  # a skip shows nothing about the platform
+    (Status.ERROR, False),  # neither does a broken run
+    (Status.FAILED, True),  # a failure is evidence (that it is not implemented)
+])
+def test_a_must_is_evidenced_only_by_a_passed_or_failed_check(status: Status, evidenced: bool) -> None:
+    results = _every_must_passed()
+    checks = tuple(dataclasses.replace(c, status=status) if c.requirement == "ai_inference" else c
+                   for c in results.checks)
+    results = dataclasses.replace(results, checks=checks)
+    cov = headline(results).coverage
+    assert ("ai_inference" in cov.evidenced) is evidenced
+    assert cov.line == f"{8 + evidenced} of 9 MUSTs evidenced"
+    data = json.loads(render_files(results)["results.json"])["conformance"]
+    must = next(m for m in data["musts"] if m["id"] == "ai_inference")
+    assert must["evidenced"] is evidenced and data["musts_evidenced"] == 8 + evidenced
+    if status is Status.SKIPPED:  # no failure: the headline says what is missing instead of "passed"
+        assert data["headline"] == "partial: 8 of 9 MUSTs evidenced" and data["verdict"] == "partial"
+        assert render_markdown(results).startswith("## aiconform conformance: 🟡 partial: 8 of 9 MUSTs evidenced")
+    else:
+        assert data["headline"] == "failed"
+
+
+def test_html_shows_every_must_and_the_partial_headline() -> None:
+    results = sample_results()
+    passed = dataclasses.replace(results, checks=tuple(c for c in results.checks if c.status is Status.PASSED))
+    page = render_html(passed)
+    assert '<span class="badge b-partial">partial: 2 of 9 MUSTs evidenced</span></h1>' in page
+    assert "<title>aiconform report demo-20251120-0930-7f3a — partial: 2 of 9 MUSTs evidenced</title>" in page
+    musts = page.split('<section id="musts">')[1].split("</section>")[0]
+    assert "CNCF MUSTs (checklist v1.34): 2 of 9 MUSTs evidenced" in musts
+    for r in cncf_checklist("v1.34.2"):
+        assert f">{r.id}<" in musts  # every MUST is listed, evidenced or not
+    assert musts.count("not evidenced</span>") == 7 and musts.count(">evidenced</span>") == 2
+    assert page.index('id="musts"') < page.index("Verdict per requirement")
+
+
+def test_an_empty_run_is_not_passed() -> None:
+    results = dataclasses.replace(sample_results(), checks=())
+    assert headline(results).text == "partial: 0 of 9 MUSTs evidenced"
+    doc = yaml.safe_load(render_cncf_yaml(results))
+    assert doc["verification"]["headline"] == "partial: 0 of 9 MUSTs evidenced"
+    assert len(doc["verification"]["mustsNotEvidenced"]) == 9
 
 
 def _entries(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
