@@ -109,7 +109,8 @@ def controller_logs(client: KubeClient, *, tail: int = 40) -> str:
 
 def wait_programmed(client: KubeClient, namespace: str, name: str, *, timeout: float = 60.0) -> Obj:
     """Watch the Gateway until it is Accepted and Programmed; GatewayError with its last status and the controller's
-    log lines otherwise.  Returns the Gateway."""
+    log lines at the deadline, or at once when the controller says False for the Gateway's current generation.
+    Returns the Gateway."""
     last: dict[str, Obj] = {}
 
     def done(state: dict[str, Obj]) -> bool:
@@ -120,12 +121,23 @@ def wait_programmed(client: KubeClient, namespace: str, name: str, *, timeout: f
         conds = _conditions(obj)
         return all(conds.get(t, {}).get("status") == "True" for t in ("Accepted", "Programmed"))
 
+    def refused(state: dict[str, Obj]) -> str | None:
+        obj = state.get(f"{namespace}/{name}")
+        if obj is None:
+            return None
+        generation = obj["metadata"].get("generation")
+        for t, c in _conditions(obj).items():  # the controller's answer for this very spec, not a stale one
+            if t in ("Accepted", "Programmed") and c.get("status") == "False" and c.get("observedGeneration") == generation:
+                return f"{t}=False ({c.get('reason', '')}: {c.get('message', '')})"
+        return None
+
     try:
         final = client.wait_for("Gateway", namespace=namespace, name=name, api_version=API, condition=done,
-                                timeout=timeout, what=f"Gateway {namespace}/{name} to be Programmed")
+                                failure=refused, timeout=timeout,
+                                what=f"Gateway {namespace}/{name} to be Programmed")
     except AiconformError as err:
         seen = _summary(_conditions(last.get("gw", {})))
-        raise GatewayError(f"Gateway {namespace}/{name} was not Programmed within {timeout:.0f}s (last status: "
+        raise GatewayError(f"Gateway {namespace}/{name} was not Programmed (waited up to {timeout:.0f}s; last status: "
                            f"{seen}): {err}\n{NAME} logs:\n{controller_logs(client)}") from err
     return final[f"{namespace}/{name}"]
 
