@@ -136,7 +136,12 @@ def wait_programmed(client: KubeClient, namespace: str, name: str, *, timeout: f
                                 failure=refused, timeout=timeout,
                                 what=f"Gateway {namespace}/{name} to be Programmed")
     except AiconformError as err:
-        seen = _summary(_conditions(last.get("gw", {})))
+        gw_obj = last.get("gw", {})
+        seen = _summary(_conditions(gw_obj))
+        for listener in (gw_obj.get("status") or {}).get("listeners") or []:  # the controller's reason per listener
+            bad = {c.get("type", ""): c for c in listener.get("conditions") or [] if c.get("status") != "True"}
+            if bad:
+                seen += f"; listener {listener.get('name')}: {_summary(bad)}"
         raise GatewayError(f"Gateway {namespace}/{name} was not Programmed (waited up to {timeout:.0f}s; last status: "
                            f"{seen}): {err}\n{NAME} logs:\n{controller_logs(client)}") from err
     return final[f"{namespace}/{name}"]

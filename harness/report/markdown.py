@@ -36,7 +36,7 @@ def _musts(cov: MustCoverage) -> list[str]:
     """The CNCF MUSTs of the run's checklist: which a check evidenced, which none did."""
     lines = [f"**CNCF MUSTs (checklist {cov.checklist_label}): {cov.line}.**"]
     if cov.unevidenced:
-        lines.append("Not evidenced by any check of this run: " + ", ".join(f"`{i}`" for i in cov.unevidenced) + ".")
+        lines.append("Not evidenced (no check passed or failed): " + ", ".join(f"`{i}`" for i in cov.unevidenced) + ".")
     return [*lines, ""]
 
 
