@@ -38,7 +38,7 @@ import yaml
 from harness import images, proc
 from harness.addons import jobset, kube_router
 from harness.addons.base import Addon, AddonContext, HostContext, Obj, UndoCommand, Webhooks
-from harness.bins import BinaryResolver
+from harness.bins import BinaryResolver, Component, build_env
 from harness.errors import AiconformError, ApiError, ClusterError, CommandError, ConfigError
 
 if TYPE_CHECKING:
@@ -203,7 +203,8 @@ class _Install:
             self.step = "webhook certificate"
             objs = self._wire_webhooks(objs, addon.webhooks, hctx)
         hooks = [o for o in objs if o["kind"] in WEBHOOK_KINDS]
-        rest = [o for o in objs if o["kind"] not in WEBHOOK_KINDS and (self.mode == "pod" or o is not workload)]
+        rest = [o for o in objs if o["kind"] not in WEBHOOK_KINDS
+                and (self.mode == "pod" or _find([o], *addon.workload) is None)]  # host mode: no workload
         self.step = "manifests"
         for obj in sorted(rest, key=_apply_order):
             self._apply(obj)
@@ -445,7 +446,7 @@ def _upstream_renderer(resolver: BinaryResolver, binary: str) -> Callable[[str],
     comp = resolver.versions.component(group)
 
     def render(path: str) -> list[Obj]:
-        root = module_dir(resolver, comp.module, comp.version)
+        root = module_dir(resolver, comp)
         target = root / path
         if target.is_file():
             text = target.read_text()
@@ -461,20 +462,25 @@ def _upstream_renderer(resolver: BinaryResolver, binary: str) -> Callable[[str],
 
 
 @functools.cache
-def _module_dir(go: str, module: str, version: str) -> Path:
+def _module_dir(go: str, module: str, version: str, env: tuple[tuple[str, str], ...]) -> Path:
     try:
-        res = proc.run([go, "mod", "download", "-json", f"{module}@v{version}"],
-                       env={**os.environ, "GOFLAGS": "-mod=mod"}, timeout=600, cwd=Path.home())
-    except CommandError as err:
+        res = proc.run([go, "mod", "download", "-json", f"{module}@v{version}"], env=dict(env), timeout=600,
+                       cwd=Path.home())
+        info = json.loads(res.stdout)
+    except (CommandError, ValueError) as err:
         raise ClusterError(f"cannot fetch {module} v{version} from the Go module proxy: {err}") from err
-    return Path(json.loads(res.stdout)["Dir"])
+    if info.get("Error") or not info.get("Dir"):
+        raise ClusterError(f"cannot fetch {module} v{version}: {info.get('Error', 'no Dir')}")
+    return Path(info["Dir"])
 
 
-def module_dir(resolver: BinaryResolver, module: str, version: str) -> Path:
-    """Where the pinned module's source lies in the Go module cache (read-only; never copied into the repo)."""
+def module_dir(resolver: BinaryResolver, comp: Component) -> Path:
+    """Where the pinned module's source lies in the Go module cache (read-only; never copied into the repo).  Go
+    runs with the section's environment (``build_env``: its pinned GOTOOLCHAIN included)."""
     if not resolver.go:
-        raise ClusterError(f"reading {module} v{version}'s manifests needs Go (`go` on PATH) for the module cache")
-    return _module_dir(resolver.go, module, version)
+        raise ClusterError(f"reading {comp.module} v{comp.version}'s manifests needs Go (`go` on PATH) for the "
+                           "module cache")
+    return _module_dir(resolver.go, comp.module, comp.version, tuple(sorted(build_env(comp).items())))
 
 
 # -- rollout -----------------------------------------------------------------------------------------------------------

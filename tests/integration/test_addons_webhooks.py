@@ -49,9 +49,10 @@ def _installed_nothing(c: LocalCluster, client: KubeClient, name: str) -> None:
 
 
 def _install(c: LocalCluster, addon: addons.Addon, resolver: BinaryResolver | None = None, **kw: Any) -> list[str]:
-    return addons.install([addon], client=c.client(), load_image=None, resolver=resolver or BinaryResolver(),
-                          node_selector={}, progress=lambda line: None, record_undo=lambda undo: None, pki=c.pki,
-                          workdir=c.dir / "addons", supervisor=c.procs, **kw)
+    with c.client() as client:
+        return addons.install([addon], client=client, load_image=None, resolver=resolver or BinaryResolver(),
+                              node_selector={}, progress=lambda line: None, record_undo=lambda undo: None,
+                              pki=c.pki, workdir=c.dir / "addons", supervisor=c.procs, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +76,8 @@ def test_an_addon_whose_build_fails_is_one_line_and_installs_nothing(
     msg = str(err.value)
     assert msg.startswith("addon no-such-controller: binary failed: ") and "\n" not in msg
     assert "example.invalid/no-such-controller" in msg
-    _installed_nothing(bare, bare.client(), "no-such-controller")
+    with bare.client() as client:
+        _installed_nothing(bare, client, "no-such-controller")
 
 
 def _misrouted(ctx: addons.AddonContext) -> list[dict[str, Any]]:
@@ -97,7 +99,8 @@ def test_a_webhook_that_never_answers_is_one_line_with_the_controller_log_and_no
     assert msg.startswith("addon jobset-misrouted: webhook vjobset.kb.io (https://127.0.0.1:")
     assert "/no-such-path) did not answer in 4s" in msg
     assert "log: " in msg and "addon-jobset-misrouted.log" in msg  # the controller's own last lines
-    _installed_nothing(bare, bare.client(), "jobset-misrouted")
+    with bare.client() as client:
+        _installed_nothing(bare, client, "jobset-misrouted")
 
 
 def _jobset(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
@@ -110,7 +113,11 @@ def _jobset(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
 
 
 def test_jobset_webhooks_judge_and_its_controller_runs_jobs_at_tier_s(cluster: LocalCluster) -> None:
-    client = cluster.client()
+    with cluster.client() as client:
+        _jobset_at_tier_s(cluster, client)
+
+
+def _jobset_at_tier_s(cluster: LocalCluster, client: KubeClient) -> None:
     pid = cluster.procs.pid("addon-jobset")
     assert pid is not None  # the profile's addon runs as a host process under the cluster's supervisor
     assert addons.ensure(cluster, "jobset") == []  # already there: nothing to do
@@ -144,6 +151,7 @@ def test_ensure_installs_on_a_running_cluster_and_down_stops_the_host_process(ba
     pid = bare.procs.pid("addon-jobset")
     assert pid is not None
     assert bare.state()["addons"] == ["jobset"]  # type: ignore[index]
-    bare.client().get("CustomResourceDefinition", CRD)
+    with bare.client() as client:
+        client.get("CustomResourceDefinition", CRD)
     bare.delete()
     assert not proc.pid_alive(pid)

@@ -357,11 +357,12 @@ class LocalCluster:
         if not real:
             return self.procs.alive(host_process_name(addon))
         kind, namespace, name = addon.workload
-        try:
-            self.client().get(kind, name, namespace)
-            return True
-        except KubeError:
-            return False
+        with self.client() as client:
+            try:
+                client.get(kind, name, namespace)
+                return True
+            except KubeError:
+                return False
 
     def _install_addons(self, names: Sequence[str], *, real: bool, already: Sequence[str] = ()) -> list[str]:
         """Install ``names`` through harness.addons; host undo commands go to ``addons.json`` (run at teardown)."""
@@ -379,10 +380,11 @@ class LocalCluster:
                 {"addons": [*already, *names], "undo": [*earlier, *[list(u) for u in undo]]}, indent=2))
 
         resolver = self._resolver or BinaryResolver(progress=self.progress)
-        return addons.install([addons.lookup(n) for n in names], client=self.client(),
-                              load_image=self.load_image if real else None, resolver=resolver,
-                              node_selector={REAL_NODE_LABEL: "true"}, progress=self.progress, record_undo=record,
-                              pki=self.pki, workdir=self.dir / "addons", supervisor=self.procs)
+        with self.client() as client:
+            return addons.install([addons.lookup(n) for n in names], client=client,
+                                  load_image=self.load_image if real else None, resolver=resolver,
+                                  node_selector={REAL_NODE_LABEL: "true"}, progress=self.progress,
+                                  record_undo=record, pki=self.pki, workdir=self.dir / "addons", supervisor=self.procs)
 
     # -- create -------------------------------------------------------------------------------------------------------
 
