@@ -199,30 +199,6 @@ class BinaryResolver:
             out.update(self._fetch(comp, names_))
         return {n: out[n] for n in wanted}
 
-    def module_source(self, group: str) -> Path:
-        """The pinned module of ``group`` as the Go module cache holds it (downloaded through the module proxy on
-        first use): where upstream files that are data, not code (CRD YAML), are read at install time, never copied
-        into the repository.  Read-only; BinaryError without Go or when the proxy refuses the module."""
-        comp = self.versions.component(group)
-        if not self.go:
-            raise BinaryError(f"no Go toolchain found to fetch {comp.module} v{comp.version} into the Go module "
-                              "cache; install Go >= 1.26 (`go` on PATH)")
-        argv = [self.go, "mod", "download", "-json", f"{comp.module}@v{comp.version}"]
-        env = build_env(comp)
-        with tempfile.TemporaryDirectory(prefix="aiconform-mod-") as scratch:  # outside any go.mod
-            try:
-                res = proc.run(argv, cwd=Path(scratch), env=env, timeout=900)
-            except CommandError as err:
-                raise BinaryError(f"cannot fetch {comp.module} v{comp.version} from the Go module proxy: {err}") from err
-        try:
-            found = Path(json.loads(res.stdout)["Dir"])
-        except (ValueError, KeyError, TypeError) as err:
-            raise BinaryError(f"`go mod download` of {comp.module} v{comp.version} said no directory: "
-                              f"{res.stdout[:300]!r}") from err
-        if not found.is_dir():
-            raise BinaryError(f"{comp.module} v{comp.version}: {found} is not in the Go module cache")
-        return found
-
     def cached_path(self, comp: Component, name: str) -> Path:
         return self.cache_dir / "bin" / f"{comp.group}-v{comp.version}" / name
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.addons import lookup
-from harness.addons.installer import workload_logs
+from harness.addons.installer import pod_log_tail
 from harness.addons.traefik import GATEWAY_CLASS, NAME, WEB_PORT
 from harness.errors import AiconformError, ClusterError
 from harness.kube import KubeClient, Obj
@@ -99,12 +99,9 @@ def _summary(conds: Mapping[str, Mapping[str, Any]]) -> str:
                      for t, c in conds.items()) or "no conditions yet"
 
 
-def controller_logs(client: KubeClient, *, tail: int = 40) -> str:
-    """The Gateway controller's last log lines (for errors)."""
-    try:
-        return workload_logs(client, lookup(NAME), tail=tail)
-    except AiconformError as err:
-        return f"(cannot read {NAME} logs: {err})"
+def controller_logs(client: KubeClient, *, lines: int = 20) -> str:
+    """The Gateway controller's last log lines (for errors), one line per pod."""
+    return pod_log_tail(client, lookup(NAME), lines)
 
 
 def wait_programmed(client: KubeClient, namespace: str, name: str, *, timeout: float = 60.0) -> Obj:
@@ -143,7 +140,7 @@ def wait_programmed(client: KubeClient, namespace: str, name: str, *, timeout: f
             if bad:
                 seen += f"; listener {listener.get('name')}: {_summary(bad)}"
         raise GatewayError(f"Gateway {namespace}/{name} was not Programmed (waited up to {timeout:.0f}s; last status: "
-                           f"{seen}): {err}\n{NAME} logs:\n{controller_logs(client)}") from err
+                           f"{seen}): {err}; {NAME} log: {controller_logs(client)}") from err
     return final[f"{namespace}/{name}"]
 
 
@@ -174,7 +171,7 @@ def wait_route_accepted(client: KubeClient, namespace: str, name: str, *, gatewa
     except AiconformError as err:
         seen = _summary(_parent_status(last.get("route", {}), gateway_name))
         raise GatewayError(f"HTTPRoute {namespace}/{name} was not Accepted by Gateway {gateway_name} within "
-                           f"{timeout:.0f}s (last status: {seen}): {err}\n{NAME} logs:\n"
+                           f"{timeout:.0f}s (last status: {seen}): {err}; {NAME} log: "
                            f"{controller_logs(client)}") from err
     return final[f"{namespace}/{name}"]
 

@@ -9,8 +9,8 @@ What shaped the manifests (checked on this project's machines, see PLATFORM-NOTE
 - v3.6.12 is the newest Traefik the module proxy serves that builds unchanged (v3.7.x needs modules the proxy
   refuses); its go.mod has replace directives, so it is built inside the downloaded module (``build = "in-module"``);
 - its Gateway API client is sigs.k8s.io/gateway-api v1.4.0: the standard-channel CRDs of that module
-  (``config/crd/standard``) are read from the Go module cache at install time (pinned as ``[gateway-api]`` in
-  versions.toml), never copied into the repository;
+  (``config/crd``, a kustomization of ``standard/*.yaml``) are rendered from the Go module cache at install time
+  (``ctx.upstream``; the module is pinned as ``[gateway-api]`` in versions.toml), never copied into the repository;
 - a Gateway listener is served only when its port equals a Traefik entrypoint's port: Gateways made for this Traefik
   listen on :data:`WEB_PORT`, the ``web`` entrypoint, bound to the node's own address (``status.hostIP``), as is
   the ``traefik`` entrypoint that answers the readiness probe (``/ping``);
@@ -24,11 +24,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from harness import images
 from harness.addons.base import Addon, AddonContext, Obj
-from harness.errors import BinaryError
+from harness.errors import ClusterError
 
 NAMESPACE = "kube-system"
 NAME = "traefik"
@@ -40,28 +38,13 @@ PING_PORT = 18001
 """Port of the ``traefik`` entrypoint (``/ping``, the readiness probe) on the real node's address."""
 CRD_GROUP = "gateway-api"
 """The versions.toml group of the Gateway API module whose CRDs Traefik's client was built against."""
-CRD_DIR = "config/crd/standard"
+CRD_KUSTOMIZATION = "config/crd"
+"""The standard channel's CRDs (``config/crd/kustomization.yaml`` lists ``standard/*.yaml``)."""
 BINARY_IN_IMAGE = "/traefik"
 
 
 def image(binary: Path, version: str) -> images.ScratchImage:
     return images.static_binary_image(NAME, binary, tag=f"v{version}", dest=BINARY_IN_IMAGE)
-
-
-def crds_from(module_dir: Path) -> list[Obj]:
-    """The standard-channel CustomResourceDefinitions in a sigs.k8s.io/gateway-api module directory, in file order;
-    BinaryError when the directory holds none (a different module layout)."""
-    folder = module_dir / CRD_DIR
-    docs: list[Obj] = []
-    for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
-        try:
-            loaded = list(yaml.safe_load_all(path.read_text()))
-        except (OSError, yaml.YAMLError) as err:
-            raise BinaryError(f"cannot read Gateway API CRDs from {path}: {err}") from err
-        docs += [d for d in loaded if isinstance(d, dict) and d.get("kind") == "CustomResourceDefinition"]
-    if not docs:
-        raise BinaryError(f"no CustomResourceDefinitions under {folder}")
-    return docs
 
 
 def _rules() -> list[dict[str, Any]]:
@@ -93,6 +76,11 @@ def args() -> list[str]:
 
 
 def manifests(ctx: AddonContext) -> list[Obj]:
+    """The Gateway API CRDs (rendered from the pinned gateway-api module), Traefik's RBAC and Deployment, and
+    GatewayClass ``traefik`` (the installer applies it once the CRDs are Established)."""
+    crds = [o for o in ctx.upstream(CRD_KUSTOMIZATION) if o.get("kind") == "CustomResourceDefinition"]
+    if not crds:
+        raise ClusterError(f"no CustomResourceDefinitions in {CRD_GROUP}'s {CRD_KUSTOMIZATION}")
     labels = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/managed-by": "aiconform"}
     container = {
         "name": NAME,
@@ -130,6 +118,7 @@ def manifests(ctx: AddonContext) -> list[Obj]:
         },
     }
     return [
+        *crds,
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": NAME, "namespace": NAMESPACE}},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": NAME},
          "rules": _rules()},
@@ -150,8 +139,7 @@ ADDON = Addon(
     workload=("Deployment", NAMESPACE, NAME),
     facts=("gateway-api",),
     needs_real_node=True,
-    crd_group=CRD_GROUP,
-    crds=crds_from,
-    accepted_class=GATEWAY_CLASS,
+    upstream_group=CRD_GROUP,
+    gateway_class=GATEWAY_CLASS,
     description="Gateway API implementation on the real node (Traefik's kubernetesgateway provider)",
 )

@@ -7,23 +7,30 @@ import http.server
 import json
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from harness import gateway as gw
 from harness.addons import AddonContext, lookup
-from harness.addons.traefik import CONTROLLER_NAME, GATEWAY_CLASS, PING_PORT, WEB_PORT, crds_from
+from harness.addons.traefik import CONTROLLER_NAME, CRD_KUSTOMIZATION, GATEWAY_CLASS, PING_PORT, WEB_PORT
 from harness.bins import load_versions
-from harness.errors import BinaryError, ClusterError
+from harness.errors import ClusterError
 from harness.facts import FACTS
 
 
 def test_traefik_serves_gateways_on_the_real_nodes_own_address() -> None:
     addon = lookup("traefik")
+    rendered: list[str] = []
+
+    def upstream(path: str) -> list[dict[str, object]]:
+        rendered.append(path)
+        return [{"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                 "metadata": {"name": "httproutes.gateway.networking.k8s.io"}}]
+
     ctx = AddonContext(image="aiconform.local/traefik:v3.6.12", apiserver_host="172.31.255.1",
-                       apiserver_port=6443, node_selector={"aiconform.io/real-node": "true"})
+                       apiserver_port=6443, node_selector={"aiconform.io/real-node": "true"}, upstream=upstream)
     objs = {o["kind"]: o for o in addon.manifests(ctx)}
+    assert rendered == [CRD_KUSTOMIZATION] and "CustomResourceDefinition" in objs  # from the pinned module
     spec = objs["Deployment"]["spec"]["template"]["spec"]
     [container] = spec["containers"]
     assert spec["nodeSelector"] == {"aiconform.io/real-node": "true"} and spec["hostNetwork"] is True
@@ -41,7 +48,7 @@ def test_traefik_serves_gateways_on_the_real_nodes_own_address() -> None:
     rules = objs["ClusterRole"]["rules"]
     assert any("httproutes/status" in r["resources"] and "update" in r["verbs"] for r in rules)
     assert "gateway-api" in addon.facts and "gateway-api" in FACTS
-    assert addon.accepted_class == GATEWAY_CLASS and addon.crd_group == "gateway-api"
+    assert addon.gateway_class == GATEWAY_CLASS and addon.upstream_group == "gateway-api"
 
 
 def test_traefik_and_its_gateway_api_module_are_pinned() -> None:
@@ -52,16 +59,10 @@ def test_traefik_and_its_gateway_api_module_are_pinned() -> None:
     assert (crds.module, crds.version, crds.binaries) == ("sigs.k8s.io/gateway-api", "1.4.0", ())
 
 
-def test_crds_are_read_from_the_module_directory(tmp_path: Path) -> None:
-    folder = tmp_path / "config" / "crd" / "standard"
-    folder.mkdir(parents=True)
-    (folder / "b.yaml").write_text("---\n# comment only\n---\napiVersion: apiextensions.k8s.io/v1\n"
-                                   "kind: CustomResourceDefinition\nmetadata: {name: httproutes.x}\n")
-    (folder / "a.yaml").write_text("apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n"
-                                   "metadata: {name: gateways.x}\n---\nkind: ConfigMap\n")
-    assert [c["metadata"]["name"] for c in crds_from(tmp_path)] == ["gateways.x", "httproutes.x"]
-    with pytest.raises(BinaryError, match="no CustomResourceDefinitions under"):
-        crds_from(tmp_path / "elsewhere")
+def test_no_crds_in_the_module_is_an_error() -> None:
+    ctx = AddonContext(image="i", apiserver_host="h", apiserver_port=1, upstream=lambda path: [{"kind": "ConfigMap"}])
+    with pytest.raises(ClusterError, match="no CustomResourceDefinitions in gateway-api's config/crd"):
+        lookup("traefik").manifests(ctx)
 
 
 def test_gateway_listens_on_the_entrypoint_port_and_routes_by_weight_and_header() -> None:
