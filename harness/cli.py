@@ -55,6 +55,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
+    from harness.bins import pinned_kubernetes
     from harness.errors import UnsupportedCapability
     from harness.providers import find_cluster
     from harness.providers.base import UpgradesControlPlane
@@ -62,7 +63,7 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
     cluster = find_cluster(args.name)
     if not isinstance(cluster, UpgradesControlPlane):
         raise UnsupportedCapability(type(cluster).__name__, "upgrading the control plane")
-    cluster.upgrade_control_plane(args.to)
+    cluster.upgrade_control_plane(pinned_kubernetes(args.to))
     return 0
 
 
@@ -175,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
                                          "in place to another pinned Kubernetes version")
     upg.add_argument("--name", default="aiconform")
     upg.add_argument("--to", required=True, metavar="VERSION",
-                     help="the target version: the next minor at most, never lower (pinned in harness/versions.toml)")
+                     help="the target version: the next minor at most, never lower (pinned in harness/versions.toml; "
+                          "`default` names the pinned default)")
     upg.set_defaults(func=cmd_upgrade)
 
     st = sub.add_parser("status", help="show a cluster's components and health")
@@ -216,8 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "default: half the machine's cores for a local cluster (its control plane needs the rest), all of them "
                           "for --kubeconfig, at most 8; 1: one at a time")
     run.add_argument("--upgrade-to", default=None, metavar="VERSION",
-                     help="run the suites, upgrade the cluster in place to VERSION, run them again: reports in "
-                          "REPORT_DIR/before and /after, their diff in REPORT_DIR/diff.txt; exit 1 on a regression")
+                     help="run the suites (and the upgrade suite), upgrade the cluster in place to VERSION (`default`: "
+                          "the pinned default), run them again: reports in REPORT_DIR/before and /after, their diff in "
+                          "REPORT_DIR/diff.txt; exit 1 on a regression")
     run.set_defaults(func=cmd_run)
 
     rep = sub.add_parser("report", help="render or compare reports")

@@ -17,6 +17,7 @@ import yaml
 
 from fake_gpu_plugin.config import InventoryConfig, parse_gpu
 from fake_gpu_plugin.errors import ConfigError as GpuConfigError
+from harness.bins import PIN_NAMES, pinned_kubernetes
 from harness.errors import ConfigError
 
 PROFILES_DIR = Path(__file__).with_name("profiles")
@@ -239,8 +240,10 @@ class _Parser:
         self._known(d, at, {"kubernetesVersion", "apiserverPort", "liftLimits", "serviceCIDR", "podCIDR",
                             "featureGates", "runtimeConfig", "extraArgs"})
         version = str(d.get("kubernetesVersion", "") or "").lstrip("v")
+        if version in PIN_NAMES:  # the version versions.toml pins under that name
+            version = pinned_kubernetes(version)
         if version and not re.fullmatch(r"1\.\d+\.\d+", version):
-            raise ConfigError(f"{at}.kubernetesVersion: must look like 1.X.Y, got {version!r}")
+            raise ConfigError(f"{at}.kubernetesVersion: must look like 1.X.Y (or default, previous), got {version!r}")
         port = self._int(d.get("apiserverPort", 0), f"{at}.apiserverPort", minimum=0, maximum=65535)
         if 0 < port < 1024:
             raise ConfigError(f"{at}.apiserverPort: choose a port >= 1024 (or 0 for a free one), got {port}")

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness.bins import check_upgrade, load_versions
+from harness.bins import check_upgrade, load_versions, pinned_kubernetes
 from harness.config import Profile, load_profile
 from harness.errors import AiconformError, ConfigError, UnsupportedCapability
 from harness.facts import validate_facts
@@ -189,6 +189,8 @@ def run_main(args: argparse.Namespace) -> int:
     if parallel < 1:
         raise ConfigError(f"--parallel: must be at least 1, got {parallel}")
     upgrade_to = getattr(args, "upgrade_to", None)
+    if upgrade_to:
+        upgrade_to = pinned_kubernetes(upgrade_to)
     run_id = new_run_id()
     if args.kubeconfig:
         profile = Profile(name="existing", provider="existing")
