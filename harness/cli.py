@@ -28,10 +28,10 @@ def _err(msg: str) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from harness.config import load_profile
+    from harness.config import load_profile, with_kubernetes
     from harness.providers import provider_for
 
-    profile = load_profile(args.profile)
+    profile = with_kubernetes(load_profile(args.profile), args.kubernetes)
     provider = provider_for(profile, args.name)
     kubeconfig = provider.create(profile)
     print(kubeconfig, flush=True)
@@ -165,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="bring a cluster up (idempotent); prints the kubeconfig path last")
     up.add_argument("--profile", default=None, help="shipped profile name or path to a YAML profile (default: default)")
     up.add_argument("--name", default="aiconform", help="cluster name (default: aiconform)")
+    up.add_argument("--kubernetes", default=None, metavar="VERSION",
+                    help="run another Kubernetes version than the profile's: a pinned version, default or previous")
     up.set_defaults(func=cmd_up)
 
     down = sub.add_parser("down", help="stop every process of a cluster and remove its run directory")
@@ -199,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="bring a cluster up, run scenario suites, write the report")
     run.add_argument("--profile", default=None)
+    run.add_argument("--kubernetes", default=None, metavar="VERSION",
+                     help="bring the profile up on another Kubernetes version: a pinned version, default or previous "
+                          "(with --upgrade-to: the version to upgrade from)")
     run.add_argument("--name", default="aiconform-run")
     run.add_argument("--suite", action="append", default=None,
                      help="a shipped suite name (repeat or comma-separate), or the path of a folder of your own "

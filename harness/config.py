@@ -8,6 +8,7 @@ starts processes or talks to a cluster.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,6 +142,17 @@ def resolve_profile_path(name_or_file: str | None) -> Path:
     if not shipped.is_file():
         raise ConfigError(f"unknown profile {ref!r}; shipped profiles: {', '.join(shipped_profiles())} (or give a path)")
     return shipped
+
+
+def with_kubernetes(profile: Profile, version: str | None) -> Profile:
+    """``profile`` on another Kubernetes version (``--kubernetes``: a version, ``default`` or ``previous``); None
+    keeps the profile's own."""
+    if not version:
+        return profile
+    v = pinned_kubernetes(version)
+    if not re.fullmatch(r"1\.\d+\.\d+", v):
+        raise ConfigError(f"--kubernetes: must look like 1.X.Y (or default, previous), got {version!r}")
+    return dataclasses.replace(profile, control_plane=dataclasses.replace(profile.control_plane, kubernetes_version=v))
 
 
 def load_profile(name_or_file: str | None = None) -> Profile:

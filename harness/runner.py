@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from harness.bins import check_upgrade, load_versions, pinned_kubernetes
-from harness.config import Profile, load_profile
+from harness.config import Profile, load_profile, with_kubernetes
 from harness.errors import AiconformError, ConfigError, UnsupportedCapability
 from harness.facts import validate_facts
 from harness.providers import provider_for
@@ -182,6 +182,9 @@ def run_main(args: argparse.Namespace) -> int:
     if facts and not args.kubeconfig:
         raise ConfigError("--capability declares facts of an existing cluster (with --kubeconfig); a cluster the "
                           "harness brings up has the facts its provider declares")
+    if args.kubeconfig and getattr(args, "kubernetes", None):
+        raise ConfigError("--kubernetes picks the version of a cluster the harness brings up; an existing cluster "
+                          "(--kubeconfig) runs the version it runs")
     if getattr(args, "parallel", None) is None:
         parallel = default_parallel(local_cluster=not args.kubeconfig)
     else:
@@ -196,7 +199,7 @@ def run_main(args: argparse.Namespace) -> int:
         profile = Profile(name="existing", provider="existing")
         options = ProviderOptions(kubeconfig=Path(args.kubeconfig), facts=facts, run_id=run_id)
     else:
-        profile = load_profile(args.profile)
+        profile = with_kubernetes(load_profile(args.profile), getattr(args, "kubernetes", None))
         options = ProviderOptions(run_id=run_id)
     cluster = provider_for(profile, args.name, options)  # an unknown provider fails here, before anything is written
     upgrader: UpgradesControlPlane | None = None
