@@ -521,6 +521,18 @@ def _version(v: str, what: str) -> tuple[int, int, int]:
     return int(parts[0]), int(parts[1]), int(parts[2])
 
 
+PIN_NAMES = ("default", "previous")
+
+
+def pinned_kubernetes(version: str, versions: Versions | None = None) -> str:
+    """``default`` / ``previous`` → the Kubernetes version versions.toml pins under that name (so a profile or a
+    CI lane never repeats a pin); any other value is returned without its ``v``."""
+    if version in PIN_NAMES:
+        v = versions or load_versions()
+        return v.kubernetes_default if version == "default" else v.kubernetes_previous
+    return version.removeprefix("v")
+
+
 def check_upgrade(current: str, target: str, pinned: tuple[str, ...]) -> bool:
     """Whether going from ``current`` to ``target`` is an upgrade to do (False: already there); ConfigError for a
     downgrade, a skipped minor, or a version not in ``pinned``."""

@@ -219,3 +219,15 @@ def test_unknown_build_mode_names_the_section(tmp_path: Path) -> None:
                    'packages = { tool = "example.com/tool" }\nbuild = "vendored"\n')
     with pytest.raises(BinaryError, match=r"\[tool\] build must be one of scratch, in-module, not 'vendored'"):
         load_versions(bad)
+
+
+def test_pin_names_resolve_to_the_pinned_versions() -> None:
+    from harness.bins import pinned_kubernetes
+    from harness.config import parse_profile
+
+    v = load_versions()
+    assert pinned_kubernetes("default") == v.kubernetes_default
+    assert pinned_kubernetes("previous") == v.kubernetes_previous
+    assert pinned_kubernetes("v1.2.3") == "1.2.3"
+    profile = parse_profile({"controlPlane": {"kubernetesVersion": "previous"}}, name="p")
+    assert profile.control_plane.kubernetes_version == v.kubernetes_previous
