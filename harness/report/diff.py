@@ -1,9 +1,9 @@
 """Compare two runs (e.g. before and after a cluster upgrade): ``diff`` → ``DiffResult``, ``render_diff`` → text.
 
-A regression is a check that passed before and failed or errored after; ``has_regression`` is what
-``aiconform report diff`` turns into exit status 1.  Also reported, without failing: fixes, new skips, checks
-added or removed, and timing changes (duration and each named timing) beyond both a relative and an absolute
-threshold.  Two results of different schema versions are refused with one ``ReportError`` line.
+The two headlines are shown first.  A regression is a check that passed before and failed or errored after;
+``has_regression`` is what ``aiconform report diff`` turns into exit status 1.  Also reported, without failing:
+fixes, new skips, checks added or removed, and timing changes (duration and each named timing) beyond both a
+relative and an absolute threshold.  Two results of different schema versions are refused with one ``ReportError`` line.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from harness.report.model import CheckResult, ReportError, RunResults, Status, from_dict, read_json
+from harness.report.verdicts import headline
 
 DEFAULT_RELATIVE_THRESHOLD = 0.5
 """A timing change counts when it is more than 50 % of the earlier value …"""
@@ -62,6 +63,8 @@ class DiffResult:
     added: tuple[CheckResult, ...] = ()
     removed: tuple[CheckResult, ...] = ()
     timing_changes: tuple[TimingChange, ...] = ()
+    headlines: tuple[str, str] = ("", "")
+    """The two runs' headlines (``passed`` / ``failed`` / ``partial: N of M MUSTs evidenced``)."""
 
     @property
     def has_regression(self) -> bool:
@@ -117,12 +120,15 @@ def diff(
         added=tuple(c for i, c in new.items() if i not in old),
         removed=tuple(c for i, c in old.items() if i not in new),
         timing_changes=tuple(timings),
+        headlines=(headline(before).text, headline(after).text),
     )
 
 
 def render_diff(result: DiffResult) -> str:
     """Plain text for a terminal or CI log; empty sections are left out."""
     lines = [f"aiconform report diff: {result.before_run} → {result.after_run}"]
+    if any(result.headlines):
+        lines.append(f"headline: {result.headlines[0]} → {result.headlines[1]}")
 
     def section(title: str, items: list[str]) -> None:
         if items:
@@ -147,7 +153,7 @@ def render_diff(result: DiffResult) -> str:
             for t in result.timing_changes
         ],
     )
-    if len(lines) == 1:
+    if len(lines) == 1 + any(result.headlines):
         lines.append("no differences")
     lines.append("result: " + ("REGRESSION" if result.has_regression else "no regression"))
     return "\n".join(lines) + "\n"

@@ -87,6 +87,7 @@ def test_diff_main_exit_codes_and_text(tmp_path: Path) -> None:
     assert "Added checks (1):" in text and "Removed checks (1):" in text
     assert f"{FITS_8} duration_s: 3.40 s → 5.50 s (+2.10 s, ×1.6)" in text
     assert text.rstrip().endswith("result: REGRESSION")
+    assert text.splitlines()[1] == "headline: failed → failed"
 
     out = io.StringIO()
     assert diff_main(before_dir, before_dir, out=out) == 0
