@@ -192,7 +192,8 @@ class _Install:
         server = urlsplit(self.client.config.server)
         ctx = AddonContext(image=tag, apiserver_host=server.hostname or "127.0.0.1", apiserver_port=server.port or 443,
                            node_selector=dict(self.node_selector), mode=self.mode,
-                           upstream=_upstream_renderer(self.resolver, addon.upstream_group or addon.binary))
+                           upstream=_upstream_renderer(self.resolver, addon.upstream_group
+                                                         or self.resolver.versions.owner_of(addon.binary)))
         objs = [copy.deepcopy(o) for o in addon.manifests(ctx)]
         workload = self.workload = _find(objs, *addon.workload)
         if workload is None:
@@ -465,10 +466,9 @@ def _prefixed(progress: Progress, prefix: str) -> Progress:
 # -- upstream manifests ------------------------------------------------------------------------------------------------
 
 
-def _upstream_renderer(resolver: BinaryResolver, binary: str) -> Callable[[str], list[Obj]]:
-    """``render(path)``: a kustomization directory (``kubectl kustomize``) or a YAML file of the pinned module of
-    ``binary``, read from the Go module cache (downloaded through the module proxy on first use)."""
-    group = resolver.versions.owner_of(binary)
+def _upstream_renderer(resolver: BinaryResolver, group: str) -> Callable[[str], list[Obj]]:
+    """``render(path)``: a kustomization directory (``kubectl kustomize``) or a YAML file of the pinned module of the
+    versions.toml ``group``, read from the Go module cache (downloaded through the module proxy on first use)."""
     comp = resolver.versions.component(group)
 
     def render(path: str) -> list[Obj]:
