@@ -99,7 +99,7 @@ def _summary(conds: Mapping[str, Mapping[str, Any]]) -> str:
                      for t, c in conds.items()) or "no conditions yet"
 
 
-def controller_logs(client: KubeClient, *, lines: int = 20) -> str:
+def controller_logs(client: KubeClient, *, lines: int = 6) -> str:
     """The Gateway controller's last log lines (for errors), one line per pod."""
     return pod_log_tail(client, lookup(NAME), lines)
 
@@ -122,6 +122,7 @@ def wait_programmed(client: KubeClient, namespace: str, name: str, *, timeout: f
         obj = state.get(f"{namespace}/{name}")
         if obj is None:
             return None
+        last["gw"] = obj
         generation = obj["metadata"].get("generation")
         for t, c in _conditions(obj).items():  # the controller's answer for this very spec, not a stale one
             if t in ("Accepted", "Programmed") and c.get("status") == "False" and c.get("observedGeneration") == generation:

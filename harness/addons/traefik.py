@@ -72,6 +72,7 @@ def args() -> list[str]:
         "--global.checknewversion=false",
         "--global.sendanonymoususage=false",
         "--log.level=INFO",
+        "--log.nocolor=true",  # its lines end up in error messages and reports
     ]
 
 
