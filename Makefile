@@ -44,8 +44,8 @@ bench: venv bins
 	$(BIN)/python bench/bench_allocate.py --out bench/results-allocate.json
 
 lint: venv
-	$(BIN)/ruff check harness fake_gpu_plugin scenarios tests bench examples
-	$(BIN)/mypy harness fake_gpu_plugin
+	$(BIN)/ruff check harness fake_gpu_plugin reference_workloads scenarios tests bench examples
+	$(BIN)/mypy harness fake_gpu_plugin reference_workloads
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from harness.images import Image
+    from harness.kube import KubeClient
 
 Obj = dict[str, Any]
 UndoCommand = tuple[str, ...]
@@ -26,6 +27,11 @@ class AddonContext:
     """Where a host-network pod reaches the apiserver (the cluster's own server address)."""
     node_selector: dict[str, str] = field(default_factory=dict)
     """Selects the real nodes (traffic-carrying and host-touching workloads never land on simulated nodes)."""
+    real_nodes: tuple[tuple[str, str], ...] = ()
+    """(name, InternalIP) of each real node: where a host-network addon binds, whose pods it may discover."""
+    host_metrics: dict[str, str] = field(default_factory=dict)
+    """Host-process metrics endpoints of the real node (``fake-gpu-plugin`` → ``127.0.0.1:PORT``), reachable from
+    a host-network pod only."""
 
 
 @dataclass(frozen=True)
@@ -33,12 +39,14 @@ class Addon:
     name: str
     """Registry name, used in profiles (``addons: [NAME]``)."""
     binary: str
-    """The binary's name in ``versions.toml``."""
-    image: Callable[[Path, str], Image]
+    """The binary's name in ``versions.toml``; empty when the image brings the program itself (a Debian package),
+    then ``image`` gets no binary and ``version``."""
+    image: Callable[[Path | None, str], Image]
     """The image definition for the resolved binary and its version (harness.images builds and caches it)."""
     manifests: Callable[[AddonContext], list[Obj]]
-    workload: tuple[str, str, str]
-    """(kind, namespace, name) of the DaemonSet or Deployment whose availability means "installed"."""
+    workload: tuple[str, str, str] | None
+    """(kind, namespace, name) of the DaemonSet or Deployment whose availability means "installed"; None for an
+    image-only addon (loaded into the node for checks to deploy, e.g. the model server)."""
     facts: tuple[str, ...] = ()
     """Cluster facts the addon provides once installed (see harness.providers.base)."""
     needs_real_node: bool = True
@@ -48,3 +56,8 @@ class Addon:
     host_tools: tuple[tuple[str, str], ...] = ()
     """(executable, Debian package) the host needs for this addon (its undo commands), checked before bring-up."""
     description: str = ""
+    version: str = ""
+    """The version shown for an addon without a pinned binary (e.g. ``bookworm`` for a Debian package)."""
+    available: Callable[[KubeClient, float], None] | None = None
+    """A further wait after its pods are Ready (an APIService turning Available), given the client and a deadline
+    in seconds; raises an AiconformError that carries the addon's own log lines."""

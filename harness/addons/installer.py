@@ -13,14 +13,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from harness import images, proc
-from harness.addons import kube_router
+from harness.addons import kube_router, model_server, prometheus, prometheus_adapter
 from harness.addons.base import Addon, AddonContext, UndoCommand
 from harness.bins import BinaryResolver
 from harness.errors import AiconformError, ClusterError, CommandError, ConfigError
 from harness.kube import KubeClient
 
 Progress = Callable[[str], None]
-_REGISTRY: tuple[Addon, ...] = (kube_router.ADDON,)
+_REGISTRY: tuple[Addon, ...] = (kube_router.ADDON, prometheus.ADDON, prometheus_adapter.ADDON, model_server.ADDON)
 _BAD_WAITING = ("CrashLoopBackOff", "ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff", "CreateContainerError",
                 "CreateContainerConfigError", "RunContainerError", "InvalidImageName")
 
@@ -57,6 +57,7 @@ def install(
     progress: Progress,
     record_undo: Callable[[list[UndoCommand]], None],
     timeout: float = 120.0,
+    host_metrics: dict[str, str] | None = None,
 ) -> list[str]:
     """Install each addon in order; returns the cluster facts they provide.  ``record_undo`` receives the host undo
     commands of every addon resolved so far before its pods can change anything, so a teardown after a crash
@@ -64,31 +65,50 @@ def install(
     undo: list[UndoCommand] = []
     facts: list[str] = []
     server = urlsplit(client.config.server)
+    real_nodes = _real_nodes(client, node_selector) if addons else ()
     for addon in addons:
         t0 = time.monotonic()
         step = "binary"
         try:
-            resolved = resolver.resolve(addon.binary)
-            undo += addon.host_undo(resolved.path)
-            record_undo(list(undo))
+            binary: Path | None = None
+            version = addon.version
+            if addon.binary:
+                resolved = resolver.resolve(addon.binary)
+                binary, version = resolved.path, resolved.version
+                undo += addon.host_undo(resolved.path)
+                record_undo(list(undo))
             step = "image"
-            image = addon.image(resolved.path, resolved.version)
+            image = addon.image(binary, version)
             tag = image.ref
             archive = images.build(image, progress=_prefixed(progress, f"  addon {addon.name}: ")).archive
             step = "image load"
             load_image(archive)
             step = "manifests"
             ctx = AddonContext(image=tag, apiserver_host=server.hostname or "127.0.0.1",
-                               apiserver_port=server.port or 443, node_selector=dict(node_selector))
+                               apiserver_port=server.port or 443, node_selector=dict(node_selector),
+                               real_nodes=real_nodes, host_metrics=dict(host_metrics or {}))
             for obj in addon.manifests(ctx):
                 client.apply(obj)
-            step = "rollout"
-            wait_ready(client, addon, timeout=timeout)
+            if addon.workload is not None:
+                step = "rollout"
+                wait_ready(client, addon, timeout=timeout)
+            if addon.available is not None:
+                step = "available"
+                addon.available(client, timeout)
         except (AiconformError, OSError) as err:
             raise ClusterError(f"addon {addon.name}: {step} failed: {err}") from err
-        progress(f"  addon {addon.name} v{resolved.version} is running ({time.monotonic() - t0:.1f}s)")
+        progress(f"  addon {addon.name} {'v' if addon.binary else ''}{version} is running ({time.monotonic() - t0:.1f}s)")
         facts += [f for f in addon.facts if f not in facts]
     return facts
+
+
+def _real_nodes(client: KubeClient, node_selector: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    selector = ",".join(f"{k}={v}" for k, v in sorted(node_selector.items())) or None
+    out = []
+    for node in client.list("Node", label_selector=selector).get("items", []):
+        ips = [a["address"] for a in node.get("status", {}).get("addresses", []) or [] if a.get("type") == "InternalIP"]
+        out.append((node["metadata"]["name"], ips[0] if ips else ""))
+    return tuple(sorted(out))
 
 
 def _prefixed(progress: Progress, prefix: str) -> Progress:
@@ -97,6 +117,8 @@ def _prefixed(progress: Progress, prefix: str) -> Progress:
 
 def wait_ready(client: KubeClient, addon: Addon, *, timeout: float) -> None:
     """Watch the workload's pods until every one is Ready; fail at once on a crash or a missing image."""
+    if addon.workload is None:
+        return
     kind, namespace, name = addon.workload
     selector = f"app.kubernetes.io/name={name}"
 

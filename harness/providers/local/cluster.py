@@ -657,9 +657,11 @@ class _BringUp:
 
         resolver = self.cluster._resolver or BinaryResolver(progress=self.cluster.progress)
         chosen = [addons.lookup(n) for n in self.profile.addons]
+        port = (self._host.record.get("metrics_port") if self._host is not None else None)
         self.facts = addons.install(chosen, client=self.cluster.client(), load_image=self.cluster.load_image,
                                     resolver=resolver, node_selector={REAL_NODE_LABEL: "true"},
-                                    progress=self.cluster.progress, record_undo=record)
+                                    progress=self.cluster.progress, record_undo=record,
+                                    host_metrics={"fake-gpu-plugin": f"127.0.0.1:{port}"} if port else {})
 
     def write_state(self) -> None:
         state = {
