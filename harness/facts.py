@@ -21,6 +21,10 @@ FACTS: dict[str, str] = {
     "dra": "Dynamic Resource Allocation with a GPU DRA driver publishing ResourceSlices",
     "simulated-nodes": "KWOK plays the kubelet of nodes annotated kwok.x-k8s.io/node=fake (property sandboxes add them)",
     "device-plugin": "GPUs are advertised by a device plugin through a real kubelet",
+    "prometheus": "Prometheus scrapes pods that ask for it (Kubernetes service discovery) and the GPUs' DCGM metrics, "
+                  "answering on port 9090 of the real node (harness/addons/prometheus.py)",
+    "custom-metrics": "custom.metrics.k8s.io is served through the aggregator from Prometheus (prometheus-adapter)",
+    "model-server": "the reference model server image (reference_workloads/serving) is on the real nodes",
 }
 
 

@@ -1,7 +1,10 @@
-"""Prometheus (Debian bookworm's ``prometheus`` package, 2.42) for the serving stack: scrapes the model servers
-found by Kubernetes service discovery from inside the cluster, and the fake GPU plugin's DCGM-named metrics.
+"""Prometheus (``github.com/prometheus/prometheus``, pinned in versions.toml, built with only its Kubernetes service
+discovery) for the serving stack: scrapes the model servers found by Kubernetes service discovery from inside the
+cluster, and the fake GPU plugin's DCGM-named metrics.
 
 Facts that shaped the manifests:
+- Debian bookworm's ``prometheus`` package (2.42+ds) lacks Kubernetes service discovery (``promtool check config``:
+  "field kubernetes_sd_configs not found"), so the binary is built from the module proxy and packed FROM scratch;
 - the fake GPU plugin is a host process on the real node whose metrics listen on ``127.0.0.1`` only (the
   provider passes the address as ``AddonContext.host_metrics``): Prometheus runs with ``hostNetwork`` so it can
   scrape it, and from the host network namespace it reaches pod IPs on the node's bridge too.  Pod attribution
@@ -24,20 +27,19 @@ import yaml
 
 from harness import images
 from harness.addons.base import Addon, AddonContext, Obj
+from harness.errors import ConfigError
 
 NAMESPACE = "aiconform-monitoring"
 NAME = "prometheus"
 PORT = 9090
 SCRAPE_INTERVAL = "2s"
-DEBIAN_SUITE = "bookworm"
+BINARY_IN_IMAGE = "/prometheus"
 
 
-def image(binary: Path | None, version: str) -> images.DebianImage:
-    return images.DebianImage(
-        NAME, f"{images.REGISTRY_HOST}/{NAME}:{DEBIAN_SUITE}",
-        f"Debian {DEBIAN_SUITE}'s prometheus package on minbase", suite=DEBIAN_SUITE, packages=("prometheus",),
-        config=images.ImageConfig(entrypoint=("/usr/bin/prometheus",)),
-    )
+def image(binary: Path | None, version: str) -> images.ScratchImage:
+    if binary is None:
+        raise ConfigError("prometheus's image needs its pinned binary")
+    return images.static_binary_image(NAME, binary, tag=f"v{version}", dest=BINARY_IN_IMAGE)
 
 
 def listen_address(ctx: AddonContext) -> str:
@@ -87,7 +89,7 @@ def manifests(ctx: AddonContext) -> list[Obj]:
         "imagePullPolicy": "Never",
         "args": [
             "--config.file=/etc/prometheus/prometheus.yml",
-            "--storage.tsdb.path=/prometheus",
+            "--storage.tsdb.path=/data",
             "--storage.tsdb.retention.time=2h",
             f"--web.listen-address={listen_address(ctx)}",
             "--log.level=info",
@@ -98,7 +100,7 @@ def manifests(ctx: AddonContext) -> list[Obj]:
         ],
         "readinessProbe": {"httpGet": {"path": "/-/ready", "port": PORT, "host": listen_address(ctx).split(":")[0]},
                            "periodSeconds": 2},
-        "volumeMounts": [{"name": "config", "mountPath": "/etc/prometheus"}, {"name": "data", "mountPath": "/prometheus"}],
+        "volumeMounts": [{"name": "config", "mountPath": "/etc/prometheus"}, {"name": "data", "mountPath": "/data"}],
         "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}},
     }
     deployment = {
@@ -143,12 +145,11 @@ def manifests(ctx: AddonContext) -> list[Obj]:
 
 ADDON = Addon(
     name=NAME,
-    binary="",
-    version=f"debian-{DEBIAN_SUITE}",
+    binary=NAME,
     image=image,
     manifests=manifests,
     workload=("Deployment", NAMESPACE, NAME),
     facts=("prometheus",),
     needs_real_node=True,
-    description="Prometheus (Debian package) scraping model servers (Kubernetes SD) and the fake GPU plugin's DCGM metrics",
+    description="Prometheus scraping model servers (Kubernetes SD) and the fake GPU plugin's DCGM metrics",
 )

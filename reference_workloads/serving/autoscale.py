@@ -32,7 +32,7 @@ class AutoscaleParams:
 
     cpu: str = "200m"
     """CPU limit per replica: what makes one replica's capacity finite."""
-    users: int = 24
+    users: int = 16
     rate_per_user: float = 1.0
     """Offered rate = users x rate_per_user requests per second."""
     min_replicas: int = 1
@@ -97,6 +97,20 @@ def queue_depths(client: KubeClient, namespace: str, selector: str) -> dict[str,
             return {}
         raise
     return {i["describedObject"]["name"]: parse_quantity(str(i["value"])) for i in body.get("items", [])}
+
+
+def wait_queue_metric(client: KubeClient, namespace: str, selector: str, pod: str, *, timeout: float = 60.0) -> dict[str, float]:
+    """Until custom.metrics.k8s.io serves ``pod``'s queue depth (Prometheus scrapes it, the adapter relists);
+    WaitTimeout at the deadline.  The aggregated API has no watch for metric values: a bounded 1 s poll."""
+    deadline = time.monotonic() + timeout
+    while True:
+        depths = queue_depths(client, namespace, selector)
+        if pod in depths:
+            return depths
+        if time.monotonic() >= deadline:
+            raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {CUSTOM_METRICS} to serve {QUEUE_METRIC} "
+                              f"of pod {namespace}/{pod}; it served {depths or 'nothing'}")
+        time.sleep(1.0)
 
 
 def _sample(client: KubeClient, namespace: str, name: str, selector: str, t: float,

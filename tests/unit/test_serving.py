@@ -108,7 +108,7 @@ def test_adapter_registers_custom_metrics_and_relists_quickly() -> None:
 def test_serving_addons_are_registered_and_the_serving_profile_sets_a_short_hpa_sync() -> None:
     assert {"prometheus", "prometheus-adapter", "model-server"} <= set(known_addons())
     assert lookup("model-server").workload is None and lookup("model-server").manifests(CTX) == []
-    assert lookup("prometheus").binary == ""  # the Debian package brings it
+    assert lookup("model-server").binary == ""  # an image of this repository, no pinned binary
     profile = load_profile("local-serving")
     assert profile.addons == ("kube-router", "prometheus", "prometheus-adapter", "model-server")
     assert profile.control_plane.extra_args["kube-controller-manager"] == {"horizontal-pod-autoscaler-sync-period": "5s"}
