@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -93,9 +94,11 @@ def bare(users: int, seconds: float, work: Path) -> LoadResult:
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HTTP_PORT": str(port), "MODEL_VERSION": "v1",
            "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "LC_ALL": "C.UTF-8"}
     log = (work / "bare-server.log").open("wb")
-    proc = subprocess.Popen(["chroot", str(root), "python3", "/opt/aiconform/model_server.py"], env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    chroot = shutil.which("chroot") or "/usr/sbin/chroot"
+    proc: subprocess.Popen[bytes] | None = None
     try:
+        proc = subprocess.Popen([chroot, str(root), "python3", "/opt/aiconform/model_server.py"], env=env,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 120
         while True:  # a local socket: nothing to watch
@@ -109,12 +112,11 @@ def bare(users: int, seconds: float, work: Path) -> LoadResult:
                 time.sleep(0.5)
         return run_load(LoadSpec(url, users=users, duration_s=seconds), work / "bare-load.json")
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=30)
         log.close()
         subprocess.run(["umount", str(root / "proc")], check=False, timeout=30)
-        import shutil
-
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -119,7 +119,7 @@ def wait_model_ready(client: KubeClient, namespace: str, name: str, replicas: in
     except (WaitFailed, WaitTimeout) as err:
         raise WorkloadError(f"model server {namespace}/{name} did not become Ready: {err}"
                             + logs_of(client, namespace, selector)) from err
-    return [n for n, p in state.items() if pod_ready(p)]
+    return [p["metadata"]["name"] for p in state.values() if pod_ready(p)]
 
 
 def logs_of(client: KubeClient, namespace: str, selector: str, *, lines: int = 15) -> str:
