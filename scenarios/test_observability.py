@@ -9,21 +9,28 @@ names the GPU the device plugin gave it, and the check finds that GPU's series u
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from harness.kube import KubeClient
 from harness.testing import Evidence, Tenant
-from reference_workloads.serving import deploy_model, infer, prom
+from reference_workloads.serving import deploy_model, infer, prom, remove_model, wait_answering
 
 SERVING = ("prometheus", "model-server")
 REQUESTS = 12
 
 
+@pytest.fixture
+def model_cleanup(kube: KubeClient, tenant: Tenant) -> Iterator[None]:
+    """Delete the model server before the tenant goes (its ReplicaSet would replace the pods a sweep deletes)."""
+    yield
+    remove_model(kube, tenant.name, "model-v1")
+
+
 def _drive(kube: KubeClient, tenant: Tenant) -> tuple[str, str, str]:
     """Deploy one model server replica, send REQUESTS inferences; (pod, GPU UUID it reports, Prometheus URL)."""
     ep = deploy_model(kube, tenant.name, "v1", replicas=1)
-    from reference_workloads.serving import wait_answering
-
     wait_answering(ep.url)
     answers = [infer(ep.url, [f"request {i}"]) for i in range(REQUESTS)]
     gpu = str(answers[-1]["parameters"]["gpu"])
@@ -31,6 +38,7 @@ def _drive(kube: KubeClient, tenant: Tenant) -> tuple[str, str, str]:
 
 
 @pytest.mark.aiconform(requirement="ai_service_metrics", tier="R", gpus=1, capabilities=SERVING)
+@pytest.mark.usefixtures("model_cleanup")
 def test_model_server_metrics_are_in_prometheus_per_pod(kube: KubeClient, tenant: Tenant, evidence: Evidence) -> None:
     """Request count, latency histogram and queue depth of the model server are scraped by Prometheus (found by
     Kubernetes service discovery) and carry the serving pod's name and namespace."""
@@ -52,6 +60,7 @@ def test_model_server_metrics_are_in_prometheus_per_pod(kube: KubeClient, tenant
 
 
 @pytest.mark.aiconform(requirement="accelerator_metrics", tier="R", gpus=1, capabilities=SERVING)
+@pytest.mark.usefixtures("model_cleanup")
 def test_gpu_metrics_are_attributed_to_the_pod_holding_the_gpu(kube: KubeClient, tenant: Tenant,
                                                                evidence: Evidence) -> None:
     """The DCGM-named series of the GPU the model server got (the UUID it reports) carry that pod and namespace in

@@ -19,16 +19,24 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from reference_workloads.serving.deploy import ModelEndpoint, deploy_model, infer, metadata, wait_answering
+    from reference_workloads.serving.deploy import (
+        ModelEndpoint,
+        deploy_model,
+        infer,
+        metadata,
+        remove_model,
+        wait_answering,
+    )
     from reference_workloads.serving.manifests import IMAGE_NAME, MODEL_NAME, VERSIONS, ModelSpec, queue_depth_hpa
 
 _EXPORTS = {
     "ModelEndpoint": "deploy", "deploy_model": "deploy", "infer": "deploy", "metadata": "deploy",
-    "wait_answering": "deploy", "IMAGE_NAME": "manifests", "MODEL_NAME": "manifests", "VERSIONS": "manifests",
+    "wait_answering": "deploy", "remove_model": "deploy",
+    "IMAGE_NAME": "manifests", "MODEL_NAME": "manifests", "VERSIONS": "manifests",
     "ModelSpec": "manifests", "queue_depth_hpa": "manifests",
 }
 __all__ = ["IMAGE_NAME", "MODEL_NAME", "VERSIONS", "ModelEndpoint", "ModelSpec", "deploy_model", "infer", "metadata",
-           "queue_depth_hpa", "wait_answering"]
+           "queue_depth_hpa", "remove_model", "wait_answering"]
 
 
 def __getattr__(name: str) -> Any:

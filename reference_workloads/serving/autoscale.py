@@ -19,7 +19,7 @@ from typing import Any
 
 from harness.errors import ApiError, KubeError, WaitFailed, WaitTimeout, WorkloadError
 from harness.kube import KubeClient
-from reference_workloads.serving.deploy import ModelEndpoint, apply_model, logs_of, model_image
+from reference_workloads.serving.deploy import ModelEndpoint, apply_model, logs_of, model_image, remove_model
 from reference_workloads.serving.load import LoadResult, LoadSpec, start_load
 from reference_workloads.serving.manifests import QUEUE_METRIC, ModelSpec, queue_depth_hpa
 
@@ -32,7 +32,7 @@ class AutoscaleParams:
 
     cpu: str = "200m"
     """CPU limit per replica: what makes one replica's capacity finite."""
-    users: int = 16
+    users: int = 24
     rate_per_user: float = 1.0
     """Offered rate = users x rate_per_user requests per second."""
     min_replicas: int = 1
@@ -178,8 +178,10 @@ def run(client: KubeClient, namespace: str, workdir: Path, params: AutoscalePara
                 == params.min_replicas:
             break
         _tick(t0, len(samples))
-    return Timeline(params, ep, samples, load, round(stopped_at, 2), round(load.started - wall0, 2), pods_seen,
-                    hpa_events(client, namespace, name))
+    events = hpa_events(client, namespace, name)
+    client.delete("HorizontalPodAutoscaler", name, namespace, api_version="autoscaling/v2")
+    remove_model(client, namespace, name)
+    return Timeline(params, ep, samples, load, round(stopped_at, 2), round(load.started - wall0, 2), pods_seen, events)
 
 
 def _tick(t0: float, n: int) -> None:
@@ -196,9 +198,9 @@ def _wait_metric_served(client: KubeClient, namespace: str, name: str, selector:
     HPA's condition and the adapter's log lines otherwise."""
     from harness.addons.prometheus_adapter import adapter_logs
 
-    def has_metric(state: dict[str, Any]) -> bool:
-        status = state.get(name, {}).get("status", {})
-        return any((m.get("pods") or {}).get("current") for m in status.get("currentMetrics") or [])
+    def has_metric(state: dict[str, Any]) -> bool:  # keys are namespace/name
+        return any((m.get("pods") or {}).get("current") for hpa in state.values()
+                   for m in hpa.get("status", {}).get("currentMetrics") or [])
 
     try:
         client.wait_for("HorizontalPodAutoscaler", namespace=namespace, name=name, condition=has_metric,

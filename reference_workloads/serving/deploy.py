@@ -97,6 +97,13 @@ def apply_model(client: KubeClient, namespace: str, spec: ModelSpec, *, timeout:
                          tuple(sorted(pods)))
 
 
+def remove_model(client: KubeClient, namespace: str, name: str) -> None:
+    """Delete a model server's Deployment (its pods with it) and Service; absent ones are fine.
+    Call it before the namespace goes: a live Deployment would replace pods a namespace sweep deletes."""
+    client.delete("Deployment", name, namespace, grace_period=0, propagation="Foreground")
+    client.delete("Service", name, namespace)
+
+
 def with_replicas(spec: ModelSpec, replicas: int) -> ModelSpec:
     return replace(spec, replicas=replicas)
 

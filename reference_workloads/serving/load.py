@@ -189,7 +189,9 @@ def _child(spec: LoadSpec, out: Path) -> int:
 
     body = json.dumps({"inputs": [{"name": "text", "shape": [len(PAYLOAD)], "datatype": "BYTES",
                                    "data": PAYLOAD}]})
-    headers = {"Content-Type": "application/json", **spec.headers}
+    # A new connection per request: kube-proxy balances connections, not requests, so kept-alive connections made
+    # while one replica existed would pin every user to it after a scale-out.
+    headers = {"Content-Type": "application/json", "Connection": "close", **spec.headers}
     latencies: list[float] = []
     seconds: dict[int, dict[str, Any]] = {}
     errors: dict[str, int] = {}
