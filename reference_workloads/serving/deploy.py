@@ -16,7 +16,7 @@ import json
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from harness.errors import WaitFailed, WaitTimeout, WorkloadError
@@ -102,10 +102,6 @@ def remove_model(client: KubeClient, namespace: str, name: str) -> None:
     Call it before the namespace goes: a live Deployment would replace pods a namespace sweep deletes."""
     client.delete("Deployment", name, namespace, grace_period=0, propagation="Foreground")
     client.delete("Service", name, namespace)
-
-
-def with_replicas(spec: ModelSpec, replicas: int) -> ModelSpec:
-    return replace(spec, replicas=replicas)
 
 
 def wait_model_ready(client: KubeClient, namespace: str, name: str, replicas: int, *,
