@@ -260,11 +260,14 @@ def pod_log_tail(client: KubeClient, namespace: str, pod_name: str, *, lines: in
 
 
 def pod_failure(pod_obj: Obj) -> str | None:
-    """Why a pod will not become Ready by itself: a container that exited non-zero, crash-loops or has no image;
-    None while it may still get there."""
+    """Why a pod will not become Ready by itself: the scheduler found no node for it, or a container exited non-zero,
+    crash-loops or has no image; None while it may still get there."""
     bad_waiting = ("CrashLoopBackOff", "ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff",
                    "CreateContainerError", "CreateContainerConfigError", "RunContainerError", "InvalidImageName")
     name = pod_obj.get("metadata", {}).get("name", "?")
+    for cond in pod_obj.get("status", {}).get("conditions", []) or []:
+        if cond.get("type") == "PodScheduled" and cond.get("reason") == "Unschedulable":
+            return f"pod {name} is unschedulable: {cond.get('message', '')}"
     for cs in pod_obj.get("status", {}).get("containerStatuses", []) or []:
         waiting = cs.get("state", {}).get("waiting") or {}
         term = cs.get("state", {}).get("terminated") or cs.get("lastState", {}).get("terminated") or {}

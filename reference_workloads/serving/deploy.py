@@ -74,7 +74,7 @@ def model_image() -> str:
 
 
 def deploy_model(client: KubeClient, namespace: str, version: str = "v1", replicas: int = 1, *,
-                 cpu: str = "500m", gpus: int = 1, name: str = "", node_port: int | None = None,
+                 cpu: str = "250m", gpus: int = 1, name: str = "", node_port: int | None = None,
                  env: dict[str, str] | None = None, timeout: float = READY_TIMEOUT_S) -> ModelEndpoint:
     """Apply the model server Deployment + NodePort Service for ``version`` in ``namespace`` and wait until all
     ``replicas`` pods are Ready; WorkloadError (with the pods' log lines) when one fails or the deadline passes.

@@ -35,8 +35,9 @@ class ModelSpec:
     """The image reference (``harness.images.image_ref(IMAGE_NAME)``)."""
     name: str = ""
     """Deployment and Service name; default ``model-<version>``."""
-    cpu: str = "500m"
-    """CPU request and limit per replica (the limit makes one replica's capacity finite and known)."""
+    cpu: str = "250m"
+    """CPU request and limit per replica (the limit makes one replica's capacity finite and known; the real node
+    has only this machine's cores to give)."""
     memory: str = "768Mi"
     gpus: int = 1
     """``nvidia.com/gpu`` per replica, from the fake GPU plugin on the real node."""

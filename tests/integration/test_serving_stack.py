@@ -17,7 +17,7 @@ from harness.config import load_profile
 from harness.errors import WorkloadError
 from harness.kube import KubeClient
 from harness.providers.local import LocalCluster
-from reference_workloads.serving import deploy_model, infer, metadata, wait_answering
+from reference_workloads.serving import deploy_model, infer, metadata, remove_model, wait_answering
 from reference_workloads.serving.autoscale import wait_queue_metric
 from tests.integration.conftest import running_cluster
 from tests.integration.test_real_node import _skip_reason
@@ -52,6 +52,8 @@ def test_both_model_versions_answer_oip_v2_with_their_version_and_gpu(client: Ku
         pod = client.get("Pod", ep.pods[0], namespace)
         assert pod["spec"]["nodeName"] == "aiconform-real-0"
     assert all(g.startswith("GPU-") for g in gpus.values()) and gpus["v1"] != gpus["v2"], gpus
+    for ep in eps.values():
+        remove_model(client, namespace, ep.service)
 
 
 def test_queue_depth_of_each_pod_is_served_on_custom_metrics(client: KubeClient, namespace: str) -> None:
@@ -59,12 +61,14 @@ def test_queue_depth_of_each_pod_is_served_on_custom_metrics(client: KubeClient,
     wait_answering(ep.url)
     depths = wait_queue_metric(client, namespace, "app.kubernetes.io/instance=metrics-probe", ep.pods[0], timeout=60)
     assert depths[ep.pods[0]] >= 0
+    remove_model(client, namespace, ep.service)
 
 
 def test_a_model_that_fails_to_load_is_an_error_with_its_own_log_line(client: KubeClient, namespace: str) -> None:
     with pytest.raises(WorkloadError) as err:
         deploy_model(client, namespace, "v1", name="broken", env={"AICONFORM_FAIL_LOAD": "weights are corrupt"},
                      timeout=120)
+    remove_model(client, namespace, "broken")
     text = str(err.value)
     assert "did not become Ready" in text and "exited 3" in text
     assert "model minilm v1 failed to load: weights are corrupt" in text  # the pod's own log line

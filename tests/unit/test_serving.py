@@ -114,6 +114,15 @@ def test_serving_addons_are_registered_and_the_serving_profile_sets_a_short_hpa_
     assert profile.control_plane.extra_args["kube-controller-manager"] == {"horizontal-pod-autoscaler-sync-period": "5s"}
 
 
+def test_an_unschedulable_model_pod_fails_its_wait_at_once_with_the_scheduler_message() -> None:
+    from harness.workloads import pod_failure
+
+    pod = {"metadata": {"name": "m"}, "status": {"conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3 nodes: Insufficient cpu"}]}}
+    assert pod_failure(pod) == "pod m is unschedulable: 0/3 nodes: Insufficient cpu"
+    assert pod_failure({"metadata": {"name": "m"}, "status": {"phase": "Pending"}}) is None
+
+
 def test_quantities_from_the_custom_metrics_api() -> None:
     assert autoscale.parse_quantity("1500m") == pytest.approx(1.5)
     assert autoscale.parse_quantity("3") == 3.0
