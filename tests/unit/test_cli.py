@@ -30,7 +30,7 @@ def one_line(res: subprocess.CompletedProcess[str]) -> str:
 def test_unknown_suite(tmp_path: Path) -> None:
     res = cli(["run", "--suite", "nope"], tmp_path)
     assert res.returncode == 2
-    assert ("unknown suite 'nope'; known suites: autoscaling, isolation, observability, properties, scheduling, smoke"
+    assert ("unknown suite 'nope'; known suites: isolation, observability, pod_autoscaling, properties, scheduling, smoke"
             in one_line(res))
     assert not (tmp_path / "state").exists()
 

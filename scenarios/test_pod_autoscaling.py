@@ -1,4 +1,4 @@
-"""Autoscaling suite: the real HPA controller scales the reference model server on its per-pod queue depth (CNCF
+"""Pod autoscaling suite: the real HPA controller scales the reference model server on its per-pod queue depth (CNCF
 ``pod_autoscaling``), under real load from locust (tier R).
 
 The chain is all upstream: the model server's gauge → Prometheus (Kubernetes service discovery) → prometheus-adapter
