@@ -21,6 +21,8 @@ FACTS: dict[str, str] = {
     "dra": "Dynamic Resource Allocation with a GPU DRA driver publishing ResourceSlices",
     "simulated-nodes": "KWOK plays the kubelet of nodes annotated kwok.x-k8s.io/node=fake (property sandboxes add them)",
     "device-plugin": "GPUs are advertised by a device plugin through a real kubelet",
+    "node-autoscaling": "a node autoscaler (Karpenter, cluster-autoscaler) adds nodes for pending pods and removes "
+                        "the ones it added once they are empty",
 }
 
 

@@ -25,13 +25,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from harness import proc
-from harness.errors import BinaryError, CommandError
+from harness.errors import BinaryError, CommandError, ConfigError
+from harness.kube import KubeClient
+from harness.providers.common import free_port
 
 if TYPE_CHECKING:
     from harness.config import Pool
@@ -193,3 +200,80 @@ def host_env(*, kubeconfig: Path, instance_types_file: Path, metrics_port: int, 
 
 def _cpu_cores(cpu: str) -> float:
     return float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+
+
+def establish_crds(client: KubeClient, version: str, *, timeout: float = 60.0) -> list[str]:
+    """Apply the pinned module's CRDs server-side and watch until each is Established."""
+    names = []
+    for crd in crds(version):
+        client.apply(crd)
+        names.append(crd["metadata"]["name"])
+
+    def established(obj: Obj) -> bool:
+        return any(c.get("type") == "Established" and c.get("status") == "True"
+                   for c in obj.get("status", {}).get("conditions", []) or [])
+
+    client.wait_all("CustomResourceDefinition", names, established, timeout=timeout,
+                    api_version="apiextensions.k8s.io/v1", what="Karpenter's CRDs to be Established")
+    return names
+
+
+def mark_node_class_ready(client: KubeClient) -> None:
+    """The KWOKNodeClass has no controller of its own in the kwok provider (in a real cloud provider one resolves
+    images and subnets, then reports Ready); NodePools only provision from a Ready class, so the harness, which
+    owns this simulated cloud, reports it Ready, as upstream's own kwok test set-up does."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    obj = client.get("KWOKNodeClass", NODECLASS_NAME, api_version="karpenter.kwok.sh/v1alpha1")
+    obj["status"] = {"conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "",
+                                     "lastTransitionTime": now,
+                                     "observedGeneration": obj["metadata"].get("generation", 1)}]}
+    client.replace_status(obj)
+
+
+@dataclass(frozen=True)
+class HostStart:
+    """How the caller starts one host process (a supervisor with a pidfile and a log that ``down`` stops)."""
+
+    start: Callable[[str, list[str], dict[str, str]], None]
+    wait_ready: Callable[[str, Callable[[], bool], float, str], None]
+    run_dir: Path
+    kubeconfig: Path
+
+
+def install_host(client: KubeClient, *, pools: tuple[Pool, ...], cluster: str, binary: Path, version: str,
+                 host: HostStart, progress: Callable[[str], None], timeout: float = 60.0) -> None:
+    """Tier S: CRDs from the module cache → instance types file → Karpenter as a host process → wait healthy →
+    node class (Ready) and NodePools."""
+    if not autoscaled(pools):
+        raise ConfigError("karpenter: no pool has autoscale: nothing for Karpenter to manage")
+    establish_crds(client, version, timeout=timeout)
+    work = host.run_dir / NAME
+    work.mkdir(parents=True, exist_ok=True)
+    types_file = work / "instance-types.json"
+    types_file.write_text(json.dumps(instance_types(pools), indent=2))
+    health = free_port()
+    env = {**os.environ, **host_env(kubeconfig=host.kubeconfig, instance_types_file=types_file,
+                                    metrics_port=free_port(), health_port=health)}
+    host.start(NAME, [str(binary)], env)
+
+    def healthy() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{health}/readyz", timeout=1) as resp:
+                return bool(resp.status == 200)
+        except (OSError, urllib.error.URLError):
+            return False
+
+    host.wait_ready(NAME, healthy, timeout, "Karpenter's readiness probe")
+    objs = manifests(pools, cluster)
+    for obj in objs:
+        client.apply(obj)
+    mark_node_class_ready(client)
+    names = [o["metadata"]["name"] for o in objs if o["kind"] == NODEPOOL_API[1]]
+
+    def ready(obj: Obj) -> bool:
+        return any(c.get("type") == "Ready" and c.get("status") == "True"
+                   for c in obj.get("status", {}).get("conditions", []) or [])
+
+    client.wait_all(NODEPOOL_API[1], names, ready, api_version=NODEPOOL_API[0], timeout=timeout,
+                    what=f"NodePools {', '.join(names)} to be Ready (Karpenter)")
+    progress(f"  karpenter v{version}: NodePools {', '.join(names)} Ready")
