@@ -50,8 +50,9 @@ class Policy:
     """Pods carry a PriorityClass per trace priority (preemption by the real scheduler)."""
     gang: bool = False
     """Multi-pod jobs get a native PodGroup (all-or-nothing, kube-scheduler's GangScheduling plugin)."""
-    setup: Callable[[KubeClient, Trace], None] = lambda client, trace: None
-    """Cluster-wide objects the policy needs before the first job (queues, quotas)."""
+    setup: Callable[[KubeClient, Trace, int], None] = lambda client, trace, gpus: None
+    """Cluster-wide objects the policy needs before the first job (queues, quotas), given the trace and the
+    cluster's GPU count."""
     decorate: Callable[[Obj, TraceJob], Obj] = lambda job, tj: job
     """A last change to each Job (a queue label, ``suspend``)."""
 
@@ -63,7 +64,7 @@ def priority_classes() -> list[Obj]:
              "description": f"aiconform simulate: trace priority {p}"} for p in PRIORITIES]
 
 
-def _setup_priorities(client: KubeClient, trace: Trace) -> None:
+def _setup_priorities(client: KubeClient, trace: Trace, gpus: int) -> None:
     for pc in priority_classes():
         client.apply(pc)
 

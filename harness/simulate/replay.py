@@ -123,7 +123,7 @@ def replay_on(client: KubeClient, policy: Policy, trace: Trace, settings: Replay
         client.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": team, "labels": {LABEL_SIM: "true"}}})
     client.wait_all("ServiceAccount", [f"{t}/default" for t in trace.teams], lambda _o: True,
                     timeout=60, what="the teams' default service accounts")
-    policy.setup(client, trace)
+    policy.setup(client, trace, settings.total_gpus)
     recorder = Recorder(client.config, {j.name: j.pods for j in trace.jobs})
     recorder.start()
     try:
