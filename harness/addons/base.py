@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from harness.config import Pool
     from harness.images import Image
+    from harness.kube import KubeClient
 
 Obj = dict[str, Any]
 UndoCommand = tuple[str, ...]
@@ -39,6 +41,10 @@ class AddonContext:
     upstream: Callable[[str], list[Obj]] = lambda path: []
     """Renders a kustomization directory (or reads a YAML file) of the addon's pinned Go module, found in the Go
     module cache at install time (``kubectl kustomize``); upstream YAML is never copied into the repository."""
+    cluster: str = ""
+    """The cluster's name (labels that name it, e.g. on nodes an autoscaler adds)."""
+    pools: tuple[Pool, ...] = ()
+    """The profile's simulated node pools (an autoscaler's node shapes come from them)."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,8 @@ class HostContext:
     """The free port on 127.0.0.1 its webhook server must listen on (the webhook configurations point there)."""
     health_port: int
     """A free port on 127.0.0.1 for its health endpoint, if it has one."""
+    pools: tuple[Pool, ...] = ()
+    """The profile's simulated node pools (as :attr:`AddonContext.pools`)."""
 
 
 @dataclass(frozen=True)
@@ -115,3 +123,6 @@ class Addon:
     webhooks: Webhooks | None = None
     host: Callable[[HostContext], HostProcess] | None = None
     """How to run the binary as a host process at tier S (no real node); None: the addon needs a real node."""
+    after_ready: Callable[[KubeClient, AddonContext], None] | None = None
+    """Once the controller runs (and its webhooks answer): objects that need it running, and their own wait
+    (Karpenter's NodePools, Ready only once Karpenter has judged their node class)."""

@@ -36,18 +36,19 @@ from urllib.parse import urlsplit
 import yaml
 
 from harness import images, proc
-from harness.addons import jobset, kube_router
+from harness.addons import jobset, karpenter, kube_router
 from harness.addons.base import Addon, AddonContext, HostContext, Obj, UndoCommand, Webhooks
 from harness.bins import BinaryResolver, Component, build_env
 from harness.errors import AiconformError, ApiError, ClusterError, CommandError, ConfigError
 
 if TYPE_CHECKING:
+    from harness.config import Pool
     from harness.kube import KubeClient
     from harness.pki import Pki
     from harness.providers.local.supervisor import Supervisor
 
 Progress = Callable[[str], None]
-_REGISTRY: tuple[Addon, ...] = (kube_router.ADDON, jobset.ADDON)
+_REGISTRY: tuple[Addon, ...] = (kube_router.ADDON, jobset.ADDON, karpenter.ADDON)
 _BAD_WAITING = ("CrashLoopBackOff", "ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff", "CreateContainerError",
                 "CreateContainerConfigError", "RunContainerError", "InvalidImageName")
 WEBHOOK_KINDS = ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
@@ -94,6 +95,8 @@ def install(
     supervisor: Supervisor | None = None,
     timeout: float = 120.0,
     webhook_timeout: float = WEBHOOK_TIMEOUT,
+    cluster: str = "",
+    pools: tuple[Pool, ...] = (),
 ) -> list[str]:
     """Install each addon in order; returns the cluster facts they provide.
 
@@ -113,7 +116,7 @@ def install(
         t0 = time.monotonic()
         job = _Install(addon, client=client, resolver=resolver, node_selector=node_selector, progress=progress,
                        load_image=load_image, pki=pki, workdir=workdir, supervisor=supervisor, timeout=timeout,
-                       webhook_timeout=webhook_timeout)
+                       webhook_timeout=webhook_timeout, cluster=cluster, pools=pools)
         try:
             version = job.run(add_undo)
         except AddonFailed:
@@ -155,6 +158,8 @@ class _Install:
     supervisor: Supervisor | None
     timeout: float
     webhook_timeout: float
+    cluster: str = ""
+    pools: tuple[Pool, ...] = ()
     step: str = "binary"
     applied: list[Obj] = field(default_factory=list)
     started: list[str] = field(default_factory=list)
@@ -191,7 +196,8 @@ class _Install:
         server = urlsplit(self.client.config.server)
         ctx = AddonContext(image=tag, apiserver_host=server.hostname or "127.0.0.1", apiserver_port=server.port or 443,
                            node_selector=dict(self.node_selector), mode=self.mode,
-                           upstream=_upstream_renderer(self.resolver, addon.binary))
+                           upstream=_upstream_renderer(self.resolver, addon.binary), cluster=self.cluster,
+                           pools=self.pools)
         objs = [copy.deepcopy(o) for o in addon.manifests(ctx)]
         workload = self.workload = _find(objs, *addon.workload)
         if workload is None:
@@ -225,6 +231,9 @@ class _Install:
         if addon.webhooks is not None:
             self.step = "webhooks"
             self._wait_webhooks(addon.webhooks, hooks, hctx)
+        if addon.after_ready is not None:
+            self.step = "after rollout"
+            addon.after_ready(self.client, ctx)
         return resolved.version
 
     # -- steps -------------------------------------------------------------------------------------------------------
@@ -249,7 +258,7 @@ class _Install:
         write_kubeconfig(kubeconfig, self.client.config.server, self.pki.ca.cert, pair.cert, pair.key,
                          f"addon-{self.name}")
         return HostContext(binary=binary, kubeconfig=kubeconfig, workdir=wd, cert_dir=wd / "certs",
-                           webhook_port=free_port(), health_port=free_port())
+                           webhook_port=free_port(), health_port=free_port(), pools=self.pools)
 
     def _wire_webhooks(self, objs: list[Obj], hooks: Webhooks, hctx: HostContext | None) -> list[Obj]:
         assert self.pki is not None

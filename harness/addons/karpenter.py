@@ -23,25 +23,18 @@ What shaped it (PLATFORM-NOTES, 2026-11-27, and the module's kwok/cloudprovider 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from harness import proc
-from harness.errors import BinaryError, CommandError, ConfigError
-from harness.kube import KubeClient
+from harness import images
+from harness.addons.base import Addon, AddonContext, HostContext, HostProcess
+from harness.errors import ConfigError
 from harness.providers.common import free_port
 
 if TYPE_CHECKING:
     from harness.config import Pool
+    from harness.kube import KubeClient
 
 Obj = dict[str, Any]
 
@@ -56,7 +49,7 @@ NODEPOOL_API = ("karpenter.sh/v1", "NodePool")
 NODECLAIM_API = ("karpenter.sh/v1", "NodeClaim")
 LABEL_NODEPOOL = "karpenter.sh/nodepool"
 KARPENTER_LABEL_DOMAINS = ("karpenter.sh/", "karpenter.kwok.sh/", "kwok.x-k8s.io/", "node.kubernetes.io/instance-type",
-                           "topology.kubernetes.io/zone", "eks-node-viewer/")
+                           "topology.kubernetes.io/zone", "eks-node-viewer/", "kwok-partition")
 """Labels Karpenter adds to its nodes on top of the pool's (its own bookkeeping): a node it made carries the pool's
 labels plus these, nothing else."""
 # Labels Karpenter sets from the instance type itself (well-known, refused in NodePool template labels).
@@ -79,7 +72,7 @@ def instance_types(pools: tuple[Pool, ...] | list[Pool]) -> list[Obj]:
 
     out = []
     for pool in autoscaled(pools):
-        res = pool_resources(pool)
+        res = with_kube_reserved(pool_resources(pool))
         gpus = sum(int(v) for k, v in res.items() if k.startswith("nvidia.com/"))
         price = round(0.01 * _cpu_cores(pool.cpu) + 4.0 * gpus, 4)
         out.append({
@@ -97,6 +90,29 @@ def instance_types(pools: tuple[Pool, ...] | list[Pool]) -> list[Obj]:
             }],
         })
     return out
+
+
+KUBE_RESERVED_MILLICPU = 100
+KUBE_RESERVED_MEMORY = 10 * 2**20
+"""The kwok provider's fixed kube-reserved overhead (kwok/cloudprovider/helpers.go): a node's allocatable is its
+instance type's resources less this."""
+_SUFFIX = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+           "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
+
+
+def with_kube_reserved(resources: dict[str, str]) -> dict[str, str]:
+    """The instance type's resources whose allocatable (after the provider's kube-reserved) is ``resources``."""
+    out = dict(resources)
+    out["cpu"] = f"{round(_cpu_cores(resources['cpu']) * 1000) + KUBE_RESERVED_MILLICPU}m"
+    out["memory"] = str(_bytes(resources["memory"]) + KUBE_RESERVED_MEMORY)
+    return out
+
+
+def _bytes(q: str) -> int:
+    for suffix in sorted(_SUFFIX, key=len, reverse=True):
+        if q.endswith(suffix):
+            return int(float(q[: -len(suffix)]) * _SUFFIX[suffix])
+    return int(float(q))
 
 
 def node_pools(pools: tuple[Pool, ...] | list[Pool], cluster: str) -> list[Obj]:
@@ -140,88 +156,137 @@ def node_class() -> Obj:
             "spec": {}}
 
 
-def manifests(pools: tuple[Pool, ...] | list[Pool], cluster: str) -> list[Obj]:
-    """What is applied after the CRDs are Established: the node class, then the NodePools."""
-    return [node_class(), *node_pools(pools, cluster)]
+# -- the addon ----------------------------------------------------------------------------------------------------
+
+NAMESPACE = "karpenter"
+SERVICE_ACCOUNT = "karpenter"
+TYPES_CONFIG_MAP = "karpenter-instance-types"
+TYPES_KEY = "instance-types.json"
+TYPES_MOUNT = "/etc/karpenter"
 
 
-# -- the pinned module: CRDs -------------------------------------------------------------------------------------
+def image(binary: Path, version: str) -> images.ScratchImage:
+    return images.static_binary_image(NAME, binary, tag=f"v{version}", dest="/karpenter")
 
 
-def module_dir(version: str) -> Path:
-    """The pinned module's directory in the Go module cache (``go mod download`` puts it there if missing)."""
-    go = shutil.which("go") or next((c for c in ("/usr/local/go/bin/go", "/usr/lib/go/bin/go") if os.access(c, os.X_OK)),
-                                    None)
-    if go is None:
-        raise BinaryError(f"reading Karpenter's CRDs needs Go (the module {MODULE}@v{version} in its module cache)")
-    env = {**os.environ, "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"}
-    try:
-        out = proc.run([go, "mod", "download", "-json", f"{MODULE}@v{version}"], env=env, timeout=600, cwd=Path("/"))
-    except CommandError as err:
-        raise BinaryError(f"downloading {MODULE}@v{version} for its CRDs failed: {err}") from err
-    info = json.loads(out.stdout)
-    if info.get("Error"):
-        raise BinaryError(f"{MODULE}@v{version}: {info['Error']}")
-    return Path(info["Dir"])
+def manifests(ctx: AddonContext) -> list[Obj]:
+    """CRDs from the pinned module, Karpenter's identity and rights, the instance types, and its Deployment (the
+    workload at tier R; at tier S the installer runs the same binary as a host process under that identity)."""
+    if not autoscaled(ctx.pools):
+        raise ConfigError("karpenter: no pool of the profile has autoscale: nothing for Karpenter to manage")
+    objs: list[Obj] = []
+    for path in CRD_FILES:
+        objs += [o for o in ctx.upstream(path) if o.get("kind") == "CustomResourceDefinition"]
+    labels = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/managed-by": "aiconform"}
+    meta = {"labels": labels}
+    rules = [
+        # it reads the whole cluster state it simulates scheduling against
+        {"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["karpenter.sh", "karpenter.kwok.sh", "autoscaling.x-k8s.io"], "resources": ["*"],
+         "verbs": ["create", "update", "patch", "delete", "deletecollection"]},
+        # the kwok provider creates and deletes the Node objects itself (no kubelet registers them)
+        {"apiGroups": [""], "resources": ["nodes", "nodes/status"], "verbs": ["create", "update", "patch", "delete"]},
+        {"apiGroups": [""], "resources": ["pods/eviction"], "verbs": ["create"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]},
+        {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch", "update"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create", "update", "patch"]},
+    ]
+    types = json.dumps(instance_types(ctx.pools), indent=2)
+    container: Obj = {
+        "name": NAME, "image": ctx.image, "imagePullPolicy": "Never",
+        "env": [{"name": k, "value": v} for k, v in pod_env().items()],
+        "volumeMounts": [{"name": "instance-types", "mountPath": TYPES_MOUNT, "readOnly": True}],
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+    }
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": NAME, "namespace": NAMESPACE, **meta},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app.kubernetes.io/name": NAME}},
+            "template": {"metadata": {"labels": labels}, "spec": {
+                "serviceAccountName": SERVICE_ACCOUNT,
+                "nodeSelector": dict(ctx.node_selector),
+                "securityContext": {"runAsUser": 65532, "runAsGroup": 65532, "runAsNonRoot": True},
+                "containers": [container],
+                "volumes": [{"name": "instance-types", "configMap": {"name": TYPES_CONFIG_MAP}}],
+            }},
+        },
+    }
+    return [
+        *objs,
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, **meta}},
+        {"apiVersion": "v1", "kind": "ServiceAccount",
+         "metadata": {"name": SERVICE_ACCOUNT, "namespace": NAMESPACE, **meta}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": {"name": "aiconform-karpenter", **meta}, "rules": rules},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+         "metadata": {"name": "aiconform-karpenter", **meta},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "aiconform-karpenter"},
+         "subjects": [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": NAMESPACE}]},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": TYPES_CONFIG_MAP, "namespace": NAMESPACE, **meta},
+         "data": {TYPES_KEY: types}},
+        deployment,
+    ]
 
 
-def crds(version: str) -> list[Obj]:
-    """Karpenter's and the kwok provider's CRDs from the pinned module (NodePool, NodeClaim, NodeOverlay,
-    CapacityBuffer, KWOKNodeClass)."""
-    root = module_dir(version)
-    out: list[Obj] = []
-    for sub in CRD_DIRS:
-        for path in sorted((root / sub).glob("*.yaml")):
-            out += [d for d in yaml.safe_load_all(path.read_text()) if d and d.get("kind") == "CustomResourceDefinition"]
-    if not out:
-        raise BinaryError(f"no CRDs found under {root} ({', '.join(CRD_DIRS)})")
-    return out
+CRD_FILES = (
+    "kwok/charts/crds/karpenter.sh_nodepools.yaml",
+    "kwok/charts/crds/karpenter.sh_nodeclaims.yaml",
+    "kwok/charts/crds/karpenter.sh_nodeoverlays.yaml",
+    "kwok/charts/crds/autoscaling.x-k8s.io_capacitybuffers.yaml",
+    "kwok/apis/crds/karpenter.kwok.sh_kwoknodeclasses.yaml",
+)
+"""Karpenter's and the kwok provider's CRDs in the pinned module (read from the Go module cache at install time)."""
 
 
-# -- the host process ---------------------------------------------------------------------------------------------
-
-
-def host_env(*, kubeconfig: Path, instance_types_file: Path, metrics_port: int, health_port: int) -> dict[str, str]:
-    """Karpenter's settings (it takes them from the environment): out of cluster, no leader election, short
-    batching windows (a simulated cloud answers at once), its two listeners on ports the harness chose."""
+def pod_env() -> dict[str, str]:
+    """Karpenter's settings (it takes them from the environment): no leader election (one replica), short batching
+    windows (a simulated cloud answers at once), the instance types of the profile's autoscaled pools."""
     return {
-        "KUBECONFIG": str(kubeconfig),
-        "INSTANCE_TYPES_FILE_PATH": str(instance_types_file),
+        "INSTANCE_TYPES_FILE_PATH": f"{TYPES_MOUNT}/{TYPES_KEY}",
         "DISABLE_LEADER_ELECTION": "true",
-        "METRICS_PORT": str(metrics_port),
-        "HEALTH_PROBE_PORT": str(health_port),
         "BATCH_IDLE_DURATION": "500ms",
         "BATCH_MAX_DURATION": "3s",
-        "LOG_LEVEL": "info",
         "KUBE_CLIENT_QPS": "500",
         "KUBE_CLIENT_BURST": "1000",
+        "LOG_LEVEL": "info",
     }
 
 
-def _cpu_cores(cpu: str) -> float:
-    return float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+def host(h: HostContext) -> HostProcess:
+    """Tier S: the same binary as a host process, out of cluster, its kubeconfig the installer's (Karpenter's
+    ServiceAccount identity).  It listens on every interface (there is no bind-address setting): its health port is
+    the installer's, its metrics port another free one."""
+    types = h.workdir / TYPES_KEY
+    env = {**pod_env(), "KUBECONFIG": str(h.kubeconfig), "INSTANCE_TYPES_FILE_PATH": str(types),
+           "HEALTH_PROBE_PORT": str(h.health_port), "METRICS_PORT": str(free_port())}
+    return HostProcess(argv=(str(h.binary),), files=((TYPES_KEY, json.dumps(instance_types(h.pools), indent=2)),),
+                       env=tuple(env.items()))
 
 
-def establish_crds(client: KubeClient, version: str, *, timeout: float = 60.0) -> list[str]:
-    """Apply the pinned module's CRDs server-side and watch until each is Established."""
-    names = []
-    for crd in crds(version):
-        client.apply(crd)
-        names.append(crd["metadata"]["name"])
+def after_ready(client: KubeClient, ctx: AddonContext) -> None:
+    """Write nothing Karpenter decides: the node class (reported Ready, see :func:`mark_node_class_ready`) and one
+    NodePool per autoscaled pool; then watch until Karpenter marks every NodePool Ready."""
+    client.apply(node_class())
+    mark_node_class_ready(client)
+    pools = node_pools(ctx.pools, ctx.cluster)
+    for np in pools:
+        client.apply(np)
+    names = [np["metadata"]["name"] for np in pools]
 
-    def established(obj: Obj) -> bool:
-        return any(c.get("type") == "Established" and c.get("status") == "True"
+    def ready(obj: Obj) -> bool:
+        return any(c.get("type") == "Ready" and c.get("status") == "True"
                    for c in obj.get("status", {}).get("conditions", []) or [])
 
-    client.wait_all("CustomResourceDefinition", names, established, timeout=timeout,
-                    api_version="apiextensions.k8s.io/v1", what="Karpenter's CRDs to be Established")
-    return names
+    client.wait_all(NODEPOOL_API[1], names, ready, api_version=NODEPOOL_API[0], timeout=60,
+                    what=f"Karpenter to mark the NodePools {', '.join(names)} Ready")
 
 
 def mark_node_class_ready(client: KubeClient) -> None:
-    """The KWOKNodeClass has no controller of its own in the kwok provider (in a real cloud provider one resolves
-    images and subnets, then reports Ready); NodePools only provision from a Ready class, so the harness, which
-    owns this simulated cloud, reports it Ready, as upstream's own kwok test set-up does."""
+    """The kwok provider has no controller for its KWOKNodeClass (a real cloud provider's resolves images and
+    subnets, then reports Ready) and NodePools provision only from a Ready class: the harness, which owns this
+    simulated cloud, reports it Ready."""
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     obj = client.get("KWOKNodeClass", NODECLASS_NAME, api_version="karpenter.kwok.sh/v1alpha1")
     obj["status"] = {"conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "",
@@ -230,50 +295,20 @@ def mark_node_class_ready(client: KubeClient) -> None:
     client.replace_status(obj)
 
 
-@dataclass(frozen=True)
-class HostStart:
-    """How the caller starts one host process (a supervisor with a pidfile and a log that ``down`` stops)."""
+ADDON = Addon(
+    name=NAME,
+    binary=BINARY,
+    image=image,
+    manifests=manifests,
+    workload=("Deployment", NAMESPACE, NAME),
+    facts=("node-autoscaling",),
+    needs_real_node=False,
+    host=host,
+    after_ready=after_ready,
+    description="Karpenter (kwok cloud provider): adds nodes of an autoscaled pool's shape for pending pods and "
+                "removes empty ones",
+)
 
-    start: Callable[[str, list[str], dict[str, str]], None]
-    wait_ready: Callable[[str, Callable[[], bool], float, str], None]
-    run_dir: Path
-    kubeconfig: Path
 
-
-def install_host(client: KubeClient, *, pools: tuple[Pool, ...], cluster: str, binary: Path, version: str,
-                 host: HostStart, progress: Callable[[str], None], timeout: float = 60.0) -> None:
-    """Tier S: CRDs from the module cache → instance types file → Karpenter as a host process → wait healthy →
-    node class (Ready) and NodePools."""
-    if not autoscaled(pools):
-        raise ConfigError("karpenter: no pool has autoscale: nothing for Karpenter to manage")
-    establish_crds(client, version, timeout=timeout)
-    work = host.run_dir / NAME
-    work.mkdir(parents=True, exist_ok=True)
-    types_file = work / "instance-types.json"
-    types_file.write_text(json.dumps(instance_types(pools), indent=2))
-    health = free_port()
-    env = {**os.environ, **host_env(kubeconfig=host.kubeconfig, instance_types_file=types_file,
-                                    metrics_port=free_port(), health_port=health)}
-    host.start(NAME, [str(binary)], env)
-
-    def healthy() -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{health}/readyz", timeout=1) as resp:
-                return bool(resp.status == 200)
-        except (OSError, urllib.error.URLError):
-            return False
-
-    host.wait_ready(NAME, healthy, timeout, "Karpenter's readiness probe")
-    objs = manifests(pools, cluster)
-    for obj in objs:
-        client.apply(obj)
-    mark_node_class_ready(client)
-    names = [o["metadata"]["name"] for o in objs if o["kind"] == NODEPOOL_API[1]]
-
-    def ready(obj: Obj) -> bool:
-        return any(c.get("type") == "Ready" and c.get("status") == "True"
-                   for c in obj.get("status", {}).get("conditions", []) or [])
-
-    client.wait_all(NODEPOOL_API[1], names, ready, api_version=NODEPOOL_API[0], timeout=timeout,
-                    what=f"NodePools {', '.join(names)} to be Ready (Karpenter)")
-    progress(f"  karpenter v{version}: NodePools {', '.join(names)} Ready")
+def _cpu_cores(cpu: str) -> float:
+    return float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)

@@ -20,7 +20,9 @@ def test_instance_types_and_node_pools_have_each_pools_shape() -> None:
     for pool in pools:
         it = types[karpenter.instance_type_name(pool)]
         node = simulated_node(pool, 0, "c1")
-        assert it["resources"] == pool_resources(pool) == node["status"]["allocatable"]
+        # the instance type is the pool's node plus the provider's kube-reserved: allocatable comes out equal
+        assert it["resources"] == karpenter.with_kube_reserved(pool_resources(pool))
+        assert pool_resources(pool) == node["status"]["allocatable"]
         tmpl = nps[pool.name]["spec"]["template"]
         expected = {k: v for k, v in pool_labels(pool, "c1").items() if k not in ("kubernetes.io/os", "kubernetes.io/arch")}
         assert tmpl["metadata"]["labels"] == expected
@@ -34,6 +36,12 @@ def test_instance_types_and_node_pools_have_each_pools_shape() -> None:
     # a CPU-only shape is cheaper than any GPU shape: a CPU pod never makes Karpenter pick a GPU node by price
     assert types["aiconform-cpu"]["offerings"][0]["Price"] < types["aiconform-a100-1g"]["offerings"][0]["Price"]
     assert nps["cpu"]["spec"]["limits"] == {"cpu": "32"}
+
+
+def test_kube_reserved_is_added_once() -> None:
+    res = karpenter.with_kube_reserved({"cpu": "16", "memory": "128Gi", "pods": "110", "nvidia.com/gpu": "1"})
+    assert res == {"cpu": "16100m", "memory": str(128 * 2**30 + 10 * 2**20), "pods": "110", "nvidia.com/gpu": "1"}
+    assert karpenter.with_kube_reserved({"cpu": "500m", "memory": "1G"})["cpu"] == "600m"
 
 
 def test_autoscale_key_is_validated() -> None:

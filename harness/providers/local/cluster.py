@@ -345,7 +345,8 @@ class LocalCluster:
             todo = [a.name for a in chosen if a.name not in have]
             if not todo:
                 return []
-            facts = self._install_addons(tuple(todo), real=real, already=tuple(have))
+            facts = self._install_addons(tuple(todo), real=real, already=tuple(have),
+                                         pools=self._profile.pools if self._profile is not None else ())
             st["addons"] = [*have, *todo]
             st["facts"] = [*st.get("facts", []), *[f for f in facts if f not in st.get("facts", [])]]
             self.state_file.write_text(json.dumps(st, indent=2))
@@ -364,7 +365,8 @@ class LocalCluster:
             except KubeError:
                 return False
 
-    def _install_addons(self, names: Sequence[str], *, real: bool, already: Sequence[str] = ()) -> list[str]:
+    def _install_addons(self, names: Sequence[str], *, real: bool, already: Sequence[str] = (),
+                        pools: tuple[Pool, ...] = ()) -> list[str]:
         """Install ``names`` through harness.addons; host undo commands go to ``addons.json`` (run at teardown)."""
         from harness import addons
         from harness.providers.local.realnode import REAL_NODE_LABEL
@@ -384,7 +386,8 @@ class LocalCluster:
             return addons.install([addons.lookup(n) for n in names], client=client,
                                   load_image=self.load_image if real else None, resolver=resolver,
                                   node_selector={REAL_NODE_LABEL: "true"}, progress=self.progress,
-                                  record_undo=record, pki=self.pki, workdir=self.dir / "addons", supervisor=self.procs)
+                                  record_undo=record, pki=self.pki, workdir=self.dir / "addons", supervisor=self.procs,
+                                  cluster=self.name, pools=pools)
 
     # -- create -------------------------------------------------------------------------------------------------------
 
@@ -719,7 +722,8 @@ class _BringUp:
         register_nodes(self.cluster.client(), nodes, timeout=120)
 
     def install_addons(self) -> None:
-        self.facts = self.cluster._install_addons(self.profile.addons, real=self.profile.real_node.enabled)
+        self.facts = self.cluster._install_addons(self.profile.addons, real=self.profile.real_node.enabled,
+                                                  pools=self.profile.pools)
 
     def write_state(self) -> None:
         state = {
