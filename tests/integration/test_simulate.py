@@ -1,13 +1,14 @@
 """``aiconform simulate`` end to end on real local clusters (one per policy): a small user trace whose outcome
 differs by policy, and every difference read back from what the cluster did.
 
-The trace (trace seconds, compression 120: one wall second is two trace minutes) on 3 nodes × 8 GPUs:
+The trace (trace seconds, compression 240: one wall second is four trace minutes) on 3 nodes × 8 GPUs:
 - ``hog`` (team-a, low priority, 16 GPUs = 2 pods) and ``wide`` (team-a, low, 16 GPUs) arrive first: only 3 of
   their 4 pods fit;
-- ``urgent`` (team-b, high priority, 8 GPUs) arrives a little later, when every GPU is taken.
-FIFO: ``urgent`` waits, nothing is preempted, and one 16-GPU job runs with one pod placed and the other pending (it
-never runs whole at once).  Priority: the scheduler preempts a low-priority pod for ``urgent``.  Gang: no job is
-ever partly placed.
+- ``urgent`` (team-b, high priority, 8 GPUs) arrives a little later.
+Priority: ``wide`` runs partly placed (one pod holds 8 GPUs without its peer) and when every GPU is taken the
+scheduler preempts a low-priority pod for ``urgent``.  Gang: ``wide`` waits whole until two nodes are free, no job
+is ever partly placed and nothing is preempted.  (FIFO, the third shipped policy, costs another cluster: the unit
+tests and the bench cover it.)
 """
 
 from __future__ import annotations
@@ -30,30 +31,30 @@ def test_policies_differ_as_the_cluster_decided(tmp_path: Path, state_dir: Path)
     trace.write_text(TRACE)
     report = tmp_path / "report"
     res = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "simulate", "--trace", str(trace), "--policy", "fifo",
-         "--policy", "priority", "--policy", "gang", "--nodes", "3", "--compression", "120",
+        [sys.executable, "-m", "harness.cli", "simulate", "--trace", str(trace),
+         "--policy", "priority", "--policy", "gang", "--nodes", "3", "--compression", "240",
          "--report-dir", str(report)],
         capture_output=True, text=True, timeout=400, cwd=REPO, env=_env(state_dir),
     )
     assert res.returncode == 0, res.stderr[-3000:]
     doc = json.loads((report / "results.json").read_text())
     by = {p["policy"]: p for p in doc["policies"]}
-    assert set(by) == {"fifo", "priority", "gang"}
+    assert set(by) == {"priority", "gang"}
     for p in by.values():
         assert p["jobs_finished"] == 3 and p["finished_all"], p
         assert 0 < p["gpu_utilization_avg"] <= 1 and p["fairness_jain"] is not None
         assert len(p["timeline"]) > 10
-    fifo, prio, gang = by["fifo"], by["priority"], by["gang"]
-    assert fifo["pods_preempted"] == 0 and fifo["preemption_events"] == 0
+    prio, gang = by["priority"], by["gang"]
     assert prio["pods_preempted"] >= 1 and prio["preemption_events"] >= 1, prio
-    assert prio["teams"]["team-b"]["wait_p50_min"] < fifo["teams"]["team-b"]["wait_p50_min"]
-    # FIFO ran `wide` with one pod placed for most of `hog`'s run: GPUs held without progress
-    assert fifo["productive_utilization_avg"] < 0.9 * fifo["gpu_utilization_avg"], fifo
+    assert prio["preempt_reasons"].get("PreemptionByScheduler", 0) >= 1, prio["preempt_reasons"]
+    assert gang["pods_preempted"] == 0 and gang["preemption_events"] == 0, gang
+    # without gangs `wide` ran with one pod placed: GPUs held without progress
+    assert prio["productive_utilization_avg"] < 0.9 * prio["gpu_utilization_avg"], prio
     # gang scheduling placed every job whole or not at all
     assert gang["productive_utilization_avg"] >= 0.97 * gang["gpu_utilization_avg"], gang
     assert gang["jobs_never_fully_ran"] == 0
     html = (report / "report.html").read_text()
-    assert "<svg" in html and "Time compression 120" in html and "team-b" in html
+    assert "<svg" in html and "Time compression 240" in html and "team-b" in html
     assert not list(state_dir.glob("sim-*")), "a simulation cluster was left behind"
 
 
