@@ -11,7 +11,8 @@ addon leaves on the host (an nftables table) it declares as undo commands, which
 teardown.
 """
 
-from harness.addons.base import Addon, AddonContext, UndoCommand
+from harness.addons.base import Addon, AddonContext, HostContext, UndoCommand
 from harness.addons.installer import install, known_addons, lookup, preflight, undo_host_changes
 
-__all__ = ["Addon", "AddonContext", "UndoCommand", "install", "known_addons", "lookup", "preflight", "undo_host_changes"]
+__all__ = ["Addon", "AddonContext", "HostContext", "UndoCommand", "install", "known_addons", "lookup", "preflight",
+           "undo_host_changes"]

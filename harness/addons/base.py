@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from harness.images import Image
+    from harness.kube import KubeClient
+    from harness.pki import Pki
 
 Obj = dict[str, Any]
 UndoCommand = tuple[str, ...]
@@ -29,16 +31,38 @@ class AddonContext:
 
 
 @dataclass(frozen=True)
+class HostContext:
+    """What an addon that runs as a host process of the cluster (tier S: no node runs containers) gets."""
+
+    client: KubeClient
+    server: str
+    """The apiserver's URL as host processes reach it."""
+    pki: Pki
+    """The cluster's PKI: serving certificates signed by the cluster CA (the CA is the webhooks' caBundle)."""
+    run_dir: Path
+    """The cluster's run directory (removed at teardown)."""
+    go: str
+    """The Go toolchain (to locate the pinned module in the module cache)."""
+    start: Callable[[str, list[str]], None]
+    """Start a supervised host process (name, argv); the cluster's teardown stops it."""
+    wait_ready: Callable[[str, Callable[[], bool], float, str], None]
+    """Poll a probe until true with a deadline (name, probe, timeout, what), failing at once if the process died."""
+
+
+@dataclass(frozen=True)
 class Addon:
     name: str
     """Registry name, used in profiles (``addons: [NAME]``)."""
     binary: str
     """The binary's name in ``versions.toml``."""
-    image: Callable[[Path, str], Image]
+    image: Callable[[Path, str], Image] | None = None
     """The image definition for the resolved binary and its version (harness.images builds and caches it)."""
-    manifests: Callable[[AddonContext], list[Obj]]
-    workload: tuple[str, str, str]
+    manifests: Callable[[AddonContext], list[Obj]] = lambda ctx: []
+    workload: tuple[str, str, str] = ("", "", "")
     """(kind, namespace, name) of the DaemonSet or Deployment whose availability means "installed"."""
+    host: Callable[[HostContext, Path, str], None] | None = None
+    """Install as a host process instead of an image and a workload (given the context, the resolved binary and
+    its version): for controllers that must run on a cluster with no container-running node (tier S)."""
     facts: tuple[str, ...] = ()
     """Cluster facts the addon provides once installed (see harness.providers.base)."""
     needs_real_node: bool = True

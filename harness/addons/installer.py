@@ -13,14 +13,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from harness import images, proc
-from harness.addons import kube_router
-from harness.addons.base import Addon, AddonContext, UndoCommand
+from harness.addons import kube_router, kueue
+from harness.addons.base import Addon, AddonContext, HostContext, UndoCommand
 from harness.bins import BinaryResolver
 from harness.errors import AiconformError, ClusterError, CommandError, ConfigError
 from harness.kube import KubeClient
 
 Progress = Callable[[str], None]
-_REGISTRY: tuple[Addon, ...] = (kube_router.ADDON,)
+_REGISTRY: tuple[Addon, ...] = (kube_router.ADDON, kueue.ADDON)
 _BAD_WAITING = ("CrashLoopBackOff", "ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff", "CreateContainerError",
                 "CreateContainerConfigError", "RunContainerError", "InvalidImageName")
 
@@ -56,6 +56,7 @@ def install(
     node_selector: dict[str, str],
     progress: Progress,
     record_undo: Callable[[list[UndoCommand]], None],
+    host: HostContext | None = None,
     timeout: float = 120.0,
 ) -> list[str]:
     """Install each addon in order; returns the cluster facts they provide.  ``record_undo`` receives the host undo
@@ -71,7 +72,17 @@ def install(
             resolved = resolver.resolve(addon.binary)
             undo += addon.host_undo(resolved.path)
             record_undo(list(undo))
+            if addon.host is not None:
+                step = "host process"
+                if host is None:
+                    raise ClusterError("this cluster cannot run host processes for addons")
+                addon.host(host, resolved.path, resolved.version)
+                progress(f"  addon {addon.name} v{resolved.version} is running ({time.monotonic() - t0:.1f}s)")
+                facts += [f for f in addon.facts if f not in facts]
+                continue
             step = "image"
+            if addon.image is None:
+                raise ClusterError("the addon has neither an image nor a host process")
             image = addon.image(resolved.path, resolved.version)
             tag = image.ref
             archive = images.build(image, progress=_prefixed(progress, f"  addon {addon.name}: ")).archive

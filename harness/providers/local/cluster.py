@@ -43,6 +43,7 @@ from harness.errors import (
     PrivilegeError,
     UnsupportedCapability,
 )
+from harness.facts import control_plane_facts
 from harness.flags import component_settings
 from harness.kube import KubeClient, KubeConfig
 from harness.pki import Pki
@@ -657,9 +658,20 @@ class _BringUp:
 
         resolver = self.cluster._resolver or BinaryResolver(progress=self.cluster.progress)
         chosen = [addons.lookup(n) for n in self.profile.addons]
-        self.facts = addons.install(chosen, client=self.cluster.client(), load_image=self.cluster.load_image,
+        client = self.cluster.client()
+        procs = self.procs
+
+        def start(name: str, argv: list[str]) -> None:
+            self._start(name, argv)
+
+        def wait_ready(name: str, probe: Callable[[], bool], timeout: float, what: str) -> None:
+            procs.wait_ready(name, probe, timeout=timeout, what=what)
+
+        host = addons.HostContext(client=client, server=self.s.server, pki=self.cluster.pki, run_dir=self.cluster.dir,
+                                  go=resolver.go, start=start, wait_ready=wait_ready)
+        self.facts = addons.install(chosen, client=client, load_image=self.cluster.load_image,
                                     resolver=resolver, node_selector={REAL_NODE_LABEL: "true"},
-                                    progress=self.cluster.progress, record_undo=record)
+                                    progress=self.cluster.progress, record_undo=record, host=host)
 
     def write_state(self) -> None:
         state = {
@@ -672,7 +684,9 @@ class _BringUp:
             "tier": self.tier,
             "ports": self.s.ports.as_dict(),
             "components": self.components,
-            "facts": self.facts,
+            "facts": self.facts + [f for f in control_plane_facts(self.s.components.feature_gates,
+                                                                  self.s.components.runtime_config)
+                                   if f not in self.facts],
             "argv": self.argv,
             "gogc": (self.env or {}).get("GOGC"),
             "server": self.s.server,

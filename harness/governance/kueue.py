@@ -1,0 +1,246 @@
+"""Kueue queues from plain settings: one cohort of team ClusterQueues sharing a GPU flavor, each team's LocalQueue, and
+readers of what Kueue decided (admitted workloads, usage per queue, preemptions).
+
+The small public surface other parts of aiconform use (the simulator's Kueue policy, the Kueue scenarios, the bench):
+
+    cfg = QueueConfig(cohort="org", teams=(TeamQueue("research", "ns-a", gpus=8, borrowing_limit=4), ...),
+                      node_labels=pool.node_selector(), tolerations=(pool.toleration(),))
+    apply_queues(client, cfg)            # ResourceFlavor, Cohort, ClusterQueues, LocalQueues; waits until Active
+    client.create(job("j1", queue="research", pods=4, gpus_per_pod=1), namespace="ns-a")
+    usage = queue_usage(client, cfg)     # ClusterQueue -> GPUs admitted (and borrowed), as Kueue reports it
+    remove_queues(client, cfg)
+
+Kueue itself (CRDs, webhooks, the controller) is installed by the addon installer (``harness/addons/kueue.py``); every
+admission, borrowing and preemption decision read here is Kueue's.  A queue config its webhook refuses raises
+:class:`harness.errors.Invalid` carrying Kueue's own message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.errors import KubeError
+from harness.kube import KubeClient
+from harness.workloads import GPU, GPU_TOLERATION, PAUSE_IMAGE
+
+API = "kueue.x-k8s.io/v1beta2"
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
+OTHER_RESOURCES = {"cpu": "100k", "memory": "1000Ti"}
+"""Quota for what GPU pods also request (so only GPUs constrain admission): far above any sandbox."""
+PREEMPTION_POLICIES = ("Never", "LowerPriority", "LowerOrNewerEqualPriority", "Any")
+
+
+@dataclass(frozen=True)
+class TeamQueue:
+    """One team: a ClusterQueue in the cohort and a LocalQueue of the same name in the team's namespace."""
+
+    name: str
+    """ClusterQueue and LocalQueue name (a DNS label)."""
+    namespace: str
+    """Where the team's LocalQueue lives (its jobs name the queue with the ``kueue.x-k8s.io/queue-name`` label)."""
+    gpus: int
+    """Nominal GPU quota."""
+    borrowing_limit: int | None = None
+    """At most this many GPUs borrowed from the cohort beyond nominal; None: no limit (what the cohort has unused)."""
+    lending_limit: int | None = None
+    """At most this many of its nominal GPUs lent to the cohort; None: all of them."""
+    weight: float = 1.0
+    """Fair-sharing weight: a higher weight gets a larger share of what the cohort has to lend."""
+    reclaim_within_cohort: str = "Any"
+    """Preempt borrowers in the cohort to get back nominal quota: Never, LowerPriority or Any."""
+    within_cluster_queue: str = "LowerPriority"
+    """Preempt the team's own workloads for a more important one: Never, LowerPriority, LowerOrNewerEqualPriority."""
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    """The cohort, its GPU flavor and its teams."""
+
+    cohort: str
+    teams: tuple[TeamQueue, ...]
+    flavor: str = "gpu"
+    """ResourceFlavor name (cluster-scoped: unique per config when several live on one cluster)."""
+    resource: str = GPU
+    node_labels: dict[str, str] = field(default_factory=dict)
+    """The flavor's node labels: Kueue adds them as a nodeSelector to every pod it admits on the flavor."""
+    tolerations: tuple[dict[str, str], ...] = ()
+    """Tolerations Kueue adds to every pod it admits on the flavor (e.g. a sandbox pool's taint)."""
+    queueing_strategy: str = "BestEffortFIFO"
+    fair_sharing: bool = True
+    """Give every ClusterQueue its fair-sharing weight (the Configuration's ``fairSharing`` turns the algorithm on)."""
+
+
+# -- manifests ----------------------------------------------------------------------------------------------------
+
+
+def manifests(cfg: QueueConfig) -> list[dict[str, Any]]:
+    """The objects of ``cfg`` in apply order: ResourceFlavor, Cohort, ClusterQueues, LocalQueues."""
+    flavor: dict[str, Any] = {"apiVersion": API, "kind": "ResourceFlavor", "metadata": {"name": cfg.flavor},
+                              "spec": {}}
+    if cfg.node_labels:
+        flavor["spec"]["nodeLabels"] = dict(cfg.node_labels)
+    if cfg.tolerations:
+        flavor["spec"]["tolerations"] = [dict(t) for t in cfg.tolerations]
+    out = [flavor, {"apiVersion": API, "kind": "Cohort", "metadata": {"name": cfg.cohort}, "spec": {}}]
+    out += [cluster_queue(cfg, t) for t in cfg.teams]
+    out += [local_queue(t) for t in cfg.teams]
+    return out
+
+
+def cluster_queue(cfg: QueueConfig, team: TeamQueue) -> dict[str, Any]:
+    gpu: dict[str, Any] = {"name": cfg.resource, "nominalQuota": str(team.gpus)}
+    if team.borrowing_limit is not None:
+        gpu["borrowingLimit"] = str(team.borrowing_limit)
+    if team.lending_limit is not None:
+        gpu["lendingLimit"] = str(team.lending_limit)
+    others = [{"name": r, "nominalQuota": q} for r, q in OTHER_RESOURCES.items()]
+    spec: dict[str, Any] = {
+        "cohortName": cfg.cohort,
+        "namespaceSelector": {},
+        "queueingStrategy": cfg.queueing_strategy,
+        "resourceGroups": [{"coveredResources": [cfg.resource, *OTHER_RESOURCES],
+                            "flavors": [{"name": cfg.flavor, "resources": [gpu, *others]}]}],
+        "preemption": {"reclaimWithinCohort": team.reclaim_within_cohort,
+                       "withinClusterQueue": team.within_cluster_queue},
+    }
+    if cfg.fair_sharing:
+        spec["fairSharing"] = {"weight": _quantity(team.weight)}
+    return {"apiVersion": API, "kind": "ClusterQueue", "metadata": {"name": team.name}, "spec": spec}
+
+
+def local_queue(team: TeamQueue) -> dict[str, Any]:
+    return {"apiVersion": API, "kind": "LocalQueue", "metadata": {"name": team.name, "namespace": team.namespace},
+            "spec": {"clusterQueue": team.name}}
+
+
+def _quantity(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{int(round(v * 1000))}m"
+
+
+def job(name: str, *, queue: str, pods: int, gpus_per_pod: int, priority_class: str | None = None,
+        labels: dict[str, str] | None = None, seconds: int | None = None) -> dict[str, Any]:
+    """A suspended batch/v1 Job of ``pods`` parallel pods of ``gpus_per_pod`` GPUs, queued in ``queue``: Kueue
+    admits it as one workload (all its pods or none) and unsuspends it.  ``seconds``: KWOK's pod run time is not
+    modelled here; the pods run until deleted."""
+    md_labels = {QUEUE_LABEL: queue, **(labels or {})}
+    if priority_class:
+        md_labels[PRIORITY_LABEL] = priority_class
+    container: dict[str, Any] = {"name": "main", "image": PAUSE_IMAGE, "imagePullPolicy": "IfNotPresent",
+                                 "resources": {"requests": {GPU: str(gpus_per_pod), "cpu": "100m", "memory": "64Mi"},
+                                               "limits": {GPU: str(gpus_per_pod)}}}
+    if seconds is not None:
+        container["command"] = ["sleep", str(seconds)]
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": name, "labels": md_labels},
+        "spec": {"parallelism": pods, "completions": pods, "suspend": True, "backoffLimit": 0,
+                 "template": {"metadata": {"labels": dict(labels or {})},
+                              "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 0,
+                                       "tolerations": [GPU_TOLERATION], "containers": [container]}}},
+    }
+
+
+def workload_priority_class(name: str, value: int) -> dict[str, Any]:
+    return {"apiVersion": API, "kind": "WorkloadPriorityClass", "metadata": {"name": name}, "value": value}
+
+
+# -- apply / remove -------------------------------------------------------------------------------------------------
+
+
+def apply_queues(client: KubeClient, cfg: QueueConfig, *, timeout: float = 60.0) -> None:
+    """Create (server-side apply) the config's objects and watch until Kueue reports every ClusterQueue Active.
+    A config Kueue's webhook refuses raises Invalid with Kueue's message."""
+    for obj in manifests(cfg):
+        client.apply(obj, field_manager="aiconform-kueue")
+    names = {t.name for t in cfg.teams}
+    client.wait_all("ClusterQueue", names, lambda cq: _condition_true(cq, "Active"), timeout=timeout,
+                    what=f"ClusterQueues {', '.join(sorted(names))} to be Active", api_version=API)
+
+
+def remove_queues(client: KubeClient, cfg: QueueConfig) -> None:
+    """Delete the config's objects (LocalQueues first); what is already gone is fine."""
+    for obj in reversed(manifests(cfg)):
+        md = obj["metadata"]
+        try:
+            client.delete(obj["kind"], md["name"], md.get("namespace"), api_version=API)
+        except KubeError:
+            pass
+
+
+# -- reading what Kueue decided ---------------------------------------------------------------------------------------
+
+
+def _condition_true(obj: dict[str, Any], ctype: str) -> bool:
+    return any(c.get("type") == ctype and c.get("status") == "True"
+               for c in obj.get("status", {}).get("conditions", []) or [])
+
+
+def is_admitted(wl: dict[str, Any]) -> bool:
+    return _condition_true(wl, "Admitted")
+
+
+def is_evicted(wl: dict[str, Any]) -> bool:
+    return _condition_true(wl, "Evicted")
+
+
+def is_preempted(wl: dict[str, Any]) -> bool:
+    return _condition_true(wl, "Preempted")
+
+
+def workload_gpus(wl: dict[str, Any], resource: str = GPU) -> int:
+    """GPUs the workload asks for in all (count x per-pod request, over its pod sets)."""
+    total = 0
+    for ps in wl.get("spec", {}).get("podSets", []) or []:
+        per_pod = 0
+        for c in ps.get("template", {}).get("spec", {}).get("containers", []) or []:
+            res = c.get("resources", {})
+            per_pod += int((res.get("requests") or res.get("limits") or {}).get(resource, 0) or 0)
+        total += per_pod * int(ps.get("count", 1))
+    return total
+
+
+def admitted_queue(wl: dict[str, Any]) -> str | None:
+    adm = wl.get("status", {}).get("admission") or {}
+    return adm.get("clusterQueue") if is_admitted(wl) else None
+
+
+def workloads(client: KubeClient, namespaces: Iterable[str]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for ns in namespaces:
+        out += client.list("Workload", ns, api_version=API)["items"]
+    return out
+
+
+def owner_name(wl: dict[str, Any]) -> str:
+    """The name of the job that owns a Workload (Kueue names workloads ``job-<name>-<hash>``)."""
+    refs = wl["metadata"].get("ownerReferences") or []
+    return str(refs[0]["name"]) if refs else str(wl["metadata"]["name"])
+
+
+@dataclass(frozen=True)
+class QueueUsage:
+    """What one ClusterQueue holds, as Kueue's status reports it."""
+
+    total: int
+    """GPUs of admitted workloads (``flavorsUsage``)."""
+    borrowed: int
+    admitted: int
+    pending: int
+
+
+def queue_usage(client: KubeClient, cfg: QueueConfig) -> dict[str, QueueUsage]:
+    out: dict[str, QueueUsage] = {}
+    for team in cfg.teams:
+        st = client.get("ClusterQueue", team.name, api_version=API).get("status", {})
+        total = borrowed = 0
+        for fl in st.get("flavorsUsage", []) or []:
+            for r in fl.get("resources", []) or []:
+                if r.get("name") == cfg.resource:
+                    total += int(r.get("total", 0) or 0)
+                    borrowed += int(r.get("borrowed", 0) or 0)
+        out[team.name] = QueueUsage(total, borrowed, int(st.get("admittedWorkloads", 0)),
+                                    int(st.get("pendingWorkloads", 0)))
+    return out
