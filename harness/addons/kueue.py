@@ -55,6 +55,9 @@ FRAMEWORKS = ("batch/job", "jobset.x-k8s.io/jobset")
 """Integrations turned on: plain Jobs and JobSets."""
 _FRAMEWORK_GROUPS = {"batch/job": ("batch", "jobs"), "jobset.x-k8s.io/jobset": ("jobset.x-k8s.io", "jobsets")}
 KUEUE_GROUP = "kueue.x-k8s.io"
+BATCH_LABEL = "aiconform.io/kueue-batch"
+"""A job label Kueue copies onto its Workload (``integrations.labelKeysToCopy``), so a batch of workloads is found
+by one label selector."""
 EXCLUDED_NAMESPACES = ("kube-system", NAMESPACE)
 """Namespaces upstream's kustomization keeps out of the job and pod webhooks."""
 
@@ -63,17 +66,19 @@ EXCLUDED_NAMESPACES = ("kube-system", NAMESPACE)
 class KueueSettings:
     """What the Kueue Configuration turns on; defaults suit a tier S cluster of simulated nodes."""
 
-    wait_for_pods_ready_s: int = 20
+    wait_for_pods_ready_s: int = 10
     """``waitForPodsReady.timeout``: an admitted workload whose pods are not all Ready by then is evicted and
     requeued (all-or-nothing admission)."""
-    block_admission: bool = True
+    block_admission: bool = False
     """``waitForPodsReady.blockAdmission``: admit the next workload only once the admitted ones have all their pods
-    Ready (no two gangs half-placed at once)."""
+    Ready.  Off: admissions go on in parallel and a gang that cannot get all its pods Ready is still evicted at the
+    timeout (all or nothing), without serialising every admission behind the slowest gang."""
     requeue_backoff_base_s: int = 5
     requeue_backoff_limit: int | None = None
     """Evictions before a workload is deactivated; None: requeue forever."""
     fair_sharing: tuple[str, ...] = ("LessThanOrEqualToFinalShare", "LessThanInitialShare")
     frameworks: tuple[str, ...] = FRAMEWORKS
+    label_keys_to_copy: tuple[str, ...] = (BATCH_LABEL,)
     qps: int = 300
     burst: int = 500
     feature_gates: dict[str, bool] = field(default_factory=lambda: {"VisibilityOnDemand": False})
@@ -182,7 +187,8 @@ def configuration(settings: KueueSettings, *, webhook_port: int, health_port: in
                              "recoveryTimeout": f"{settings.wait_for_pods_ready_s}s",
                              "requeuingStrategy": requeue},
         "clientConnection": {"qps": settings.qps, "burst": settings.burst},
-        "integrations": {"frameworks": list(settings.frameworks)},
+        "integrations": {"frameworks": list(settings.frameworks),
+                         "labelKeysToCopy": list(settings.label_keys_to_copy)},
         "fairSharing": {"preemptionStrategies": list(settings.fair_sharing)},
         "featureGates": dict(settings.feature_gates),
     }

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.addons.kueue import BATCH_LABEL
 from harness.errors import KubeError
 from harness.kube import KubeClient
 from harness.workloads import GPU, GPU_TOLERATION, PAUSE_IMAGE
@@ -121,11 +122,14 @@ def _quantity(v: float) -> str:
 
 
 def job(name: str, *, queue: str, pods: int, gpus_per_pod: int, priority_class: str | None = None,
-        labels: dict[str, str] | None = None, seconds: int | None = None) -> dict[str, Any]:
+        batch: str | None = None, labels: dict[str, str] | None = None,
+        seconds: int | None = None) -> dict[str, Any]:
     """A suspended batch/v1 Job of ``pods`` parallel pods of ``gpus_per_pod`` GPUs, queued in ``queue``: Kueue
     admits it as one workload (all its pods or none) and unsuspends it.  ``seconds``: KWOK's pod run time is not
-    modelled here; the pods run until deleted."""
-    md_labels = {QUEUE_LABEL: queue, **(labels or {})}
+    modelled here; the pods run until deleted.  ``batch`` labels the job, its pods and (through Kueue) its Workload
+    (:func:`settle`)."""
+    labels = {**(labels or {}), **({BATCH_LABEL: batch} if batch else {})}
+    md_labels = {QUEUE_LABEL: queue, **labels}
     if priority_class:
         md_labels[PRIORITY_LABEL] = priority_class
     container: dict[str, Any] = {"name": "main", "image": PAUSE_IMAGE, "imagePullPolicy": "IfNotPresent",
@@ -137,7 +141,7 @@ def job(name: str, *, queue: str, pods: int, gpus_per_pod: int, priority_class: 
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"name": name, "labels": md_labels},
         "spec": {"parallelism": pods, "completions": pods, "suspend": True, "backoffLimit": 0,
-                 "template": {"metadata": {"labels": dict(labels or {})},
+                 "template": {"metadata": {"labels": dict(labels)},
                               "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 0,
                                        "tolerations": [GPU_TOLERATION], "containers": [container]}}},
     }
@@ -244,3 +248,99 @@ def queue_usage(client: KubeClient, cfg: QueueConfig) -> dict[str, QueueUsage]:
         out[team.name] = QueueUsage(total, borrowed, int(st.get("admittedWorkloads", 0)),
                                     int(st.get("pendingWorkloads", 0)))
     return out
+
+
+# -- settling: waiting for Kueue's verdict on every workload ------------------------------------------------------------
+
+RUN_LABEL = BATCH_LABEL
+"""Label on the jobs (and their pods) of one batch of submissions, so one watch sees all of them; Kueue copies it
+onto their Workloads."""
+
+
+def has_verdict(wl: dict[str, Any]) -> bool:
+    """Kueue has decided about the workload: admitted, or judged (QuotaReserved False with its reason)."""
+    if is_admitted(wl):
+        return not (is_evicted(wl) or is_preempted(wl))  # evicted but still holding quota: not decided yet
+    for c in wl.get("status", {}).get("conditions", []) or []:
+        if c.get("type") == "QuotaReserved" and c.get("status") == "False" and c.get("message"):
+            return "preemption" not in str(c["message"]).lower()  # "Pending the preemption of N workload(s)"
+    return False
+
+
+def verdict_message(wl: dict[str, Any]) -> str:
+    for c in wl.get("status", {}).get("conditions", []) or []:
+        if c.get("type") in ("QuotaReserved", "Evicted", "Preempted") and c.get("message"):
+            return str(c["message"])
+    return ""
+
+
+@dataclass(frozen=True)
+class WorkloadView:
+    """One job's workload as Kueue left it, with its pods as the scheduler left them."""
+
+    job: str
+    namespace: str
+    gpus: int
+    admitted_to: str | None
+    pods: int
+    bound: int
+    message: str
+    preempted: bool
+
+
+def settle(client: KubeClient, batch: str, jobs: int, *, timeout: float = 30.0) -> list[WorkloadView]:
+    """Watch until Kueue has a verdict on each of the batch's ``jobs`` workloads and the pods agree with it (an
+    admitted job's pods all bound, a pending job's pods all gone); at the deadline, returns what is there (the
+    caller's invariants then say what is wrong)."""
+    from harness.errors import WaitTimeout
+    from harness.kube import is_bound
+
+    def wl_done(state: dict[str, dict[str, Any]]) -> bool:
+        mine = [w for w in state.values() if _batch_of(w) == batch]
+        return len(mine) >= jobs and all(has_verdict(w) for w in mine)
+
+    try:
+        client.wait_for("Workload", condition=wl_done, timeout=timeout, api_version=API,
+                        what=f"Kueue's verdict on {jobs} workloads")
+    except WaitTimeout:
+        pass
+    wls = [w for w in client.list("Workload", api_version=API)["items"] if _batch_of(w) == batch]
+    want = {(w["metadata"]["namespace"], owner_name(w)): _pods_wanted(w) for w in wls}
+
+    def pods_agree(state: dict[str, dict[str, Any]]) -> bool:
+        live = [p for p in state.values() if not p["metadata"].get("deletionTimestamp")]
+        gone = len(live) == len(state)
+        per: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for p in live:
+            key = (p["metadata"]["namespace"], p["metadata"].get("labels", {}).get("batch.kubernetes.io/job-name", ""))
+            per.setdefault(key, []).append(p)
+        return gone and all(
+            (len(per.get(k, [])) == n and all(is_bound(p) for p in per.get(k, []))) for k, n in want.items())
+
+    try:
+        client.wait_for("Pod", label_selector=f"{RUN_LABEL}={batch}", condition=pods_agree, timeout=timeout,
+                        what=f"pods of the {len(want)} jobs to match Kueue's admissions")
+    except WaitTimeout:
+        pass
+    pods = client.list("Pod", label_selector=f"{RUN_LABEL}={batch}")["items"]
+    out = []
+    for w in client.list("Workload", api_version=API)["items"]:
+        if _batch_of(w) != batch:
+            continue
+        ns, job_name = w["metadata"]["namespace"], owner_name(w)
+        mine = [p for p in pods if p["metadata"]["namespace"] == ns
+                and p["metadata"].get("labels", {}).get("batch.kubernetes.io/job-name") == job_name]
+        out.append(WorkloadView(job_name, ns, workload_gpus(w), admitted_queue(w), len(mine),
+                                sum(1 for p in mine if is_bound(p)), verdict_message(w),
+                                is_preempted(w) or is_evicted(w)))
+    return sorted(out, key=lambda v: (v.namespace, v.job))
+
+
+def _pods_wanted(wl: dict[str, Any]) -> int:
+    if not is_admitted(wl):
+        return 0
+    return sum(int(ps.get("count", 1)) for ps in wl.get("spec", {}).get("podSets", []) or [])
+
+
+def _batch_of(wl: dict[str, Any]) -> str:
+    return str((wl["metadata"].get("labels") or {}).get(RUN_LABEL, ""))

@@ -1,0 +1,116 @@
+"""Kueue queue manifests, the Kueue Configuration and webhook configurations the addon derives from the pinned
+module, and the property model's invariants (each must catch the violation it names)."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.addons import kueue as addon
+from harness.bins import BinaryResolver
+from harness.governance import gang
+from harness.governance import kueue as kq
+from scenarios.test_kueue_properties import TeamSpec, check_invariants
+
+
+def _cfg() -> kq.QueueConfig:
+    return kq.QueueConfig(cohort="org", flavor="gpu-x", node_labels={"aiconform.io/pool": "p"},
+                          tolerations=({"key": "k", "operator": "Exists", "effect": "NoSchedule"},),
+                          teams=(kq.TeamQueue("a", "ns-a", 4, borrowing_limit=2, weight=2),
+                                 kq.TeamQueue("b", "ns-b", 4, lending_limit=1, weight=0.5)))
+
+
+def test_queue_manifests_carry_quota_limits_cohort_and_weights() -> None:
+    objs = {(o["kind"], o["metadata"]["name"]): o for o in kq.manifests(_cfg())}
+    flavor = objs[("ResourceFlavor", "gpu-x")]["spec"]
+    assert flavor["nodeLabels"] == {"aiconform.io/pool": "p"} and flavor["tolerations"][0]["key"] == "k"
+    a = objs[("ClusterQueue", "a")]["spec"]
+    b = objs[("ClusterQueue", "b")]["spec"]
+    gpu_a = a["resourceGroups"][0]["flavors"][0]["resources"][0]
+    gpu_b = b["resourceGroups"][0]["flavors"][0]["resources"][0]
+    assert a["cohortName"] == "org" and gpu_a == {"name": "nvidia.com/gpu", "nominalQuota": "4", "borrowingLimit": "2"}
+    assert gpu_b == {"name": "nvidia.com/gpu", "nominalQuota": "4", "lendingLimit": "1"}
+    assert a["fairSharing"]["weight"] == "2" and b["fairSharing"]["weight"] == "500m"
+    assert objs[("LocalQueue", "a")]["metadata"]["namespace"] == "ns-a"
+    assert [o["kind"] for o in kq.manifests(_cfg())][:2] == ["ResourceFlavor", "Cohort"]
+
+
+def test_job_is_one_suspended_gang_in_its_queue() -> None:
+    j = kq.job("j", queue="a", pods=4, gpus_per_pod=2, batch="b1")
+    assert j["spec"]["suspend"] is True and j["spec"]["parallelism"] == j["spec"]["completions"] == 4
+    assert j["metadata"]["labels"] == {kq.QUEUE_LABEL: "a", kq.RUN_LABEL: "b1"}
+    assert j["spec"]["template"]["metadata"]["labels"] == {kq.RUN_LABEL: "b1"}
+    wl = {"spec": {"podSets": [{"count": 4, "template": j["spec"]["template"]}]}}
+    assert kq.workload_gpus(wl) == 8
+
+
+def test_native_gang_objects_link_pods_to_their_group() -> None:
+    pg = gang.pod_group("g", 3, workload_name="w")
+    assert pg["spec"] == {"schedulingPolicy": {"gang": {"minCount": 3}},
+                          "workloadRef": {"workloadName": "w", "templateName": gang.TEMPLATE}}
+    assert gang.workload("w", 3)["spec"]["podGroupTemplates"][0]["name"] == gang.TEMPLATE
+    assert gang.member_pod("g", 0, 1)["spec"]["schedulingGroup"] == {"podGroupName": "g"}
+
+
+def test_configuration_turns_on_what_the_checks_need() -> None:
+    cfg = addon.configuration(addon.KueueSettings(), webhook_port=1234, health_port=5678, cert_dir="/certs")
+    assert cfg["waitForPodsReady"]["timeout"] == "10s"
+    assert cfg["fairSharing"]["preemptionStrategies"] == ["LessThanOrEqualToFinalShare", "LessThanInitialShare"]
+    assert "jobset.x-k8s.io/jobset" in cfg["integrations"]["frameworks"]
+    assert cfg["webhook"] == {"host": "127.0.0.1", "port": 1234, "certDir": "/certs"}
+    assert cfg["internalCertManagement"] == {"enable": False} and cfg["leaderElection"] == {"leaderElect": False}
+
+
+@pytest.fixture(scope="module")
+def module_dir() -> object:
+    r = BinaryResolver()
+    if not r.go:
+        pytest.skip("no Go toolchain to locate the pinned Kueue module")
+    return addon.module_dir(r.go, r.versions.component("kueue").version)
+
+
+def test_upstream_objects_are_read_from_the_pinned_module(module_dir: object) -> None:
+    from pathlib import Path
+
+    assert isinstance(module_dir, Path)
+    url = "https://127.0.0.1:9"
+    crds = {c["spec"]["names"]["plural"]: c for c in addon.crds(module_dir, webhook_url=url, ca_bundle="Q0E=")}
+    assert crds["workloads"]["spec"]["conversion"]["webhook"]["clientConfig"] == {"url": url + "/convert",
+                                                                                  "caBundle": "Q0E="}
+    assert "conversion" not in crds["resourceflavors"]["spec"]
+    hooks = {h["name"]: h for c in addon.webhook_configurations(module_dir, webhook_url=url, ca_bundle="Q0E=")
+             for h in c["webhooks"]}
+    assert {"vclusterqueue.kb.io", "mjob.kb.io", "vjobset.kb.io"} <= set(hooks)
+    assert not {"mpod.kb.io", "mdeployment.kb.io", "mrayjob.kb.io"} & set(hooks), "webhooks of integrations left off"
+    assert hooks["mjob.kb.io"]["clientConfig"]["url"] == url + "/mutate-batch-v1-job"
+    assert "namespaceSelector" in hooks["mjob.kb.io"] and "namespaceSelector" not in hooks["vclusterqueue.kb.io"]
+    role = [o for o in addon.rbac(module_dir) if o["kind"] == "ClusterRole"][0]
+    assert role["metadata"]["name"] == "kueue-manager-role" and role["rules"]
+
+
+def _view(job: str, ns: str, gpus: int, cq: str | None, pods: int, bound: int) -> kq.WorkloadView:
+    return kq.WorkloadView(job, ns, gpus, cq, pods, bound, "", False)
+
+
+def _pair(nominal_a: int = 2, nominal_b: int = 2, borrow_a: int | None = None) -> tuple[kq.QueueConfig, list[TeamSpec]]:
+    cfg = kq.QueueConfig(cohort="c", teams=(kq.TeamQueue("a", "na", nominal_a, borrowing_limit=borrow_a),
+                                            kq.TeamQueue("b", "nb", nominal_b)))
+    return cfg, [TeamSpec(nominal_a, borrow_a, None), TeamSpec(nominal_b, None, None)]
+
+
+def test_model_accepts_a_correct_outcome() -> None:
+    cfg, specs = _pair()
+    views = [_view("j0", "na", 3, "a", 3, 3), _view("j1", "nb", 1, "b", 1, 1), _view("j2", "na", 1, None, 0, 0)]
+    assert check_invariants(cfg, specs, views)["gang_whole_or_nothing"] == 3
+
+
+@pytest.mark.parametrize(("views", "borrow", "invariant"), [
+    ([_view("j0", "na", 3, "a", 3, 3)], 0, "usage_within_limits"),
+    ([_view("j0", "na", 5, "a", 5, 5)], None, "usage_within_limits"),
+    ([_view("j0", "na", 2, "a", 2, 1)], None, "gang_whole_or_nothing"),
+    ([_view("j0", "na", 2, None, 1, 1)], None, "gang_whole_or_nothing"),
+    ([_view("j0", "na", 4, "a", 4, 4), _view("j1", "nb", 1, None, 0, 0)], None, "no_starved_nominal"),
+])
+def test_model_names_the_broken_invariant(views: list[kq.WorkloadView], borrow: int | None, invariant: str) -> None:
+    cfg, specs = _pair(borrow_a=borrow)
+    with pytest.raises(AssertionError, match=invariant):
+        check_invariants(cfg, specs, views)
