@@ -1,65 +1,58 @@
 """Kueue (``sigs.k8s.io/kueue``, pinned in versions.toml) as an addon: the real controller with its real webhooks.
 
-Everything upstream ships is read at install time from the pinned module in the Go module cache (never copied into
-this repository): the CRDs (``config/components/crd/bases``, with the conversion webhook of the CRDs upstream's
-kustomization patches), the manager's ClusterRole (``config/components/rbac/role.yaml``) and the webhook
-configurations (``config/components/webhook/manifests.yaml``).  The harness changes only what a deployment changes:
-names get Kueue's ``kueue-`` prefix, webhooks call the controller at the address the harness serves it on with a
-serving certificate from the cluster CA (``caBundle``), and only the webhooks of the integrations turned on are kept
-(a webhook of an integration that is off would still be called, with ``failurePolicy: Fail``).
+Its manifests are upstream's ``config/default`` kustomization, rendered at install time from the pinned module in the
+Go module cache (CRDs with their conversion webhooks, RBAC, the manager Deployment, webhook configurations; never
+copied into this repository), changed only where this harness must differ:
 
-The Kueue Configuration (:func:`configuration`) turns on what the governance checks need: ``waitForPodsReady``
-(all-or-nothing admission: a workload whose pods do not all become Ready in time is evicted and requeued), fair
-sharing (preemption strategies between ClusterQueues of a cohort) and the ``batch/job`` and JobSet integrations.
+- the installer owns the webhook certificate (Secret ``kueue-webhook-server-cert``, caBundles): Kueue's own cert
+  rotation is off, and the Configuration (:func:`configuration`) replaces upstream's ConfigMap: ``waitForPodsReady``
+  (all-or-nothing admission: a workload whose pods are not all Ready in time is evicted and requeued), fair sharing
+  (preemption strategies between the ClusterQueues of a cohort), the ``batch/job`` and JobSet integrations;
+- only the webhooks of the integrations turned on are kept: a webhook of an integration that is off would still be
+  called, with ``failurePolicy: Fail`` (upstream's pod webhook would then judge every pod of the cluster);
+- the visibility API (an aggregated APIService) is left out and its gate off: a tier S apiserver cannot reach an
+  APIService backend;
+- Kueue reads a metrics certificate from the fixed path ``/etc/kueue/metrics/certs`` when it does not manage
+  certificates itself: the pod mounts the serving certificate there too; the image is built here FROM scratch.
 
-Tier S (no node that runs containers): the controller runs as a host process in a private root directory (a user and
-mount namespace, ``unshare --map-root-user --root``), because Kueue reads its metrics certificate from the fixed path
-``/etc/kueue/metrics/certs`` when it does not manage certificates itself; the private root holds that path without
-touching the host's ``/etc``.  It talks to the apiserver as the ServiceAccount ``kueue-system/kueue-controller-manager``
-(a client certificate with that user name), so upstream's RBAC is what it runs under.
+Tier S (no node that runs containers): the same binary runs as a host process in a private root directory (a user
+and mount namespace, ``unshare --map-root-user --root``) that holds ``/etc/kueue/metrics/certs`` without touching the
+host's ``/etc``; it shares the host network, so its webhook on 127.0.0.1 is the apiserver's to call.
 
 Owns Kueue's manifests and its Configuration.  Queues, cohorts and workloads are harness/governance/kueue.py's.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import shutil
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from harness import proc
-from harness.addons.base import Addon, HostContext
-from harness.errors import ApiError, ClusterError, CommandError, Invalid
-from harness.kube import KubeClient
-from harness.providers.common import free_port, write_kubeconfig
+from harness import images
+from harness.addons.base import Addon, AddonContext, HostContext, HostProcess, Obj, WebhookProbe, Webhooks
 
-COMPONENT = "kueue"
-"""The host process's name in the cluster's supervisor (pidfile, log)."""
+NAME = "kueue"
 NAMESPACE = "kueue-system"
-PREFIX = "kueue-"
-SERVICE_ACCOUNT = "kueue-controller-manager"
-USER = f"system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}"
+DEPLOYMENT = "kueue-controller-manager"
+CONFIG_MAP = "kueue-manager-config"
+CONFIG_KEY = "controller_manager_config.yaml"
+WEBHOOK_SERVICE = "kueue-webhook-service"
+WEBHOOK_SECRET = "kueue-webhook-server-cert"
 CONFIG_API = "config.kueue.x-k8s.io/v1beta2"
-CRD_DIR = "config/components/crd/bases"
-CONVERTED_CRDS = ("localqueues", "clusterqueues", "cohorts", "workloads", "multikueueclusters")
-"""CRDs whose conversion webhook upstream's config/components/crd/kustomization.yaml turns on."""
+METRICS_CERTS = "/etc/kueue/metrics/certs"
+POD_CERT_DIR = "/tmp/k8s-webhook-server/serving-certs"
+RUN_AS = 65532
 FRAMEWORKS = ("batch/job", "jobset.x-k8s.io/jobset")
 """Integrations turned on: plain Jobs and JobSets."""
-_FRAMEWORK_GROUPS = {"batch/job": ("batch", "jobs"), "jobset.x-k8s.io/jobset": ("jobset.x-k8s.io", "jobsets")}
+_FRAMEWORK_RESOURCES = {"batch/job": ("batch", "jobs"), "jobset.x-k8s.io/jobset": ("jobset.x-k8s.io", "jobsets")}
 KUEUE_GROUP = "kueue.x-k8s.io"
 BATCH_LABEL = "aiconform.io/kueue-batch"
 """A job label Kueue copies onto its Workload (``integrations.labelKeysToCopy``), so a batch of workloads is found
 by one label selector."""
-EXCLUDED_NAMESPACES = ("kube-system", NAMESPACE)
-"""Namespaces upstream's kustomization keeps out of the job and pod webhooks."""
 
 
 @dataclass(frozen=True)
@@ -85,90 +78,9 @@ class KueueSettings:
     """The visibility API is an aggregated APIService, which a tier S apiserver (loopback only) cannot reach."""
 
 
-def module_dir(go: str, version: str) -> Path:
-    """The pinned module's directory in the Go module cache (downloaded through the module proxy if missing)."""
-    try:
-        res = proc.run([go, "mod", "download", "-json", f"sigs.k8s.io/kueue@v{version}"], timeout=600)
-    except CommandError as err:
-        raise ClusterError(f"cannot fetch sigs.k8s.io/kueue v{version} from the Go module proxy: {err}") from err
-    return Path(json.loads(res.stdout)["Dir"])
-
-
-def _load_all(path: Path) -> list[dict[str, Any]]:
-    try:
-        return [d for d in yaml.safe_load_all(path.read_text()) if d]
-    except (OSError, yaml.YAMLError) as err:
-        raise ClusterError(f"cannot read {path}: {err}") from err
-
-
-def crds(mod: Path, *, webhook_url: str, ca_bundle: str) -> list[dict[str, Any]]:
-    """Every CRD upstream ships, with the conversion webhook where upstream turns it on."""
-    out = []
-    for f in sorted((mod / CRD_DIR).glob("*.yaml")):
-        for crd in _load_all(f):
-            if crd["spec"]["names"]["plural"] in CONVERTED_CRDS:
-                crd["spec"]["conversion"] = {"strategy": "Webhook", "webhook": {
-                    "clientConfig": {"url": f"{webhook_url}/convert", "caBundle": ca_bundle},
-                    "conversionReviewVersions": ["v1"]}}
-            out.append(crd)
-    if not out:
-        raise ClusterError(f"no CRDs under {mod / CRD_DIR}")
-    return out
-
-
-def rbac(mod: Path) -> list[dict[str, Any]]:
-    """The manager's ClusterRole (upstream's ``manager-role``) bound to Kueue's ServiceAccount."""
-    roles = [d for d in _load_all(mod / "config/components/rbac/role.yaml") if d["kind"] == "ClusterRole"]
-    if len(roles) != 1:
-        raise ClusterError("config/components/rbac/role.yaml: expected one ClusterRole")
-    role = roles[0]
-    role["metadata"] = {"name": PREFIX + role["metadata"]["name"]}
-    return [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": SERVICE_ACCOUNT, "namespace": NAMESPACE}},
-        role,
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-         "metadata": {"name": PREFIX + "manager-rolebinding"},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role["metadata"]["name"]},
-         "subjects": [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": NAMESPACE}]},
-    ]
-
-
-def _kept(hook: dict[str, Any], frameworks: tuple[str, ...]) -> bool:
-    wanted = {_FRAMEWORK_GROUPS[f] for f in frameworks if f in _FRAMEWORK_GROUPS}
-    for rule in hook.get("rules", []):
-        for group in rule.get("apiGroups", []):
-            if group == KUEUE_GROUP:
-                return True
-            if any((group, r) in wanted for r in rule.get("resources", [])):
-                return True
-    return False
-
-
-def webhook_configurations(mod: Path, *, webhook_url: str, ca_bundle: str,
-                           frameworks: tuple[str, ...] = FRAMEWORKS) -> list[dict[str, Any]]:
-    """Upstream's mutating and validating webhook configurations, calling ``webhook_url`` + each webhook's path."""
-    out = []
-    for cfg in _load_all(mod / "config/components/webhook/manifests.yaml"):
-        cfg["metadata"] = {"name": PREFIX + cfg["metadata"]["name"]}
-        hooks = []
-        for hook in cfg["webhooks"]:
-            if not _kept(hook, frameworks):
-                continue
-            path = hook["clientConfig"]["service"]["path"]
-            hook["clientConfig"] = {"url": webhook_url + path, "caBundle": ca_bundle}
-            if not any(KUEUE_GROUP in r.get("apiGroups", []) for r in hook.get("rules", [])):
-                hook["namespaceSelector"] = {"matchExpressions": [
-                    {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": list(EXCLUDED_NAMESPACES)}]}
-            hook["timeoutSeconds"] = 10
-            hooks.append(hook)
-        cfg["webhooks"] = hooks
-        out.append(cfg)
-    return out
-
-
-def configuration(settings: KueueSettings, *, webhook_port: int, health_port: int, cert_dir: str) -> dict[str, Any]:
-    """The Kueue Configuration file (``--config``) for a controller on 127.0.0.1."""
+def configuration(settings: KueueSettings, *, webhook: dict[str, Any], health: str) -> dict[str, Any]:
+    """The Kueue Configuration (``--config``): ``webhook`` is its webhook server block, ``health`` its probe
+    address."""
     requeue: dict[str, Any] = {"timestamp": "Eviction", "backoffBaseSeconds": settings.requeue_backoff_base_s,
                                "backoffMaxSeconds": max(settings.requeue_backoff_base_s, 60)}
     if settings.requeue_backoff_limit is not None:
@@ -176,9 +88,9 @@ def configuration(settings: KueueSettings, *, webhook_port: int, health_port: in
     return {
         "apiVersion": CONFIG_API, "kind": "Configuration",
         "namespace": NAMESPACE,
-        "health": {"healthProbeBindAddress": f"127.0.0.1:{health_port}"},
+        "health": {"healthProbeBindAddress": health},
         "metrics": {"bindAddress": "0"},
-        "webhook": {"host": "127.0.0.1", "port": webhook_port, "certDir": cert_dir},
+        "webhook": dict(webhook),
         "leaderElection": {"leaderElect": False},
         "internalCertManagement": {"enable": False},
         "manageJobsWithoutQueueName": False,
@@ -194,130 +106,103 @@ def configuration(settings: KueueSettings, *, webhook_port: int, health_port: in
     }
 
 
-# -- the private root of the host process (tier S) -----------------------------------------------------------------
+def _hook_kept(hook: Obj, frameworks: tuple[str, ...]) -> bool:
+    """Kueue's own objects' webhooks, and those of the integrations turned on."""
+    wanted = {_FRAMEWORK_RESOURCES[f] for f in frameworks if f in _FRAMEWORK_RESOURCES}
+    for rule in hook.get("rules", []) or []:
+        for group in rule.get("apiGroups", []) or []:
+            if group == KUEUE_GROUP or any((group, r) in wanted for r in rule.get("resources", []) or []):
+                return True
+    return False
 
 
-@dataclass(frozen=True)
-class HostRoot:
-    """Files of the controller's private root directory, as paths inside it."""
+def adapt(objs: list[Obj], ctx: AddonContext, settings: KueueSettings | None = None) -> list[Obj]:
+    """Upstream's rendered ``config/default`` as this harness deploys it (see the module docstring).  Pure."""
+    settings = settings or KueueSettings()
+    out = []
+    for obj in objs:
+        kind, md = obj["kind"], obj.get("metadata", {})
+        if kind == "APIService":
+            continue
+        if kind == "ConfigMap" and md.get("name") == CONFIG_MAP:
+            cfg = configuration(settings, webhook={"port": 9443, "certDir": POD_CERT_DIR}, health=":8081")
+            obj["data"] = {CONFIG_KEY: yaml.safe_dump(cfg, sort_keys=False)}
+        elif kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+            obj["webhooks"] = [h for h in obj.get("webhooks", []) or [] if _hook_kept(h, settings.frameworks)]
+        elif kind == "Deployment" and md.get("name") == DEPLOYMENT:
+            spec = obj["spec"]["template"]["spec"]
+            spec["securityContext"] = {**spec.get("securityContext", {}), "runAsUser": RUN_AS, "runAsGroup": RUN_AS}
+            spec["nodeSelector"] = {**spec.get("nodeSelector", {}), **ctx.node_selector}
+            spec["volumes"] = [*spec.get("volumes", []),
+                               {"name": "metrics-cert", "secret": {"secretName": WEBHOOK_SECRET}}]
+            for c in spec["containers"]:
+                if c["name"] == "manager":
+                    c["image"] = ctx.image
+                    c["imagePullPolicy"] = "Never"
+                    c["resources"] = {"requests": {"cpu": "50m", "memory": "128Mi"}}
+                    c["volumeMounts"] = [*c.get("volumeMounts", []),
+                                         {"name": "metrics-cert", "mountPath": METRICS_CERTS, "readOnly": True}]
+        out.append(obj)
+    return out
 
-    root: Path
-    binary: str = "/kueue"
-    config: str = "/config.yaml"
-    kubeconfig: str = "/kubeconfig"
-    cert_dir: str = "/certs"
-    metrics_cert_dir: str = "/etc/kueue/metrics/certs"
 
-    def host(self, inside: str) -> Path:
-        return self.root / inside.lstrip("/")
+def manifests(ctx: AddonContext) -> list[Obj]:
+    return adapt(ctx.upstream("config/default"), ctx)
 
 
-def prepare_root(root: HostRoot, *, binary: Path, config: dict[str, Any], kubeconfig: Path, serving_cert: Path,
-                 serving_key: Path) -> None:
-    """Lay out the private root: the binary (hard link, or a copy across filesystems), the Configuration, the
-    kubeconfig, the webhook serving pair (also as the metrics pair Kueue insists on reading)."""
-    root.root.mkdir(parents=True, exist_ok=True)
-    dest = root.host(root.binary)
+def image(binary: Path, version: str) -> images.ScratchImage:
+    return images.static_binary_image(NAME, binary, tag=f"v{version}", dest="/manager")
+
+
+# -- tier S: a host process in a private root ----------------------------------------------------------------------
+
+
+def host(h: HostContext, settings: KueueSettings | None = None) -> HostProcess:
+    """Lay out the private root under the addon's workdir (the binary hard-linked, or copied across filesystems; the
+    kubeconfig; the serving pair in the webhook cert dir and at the metrics path) and start Kueue chrooted there."""
+    settings = settings or KueueSettings()
+    root = h.workdir / "root"
+    for d in ("certs", METRICS_CERTS.lstrip("/"), "tmp"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    dest = root / "kueue"
     dest.unlink(missing_ok=True)
     try:
-        os.link(binary, dest)
+        os.link(h.binary, dest)
     except OSError:
-        shutil.copy2(binary, dest)
-    root.host(root.config).write_text(yaml.safe_dump(config, sort_keys=False))
-    shutil.copy2(kubeconfig, root.host(root.kubeconfig))
-    for d in (root.cert_dir, root.metrics_cert_dir):
-        root.host(d).mkdir(parents=True, exist_ok=True)
-        shutil.copy2(serving_cert, root.host(d) / "tls.crt")
-        shutil.copy2(serving_key, root.host(d) / "tls.key")
-    root.host("/tmp").mkdir(exist_ok=True)
+        shutil.copy2(h.binary, dest)
+    shutil.copyfile(h.kubeconfig, root / "kubeconfig")
+    for d in ("certs", METRICS_CERTS.lstrip("/")):
+        for f in ("tls.crt", "tls.key"):
+            shutil.copyfile(h.cert_dir / f, root / d / f)
+    cfg = configuration(settings, webhook={"host": "127.0.0.1", "port": h.webhook_port, "certDir": "/certs"},
+                        health=f"127.0.0.1:{h.health_port}")
+    return HostProcess(
+        argv=("unshare", "--map-root-user", "--mount", f"--root={root}", "/kueue", "--config=/config.yaml",
+              "--zap-log-level=2"),
+        files=(("root/config.yaml", yaml.safe_dump(cfg, sort_keys=False)),),
+        env=(("KUBECONFIG", "/kubeconfig"),),
+    )
 
 
-def host_argv(root: HostRoot, unshare: str = "unshare") -> list[str]:
-    """The controller started in its private root: a new user namespace (the caller mapped to root there) and mount
-    namespace, chrooted into ``root``; the host network, so the webhook port on 127.0.0.1 is the apiserver's to call."""
-    return [unshare, "--map-root-user", "--mount", f"--root={root.root}", root.binary,
-            f"--config={root.config}", f"--kubeconfig={root.kubeconfig}", "--zap-log-level=2"]
-
-
-# -- install ----------------------------------------------------------------------------------------------------------
-
-
-def _established(crd: dict[str, Any]) -> bool:
-    return any(c.get("type") == "Established" and c.get("status") == "True"
-               for c in crd.get("status", {}).get("conditions", []) or [])
-
-
-REFUSED_PROBE = {
+REFUSED_PROBE: Obj = {
     "apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "ClusterQueue",
     "metadata": {"name": "aiconform-webhook-probe"},
     "spec": {"cohortName": "aiconform-probe", "resourceGroups": [{"coveredResources": ["cpu"], "flavors": [
         {"name": "probe", "resources": [{"name": "cpu", "nominalQuota": "1", "lendingLimit": "2"}]}]}]},
 }
-"""A ClusterQueue only Kueue's validating webhook refuses (a lending limit above the nominal quota): a server-side
-dry run of it proves the apiserver reaches the webhook and the webhook answers."""
-
-
-def webhook_answers(client: KubeClient) -> str | None:
-    """Kueue's refusal of :data:`REFUSED_PROBE` (its message), or None while the webhook does not answer yet."""
-    try:
-        client.create(REFUSED_PROBE, dry_run=True)
-    except Invalid as err:
-        return err.message if "vclusterqueue.kb.io" in err.message else None
-    except ApiError:
-        return None
-    raise ClusterError("Kueue's webhook admitted a ClusterQueue whose lendingLimit exceeds its nominalQuota")
-
-
-def install_host(ctx: HostContext, binary: Path, version: str, settings: KueueSettings | None = None,
-                 *, timeout: float = 120.0) -> None:
-    """CRDs, RBAC, the controller as a host process in its private root, then its webhook configurations; returns
-    once the controller is healthy and its webhook answers the apiserver."""
-    settings = settings or KueueSettings()
-    client = ctx.client
-    mod = module_dir(ctx.go, version)
-    home = ctx.run_dir / "kueue"
-    home.mkdir(parents=True, exist_ok=True)
-    serving = ctx.pki.issue("kueue-webhook", "kueue-webhook", server=True, ips=("127.0.0.1",))
-    ident = ctx.pki.issue("kueue-controller", USER, client=True)
-    kubeconfig = home / "kubeconfig"
-    write_kubeconfig(kubeconfig, ctx.server, ctx.pki.ca.cert, ident.cert, ident.key, "kueue")
-    ca_bundle = base64.b64encode(ctx.pki.ca.cert.read_bytes()).decode()
-    webhook_port, health_port = free_port(), free_port()
-    url = f"https://127.0.0.1:{webhook_port}"
-
-    for obj in rbac(mod):
-        client.apply(obj)
-    defs = crds(mod, webhook_url=url, ca_bundle=ca_bundle)
-    for obj in defs:
-        client.apply(obj)
-    client.wait_all("CustomResourceDefinition", [d["metadata"]["name"] for d in defs], _established,
-                    timeout=60, what="Kueue's CRDs to be Established")
-
-    root = HostRoot(home / "root")
-    config = configuration(settings, webhook_port=webhook_port, health_port=health_port, cert_dir=root.cert_dir)
-    prepare_root(root, binary=binary, config=config, kubeconfig=kubeconfig, serving_cert=serving.cert,
-                 serving_key=serving.key)
-    ctx.start(COMPONENT, host_argv(root))
-
-    def healthy() -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/readyz", timeout=1) as resp:
-                return bool(resp.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
-
-    ctx.wait_ready(COMPONENT, healthy, timeout, "Kueue's readiness endpoint")
-    for obj in webhook_configurations(mod, webhook_url=url, ca_bundle=ca_bundle, frameworks=settings.frameworks):
-        client.apply(obj)
-    ctx.wait_ready(COMPONENT, lambda: webhook_answers(client) is not None, timeout,
-                   "Kueue's webhook to answer the apiserver")
+"""A ClusterQueue only Kueue's validating webhook refuses (a lending limit above the nominal quota)."""
 
 
 ADDON = Addon(
-    name="kueue",
+    name=NAME,
     binary="kueue",
-    host=install_host,
+    image=image,
+    manifests=manifests,
+    workload=("Deployment", NAMESPACE, DEPLOYMENT),
     facts=("kueue", "gang-scheduling"),
     needs_real_node=False,
+    webhooks=Webhooks(service=WEBHOOK_SERVICE, namespace=NAMESPACE, secret=WEBHOOK_SECRET,
+                      probes=(WebhookProbe(REFUSED_PROBE, "vclusterqueue.kb.io"),)),
+    host=host,
     description="Kueue: ClusterQueues, cohorts, fair sharing, preemption, all-or-nothing admission (waitForPodsReady)",
 )

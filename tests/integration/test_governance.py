@@ -19,6 +19,7 @@ import pytest
 
 from harness.addons import kueue as kueue_addon
 from harness.config import load_profile
+from harness.errors import Invalid
 from harness.kube import KubeClient
 from harness.providers.local import LocalCluster
 from harness.testing import ClusterInfo
@@ -36,14 +37,17 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 def test_kueue_is_installed_with_its_webhooks_and_declared(cluster: LocalCluster, client: KubeClient) -> None:
     facts = cluster.info().facts
     assert {"kueue", "native-gang", "gang-scheduling", "simulated-nodes"} <= facts, facts
-    assert "kueue" in cluster.running_components()
-    message = kueue_addon.webhook_answers(client)
-    assert message is not None and "lendingLimit" in message, message
-    crds = {c["metadata"]["name"] for c in client.list("CustomResourceDefinition")["items"]}
-    assert {"clusterqueues.kueue.x-k8s.io", "workloads.kueue.x-k8s.io", "cohorts.kueue.x-k8s.io"} <= crds
+    assert "addon-kueue" in cluster.running_components()
+    with pytest.raises(Invalid, match='admission webhook "vclusterqueue.kb.io" denied the request') as err:
+        client.create(kueue_addon.REFUSED_PROBE, dry_run=True)
+    assert "lendingLimit" in err.value.message
+    crds = {c["metadata"]["name"]: c for c in client.list("CustomResourceDefinition")["items"]}
+    conv = crds["workloads.kueue.x-k8s.io"]["spec"]["conversion"]["webhook"]["clientConfig"]
+    assert conv["url"].startswith("https://127.0.0.1:") and conv["url"].endswith("/convert") and conv["caBundle"]
     hooks = client.get("ValidatingWebhookConfiguration", "kueue-validating-webhook-configuration")
-    urls = {h["clientConfig"]["url"].rsplit("/", 1)[-1] for h in hooks["webhooks"]}
-    assert "validate-batch-v1-job" in urls and not any("pod" == u.rsplit("-", 1)[-1] for u in urls), urls
+    names = {h["name"] for h in hooks["webhooks"]}
+    assert {"vclusterqueue.kb.io", "vjob.kb.io", "vjobset.kb.io"} <= names and "vpod.kb.io" not in names, names
+    assert not client.list("APIService", label_selector="app.kubernetes.io/name=kueue")["items"]
 
 
 def test_governance_suites_pass(cluster: LocalCluster, tmp_path: Path) -> None:

@@ -52,39 +52,36 @@ def test_native_gang_objects_link_pods_to_their_group() -> None:
 
 
 def test_configuration_turns_on_what_the_checks_need() -> None:
-    cfg = addon.configuration(addon.KueueSettings(), webhook_port=1234, health_port=5678, cert_dir="/certs")
+    cfg = addon.configuration(addon.KueueSettings(), webhook={"host": "127.0.0.1", "port": 1234}, health=":1")
     assert cfg["waitForPodsReady"]["timeout"] == "10s"
     assert cfg["fairSharing"]["preemptionStrategies"] == ["LessThanOrEqualToFinalShare", "LessThanInitialShare"]
     assert "jobset.x-k8s.io/jobset" in cfg["integrations"]["frameworks"]
-    assert cfg["webhook"] == {"host": "127.0.0.1", "port": 1234, "certDir": "/certs"}
-    assert cfg["internalCertManagement"] == {"enable": False} and cfg["leaderElection"] == {"leaderElect": False}
+    assert cfg["integrations"]["labelKeysToCopy"] == [kq.RUN_LABEL]
+    assert cfg["internalCertManagement"] == {"enable": False} and cfg["featureGates"]["VisibilityOnDemand"] is False
 
 
-@pytest.fixture(scope="module")
-def module_dir() -> object:
+def test_upstream_config_default_is_adapted_not_copied() -> None:
+    """Upstream's config/default rendered from the pinned module (kubectl kustomize), as the installer does."""
+    from harness.addons.base import AddonContext
+    from harness.addons.installer import _upstream_renderer
+
     r = BinaryResolver()
     if not r.go:
         pytest.skip("no Go toolchain to locate the pinned Kueue module")
-    return addon.module_dir(r.go, r.versions.component("kueue").version)
-
-
-def test_upstream_objects_are_read_from_the_pinned_module(module_dir: object) -> None:
-    from pathlib import Path
-
-    assert isinstance(module_dir, Path)
-    url = "https://127.0.0.1:9"
-    crds = {c["spec"]["names"]["plural"]: c for c in addon.crds(module_dir, webhook_url=url, ca_bundle="Q0E=")}
-    assert crds["workloads"]["spec"]["conversion"]["webhook"]["clientConfig"] == {"url": url + "/convert",
-                                                                                  "caBundle": "Q0E="}
-    assert "conversion" not in crds["resourceflavors"]["spec"]
-    hooks = {h["name"]: h for c in addon.webhook_configurations(module_dir, webhook_url=url, ca_bundle="Q0E=")
-             for h in c["webhooks"]}
-    assert {"vclusterqueue.kb.io", "mjob.kb.io", "vjobset.kb.io"} <= set(hooks)
+    ctx = AddonContext(image="aiconform.local/kueue:v0", apiserver_host="127.0.0.1", apiserver_port=6443,
+                       node_selector={"aiconform.io/real-node": "true"}, upstream=_upstream_renderer(r, "kueue"))
+    objs = addon.manifests(ctx)
+    kinds = {o["kind"] for o in objs}
+    assert "APIService" not in kinds and "CustomResourceDefinition" in kinds
+    hooks = {h["name"]: h for o in objs if o["kind"].endswith("WebhookConfiguration") for h in o["webhooks"]}
+    assert {"vclusterqueue.kb.io", "mjob.kb.io", "vjobset.kb.io", "mworkload.kb.io"} <= set(hooks)
     assert not {"mpod.kb.io", "mdeployment.kb.io", "mrayjob.kb.io"} & set(hooks), "webhooks of integrations left off"
-    assert hooks["mjob.kb.io"]["clientConfig"]["url"] == url + "/mutate-batch-v1-job"
-    assert "namespaceSelector" in hooks["mjob.kb.io"] and "namespaceSelector" not in hooks["vclusterqueue.kb.io"]
-    role = [o for o in addon.rbac(module_dir) if o["kind"] == "ClusterRole"][0]
-    assert role["metadata"]["name"] == "kueue-manager-role" and role["rules"]
+    [dep] = [o for o in objs if o["kind"] == "Deployment"]
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    assert c["image"] == ctx.image and {"name": "metrics-cert", "mountPath": addon.METRICS_CERTS, "readOnly": True} \
+        in c["volumeMounts"]
+    [cm] = [o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == addon.CONFIG_MAP]
+    assert "waitForPodsReady" in cm["data"][addon.CONFIG_KEY]
 
 
 def _view(job: str, ns: str, gpus: int, cq: str | None, pods: int, bound: int) -> kq.WorkloadView:
