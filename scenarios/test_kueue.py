@@ -1,5 +1,5 @@
-"""Kueue suite (CNCF ``gang_scheduling``; aiconform.quota_governance): team queues on a cohort of GPUs, with the real
-Kueue controller and webhooks (addon ``kueue``) and the real scheduler.
+"""Kueue suite (CNCF ``gang_scheduling``; ``aiconform.quota``, ``aiconform.preemption``): team queues on a cohort of
+GPUs, with the real Kueue controller and webhooks (addon ``kueue``) and the real scheduler.
 
 Each check builds its own world: a private sandbox pool of simulated GPU nodes, one namespace per team, and a cohort
 of team ClusterQueues whose GPU flavor points at the pool (Kueue adds the pool's selector and toleration to the pods
@@ -17,14 +17,17 @@ from dataclasses import dataclass
 
 import pytest
 
-from harness.errors import Invalid
+from harness.errors import ConfigError
 from harness.governance import kueue as kq
 from harness.governance.sandbox import SandboxPool
 from harness.kube import KubeClient, is_bound
 from harness.testing import ClusterHandle, Evidence, Tenant
 
-MARK = pytest.mark.aiconform(requirement="gang_scheduling", tier="S", capabilities=("kueue", "simulated-nodes"),
-                             destructive=True)  # cluster-wide queues and flavors; sandbox nodes
+
+def _mark(requirement: str) -> pytest.MarkDecorator:
+    # destructive: cluster-wide queues and flavors, sandbox nodes
+    return pytest.mark.aiconform(requirement=requirement, tier="S", capabilities=("kueue", "simulated-nodes"),
+                                 destructive=True)
 
 
 @dataclass
@@ -82,7 +85,7 @@ def _q(w: World, team: str) -> str:
     return next(q.name for q in w.cfg.teams if q.name.startswith(team + "-"))
 
 
-@MARK
+@_mark("aiconform.quota")
 def test_nominal_quota_borrowing_and_lending_limits(world: Callable[..., World], evidence: Evidence) -> None:
     """Team a (nominal 4, may borrow 3) floods the cohort; team b (nominal 4) lends at most 2: a gets exactly 6 GPUs
     (its 4 + the 2 b may lend), the rest of its jobs wait with Kueue's reason, and no queue exceeds its limits."""
@@ -102,7 +105,7 @@ def test_nominal_quota_borrowing_and_lending_limits(world: Callable[..., World],
     assert pending and "insufficient" in pending[0].message, pending
 
 
-@MARK
+@_mark("aiconform.preemption")
 def test_lender_reclaims_its_quota_by_preemption_in_the_cohort(world: Callable[..., World], evidence: Evidence) -> None:
     """Team a borrows all of idle team b's quota; when b submits, Kueue preempts a's borrowed workloads and admits
     b's within its nominal quota."""
@@ -128,7 +131,7 @@ def test_lender_reclaims_its_quota_by_preemption_in_the_cohort(world: Callable[.
     assert len(preempted) == 2 and all(v.pods == 0 for v in preempted), preempted
 
 
-@MARK
+@_mark("aiconform.quota")
 def test_fair_sharing_splits_what_the_cohort_lends(world: Callable[..., World], evidence: Evidence) -> None:
     """Teams a and b (nominal 1 each, equal weights) both want 6 GPUs; idle team c lends its 4.  However the
     submissions interleave, fair sharing leaves a and b with equal shares (3 GPUs each)."""
@@ -159,7 +162,7 @@ def _gpu_total(cq: dict[str, object]) -> int:
                for r in fl.get("resources", []) or [] if r.get("name") == "nvidia.com/gpu")
 
 
-@MARK
+@_mark("gang_scheduling")
 def test_gang_is_admitted_all_or_nothing(world: Callable[..., World], kube: KubeClient, evidence: Evidence) -> None:
     """A 4-pod Job is one workload: on a 3-GPU queue no pod of it is created; on a 4-GPU queue whose pool has room
     for 3 pods, Kueue admits it, and when its pods are not all Ready in time (waitForPodsReady) it evicts the whole
@@ -193,7 +196,7 @@ def test_gang_is_admitted_all_or_nothing(world: Callable[..., World], kube: Kube
     evidence.timing("whole_after_room_s", time.monotonic() - t1)
 
 
-@MARK
+@_mark("aiconform.quota")
 def test_queue_config_refused_by_kueue_webhook_names_kueue_reason(world: Callable[..., World],
                                                                   evidence: Evidence) -> None:
     """A ClusterQueue lending more than its nominal quota is refused by Kueue's validating webhook; the error the
@@ -201,7 +204,7 @@ def test_queue_config_refused_by_kueue_webhook_names_kueue_reason(world: Callabl
     w = world([("ok", 2, None, None)], nodes=1, gpus_per_node=1)
     bad = kq.QueueConfig(cohort=w.cfg.cohort, flavor=w.cfg.flavor,
                          teams=(kq.TeamQueue(f"bad-{w.pool.id}", w.ns[_q(w, "ok")], 2, lending_limit=3),))
-    with pytest.raises(Invalid) as err:
+    with pytest.raises(ConfigError) as err:
         kq.apply_queues(w.client, bad)
     message = str(err.value)
     evidence["message"] = message

@@ -12,7 +12,7 @@ The small public surface other parts of aiconform use (the simulator's Kueue pol
 
 Kueue itself (CRDs, webhooks, the controller) is installed by the addon installer (``harness/addons/kueue.py``); every
 admission, borrowing and preemption decision read here is Kueue's.  A queue config its webhook refuses raises
-:class:`harness.errors.Invalid` carrying Kueue's own message.
+:class:`harness.errors.ConfigError` carrying Kueue's own message.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.addons.kueue import BATCH_LABEL
-from harness.errors import KubeError
+from harness.errors import BadRequest, ConfigError, Forbidden, Invalid, KubeError
 from harness.kube import KubeClient
 from harness.workloads import GPU, GPU_TOLERATION, PAUSE_IMAGE
 
@@ -156,9 +156,13 @@ def workload_priority_class(name: str, value: int) -> dict[str, Any]:
 
 def apply_queues(client: KubeClient, cfg: QueueConfig, *, timeout: float = 60.0) -> None:
     """Create (server-side apply) the config's objects and watch until Kueue reports every ClusterQueue Active.
-    A config Kueue's webhook refuses raises Invalid with Kueue's message."""
+    A config Kueue's webhook refuses raises ConfigError naming the object, with Kueue's message verbatim on one
+    line (``aiconform: ClusterQueue NAME: admission webhook "vclusterqueue.kb.io" denied the request: ...``)."""
     for obj in manifests(cfg):
-        client.apply(obj, field_manager="aiconform-kueue")
+        try:
+            client.apply(obj, field_manager="aiconform-kueue")
+        except (Invalid, Forbidden, BadRequest) as err:  # Kueue's webhook (or the CRD schema) refused it
+            raise ConfigError(f"{obj['kind']} {obj['metadata']['name']}: {' '.join(err.message.split())}") from err
     names = {t.name for t in cfg.teams}
     client.wait_all("ClusterQueue", names, lambda cq: _condition_true(cq, "Active"), timeout=timeout,
                     what=f"ClusterQueues {', '.join(sorted(names))} to be Active", api_version=API)
@@ -344,3 +348,60 @@ def _pods_wanted(wl: dict[str, Any]) -> int:
 
 def _batch_of(wl: dict[str, Any]) -> str:
     return str((wl["metadata"].get("labels") or {}).get(RUN_LABEL, ""))
+
+
+# -- a queue config from YAML (the simulator's --policy kueue, a user's file) ------------------------------------------
+
+
+def parse_queue_config(data: Any, *, where: str = "queues") -> QueueConfig:
+    """``{cohort: NAME, flavor: NAME, teams: [{name, namespace, gpus, borrowingLimit?, lendingLimit?, weight?,
+    reclaimWithinCohort?, withinClusterQueue?}]}`` as a QueueConfig; ConfigError naming the bad field.  What only
+    Kueue can judge (its webhook) is left to Kueue: :func:`apply_queues` raises its message."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: must be a mapping")
+    unknown = sorted(set(data) - {"cohort", "flavor", "teams", "queueingStrategy", "fairSharing"})
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}: unknown field")
+    cohort = data.get("cohort")
+    if not isinstance(cohort, str) or not cohort:
+        raise ConfigError(f"{where}.cohort: must be a non-empty name")
+    teams_raw = data.get("teams")
+    if not isinstance(teams_raw, list) or not teams_raw:
+        raise ConfigError(f"{where}.teams: must be a non-empty list")
+    teams = []
+    keys = {"name", "namespace", "gpus", "borrowingLimit", "lendingLimit", "weight", "reclaimWithinCohort",
+            "withinClusterQueue"}
+    for i, t in enumerate(teams_raw):
+        at = f"{where}.teams[{i}]"
+        if not isinstance(t, dict):
+            raise ConfigError(f"{at}: must be a mapping")
+        bad = sorted(set(t) - keys)
+        if bad:
+            raise ConfigError(f"{at}.{bad[0]}: unknown field")
+        for k in ("name", "namespace"):
+            if not isinstance(t.get(k), str) or not t[k]:
+                raise ConfigError(f"{at}.{k}: must be a non-empty name")
+        ints: dict[str, int | None] = {}
+        for k in ("gpus", "borrowingLimit", "lendingLimit"):
+            v = t.get(k)
+            if v is None and k != "gpus":
+                ints[k] = None
+                continue
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ConfigError(f"{at}.{k}: must be an integer >= 0, got {v!r}")
+            ints[k] = v
+        weight = t.get("weight", 1.0)
+        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight < 0:
+            raise ConfigError(f"{at}.weight: must be a number >= 0, got {weight!r}")
+        for k, default in (("reclaimWithinCohort", "Any"), ("withinClusterQueue", "LowerPriority")):
+            if t.get(k, default) not in PREEMPTION_POLICIES:
+                raise ConfigError(f"{at}.{k}: must be one of {', '.join(PREEMPTION_POLICIES)}, got {t.get(k)!r}")
+        gpus = ints["gpus"]
+        assert gpus is not None
+        teams.append(TeamQueue(t["name"], t["namespace"], gpus, borrowing_limit=ints["borrowingLimit"],
+                               lending_limit=ints["lendingLimit"], weight=float(weight),
+                               reclaim_within_cohort=t.get("reclaimWithinCohort", "Any"),
+                               within_cluster_queue=t.get("withinClusterQueue", "LowerPriority")))
+    return QueueConfig(cohort=cohort, teams=tuple(teams), flavor=str(data.get("flavor", "gpu")),
+                       queueing_strategy=str(data.get("queueingStrategy", "BestEffortFIFO")),
+                       fair_sharing=bool(data.get("fairSharing", True)))

@@ -111,3 +111,23 @@ def test_model_names_the_broken_invariant(views: list[kq.WorkloadView], borrow: 
     cfg, specs = _pair(borrow_a=borrow)
     with pytest.raises(AssertionError, match=invariant):
         check_invariants(cfg, specs, views)
+
+
+def test_queue_config_from_yaml_and_its_bad_fields() -> None:
+    from harness.errors import ConfigError
+
+    cfg = kq.parse_queue_config({"cohort": "org", "teams": [
+        {"name": "a", "namespace": "na", "gpus": 8, "borrowingLimit": 4, "weight": 2},
+        {"name": "b", "namespace": "nb", "gpus": 8, "lendingLimit": 2, "reclaimWithinCohort": "LowerPriority"}]})
+    assert cfg.teams[0] == kq.TeamQueue("a", "na", 8, borrowing_limit=4, weight=2.0)
+    assert cfg.teams[1].lending_limit == 2 and cfg.teams[1].reclaim_within_cohort == "LowerPriority"
+    for bad, msg in [({"teams": []}, "queues.cohort: must be a non-empty name"),
+                     ({"cohort": "o", "teams": [{"name": "a", "namespace": "n", "gpus": -1}]},
+                      "queues.teams[0].gpus: must be an integer >= 0, got -1"),
+                     ({"cohort": "o", "teams": [{"name": "a", "namespace": "n", "gpus": 1, "gpu": 2}]},
+                      "queues.teams[0].gpu: unknown field"),
+                     ({"cohort": "o", "teams": [{"name": "a", "namespace": "n", "gpus": 1,
+                                                 "reclaimWithinCohort": "Sometimes"}]},
+                      "queues.teams[0].reclaimWithinCohort: must be one of")]:
+        with pytest.raises(ConfigError, match=msg.replace("[", r"\[").replace("]", r"\]")):
+            kq.parse_queue_config(bad)
