@@ -48,8 +48,9 @@ class World:
     def settle(self, jobs: int, timeout: float = 30.0) -> list[kq.WorkloadView]:
         return kq.settle(self.client, self.batch, jobs, timeout=timeout)
 
-    def usage(self) -> dict[str, kq.QueueUsage]:
-        return kq.queue_usage(self.client, self.cfg)
+    def usage(self, views: list[kq.WorkloadView]) -> dict[str, kq.QueueUsage]:
+        """From the Workloads Kueue admitted (its ClusterQueue status summaries lag a moment behind)."""
+        return kq.admitted_usage(self.cfg, views)
 
 
 @pytest.fixture
@@ -94,7 +95,7 @@ def test_nominal_quota_borrowing_and_lending_limits(world: Callable[..., World],
     for i in range(8):
         w.submit(a, f"a{i}")
     views = w.settle(8)
-    usage = w.usage()
+    usage = w.usage(views)
     admitted = [v for v in views if v.admitted_to]
     pending = [v for v in views if not v.admitted_to]
     evidence["usage"] = {k: vars(u) for k, u in usage.items()}
@@ -124,7 +125,7 @@ def test_lender_reclaims_its_quota_by_preemption_in_the_cohort(world: Callable[.
     evidence.timing("reclaim_s", time.monotonic() - t0)
     after = w.settle(6)
     preempted = [v for v in after if v.namespace == w.ns[a] and not v.admitted_to]
-    usage = w.usage()
+    usage = w.usage(after)
     evidence["usage_after"] = {k: vars(u) for k, u in usage.items()}
     evidence["preempted"] = [{"job": v.job, "message": v.message} for v in preempted]
     assert usage[b].total == 2 and usage[a].total == 2 and usage[a].borrowed == 0, usage
@@ -142,24 +143,14 @@ def test_fair_sharing_splits_what_the_cohort_lends(world: Callable[..., World], 
     w.settle(6)
     for i in range(6):
         w.submit(b, f"b{i}")
-    deadline = time.monotonic() + 60
-    usage = w.usage()
-    while time.monotonic() < deadline and usage[b].total < 3:  # fair-sharing preemption happens in rounds
-        w.client.wait_for("ClusterQueue", name=b, api_version=kq.API, timeout=max(1.0, deadline - time.monotonic()),
-                          condition=lambda s: any(_gpu_total(x) >= 3 for x in s.values()),
-                          what=f"ClusterQueue {b} to reach its fair share")
-        usage = w.usage()
-    w.settle(12)
-    usage = w.usage()
+    # Fair-sharing preemption goes in rounds: watch b's admitted workloads until it holds its share (3 GPUs).
+    w.client.wait_for("Workload", namespace=w.ns[b], api_version=kq.API, timeout=90,
+                      condition=lambda s: sum(1 for x in s.values() if kq.is_admitted(x)) >= 3,
+                      what=f"team b ({b}) to reach its fair share of 3 GPUs")
+    views = w.settle(12)
+    usage = w.usage(views)
     evidence["usage"] = {k: vars(u) for k, u in usage.items()}
     assert usage[a].total == 3 and usage[b].total == 3, usage
-
-
-def _gpu_total(cq: dict[str, object]) -> int:
-    st = cq.get("status") or {}
-    assert isinstance(st, dict)
-    return sum(int(r.get("total", 0) or 0) for fl in st.get("flavorsUsage", []) or []
-               for r in fl.get("resources", []) or [] if r.get("name") == "nvidia.com/gpu")
 
 
 @_mark("gang_scheduling")
@@ -202,10 +193,13 @@ def test_queue_config_refused_by_kueue_webhook_names_kueue_reason(world: Callabl
     """A ClusterQueue lending more than its nominal quota is refused by Kueue's validating webhook; the error the
     harness raises carries Kueue's message verbatim, on one line."""
     w = world([("ok", 2, None, None)], nodes=1, gpus_per_node=1)
-    bad = kq.QueueConfig(cohort=w.cfg.cohort, flavor=w.cfg.flavor,
+    bad = kq.QueueConfig(cohort=f"bad-{w.pool.id}", flavor=f"bad-{w.pool.id}",
                          teams=(kq.TeamQueue(f"bad-{w.pool.id}", w.ns[_q(w, "ok")], 2, lending_limit=3),))
-    with pytest.raises(ConfigError) as err:
-        kq.apply_queues(w.client, bad)
+    try:
+        with pytest.raises(ConfigError) as err:
+            kq.apply_queues(w.client, bad)
+    finally:
+        kq.remove_queues(w.client, bad)
     message = str(err.value)
     evidence["message"] = message
     assert 'admission webhook "vclusterqueue.kb.io" denied the request' in message, message

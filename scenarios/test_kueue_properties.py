@@ -50,7 +50,7 @@ class TeamSpec:
 
 
 teams_st = st.lists(
-    st.integers(0, MAX_NOMINAL).flatmap(lambda n: st.builds(
+    st.integers(1, MAX_NOMINAL).flatmap(lambda n: st.builds(
         TeamSpec, st.just(n), st.none() | st.integers(0, 3), st.none() | st.integers(0, n))),
     min_size=2, max_size=MAX_TEAMS)
 jobs_st = st.lists(st.tuples(st.integers(0, MAX_TEAMS - 1), st.integers(1, 3)), min_size=1, max_size=8)

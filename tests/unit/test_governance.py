@@ -85,7 +85,7 @@ def test_upstream_config_default_is_adapted_not_copied() -> None:
 
 
 def _view(job: str, ns: str, gpus: int, cq: str | None, pods: int, bound: int) -> kq.WorkloadView:
-    return kq.WorkloadView(job, ns, gpus, cq, pods, bound, "", False)
+    return kq.WorkloadView(job, ns, {"na": "a", "nb": "b"}.get(ns, ""), gpus, cq, pods, bound, "", False)
 
 
 def _pair(nominal_a: int = 2, nominal_b: int = 2, borrow_a: int | None = None) -> tuple[kq.QueueConfig, list[TeamSpec]]:
