@@ -177,8 +177,10 @@ def host(h: HostContext, settings: KueueSettings | None = None) -> HostProcess:
     cfg = configuration(settings, webhook={"host": "127.0.0.1", "port": h.webhook_port, "certDir": "/certs"},
                         health=f"127.0.0.1:{h.health_port}")
     return HostProcess(
-        argv=("unshare", "--map-root-user", "--mount", f"--root={root}", "/kueue", "--config=/config.yaml",
-              "--zap-log-level=2"),
+        # --fork/--kill-child: the supervised pid stays `unshare` (the pidfile's executable), and stopping it stops
+        # Kueue; an exec'd Kueue would no longer match the pidfile and would outlive the cluster.
+        argv=("unshare", "--fork", "--kill-child=SIGTERM", "--map-root-user", "--mount", f"--root={root}", "/kueue",
+              "--config=/config.yaml", "--zap-log-level=2"),
         files=(("root/config.yaml", yaml.safe_dump(cfg, sort_keys=False)),),
         env=(("KUBECONFIG", "/kubeconfig"),),
     )

@@ -31,7 +31,23 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     with running_cluster("gov", tmp_path_factory.mktemp("gov"), load_profile("gang")) as c:
+        pids = [c.running_components()["addon-kueue"], *_chrooted(c.dir / "addons" / "kueue" / "root")]
+        assert len(pids) == 2, f"expected unshare and Kueue in its private root, found pids {pids}"
         yield c
+    alive = [p for p in pids if Path(f"/proc/{p}").exists()]
+    assert not alive, f"Kueue processes {alive} outlived their cluster"
+
+
+def _chrooted(root: Path) -> list[int]:
+    """Processes whose root directory is ``root`` (Kueue in its private root)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and (d / "root").readlink() == root:
+                out.append(int(d.name))
+        except OSError:
+            continue
+    return out
 
 
 def test_kueue_is_installed_with_its_webhooks_and_declared(cluster: LocalCluster, client: KubeClient) -> None:
