@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from harness import images, proc
-from harness.addons import jobset, karpenter, kube_router
+from harness.addons import jobset, karpenter, kube_router, kueue
 from harness.addons.base import Addon, AddonContext, HostContext, Obj, UndoCommand, Webhooks
 from harness.bins import BinaryResolver, Component, build_env
 from harness.errors import AiconformError, ApiError, ClusterError, CommandError, ConfigError
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from harness.providers.local.supervisor import Supervisor
 
 Progress = Callable[[str], None]
-_REGISTRY: tuple[Addon, ...] = (kube_router.ADDON, jobset.ADDON, karpenter.ADDON)
+_REGISTRY: tuple[Addon, ...] = (kube_router.ADDON, jobset.ADDON, kueue.ADDON, karpenter.ADDON)
 _BAD_WAITING = ("CrashLoopBackOff", "ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff", "CreateContainerError",
                 "CreateContainerConfigError", "RunContainerError", "InvalidImageName")
 WEBHOOK_KINDS = ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")

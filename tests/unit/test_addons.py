@@ -40,7 +40,8 @@ def test_network_policy_enforcer_is_pinned_to_real_nodes_and_never_pulled() -> N
 def test_profile_addons_are_validated() -> None:
     profile = parse_profile({"realNode": REAL, "addons": ["kube-router"]})
     assert profile.addons == ("kube-router",)
-    with pytest.raises(ConfigError, match=r"addons\[0\]: unknown addon 'calico'; known addons: jobset, karpenter, kube-router"):
+    with pytest.raises(ConfigError,
+                       match=r"addons\[0\]: unknown addon 'calico'; known addons: jobset, karpenter, kube-router, kueue"):
         parse_profile({"realNode": REAL, "addons": ["calico"]})
     with pytest.raises(ConfigError, match=r"addons\[0\]: kube-router runs on the real node"):
         parse_profile({"addons": ["kube-router"]})

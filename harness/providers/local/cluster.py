@@ -43,6 +43,7 @@ from harness.errors import (
     PrivilegeError,
     UnsupportedCapability,
 )
+from harness.facts import control_plane_facts
 from harness.flags import component_settings
 from harness.kube import KubeClient, KubeConfig
 from harness.pki import Pki
@@ -736,7 +737,9 @@ class _BringUp:
             "tier": self.tier,
             "ports": self.s.ports.as_dict(),
             "components": self.components,
-            "facts": self.facts,
+            "facts": self.facts + [f for f in control_plane_facts(self.s.components.feature_gates,
+                                                                  self.s.components.runtime_config)
+                                   if f not in self.facts],
             "addons": list(self.profile.addons),
             "argv": self.argv,
             "gogc": (self.env or {}).get("GOGC"),
