@@ -247,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "fairness report")
     sim.add_argument("--trace", metavar="FILE", help="a CSV or YAML trace (default: a seeded generated one)")
     sim.add_argument("--policy", action="append", metavar="NAME",
-                     help="a policy to compare (repeatable; default: fifo, priority, gang)")
+                     help="a policy to compare (repeatable; default: fifo, priority, gang, kueue)")
     sim.add_argument("--report-dir", required=True, metavar="DIR")
     sim.add_argument("--seed", type=int, default=1, help="seed of the generated trace")
     sim.add_argument("--jobs", type=int, default=200, help="jobs in the generated trace")

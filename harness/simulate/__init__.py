@@ -17,7 +17,7 @@ from typing import Any
 from harness.errors import ConfigError
 from harness.simulate import metrics, policies, replay, report, trace
 
-DEFAULT_POLICIES = ("fifo", "priority", "gang")
+DEFAULT_POLICIES = ("fifo", "priority", "gang", "kueue")
 
 
 @dataclass(frozen=True)

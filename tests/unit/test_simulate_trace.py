@@ -103,3 +103,17 @@ def test_policies_submit_real_objects() -> None:
     assert [o["kind"] for o in gang] == ["PodGroup", "Job"]
     assert gang[0]["spec"]["schedulingPolicy"]["gang"]["minCount"] == 4
     assert gang[1]["spec"]["template"]["spec"]["schedulingGroup"] == {"podGroupName": "big"}
+
+
+def test_kueue_policy_queues_each_team_at_its_entitlement() -> None:
+    from harness.simulate import kueue_policy
+
+    assert kueue_policy.nominal_quotas({"a": 0.5, "b": 0.25, "c": 0.25}, 10) == {"a": 5, "b": 3, "c": 2}
+    assert sum(kueue_policy.nominal_quotas({"a": 1 / 3, "b": 1 / 3, "c": 1 / 3}, 1024).values()) == 1024
+    tr = trace.Trace((trace.TraceJob("j", "a", 8, 60, "high", 0),), {"a": 0.75, "b": 0.25})
+    cfg = kueue_policy.queue_config(tr, 32)
+    assert [(t.name, t.namespace, t.gpus) for t in cfg.teams] == [("a", "a", 24), ("b", "b", 8)]
+    job = policies.job_objects(policies.lookup(["kueue"])[0], tr.jobs[0],
+                               policies.JobContext(namespace="a", compression=10))[-1]
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "a" and job["spec"]["suspend"] is True
+    assert job["spec"]["template"]["spec"]["priorityClassName"] == "sim-high"
