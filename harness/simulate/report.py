@@ -122,7 +122,9 @@ th[scope=row] {{ text-align: left; font-weight: normal; }}
 <p class="note">Every figure comes from what the cluster did, read back from the API's watch of the pods (bound,
 running, finished, stopped) and its Events; the real kube-scheduler, Job controller and admission decided every
 placement and preemption.  KWOK played running time: a pod completes its job's duration (compressed) after it
-starts.  What is simulated: the nodes and GPUs.</p>
+starts.  What is simulated: the nodes and GPUs.  The controllers' own timers (scheduler backoff, Kueue's
+waitForPodsReady timeout and requeue backoff) run in wall time, so they weigh the compression factor more in trace
+time.</p>
 <h2>Policies compared</h2>
 <table><tr><th></th>{head}</tr>{''.join(body)}</table>
 {''.join(sections)}
