@@ -10,12 +10,15 @@ What shaped it (PLATFORM-NOTES, 2026-11-27, and the module's kwok/cloudprovider 
 - the kwok provider creates the Node itself with the annotation ``kwok.x-k8s.io/node=fake``, so the cluster's own
   KWOK (which manages nodes by that annotation) makes it Ready with aiconform's stages;
 - a node's labels are the NodePool template labels plus the instance type's and offering's single-valued
-  requirements; its allocatable is the whole instance type, its capacity only what the pods that caused it asked
-  for (upstream's choice, ``toNode``);
+  requirements; its allocatable is the instance type less a fixed kube-reserved (100m CPU, 10Mi), its capacity
+  only what the pods that caused it asked for (upstream's choice, ``toNode``);
 - so the template labels and taints are exactly what a simulated node of the pool carries
   (``harness.providers.local.nodes.pool_labels``, itself from fake_gpu_plugin's ``node_labels``), and the instance
-  type's resources are the pool's node resources (``pool_resources``, from ``resource_counts``): an added node has
-  the pool's shape by construction, and tests/integration/test_autoscaling.py compares them;
+  type's resources are the pool's node resources (``pool_resources``, from ``resource_counts``) plus that
+  kube-reserved: an added node has the pool's shape (allocatable included) by construction, and
+  tests/integration/test_autoscaling.py compares them;
+- the same binary runs as a host process at tier S and as a Deployment on the real node at tier R (the installer
+  picks; tier R is not exercised by a test yet);
 - it runs out of cluster with env only (KUBECONFIG, INSTANCE_TYPES_FILE_PATH, DISABLE_LEADER_ELECTION,
   METRICS_PORT, HEALTH_PROBE_PORT); it listens on every interface (no bind-address setting), on free ports.
 """
@@ -40,13 +43,10 @@ Obj = dict[str, Any]
 
 NAME = "karpenter"
 BINARY = "karpenter-kwok"
-MODULE = "sigs.k8s.io/karpenter"
 NODECLASS_NAME = "aiconform"
 ZONE = "aiconform-zone-a"
 INSTANCE_TYPE_PREFIX = "aiconform-"
-CRD_DIRS = ("kwok/charts/crds", "kwok/apis/crds")
 NODEPOOL_API = ("karpenter.sh/v1", "NodePool")
-NODECLAIM_API = ("karpenter.sh/v1", "NodeClaim")
 LABEL_NODEPOOL = "karpenter.sh/nodepool"
 KARPENTER_LABEL_DOMAINS = ("karpenter.sh/", "karpenter.kwok.sh/", "kwok.x-k8s.io/", "node.kubernetes.io/instance-type",
                            "topology.kubernetes.io/zone", "eks-node-viewer/", "kwok-partition")
