@@ -20,7 +20,7 @@ import pytest
 
 from harness.addons import kueue as kueue_addon
 from harness.config import load_profile
-from harness.errors import Invalid
+from harness.errors import Forbidden
 from harness.kube import KubeClient
 from harness.providers.local import LocalCluster
 from harness.testing import ClusterInfo
@@ -55,7 +55,7 @@ def test_kueue_is_installed_with_its_webhooks_and_declared(cluster: LocalCluster
     facts = cluster.info().facts
     assert {"kueue", "native-gang", "gang-scheduling", "simulated-nodes"} <= facts, facts
     assert "addon-kueue" in cluster.running_components()
-    with pytest.raises(Invalid, match='admission webhook "vclusterqueue.kb.io" denied the request') as err:
+    with pytest.raises(Forbidden, match='admission webhook "vclusterqueue.kb.io" denied the request') as err:
         client.create(kueue_addon.REFUSED_PROBE, dry_run=True)
     assert "lendingLimit" in err.value.message
     crds = {c["metadata"]["name"]: c for c in client.list("CustomResourceDefinition")["items"]}
