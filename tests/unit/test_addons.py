@@ -3,6 +3,7 @@ against a real node in tests/integration/test_real_node.py)."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -192,3 +193,17 @@ def test_upstream_manifests_are_read_with_the_sections_toolchain(monkeypatch: py
     render = installer._upstream_renderer(BinaryResolver(versions, go="/usr/bin/go-test"), "newgo")
     assert render("crd.yaml") == [{"kind": "CustomResourceDefinition"}]
     assert seen[0]["GOTOOLCHAIN"] == "go1.27.3"
+
+
+def test_an_apiservice_backed_by_the_addons_service_gets_the_ca_bundle() -> None:
+    from harness.addons import Webhooks, wire_webhooks
+
+    hooks = Webhooks(service="adapter", namespace="monitoring", secret="adapter-tls")
+    mine = {"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+            "metadata": {"name": "v1beta1.custom.metrics.k8s.io"},
+            "spec": {"service": {"name": "adapter", "namespace": "monitoring"}, "insecureSkipTLSVerify": True}}
+    other = copy.deepcopy(mine)
+    other["spec"]["service"]["name"] = "someone-else"
+    out = wire_webhooks([mine, other], hooks, b"CA", url_base=None)
+    assert out[0]["spec"] == {"service": {"name": "adapter", "namespace": "monitoring"}, "caBundle": "Q0E="}
+    assert out[1]["spec"]["insecureSkipTLSVerify"] is True and "caBundle" not in out[1]["spec"]

@@ -345,11 +345,15 @@ class LocalCluster:
             todo = [a.name for a in chosen if a.name not in have]
             if not todo:
                 return []
-            facts = self._install_addons(tuple(todo), real=real, already=tuple(have))
-            st["addons"] = [*have, *todo]
-            st["facts"] = [*st.get("facts", []), *[f for f in facts if f not in st.get("facts", [])]]
-            self.state_file.write_text(json.dumps(st, indent=2))
-            return facts
+            added: list[str] = []
+            for name in todo:  # recorded one by one: a later failure leaves the earlier ones installed and known
+                facts = self._install_addons((name,), real=real, already=tuple(have))
+                have.append(name)
+                added += [f for f in facts if f not in added]
+                st["addons"] = list(have)
+                st["facts"] = [*st.get("facts", []), *[f for f in facts if f not in st.get("facts", [])]]
+                self.state_file.write_text(json.dumps(st, indent=2))
+            return added
 
     def _addon_running(self, addon: Any, real: bool) -> bool:
         from harness.addons import host_process_name
