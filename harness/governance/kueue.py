@@ -147,6 +147,20 @@ def job(name: str, *, queue: str, pods: int, gpus_per_pod: int, priority_class: 
     }
 
 
+def jobset(name: str, *, queue: str, replicas: int, pods_per_job: int, gpus_per_pod: int,
+           batch: str | None = None) -> dict[str, Any]:
+    """A JobSet of ``replicas`` Jobs of ``pods_per_job`` pods of ``gpus_per_pod`` GPUs, queued in ``queue``: Kueue
+    admits the whole JobSet as one workload (one pod set per replicated job) or none of it."""
+    inner = job(f"{name}-w", queue=queue, pods=pods_per_job, gpus_per_pod=gpus_per_pod, batch=batch)
+    spec = inner["spec"]
+    spec.pop("suspend")
+    md_labels = {QUEUE_LABEL: queue, **({BATCH_LABEL: batch} if batch else {})}
+    return {"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet",
+            "metadata": {"name": name, "labels": md_labels},
+            "spec": {"suspend": True, "replicatedJobs": [{"name": "workers", "replicas": replicas,
+                                                          "template": {"spec": spec}}]}}
+
+
 def workload_priority_class(name: str, value: int) -> dict[str, Any]:
     return {"apiVersion": API, "kind": "WorkloadPriorityClass", "metadata": {"name": name}, "value": value}
 
