@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.addons.kueue import BATCH_LABEL
-from harness.errors import BadRequest, ConfigError, Conflict, Forbidden, Invalid, KubeError
-from harness.kube import KubeClient
+from harness.errors import BadRequest, ConfigError, Conflict, Forbidden, Invalid, KubeError, WaitTimeout
+from harness.kube import KubeClient, is_bound
 from harness.workloads import GPU, GPU_TOLERATION, PAUSE_IMAGE
 
 API = "kueue.x-k8s.io/v1beta2"
@@ -333,9 +333,6 @@ def settle(client: KubeClient, batch: str, jobs: int, *, timeout: float = 30.0) 
     """Watch until Kueue has a verdict on each of the batch's ``jobs`` workloads and the pods agree with it (an
     admitted job's pods all bound, a pending job's pods all gone); at the deadline, returns what is there (the
     caller's invariants then say what is wrong)."""
-    from harness.errors import WaitTimeout
-    from harness.kube import is_bound
-
     def wl_done(state: dict[str, dict[str, Any]]) -> bool:
         mine = [w for w in state.values() if _batch_of(w) == batch]
         return len(mine) >= jobs and all(has_verdict(w) for w in mine)
