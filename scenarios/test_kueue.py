@@ -155,15 +155,31 @@ def test_fair_sharing_splits_what_the_cohort_lends(world: Callable[..., World], 
 
 @_mark("gang_scheduling")
 def test_gang_is_admitted_all_or_nothing(world: Callable[..., World], kube: KubeClient, evidence: Evidence) -> None:
-    """A 4-pod Job is one workload: on a 3-GPU queue no pod of it is created; on a 4-GPU queue whose pool has room
-    for 3 pods, Kueue admits it, and when its pods are not all Ready in time (waitForPodsReady) it evicts the whole
-    gang (no pod left) and requeues it; once a node is added the gang runs whole."""
+    """A 4-pod Job is one workload: on a 3-GPU queue no pod of it is created; so is a JobSet (a 4-pod one gets no pod,
+    a 3-pod one runs whole); on a 4-GPU queue whose pool has room for 3 pods, Kueue admits the Job, and when its
+    pods are not all Ready in time (waitForPodsReady) it evicts the whole gang (no pod left) and requeues it; once a
+    node is added the gang runs whole."""
     w = world([("small", 3, 0, None), ("big", 4, 0, None)], nodes=3, gpus_per_node=1)
     small, big = _q(w, "small"), _q(w, "big")
     w.submit(small, "gang-q", pods=4)
     held = w.settle(1, timeout=20)
     evidence["over_quota"] = [{"pods": v.pods, "message": v.message} for v in held]
     assert len(held) == 1 and held[0].admitted_to is None and held[0].pods == 0, held
+
+    # A JobSet is one workload too: 2 Jobs x 2 pods on the 3-GPU queue get no pod; 3 Jobs x 1 pod run whole.
+    ns_small = w.ns[small]
+    kube.create(kq.jobset("js-over", queue=small, replicas=2, pods_per_job=2, gpus_per_pod=1), namespace=ns_small)
+    kube.create(kq.jobset("js-fits", queue=small, replicas=3, pods_per_job=1, gpus_per_pod=1), namespace=ns_small)
+    fits = kube.wait_for("Pod", namespace=ns_small, label_selector="jobset.sigs.k8s.io/jobset-name", timeout=90,
+                         condition=lambda s: sum(1 for p in s.values() if is_bound(p)) == 3,
+                         what="the 3-pod JobSet's pods to be bound")
+    names = {p["metadata"]["labels"]["jobset.sigs.k8s.io/jobset-name"] for p in fits.values()}
+    over = kube.get("Workload", _workload_of(kube, ns_small, "js-over"), ns_small, api_version=kq.API)
+    evidence["jobset_over_quota"] = kq.verdict_message(over)
+    assert names == {"js-fits"} and not kq.is_admitted(over), (names, kq.verdict_message(over))
+    kube.delete("JobSet", "js-fits", ns_small, propagation="Foreground")
+    kube.wait_for("Pod", namespace=ns_small, condition=lambda s: not s, timeout=60,
+                  what="the finished JobSet's pods to be gone")
 
     t0 = time.monotonic()
     w.submit(big, "gang-r", pods=4)
@@ -185,6 +201,13 @@ def test_gang_is_admitted_all_or_nothing(world: Callable[..., World], kube: Kube
                   condition=lambda s: len(s) == 4 and all(is_bound(p) for p in s.values()),
                   what="the requeued gang to run whole once there is room")
     evidence.timing("whole_after_room_s", time.monotonic() - t1)
+
+
+def _workload_of(kube: KubeClient, namespace: str, owner: str) -> str:
+    found = kube.wait_for("Workload", namespace=namespace, api_version=kq.API, timeout=30,
+                          condition=lambda s: any(kq.owner_name(x) == owner for x in s.values()),
+                          what=f"Kueue's Workload of {owner}")
+    return next(x["metadata"]["name"] for x in found.values() if kq.owner_name(x) == owner)
 
 
 @_mark("aiconform.quota")

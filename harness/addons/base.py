@@ -88,7 +88,9 @@ class WebhookProbe:
 
 @dataclass(frozen=True)
 class Webhooks:
-    """How an addon serves webhooks; the configurations themselves are ordinary objects of its manifests."""
+    """How an addon serves webhooks (admission, CRD conversion) or an aggregated API (APIService) over TLS from its
+    Service; the configurations and APIServices themselves are ordinary objects of its manifests.  An APIService
+    backed by the Service gets the caBundle too and is awaited until Available (tier R only)."""
 
     service: str
     namespace: str
@@ -96,7 +98,7 @@ class Webhooks:
     secret: str
     """The ``kubernetes.io/tls`` Secret the workload mounts as its serving certificate (the installer writes it;
     an object of that name in the manifests is replaced)."""
-    probes: tuple[WebhookProbe, ...]
+    probes: tuple[WebhookProbe, ...] = ()
     """Sent through the webhooks after rollout; every one must be answered before the addon counts as installed."""
 
 

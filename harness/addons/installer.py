@@ -39,7 +39,15 @@ from harness import images, proc
 from harness.addons import jobset, karpenter, kube_router, kueue
 from harness.addons.base import Addon, AddonContext, HostContext, Obj, UndoCommand, Webhooks
 from harness.bins import BinaryResolver, Component, build_env
-from harness.errors import AiconformError, ApiError, ClusterError, CommandError, ConfigError
+from harness.errors import (
+    AiconformError,
+    ApiError,
+    ClusterError,
+    CommandError,
+    ConfigError,
+    NotFound,
+    WaitTimeout,
+)
 
 if TYPE_CHECKING:
     from harness.config import Pool
@@ -205,6 +213,12 @@ class _Install:
         hctx: HostContext | None = None
         if self.mode == "host":
             hctx = self._host_context(resolved.path, workload)
+        apiservices = [o["metadata"]["name"] for o in objs if o["kind"] == "APIService"
+                       and addon.webhooks is not None and _names_service(o.get("spec", {}).get("service"),
+                                                                         addon.webhooks)]
+        if apiservices and hctx is not None:
+            raise ConfigError(f"its APIService {apiservices[0]} needs a real node (tier R): the apiserver reaches "
+                              "an APIService backend only through a Service with pod endpoints")
         if addon.webhooks is not None:
             self.step = "webhook certificate"
             objs = self._wire_webhooks(objs, addon.webhooks, hctx)
@@ -230,7 +244,10 @@ class _Install:
                 self._apply(obj)
         if addon.webhooks is not None:
             self.step = "webhooks"
-            self._wait_webhooks(addon.webhooks, hooks, hctx)
+            deadline = time.monotonic() + self.webhook_timeout
+            self._wait_webhooks(addon.webhooks, hooks, hctx, deadline)
+            for name in apiservices:
+                self._wait_apiservice(name, deadline)
         if addon.after_ready is not None:
             self.step = "after rollout"
             addon.after_ready(self.client, ctx)
@@ -239,7 +256,13 @@ class _Install:
     # -- steps -------------------------------------------------------------------------------------------------------
 
     def _apply(self, obj: Obj) -> None:
-        self.applied.append(obj)  # before the call: a create that times out may still have happened
+        """Server-side apply; an object that did not exist before is recorded for the undo (one that did, e.g. a
+        namespace or CRD another addon shares, is never deleted by this addon's undo)."""
+        md = obj["metadata"]
+        try:
+            self.client.get(obj["kind"], md["name"], md.get("namespace"), api_version=obj["apiVersion"])
+        except NotFound:
+            self.applied.append(obj)  # before the call: a create that times out may still have happened
         self.client.apply(obj)
 
     def _host_context(self, binary: Path, workload: Obj) -> HostContext:
@@ -297,9 +320,29 @@ class _Install:
         self.supervisor.wait_ready(name, lambda: _listening(port), timeout=self.timeout,
                                    what=f"addon {self.name} (host process, port {port})")
 
-    def _wait_webhooks(self, hooks: Webhooks, configs: list[Obj], hctx: HostContext | None) -> None:
+    def _wait_apiservice(self, name: str, deadline: float) -> None:
+        """Watch the APIService until the aggregator reports it Available (it reached the backend over TLS with
+        the caBundle), or the deadline: one line with its condition's message and the controller's log."""
+        last: dict[str, str] = {}
+
+        def available(st: dict[str, Obj]) -> bool:
+            for svc in st.values():
+                for c in svc.get("status", {}).get("conditions", []) or []:
+                    if c.get("type") == "Available":
+                        last["message"] = str(c.get("message") or c.get("reason") or "")
+                        return bool(c.get("status") == "True")
+            return False
+
+        try:
+            self.client.wait_for("APIService", name=name, condition=available,
+                                 timeout=max(1.0, deadline - time.monotonic()), what=f"APIService {name}")
+        except WaitTimeout:
+            raise AddonFailed(f"addon {self.name}: APIService {name} did not become Available in "
+                              f"{self.webhook_timeout:.0f}s ({_one_line(last.get('message', 'no status'))[:300]}): "
+                              f"{self.controller_log(None)}") from None
+
+    def _wait_webhooks(self, hooks: Webhooks, configs: list[Obj], hctx: HostContext | None, deadline: float) -> None:
         """Poll the probes with server-side dry-run creates (no watch reports "a webhook answers") with a deadline."""
-        deadline = time.monotonic() + self.webhook_timeout
         for probe in hooks.probes:
             denial = f'admission webhook "{probe.webhook}" denied the request'
             delay, last = 0.2, ""
@@ -310,9 +353,8 @@ class _Install:
                     if denial in err.message:
                         break
                     last = _one_line(err.message)[:300]
-                else:
-                    raise AddonFailed(f"addon {self.name}: webhook {probe.webhook} let its probe "
-                                      f"{probe.obj['kind']} through (it must deny it): is the webhook configured?")
+                else:  # accepted: the apiserver has not loaded the new webhook configuration yet (its informer lags)
+                    last = f"it let the probe {probe.obj['kind']} through without asking the webhook"
                 if time.monotonic() >= deadline:
                     where = _client_config_of(configs, probe.webhook)
                     raise AddonFailed(
@@ -344,7 +386,9 @@ class _Install:
             if self.supervisor is not None:
                 self.supervisor.stop(name)
         order = sorted(self.applied, key=_apply_order, reverse=True)
-        order.sort(key=lambda o: o["kind"] not in WEBHOOK_KINDS)  # stable: webhook configurations go first
+        # stable sort: webhook configurations and APIServices go first (left dangling, they break every create of
+        # the kinds they judge, or discovery)
+        order.sort(key=lambda o: o["kind"] not in (*WEBHOOK_KINDS, "APIService"))
         namespaces = []
         for obj in order:
             md = obj["metadata"]
@@ -371,8 +415,10 @@ class _Install:
 
 def wire_webhooks(objs: list[Obj], hooks: Webhooks, ca_pem: bytes, *, url_base: str | None) -> list[Obj]:
     """The manifests with ``caBundle`` set on every webhook client config that names the addon's Service (webhook
-    configurations and CRD conversion webhooks), and with ``url_base + path`` in place of the Service when given
-    (host mode); the addon's own Secret of that name is dropped (the installer writes it).  Pure."""
+    configurations and CRD conversion webhooks) and on every APIService backed by that Service (its
+    ``insecureSkipTLSVerify`` dropped), and with ``url_base + path`` in place of the Service in webhook client
+    configs when given (host mode); the addon's own Secret of that name is dropped (the installer writes it).
+    Pure."""
     bundle = _b64(ca_pem)
 
     def fix(cc: Obj) -> Obj:
@@ -392,12 +438,19 @@ def wire_webhooks(objs: list[Obj], hooks: Webhooks, ca_pem: bytes, *, url_base: 
         if obj["kind"] in WEBHOOK_KINDS:
             for wh in obj.get("webhooks", []) or []:
                 wh["clientConfig"] = fix(wh.get("clientConfig", {}))
+        elif obj["kind"] == "APIService" and _names_service(obj.get("spec", {}).get("service"), hooks):
+            obj["spec"]["caBundle"] = bundle
+            obj["spec"].pop("insecureSkipTLSVerify", None)
         elif obj["kind"] == CRD:
             conv = obj.get("spec", {}).get("conversion") or {}
             if conv.get("strategy") == "Webhook" and "clientConfig" in (conv.get("webhook") or {}):
                 conv["webhook"]["clientConfig"] = fix(conv["webhook"]["clientConfig"])
         out.append(obj)
     return out
+
+
+def _names_service(svc: Obj | None, hooks: Webhooks) -> bool:
+    return isinstance(svc, dict) and svc.get("name") == hooks.service and svc.get("namespace") == hooks.namespace
 
 
 def _client_config_of(configs: list[Obj], webhook: str) -> str:

@@ -34,6 +34,7 @@ import yaml
 
 from harness import images
 from harness.addons.base import Addon, AddonContext, HostContext, HostProcess, Obj, WebhookProbe, Webhooks
+from harness.errors import ClusterError
 
 NAME = "kueue"
 NAMESPACE = "kueue-system"
@@ -161,6 +162,9 @@ def host(h: HostContext, settings: KueueSettings | None = None) -> HostProcess:
     """Lay out the private root under the addon's workdir (the binary hard-linked, or copied across filesystems; the
     kubeconfig; the serving pair in the webhook cert dir and at the metrics path) and start Kueue chrooted there."""
     settings = settings or KueueSettings()
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        raise ClusterError("running Kueue at tier S needs `unshare` (util-linux) on PATH")
     root = h.workdir / "root"
     for d in ("certs", METRICS_CERTS.lstrip("/"), "tmp"):
         (root / d).mkdir(parents=True, exist_ok=True)
@@ -177,10 +181,10 @@ def host(h: HostContext, settings: KueueSettings | None = None) -> HostProcess:
     cfg = configuration(settings, webhook={"host": "127.0.0.1", "port": h.webhook_port, "certDir": "/certs"},
                         health=f"127.0.0.1:{h.health_port}")
     return HostProcess(
-        # --fork/--kill-child: the supervised pid stays `unshare` (the pidfile's executable), and stopping it stops
-        # Kueue; an exec'd Kueue would no longer match the pidfile and would outlive the cluster.
-        argv=("unshare", "--fork", "--kill-child=SIGTERM", "--map-root-user", "--mount", f"--root={root}", "/kueue",
-              "--config=/config.yaml", "--zap-log-level=2"),
+        # --fork: the supervised pid stays `unshare` (the executable its pidfile records; an exec'd Kueue would not
+        # match it and would outlive the cluster), and Kueue stays in its process group, which the stop signals.
+        argv=(unshare, "--fork", "--map-root-user", "--mount", f"--root={root}", "/kueue", "--config=/config.yaml",
+              "--zap-log-level=2"),
         files=(("root/config.yaml", yaml.safe_dump(cfg, sort_keys=False)),),
         env=(("KUBECONFIG", "/kubeconfig"),),
     )

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.addons.kueue import BATCH_LABEL
-from harness.errors import BadRequest, ConfigError, Conflict, Forbidden, Invalid, KubeError
-from harness.kube import KubeClient
+from harness.errors import BadRequest, ConfigError, Conflict, Forbidden, Invalid, KubeError, WaitTimeout
+from harness.kube import KubeClient, is_bound
 from harness.workloads import GPU, GPU_TOLERATION, PAUSE_IMAGE
 
 API = "kueue.x-k8s.io/v1beta2"
@@ -145,6 +145,20 @@ def job(name: str, *, queue: str, pods: int, gpus_per_pod: int, priority_class: 
                               "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 0,
                                        "tolerations": [GPU_TOLERATION], "containers": [container]}}},
     }
+
+
+def jobset(name: str, *, queue: str, replicas: int, pods_per_job: int, gpus_per_pod: int,
+           batch: str | None = None) -> dict[str, Any]:
+    """A JobSet of ``replicas`` Jobs of ``pods_per_job`` pods of ``gpus_per_pod`` GPUs, queued in ``queue``: Kueue
+    admits the whole JobSet as one workload (one pod set per replicated job) or none of it."""
+    inner = job(f"{name}-w", queue=queue, pods=pods_per_job, gpus_per_pod=gpus_per_pod, batch=batch)
+    spec = inner["spec"]
+    spec.pop("suspend")
+    md_labels = {QUEUE_LABEL: queue, **({BATCH_LABEL: batch} if batch else {})}
+    return {"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet",
+            "metadata": {"name": name, "labels": md_labels},
+            "spec": {"suspend": True, "replicatedJobs": [{"name": "workers", "replicas": replicas,
+                                                          "template": {"spec": spec}}]}}
 
 
 def workload_priority_class(name: str, value: int) -> dict[str, Any]:
@@ -319,9 +333,6 @@ def settle(client: KubeClient, batch: str, jobs: int, *, timeout: float = 30.0) 
     """Watch until Kueue has a verdict on each of the batch's ``jobs`` workloads and the pods agree with it (an
     admitted job's pods all bound, a pending job's pods all gone); at the deadline, returns what is there (the
     caller's invariants then say what is wrong)."""
-    from harness.errors import WaitTimeout
-    from harness.kube import is_bound
-
     def wl_done(state: dict[str, dict[str, Any]]) -> bool:
         mine = [w for w in state.values() if _batch_of(w) == batch]
         return len(mine) >= jobs and all(has_verdict(w) for w in mine)

@@ -20,7 +20,7 @@ from harness import addons, proc
 from harness.addons import jobset
 from harness.bins import BinaryResolver, Component, load_versions
 from harness.config import parse_profile
-from harness.errors import ApiError, NotFound
+from harness.errors import ApiError, ConfigError, NotFound
 from harness.kube import KubeClient, is_running
 from harness.providers.local import LocalCluster
 from tests.integration.conftest import running_cluster
@@ -92,6 +92,10 @@ def _misrouted(ctx: addons.AddonContext) -> list[dict[str, Any]]:
 
 def test_a_webhook_that_never_answers_is_one_line_with_the_controller_log_and_nothing_stays(bare: LocalCluster) -> None:
     misrouted = dataclasses.replace(jobset.ADDON, name="jobset-misrouted", manifests=_misrouted)
+    shared = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+              "metadata": {"name": "jobset-metrics-reader"}, "rules": []}  # in its manifests, but here before it
+    with bare.client() as client:
+        client.create(shared)
     with pytest.raises(addons.AddonFailed) as err:
         _install(bare, misrouted, webhook_timeout=4)
     msg = str(err.value)
@@ -101,6 +105,8 @@ def test_a_webhook_that_never_answers_is_one_line_with_the_controller_log_and_no
     assert "log: " in msg and "addon-jobset-misrouted.log" in msg  # the controller's own last lines
     with bare.client() as client:
         _installed_nothing(bare, client, "jobset-misrouted")
+        client.get("ClusterRole", "jobset-metrics-reader")  # what it did not create, its undo leaves alone
+        client.delete("ClusterRole", "jobset-metrics-reader")
 
 
 def _jobset(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
@@ -120,7 +126,12 @@ def test_jobset_webhooks_judge_and_its_controller_runs_jobs_at_tier_s(cluster: L
 def _jobset_at_tier_s(cluster: LocalCluster, client: KubeClient) -> None:
     pid = cluster.procs.pid("addon-jobset")
     assert pid is not None  # the profile's addon runs as a host process under the cluster's supervisor
-    assert addons.ensure(cluster, "jobset") == []  # already there: nothing to do
+    assert addons.ensure(str(cluster.kubeconfig()), "jobset") == []  # already there (a kubeconfig path works too)
+    assert cluster.state()["addons"] == ["jobset"]  # type: ignore[index]
+    with pytest.raises(ConfigError, match="addon kube-router runs on the real node; cluster .* has none"):
+        addons.ensure(cluster, "kube-router")
+    with pytest.raises(ConfigError, match="unknown addon 'kueue-typo'"):
+        addons.ensure(cluster, "kueue-typo")
     ns = f"wh-{secrets.token_hex(3)}"
     client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     bad = _jobset("bad", ns, successPolicy={"operator": "All", "targetReplicatedJobs": ["drivers"]})
@@ -146,12 +157,9 @@ def _jobset_at_tier_s(cluster: LocalCluster, client: KubeClient) -> None:
     assert cluster.procs.pid("addon-jobset") == pid
 
 
-def test_ensure_installs_on_a_running_cluster_and_down_stops_the_host_process(bare: LocalCluster) -> None:
-    assert addons.ensure(str(bare.kubeconfig()), "jobset") == []  # no facts; through the kubeconfig path
-    pid = bare.procs.pid("addon-jobset")
-    assert pid is not None
-    assert bare.state()["addons"] == ["jobset"]  # type: ignore[index]
-    with bare.client() as client:
-        client.get("CustomResourceDefinition", CRD)
-    bare.delete()
+def test_down_stops_the_host_process_and_removes_its_files(cluster: LocalCluster) -> None:
+    pid = cluster.procs.pid("addon-jobset")
+    assert pid is not None and (cluster.dir / "addons" / "jobset" / "kubeconfig").is_file()
+    cluster.delete()
     assert not proc.pid_alive(pid)
+    assert not cluster.dir.exists()

@@ -9,6 +9,7 @@ controller a supervised process of the cluster, so teardown stops it) are checke
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import pytest
 
 from harness.addons import kueue as kueue_addon
 from harness.config import load_profile
-from harness.errors import Invalid
+from harness.errors import Forbidden
 from harness.kube import KubeClient
 from harness.providers.local import LocalCluster
 from harness.testing import ClusterInfo
@@ -54,7 +55,7 @@ def test_kueue_is_installed_with_its_webhooks_and_declared(cluster: LocalCluster
     facts = cluster.info().facts
     assert {"kueue", "native-gang", "gang-scheduling", "simulated-nodes"} <= facts, facts
     assert "addon-kueue" in cluster.running_components()
-    with pytest.raises(Invalid, match='admission webhook "vclusterqueue.kb.io" denied the request') as err:
+    with pytest.raises(Forbidden, match='admission webhook "vclusterqueue.kb.io" denied the request') as err:
         client.create(kueue_addon.REFUSED_PROBE, dry_run=True)
     assert "lendingLimit" in err.value.message
     crds = {c["metadata"]["name"]: c for c in client.list("CustomResourceDefinition")["items"]}
@@ -74,7 +75,8 @@ def test_governance_suites_pass(cluster: LocalCluster, tmp_path: Path) -> None:
     suites = [str(REPO / "scenarios" / f) for f in ("test_gang.py", "test_kueue.py", "test_kueue_properties.py")]
     argv = [sys.executable, "-m", "pytest", *suites, "-p", "no:cacheprovider", "-q", f"--rootdir={REPO}",
             f"--aiconform-cluster-info={cluster_info}", f"--aiconform-report-dir={tmp_path}"]
-    res = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "AICONFORM_KUEUE_EXAMPLES": "2"}  # the warm-test budget; `aiconform run` uses 3
+    res = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-2000:]
     checks = {c["id"].rsplit("::", 1)[-1]: c for c in json.loads((tmp_path / "results.json").read_text())["checks"]}
     assert all(c["status"] == "passed" for c in checks.values()), {k: c["status"] for k, c in checks.items()}

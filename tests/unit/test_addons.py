@@ -3,6 +3,7 @@ against a real node in tests/integration/test_real_node.py)."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -167,3 +168,43 @@ def test_jobset_host_process_serves_webhooks_on_loopback_only(tmp_path: Path) ->
 
 def test_profile_may_ask_for_jobset_at_tier_s() -> None:
     assert parse_profile({"addons": ["jobset"]}).addons == ("jobset",)
+
+
+def test_upstream_manifests_are_read_with_the_sections_toolchain(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The module cache read for an addon's upstream YAML runs go with the pinned section's environment
+    (GOTOOLCHAIN for a module that needs a newer Go), like its build."""
+    import json
+    import subprocess
+
+    from harness.addons import installer
+    from harness.bins import BinaryResolver, Component, load_versions
+
+    (tmp_path / "crd.yaml").write_text("kind: CustomResourceDefinition\n---\n")
+    seen: list[dict[str, str]] = []
+
+    def run(argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        seen.append(dict(kw["env"]))  # type: ignore[call-overload]
+        return subprocess.CompletedProcess(argv, 0, json.dumps({"Dir": str(tmp_path)}), "")
+
+    monkeypatch.setattr(installer.proc, "run", run)
+    versions = load_versions()
+    versions.groups["newgo"] = Component(group="newgo", version="1.0.0", module="example.com/newgo",
+                                         binaries=("newgo",), packages={"newgo": "example.com/newgo"},
+                                         toolchain="go1.27.3")
+    render = installer._upstream_renderer(BinaryResolver(versions, go="/usr/bin/go-test"), "newgo")
+    assert render("crd.yaml") == [{"kind": "CustomResourceDefinition"}]
+    assert seen[0]["GOTOOLCHAIN"] == "go1.27.3"
+
+
+def test_an_apiservice_backed_by_the_addons_service_gets_the_ca_bundle() -> None:
+    from harness.addons import Webhooks, wire_webhooks
+
+    hooks = Webhooks(service="adapter", namespace="monitoring", secret="adapter-tls")
+    mine = {"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+            "metadata": {"name": "v1beta1.custom.metrics.k8s.io"},
+            "spec": {"service": {"name": "adapter", "namespace": "monitoring"}, "insecureSkipTLSVerify": True}}
+    other = copy.deepcopy(mine)
+    other["spec"]["service"]["name"] = "someone-else"
+    out = wire_webhooks([mine, other], hooks, b"CA", url_base=None)
+    assert out[0]["spec"] == {"service": {"name": "adapter", "namespace": "monitoring"}, "caBundle": "Q0E="}
+    assert out[1]["spec"]["insecureSkipTLSVerify"] is True and "caBundle" not in out[1]["spec"]

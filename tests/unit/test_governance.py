@@ -3,7 +3,10 @@ module, and the property model's invariants (each must catch the violation it na
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from harness.addons import kueue as addon
 from harness.bins import BinaryResolver
@@ -131,3 +134,29 @@ def test_queue_config_from_yaml_and_its_bad_fields() -> None:
                       "queues.teams[0].reclaimWithinCohort: must be one of")]:
         with pytest.raises(ConfigError, match=msg.replace("[", r"\[").replace("]", r"\]")):
             kq.parse_queue_config(bad)
+
+
+def test_host_process_runs_kueue_in_a_private_root(tmp_path: Path) -> None:
+    """Tier S: Kueue chrooted into a root under its workdir that holds the binary, kubeconfig, serving pair and the
+    metrics pair at the fixed path Kueue reads; the supervised executable is `unshare` (absolute, as the pidfile
+    records it), forked so Kueue stays in its process group."""
+    from harness.addons.base import HostContext
+
+    (tmp_path / "certs").mkdir()
+    for f in ("tls.crt", "tls.key"):
+        (tmp_path / "certs" / f).write_text(f)
+    (tmp_path / "bin").write_text("binary")
+    (tmp_path / "kc").write_text("kubeconfig")
+    h = HostContext(binary=tmp_path / "bin", kubeconfig=tmp_path / "kc", workdir=tmp_path / "wd",
+                    cert_dir=tmp_path / "certs", webhook_port=1234, health_port=5678)
+    spec = addon.host(h)
+    root = tmp_path / "wd" / "root"
+    assert Path(spec.argv[0]).is_absolute() and spec.argv[1:3] == ("--fork", "--map-root-user")
+    assert f"--root={root}" in spec.argv and "/kueue" in spec.argv
+    assert (root / "kueue").read_text() == "binary" and (root / "kubeconfig").read_text() == "kubeconfig"
+    assert (root / addon.METRICS_CERTS.lstrip("/") / "tls.key").read_text() == "tls.key"
+    assert (root / "certs" / "tls.crt").read_text() == "tls.crt"
+    [(name, text)] = spec.files
+    cfg = yaml.safe_load(text)
+    assert name == "root/config.yaml" and cfg["webhook"] == {"host": "127.0.0.1", "port": 1234, "certDir": "/certs"}
+    assert cfg["health"]["healthProbeBindAddress"] == "127.0.0.1:5678" and dict(spec.env) == {"KUBECONFIG": "/kubeconfig"}
