@@ -44,6 +44,7 @@ bench: venv bins
 	$(BIN)/python bench/bench_allocate.py --out bench/results-allocate.json
 	$(BIN)/pip install -q -e '.[serving]'
 	$(BIN)/python bench/bench_serving.py --out bench/results-serving.json
+	$(BIN)/python bench/bench_kueue.py --out bench/results-kueue.json
 
 lint: venv
 	$(BIN)/ruff check harness fake_gpu_plugin reference_workloads scenarios tests bench examples

@@ -8,6 +8,7 @@ starts processes or talks to a cluster.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ import yaml
 
 from fake_gpu_plugin.config import InventoryConfig, parse_gpu
 from fake_gpu_plugin.errors import ConfigError as GpuConfigError
+from harness.bins import PIN_NAMES, pinned_kubernetes
 from harness.errors import ConfigError
 
 PROFILES_DIR = Path(__file__).with_name("profiles")
@@ -26,6 +28,7 @@ _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+_GO_DURATION = re.compile(r"^([0-9]+(ms|s|m|h))+$")
 _FEATURE_GATE = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 _FLAG_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _RUNTIME_CONFIG_KEY = re.compile(r"^(api/(all|ga|beta|alpha)|[a-z0-9.-]+/[a-z0-9]+(/[a-z0-9]+)?|v1)$")
@@ -47,6 +50,17 @@ class Taint:
 
 
 @dataclass(frozen=True)
+class Autoscale:
+    """Node autoscaling of a pool: Karpenter (harness/addons/karpenter.py) adds nodes of the pool's exact shape
+    (labels, taints, resources) when pods are pending, and removes the ones it added once they are empty."""
+
+    max_nodes: int
+    """How many nodes Karpenter may add to the pool (on top of its ``nodes``)."""
+    consolidate_after: str = "5s"
+    """How long an added node must be empty or underused before Karpenter removes it (a Go duration)."""
+
+
+@dataclass(frozen=True)
 class Pool:
     """A pool of identical simulated (tier S) nodes."""
 
@@ -59,6 +73,9 @@ class Pool:
     pods: int = 110
     labels: dict[str, str] = field(default_factory=dict)
     taints: tuple[Taint, ...] = ()
+    autoscale: Autoscale | None = None
+    """None: a fixed pool; otherwise Karpenter may add up to ``autoscale.max_nodes`` nodes (needs the ``karpenter``
+    addon)."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +159,17 @@ def resolve_profile_path(name_or_file: str | None) -> Path:
     return shipped
 
 
+def with_kubernetes(profile: Profile, version: str | None) -> Profile:
+    """``profile`` on another Kubernetes version (``--kubernetes``: a version, ``default`` or ``previous``); None
+    keeps the profile's own."""
+    if not version:
+        return profile
+    v = pinned_kubernetes(version)
+    if not re.fullmatch(r"1\.\d+\.\d+", v):
+        raise ConfigError(f"--kubernetes: must look like 1.X.Y (or default, previous), got {version!r}")
+    return dataclasses.replace(profile, control_plane=dataclasses.replace(profile.control_plane, kubernetes_version=v))
+
+
 def load_profile(name_or_file: str | None = None) -> Profile:
     path = resolve_profile_path(name_or_file)
     try:
@@ -183,6 +211,10 @@ class _Parser:
         real = self.real_node(d.get("realNode", {}) or {}, "realNode")
         pname = self._str(d.get("name", name), "name")
         addons = self.addons(d.get("addons", []) or [], "addons", real)
+        for i, p in enumerate(pools):
+            if p.autoscale is not None and "karpenter" not in addons:
+                raise ConfigError(f"pools[{i}].autoscale: node autoscaling needs the karpenter addon "
+                                  "(addons: [karpenter])")
         return Profile(name=pname, provider=provider, pools=pools, control_plane=cp, real_node=real, addons=addons,
                        source=source)
 
@@ -206,7 +238,7 @@ class _Parser:
 
     def pool(self, data: Any, at: str) -> Pool:
         d = self._map(data, at)
-        self._known(d, at, {"name", "nodes", "gpu", "cpu", "memory", "pods", "labels", "taints"})
+        self._known(d, at, {"name", "nodes", "gpu", "cpu", "memory", "pods", "labels", "taints", "autoscale"})
         name = self._str(d.get("name"), f"{at}.name", required=True)
         if not _DNS1123.match(name) or len(name) > 40:
             raise ConfigError(f"{at}.name: must be a DNS-1123 label of at most 40 characters, got {name!r}")
@@ -224,7 +256,17 @@ class _Parser:
             pods=pods,
             labels=self.labels(d.get("labels", {}), f"{at}.labels"),
             taints=self.taints(d.get("taints", []), f"{at}.taints"),
+            autoscale=self.autoscale(d["autoscale"], f"{at}.autoscale") if d.get("autoscale") is not None else None,
         )
+
+    def autoscale(self, data: Any, at: str) -> Autoscale:
+        d = self._map(data, at)
+        self._known(d, at, {"maxNodes", "consolidateAfter"})
+        after = self._str(d.get("consolidateAfter", "5s"), f"{at}.consolidateAfter")
+        if not _GO_DURATION.match(after):
+            raise ConfigError(f"{at}.consolidateAfter: must be a duration such as 5s, 2m or 1h30m, got {after!r}")
+        return Autoscale(max_nodes=self._int(d.get("maxNodes"), f"{at}.maxNodes", minimum=1, maximum=1000),
+                         consolidate_after=after)
 
     def gpu(self, data: Any, at: str, owner: str) -> InventoryConfig | None:
         """A ``gpu:`` mapping, parsed by fake_gpu_plugin's parser (the one GPU spec parser); count 0 means no GPUs."""
@@ -239,8 +281,10 @@ class _Parser:
         self._known(d, at, {"kubernetesVersion", "apiserverPort", "liftLimits", "serviceCIDR", "podCIDR",
                             "featureGates", "runtimeConfig", "extraArgs"})
         version = str(d.get("kubernetesVersion", "") or "").lstrip("v")
+        if version in PIN_NAMES:  # the version versions.toml pins under that name
+            version = pinned_kubernetes(version)
         if version and not re.fullmatch(r"1\.\d+\.\d+", version):
-            raise ConfigError(f"{at}.kubernetesVersion: must look like 1.X.Y, got {version!r}")
+            raise ConfigError(f"{at}.kubernetesVersion: must look like 1.X.Y (or default, previous), got {version!r}")
         port = self._int(d.get("apiserverPort", 0), f"{at}.apiserverPort", minimum=0, maximum=65535)
         if 0 < port < 1024:
             raise ConfigError(f"{at}.apiserverPort: choose a port >= 1024 (or 0 for a free one), got {port}")

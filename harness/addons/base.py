@@ -1,4 +1,12 @@
-"""What an addon is: a frozen description the installer acts on.  No I/O here."""
+"""What an addon is: a frozen description the installer acts on.  No I/O here.
+
+An addon that serves admission or conversion webhooks declares :class:`Webhooks` (the Service and Secret its
+manifests name, and probes the apiserver must send through them); the installer owns everything else: the serving
+certificate from the cluster CA, the caBundle of every Validating/MutatingWebhookConfiguration and CRD conversion
+webhook in the manifests, the wait until the webhooks answer, and the undo.  An addon that can run without a real
+node declares :attr:`Addon.host`: at tier S the installer runs its binary as a host process instead of its
+workload (and points the webhook configurations at ``https://127.0.0.1:PORT``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from harness.config import Pool
     from harness.images import Image
     from harness.kube import KubeClient
 
@@ -21,12 +30,21 @@ class AddonContext:
     """What manifests may depend on: the cluster as the installer sees it."""
 
     image: str
-    """The image tag the installer loaded into the node's containerd."""
+    """The image tag the installer loaded into the node's containerd ("" in host mode: no image is built)."""
     apiserver_host: str
     apiserver_port: int
     """Where a host-network pod reaches the apiserver (the cluster's own server address)."""
     node_selector: dict[str, str] = field(default_factory=dict)
     """Selects the real nodes (traffic-carrying and host-touching workloads never land on simulated nodes)."""
+    mode: str = "pod"
+    """``pod``: the workload runs on the real node (tier R); ``host``: the binary runs as a host process (tier S)."""
+    upstream: Callable[[str], list[Obj]] = lambda path: []
+    """Renders a kustomization directory (or reads a YAML file) of the addon's pinned Go module, found in the Go
+    module cache at install time (``kubectl kustomize``); upstream YAML is never copied into the repository."""
+    cluster: str = ""
+    """The cluster's name (labels that name it, e.g. on nodes an autoscaler adds)."""
+    pools: tuple[Pool, ...] = ()
+    """The profile's simulated node pools (an autoscaler's node shapes come from them)."""
     real_nodes: tuple[tuple[str, str], ...] = ()
     """(name, InternalIP) of each real node: where a host-network addon binds, whose pods it may discover."""
     host_metrics: dict[str, str] = field(default_factory=dict)
@@ -35,18 +53,74 @@ class AddonContext:
 
 
 @dataclass(frozen=True)
+class HostContext:
+    """What a host process of an addon is given (tier S)."""
+
+    binary: Path
+    """The resolved pinned binary."""
+    kubeconfig: Path
+    """A kubeconfig of its own: a client certificate for its ServiceAccount's user name, so the RBAC of its
+    manifests applies unchanged."""
+    workdir: Path
+    """A directory of its own under the cluster's run directory (config files go here)."""
+    cert_dir: Path
+    """Holds ``tls.crt``/``tls.key`` (its webhook serving certificate) and ``ca.crt``."""
+    webhook_port: int
+    """The free port on 127.0.0.1 its webhook server must listen on (the webhook configurations point there)."""
+    health_port: int
+    """A free port on 127.0.0.1 for its health endpoint, if it has one."""
+    pools: tuple[Pool, ...] = ()
+    """The profile's simulated node pools (as :attr:`AddonContext.pools`)."""
+
+
+@dataclass(frozen=True)
+class HostProcess:
+    argv: tuple[str, ...]
+    files: tuple[tuple[str, str], ...] = ()
+    """(name under the workdir, content) written before it starts."""
+    env: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class WebhookProbe:
+    """An object the installer creates with a server-side dry run until the apiserver's call to the addon's webhook
+    answers: the webhook must deny it (so the answer is the controller's, not a skipped webhook's)."""
+
+    obj: Obj
+    webhook: str
+    """The ``webhooks[].name`` expected to deny it (``admission webhook "NAME" denied the request``)."""
+
+
+@dataclass(frozen=True)
+class Webhooks:
+    """How an addon serves webhooks (admission, CRD conversion) or an aggregated API (APIService) over TLS from its
+    Service; the configurations and APIServices themselves are ordinary objects of its manifests.  An APIService
+    backed by the Service gets the caBundle too and is awaited until Available (tier R only)."""
+
+    service: str
+    namespace: str
+    """The Service the webhook configurations name (its ``<svc>.<ns>.svc`` names go into the certificate)."""
+    secret: str
+    """The ``kubernetes.io/tls`` Secret the workload mounts as its serving certificate (the installer writes it;
+    an object of that name in the manifests is replaced)."""
+    probes: tuple[WebhookProbe, ...] = ()
+    """Sent through the webhooks after rollout; every one must be answered before the addon counts as installed."""
+
+
+@dataclass(frozen=True)
 class Addon:
     name: str
     """Registry name, used in profiles (``addons: [NAME]``)."""
     binary: str
-    """The binary's name in ``versions.toml``; empty when the image brings the program itself (a Debian package),
-    then ``image`` gets no binary and ``version``."""
-    image: Callable[[Path | None, str], Image]
-    """The image definition for the resolved binary and its version (harness.images builds and caches it)."""
+    """The binary's name in ``versions.toml``; empty for an addon that brings no pinned binary (an image of this
+    repository), which then shows ``version``."""
+    image: Callable[[Path, str], Image]
+    """The image definition for the resolved binary and its version (harness.images builds and caches it); an addon
+    without a pinned binary gets an empty ``Path()`` and ignores it."""
     manifests: Callable[[AddonContext], list[Obj]]
     workload: tuple[str, str, str] | None
     """(kind, namespace, name) of the DaemonSet or Deployment whose availability means "installed"; None for an
-    image-only addon (loaded into the node for checks to deploy, e.g. the model server)."""
+    image-only addon (loaded into the real node for checks to deploy, e.g. the model server)."""
     facts: tuple[str, ...] = ()
     """Cluster facts the addon provides once installed (see harness.providers.base)."""
     needs_real_node: bool = True
@@ -56,8 +130,11 @@ class Addon:
     host_tools: tuple[tuple[str, str], ...] = ()
     """(executable, Debian package) the host needs for this addon (its undo commands), checked before bring-up."""
     description: str = ""
+    webhooks: Webhooks | None = None
+    host: Callable[[HostContext], HostProcess] | None = None
+    """How to run the binary as a host process at tier S (no real node); None: the addon needs a real node."""
     version: str = ""
-    """The version shown for an addon without a pinned binary (e.g. ``bookworm`` for a Debian package)."""
-    available: Callable[[KubeClient, float], None] | None = None
-    """A further wait after its pods are Ready (an APIService turning Available), given the client and a deadline
-    in seconds; raises an AiconformError that carries the addon's own log lines."""
+    """The version shown for an addon without a pinned binary."""
+    after_ready: Callable[[KubeClient, AddonContext], None] | None = None
+    """Once the controller runs (and its webhooks answer): objects that need it running, and their own wait
+    (Karpenter's NodePools, Ready only once Karpenter has judged their node class)."""

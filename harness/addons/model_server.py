@@ -13,7 +13,7 @@ from harness.addons.base import Addon, AddonContext, Obj
 NAME = "model-server"
 
 
-def image(binary: Path | None, version: str) -> images.Image:
+def image(binary: Path, version: str) -> images.Image:
     return images.get(NAME)
 
 
@@ -24,7 +24,7 @@ def manifests(ctx: AddonContext) -> list[Obj]:
 ADDON = Addon(
     name=NAME,
     binary="",
-    version="image",
+    version="image (this repository)",
     image=image,
     manifests=manifests,
     workload=None,

@@ -38,6 +38,7 @@ APISERVICE = f"{VERSION}.{GROUP}"
 SECURE_PORT = 6443
 QUEUE_WINDOW = "10s"
 BINARY_IN_IMAGE = "/adapter"
+AVAILABLE_TIMEOUT_S = 120.0
 
 
 def image(binary: Path | None, version: str) -> images.ScratchImage:
@@ -182,6 +183,6 @@ ADDON = Addon(
     workload=("Deployment", NAMESPACE, NAME),
     facts=("custom-metrics",),
     needs_real_node=True,
-    available=wait_available,
+    after_ready=lambda client, ctx: wait_available(client, AVAILABLE_TIMEOUT_S),
     description="custom.metrics.k8s.io from Prometheus (the HPA's per-pod queue depth), registered with the aggregator",
 )

@@ -102,7 +102,7 @@ def test_adapter_registers_custom_metrics_and_relists_quickly() -> None:
     assert "--prometheus-url=http://172.31.255.1:9090/" in args and "--metrics-relist-interval=5s" in args
     rules = yaml.safe_load(next(o for o in objs if o["kind"] == "ConfigMap")["data"]["config.yaml"])["rules"]
     assert rules[0]["seriesQuery"].startswith("aiconform_model_queue_depth")
-    assert lookup("prometheus-adapter").available is not None
+    assert lookup("prometheus-adapter").after_ready is not None  # waits until the APIService is Available
 
 
 def test_serving_addons_are_registered_and_the_serving_profile_sets_a_short_hpa_sync() -> None:
