@@ -42,10 +42,13 @@ bench: venv bins
 	$(BIN)/python bench/bench_local.py --out bench/results.json
 	$(BIN)/python bench/bench_suite.py --out bench/results-suite.json
 	$(BIN)/python bench/bench_allocate.py --out bench/results-allocate.json
+	$(BIN)/pip install -q -e '.[serving]'
+	$(BIN)/python bench/bench_serving.py --out bench/results-serving.json
+	$(BIN)/python bench/bench_kueue.py --out bench/results-kueue.json
 
 lint: venv
-	$(BIN)/ruff check harness fake_gpu_plugin scenarios tests bench examples
-	$(BIN)/mypy harness fake_gpu_plugin
+	$(BIN)/ruff check harness fake_gpu_plugin reference_workloads scenarios tests bench examples
+	$(BIN)/mypy harness fake_gpu_plugin reference_workloads
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache

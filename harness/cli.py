@@ -116,6 +116,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_main(args)
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from harness.simulate import DEFAULT_POLICIES, SimulateSettings, simulate
+    from harness.simulate.replay import ReplaySettings
+
+    settings = SimulateSettings(
+        report_dir=Path(args.report_dir),
+        policies=tuple(args.policy or DEFAULT_POLICIES),
+        trace_file=Path(args.trace) if args.trace else None,
+        seed=args.seed, jobs=args.jobs, teams=args.teams, load=args.load,
+        replay=ReplaySettings(nodes=args.nodes, compression=args.compression),
+    )
+    doc = simulate(settings)
+    for p in doc["policies"]:
+        print(f"{p['policy']}: utilization {100 * p['gpu_utilization_avg']:.1f}% "
+              f"(productive {100 * p['productive_utilization_avg']:.1f}%), wait p50/p99 "
+              f"{p['wait_p50_min']}/{p['wait_p99_min']} min, Jain {p['fairness_jain']}, "
+              f"preempted pods {p['pods_preempted']}, starved jobs {p['starved_jobs']}")
+    print(Path(args.report_dir) / "report.html", flush=True)
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     if args.report_cmd == "diff":
         from harness.report import diff_main
@@ -227,6 +250,20 @@ def build_parser() -> argparse.ArgumentParser:
                           "the pinned default), run them again: reports in REPORT_DIR/before and /after, their diff in "
                           "REPORT_DIR/diff.txt; exit 1 on a regression")
     run.set_defaults(func=cmd_run)
+
+    sim = sub.add_parser("simulate", help="replay a workload trace under scheduling policies; utilization and "
+                         "fairness report")
+    sim.add_argument("--trace", metavar="FILE", help="a CSV or YAML trace (default: a seeded generated one)")
+    sim.add_argument("--policy", action="append", metavar="NAME",
+                     help="a policy to compare (repeatable; default: fifo, priority, gang, kueue)")
+    sim.add_argument("--report-dir", required=True, metavar="DIR")
+    sim.add_argument("--seed", type=int, default=1, help="seed of the generated trace")
+    sim.add_argument("--jobs", type=int, default=200, help="jobs in the generated trace")
+    sim.add_argument("--teams", type=int, default=4, help="teams in the generated trace")
+    sim.add_argument("--load", type=float, default=1.1, help="offered load of the generated trace (x capacity)")
+    sim.add_argument("--nodes", type=int, default=16, help="simulated nodes of 8 GPUs")
+    sim.add_argument("--compression", type=float, default=300.0, help="trace seconds per wall second")
+    sim.set_defaults(func=cmd_simulate)
 
     rep = sub.add_parser("report", help="render or compare reports")
     rsub = rep.add_subparsers(dest="report_cmd", required=True, metavar="SUBCOMMAND")

@@ -28,6 +28,7 @@ _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+_GO_DURATION = re.compile(r"^([0-9]+(ms|s|m|h))+$")
 _FEATURE_GATE = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 _FLAG_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _RUNTIME_CONFIG_KEY = re.compile(r"^(api/(all|ga|beta|alpha)|[a-z0-9.-]+/[a-z0-9]+(/[a-z0-9]+)?|v1)$")
@@ -49,6 +50,17 @@ class Taint:
 
 
 @dataclass(frozen=True)
+class Autoscale:
+    """Node autoscaling of a pool: Karpenter (harness/addons/karpenter.py) adds nodes of the pool's exact shape
+    (labels, taints, resources) when pods are pending, and removes the ones it added once they are empty."""
+
+    max_nodes: int
+    """How many nodes Karpenter may add to the pool (on top of its ``nodes``)."""
+    consolidate_after: str = "5s"
+    """How long an added node must be empty or underused before Karpenter removes it (a Go duration)."""
+
+
+@dataclass(frozen=True)
 class Pool:
     """A pool of identical simulated (tier S) nodes."""
 
@@ -61,6 +73,9 @@ class Pool:
     pods: int = 110
     labels: dict[str, str] = field(default_factory=dict)
     taints: tuple[Taint, ...] = ()
+    autoscale: Autoscale | None = None
+    """None: a fixed pool; otherwise Karpenter may add up to ``autoscale.max_nodes`` nodes (needs the ``karpenter``
+    addon)."""
 
 
 @dataclass(frozen=True)
@@ -196,6 +211,10 @@ class _Parser:
         real = self.real_node(d.get("realNode", {}) or {}, "realNode")
         pname = self._str(d.get("name", name), "name")
         addons = self.addons(d.get("addons", []) or [], "addons", real)
+        for i, p in enumerate(pools):
+            if p.autoscale is not None and "karpenter" not in addons:
+                raise ConfigError(f"pools[{i}].autoscale: node autoscaling needs the karpenter addon "
+                                  "(addons: [karpenter])")
         return Profile(name=pname, provider=provider, pools=pools, control_plane=cp, real_node=real, addons=addons,
                        source=source)
 
@@ -219,7 +238,7 @@ class _Parser:
 
     def pool(self, data: Any, at: str) -> Pool:
         d = self._map(data, at)
-        self._known(d, at, {"name", "nodes", "gpu", "cpu", "memory", "pods", "labels", "taints"})
+        self._known(d, at, {"name", "nodes", "gpu", "cpu", "memory", "pods", "labels", "taints", "autoscale"})
         name = self._str(d.get("name"), f"{at}.name", required=True)
         if not _DNS1123.match(name) or len(name) > 40:
             raise ConfigError(f"{at}.name: must be a DNS-1123 label of at most 40 characters, got {name!r}")
@@ -237,7 +256,17 @@ class _Parser:
             pods=pods,
             labels=self.labels(d.get("labels", {}), f"{at}.labels"),
             taints=self.taints(d.get("taints", []), f"{at}.taints"),
+            autoscale=self.autoscale(d["autoscale"], f"{at}.autoscale") if d.get("autoscale") is not None else None,
         )
+
+    def autoscale(self, data: Any, at: str) -> Autoscale:
+        d = self._map(data, at)
+        self._known(d, at, {"maxNodes", "consolidateAfter"})
+        after = self._str(d.get("consolidateAfter", "5s"), f"{at}.consolidateAfter")
+        if not _GO_DURATION.match(after):
+            raise ConfigError(f"{at}.consolidateAfter: must be a duration such as 5s, 2m or 1h30m, got {after!r}")
+        return Autoscale(max_nodes=self._int(d.get("maxNodes"), f"{at}.maxNodes", minimum=1, maximum=1000),
+                         consolidate_after=after)
 
     def gpu(self, data: Any, at: str, owner: str) -> InventoryConfig | None:
         """A ``gpu:`` mapping, parsed by fake_gpu_plugin's parser (the one GPU spec parser); count 0 means no GPUs."""

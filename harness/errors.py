@@ -199,3 +199,9 @@ class WaitTimeout(AiconformError):
 
 class WaitFailed(AiconformError):
     """A watch-based wait saw a failure condition (Job Failed, pod Unschedulable) before success."""
+
+
+class WorkloadError(AiconformError):
+    """A component the harness deployed to carry a check broke: a model that does not load, a server never Ready, a
+    metrics adapter not Available, a load run that errored.  Not the platform's verdict (graded ``error``); the
+    message ends with the component's own log lines."""

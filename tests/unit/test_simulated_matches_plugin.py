@@ -46,8 +46,9 @@ def _served(config_file_data: dict[str, Any]) -> tuple[dict[str, str], dict[str,
 def assert_tiers_agree(raw_pool: dict[str, Any], tmp_root: Path) -> None:
     """The simulated node of ``raw_pool`` and a real node with the same ``gpu:`` show the same GPU labels and
     capacity, and so does the plugin fed the raw pool itself (the documented config file format)."""
-    profile = parse_profile({"pools": [raw_pool], "realNode": {"enabled": True, "name": "real-0",
-                                                                "gpu": raw_pool["gpu"]}})
+    shape = {k: v for k, v in raw_pool.items() if k != "autoscale"}  # autoscaling is not part of a node's shape
+    profile = parse_profile({"pools": [shape], "realNode": {"enabled": True, "name": "real-0",
+                                                             "gpu": raw_pool["gpu"]}})
     pool, real = profile.pools[0], profile.real_node
     assert pool.gpu is not None and real.gpu is not None
     node = simulated_node(pool, 0, "agree")

@@ -43,6 +43,7 @@ from harness.errors import (
     PrivilegeError,
     UnsupportedCapability,
 )
+from harness.facts import control_plane_facts
 from harness.flags import component_settings
 from harness.kube import KubeClient, KubeConfig
 from harness.pki import Pki
@@ -349,11 +350,16 @@ class LocalCluster:
             todo = [a.name for a in chosen if a.name not in have]
             if not todo:
                 return []
-            facts = self._install_addons(tuple(todo), real=real, already=tuple(have))
-            st["addons"] = [*have, *todo]
-            st["facts"] = [*st.get("facts", []), *[f for f in facts if f not in st.get("facts", [])]]
-            self.state_file.write_text(json.dumps(st, indent=2))
-            return facts
+            added: list[str] = []
+            for name in todo:  # recorded one by one: a later failure leaves the earlier ones installed and known
+                facts = self._install_addons((name,), real=real, already=tuple(have),
+                                             pools=self._profile.pools if self._profile is not None else ())
+                have.append(name)
+                added += [f for f in facts if f not in added]
+                st["addons"] = list(have)
+                st["facts"] = [*st.get("facts", []), *[f for f in facts if f not in st.get("facts", [])]]
+                self.state_file.write_text(json.dumps(st, indent=2))
+            return added
 
     def _addon_running(self, addon: Any, real: bool) -> bool:
         from harness.addons import host_process_name
@@ -368,10 +374,11 @@ class LocalCluster:
             except KubeError:
                 return False
 
-    def _install_addons(self, names: Sequence[str], *, real: bool, already: Sequence[str] = ()) -> list[str]:
+    def _install_addons(self, names: Sequence[str], *, real: bool, already: Sequence[str] = (),
+                        pools: tuple[Pool, ...] = ()) -> list[str]:
         """Install ``names`` through harness.addons; host undo commands go to ``addons.json`` (run at teardown)."""
         from harness import addons
-        from harness.providers.local.realnode import REAL_NODE_LABEL
+        from harness.providers.local.realnode import REAL_NODE_LABEL, load_record
 
         record_path = self.dir / "addons.json"
         try:
@@ -384,11 +391,14 @@ class LocalCluster:
                 {"addons": [*already, *names], "undo": [*earlier, *[list(u) for u in undo]]}, indent=2))
 
         resolver = self._resolver or BinaryResolver(progress=self.progress)
+        port = (load_record(self) or {}).get("metrics_port") if real else None  # the fake GPU plugin's metrics
         with self.client() as client:
             return addons.install([addons.lookup(n) for n in names], client=client,
                                   load_image=self.load_image if real else None, resolver=resolver,
                                   node_selector={REAL_NODE_LABEL: "true"}, progress=self.progress,
-                                  record_undo=record, pki=self.pki, workdir=self.dir / "addons", supervisor=self.procs)
+                                  record_undo=record, pki=self.pki, workdir=self.dir / "addons", supervisor=self.procs,
+                                  cluster=self.name, pools=pools,
+                                  host_metrics={"fake-gpu-plugin": f"127.0.0.1:{port}"} if port else {})
 
     # -- create -------------------------------------------------------------------------------------------------------
 
@@ -723,7 +733,8 @@ class _BringUp:
         register_nodes(self.cluster.client(), nodes, timeout=120)
 
     def install_addons(self) -> None:
-        self.facts = self.cluster._install_addons(self.profile.addons, real=self.profile.real_node.enabled)
+        self.facts = self.cluster._install_addons(self.profile.addons, real=self.profile.real_node.enabled,
+                                                  pools=self.profile.pools)
 
     def write_state(self) -> None:
         state = {
@@ -736,7 +747,9 @@ class _BringUp:
             "tier": self.tier,
             "ports": self.s.ports.as_dict(),
             "components": self.components,
-            "facts": self.facts,
+            "facts": self.facts + [f for f in control_plane_facts(self.s.components.feature_gates,
+                                                                  self.s.components.runtime_config)
+                                   if f not in self.facts],
             "addons": list(self.profile.addons),
             "argv": self.argv,
             "gogc": (self.env or {}).get("GOGC"),

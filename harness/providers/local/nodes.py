@@ -30,11 +30,10 @@ lie on this VM's own uplink network, where a connection would have left the mach
 # -- node objects ---------------------------------------------------------------------------------------------------
 
 
-def simulated_node(pool: Pool, index: int, cluster: str) -> dict[str, Any]:
-    """The Node object of one simulated node: KWOK manages it; capacity is what the fake GPU plugin would give."""
-    name = f"{pool.name}-{index}"
+def pool_labels(pool: Pool, cluster: str) -> dict[str, str]:
+    """The labels every node of the pool carries, except ``kubernetes.io/hostname`` (simulated nodes from the
+    profile and the nodes Karpenter adds to an autoscaled pool alike)."""
     labels = {
-        "kubernetes.io/hostname": name,
         "kubernetes.io/os": "linux",
         "kubernetes.io/arch": "amd64",
         "type": "kwok",
@@ -42,6 +41,14 @@ def simulated_node(pool: Pool, index: int, cluster: str) -> dict[str, Any]:
         LABEL_POOL: pool.name,
         LABEL_CLUSTER: cluster,
     }
+    if pool.gpu is not None:
+        labels.update(node_labels(pool.gpu))
+    labels.update(pool.labels)
+    return labels
+
+
+def pool_resources(pool: Pool) -> dict[str, str]:
+    """Capacity (= allocatable) of one node of the pool: its size and what the fake GPU plugin would advertise."""
     resources: dict[str, str] = {
         "cpu": pool.cpu,
         "memory": pool.memory,
@@ -49,9 +56,15 @@ def simulated_node(pool: Pool, index: int, cluster: str) -> dict[str, Any]:
         "ephemeral-storage": "1Ti",
     }
     if pool.gpu is not None:
-        labels.update(node_labels(pool.gpu))
         resources.update({k: str(v) for k, v in resource_counts(pool.gpu).items()})
-    labels.update(pool.labels)
+    return resources
+
+
+def simulated_node(pool: Pool, index: int, cluster: str) -> dict[str, Any]:
+    """The Node object of one simulated node: KWOK manages it; capacity is what the fake GPU plugin would give."""
+    name = f"{pool.name}-{index}"
+    labels = {"kubernetes.io/hostname": name, **pool_labels(pool, cluster)}
+    resources = pool_resources(pool)
     return {
         "apiVersion": "v1",
         "kind": "Node",
