@@ -44,7 +44,8 @@ class H(BaseHTTPRequestHandler):
         pass
 ThreadingHTTPServer(("0.0.0.0", 8080), H).serve_forever()
 """
-REQUESTS = 1000
+REQUESTS = 500
+"""Bounded: ≈ 3–20 s through python's http.server on 2 cores depending on load (1000 took 41.8 s under load 15)."""
 HEADER = "x-model-version"
 
 
@@ -144,7 +145,6 @@ def test_gateway_never_programmed_and_route_never_accepted_are_errors_with_traef
     client.create(bad, namespace=namespace)
     with pytest.raises(gw.GatewayError) as never:
         gw.wait_programmed(client, namespace, "no-entrypoint", timeout=15)
-    print(f"\nnever Programmed: {never.value}")
     assert f"Gateway {namespace}/no-entrypoint was not Programmed" in str(never.value)
     assert f"{TRAEFIK} log: pod {TRAEFIK}-" in str(never.value)
     assert "no matching entryPoint for port" in str(never.value)  # Traefik's own reason, from the listener status

@@ -136,3 +136,10 @@ def test_requests_go_only_to_addresses_of_this_machine() -> None:
     assert gw.local_address("127.0.0.1") == "127.0.0.1"
     with pytest.raises(ClusterError, match="refusing to send requests to 192.0.2.7: not an address of this machine"):
         gw.local_address("192.0.2.7")  # TEST-NET-1: binding fails, nothing is sent
+
+
+def test_a_gateway_that_is_never_programmed_grades_the_check_error_not_failed() -> None:
+    from harness.testing.outcome import is_platform_failure
+
+    assert not is_platform_failure(gw.GatewayError("Gateway t/g was not Programmed; traefik log: ..."))
+    assert isinstance(gw.GatewayError("x"), ClusterError)
