@@ -110,7 +110,7 @@ def test_serving_addons_are_registered_and_the_serving_profile_sets_a_short_hpa_
     assert lookup("model-server").workload is None and lookup("model-server").manifests(CTX) == []
     assert lookup("model-server").binary == ""  # an image of this repository, no pinned binary
     profile = load_profile("local-serving")
-    assert profile.addons == ("kube-router", "prometheus", "prometheus-adapter", "model-server")
+    assert profile.addons == ("kube-router", "prometheus", "prometheus-adapter", "model-server", "traefik")
     assert profile.control_plane.extra_args["kube-controller-manager"] == {"horizontal-pod-autoscaler-sync-period": "5s"}
 
 
