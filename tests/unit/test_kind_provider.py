@@ -63,7 +63,7 @@ def test_shipped_kind_profile_has_per_worker_gpu_specs() -> None:
     assert sorted(specs) == ["c-worker", "c-worker2"]
     assert specs["c-worker"].model != specs["c-worker2"].model
     assert specs["c-worker"].mig.enabled and not specs["c-worker2"].mig.enabled
-    assert specs["c-worker2"].time_slicing.replicas == 4
+    assert specs["c-worker2"].time_slicing.replicas == 8
 
 
 def test_kind_config_patches_and_nodes() -> None:
@@ -132,7 +132,7 @@ def test_daemonset_manifests_carry_one_spec_per_node_and_the_builders_image() ->
     raw = [d for d in yaml.safe_load_all(gpustack.DAEMONSET_FILE.read_text()) if d and d["kind"] == "DaemonSet"]
     assert raw[0]["spec"]["template"]["spec"]["containers"][0]["image"] == image_ref("fake-gpu-plugin")
     resources = gpustack.expected_resources("c-worker", specs["c-worker"])
-    assert resources["nvidia.com/gpu"] == 2 and resources["nvidia.com/mig-1g.10gb"] == 9
+    assert resources["nvidia.com/gpu"] == 7 and resources["nvidia.com/mig-1g.10gb"] == 2
 
 
 def test_label_patch_sets_ours_and_removes_stale_ones() -> None:

@@ -25,6 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import docker.errors
 import yaml
 
 from fake_gpu_plugin.config import InventoryConfig
@@ -187,14 +188,31 @@ class KindCluster:
                          "--kubeconfig", str(self.dir / "kind-kubeconfig.discard"), timeout=300)
 
     def collect_logs(self, dest: Path) -> list[Path]:
-        """``kind export logs``: every node's journal, container logs and kubelet/containerd logs."""
+        """Per node: the node container's own log (systemd, kind's entrypoint) and the journals of the kubelet and
+        containerd, read through the Docker SDK."""
         dest.mkdir(parents=True, exist_ok=True)
+        out: list[Path] = []
         try:
-            kind_command(self.kind_binary(), self.engine(), "export", "logs", str(dest), "--name", self.name,
-                         timeout=300)
-        except ClusterError as err:
-            self.progress(f"warning: {err}")
-        return sorted(p for p in dest.rglob("*") if p.is_file())
+            nodes = self.engine().client.containers.list(
+                all=True, filters={"label": f"io.x-k8s.kind.cluster={self.name}"})
+        except (ClusterError, docker.errors.DockerException) as err:
+            self.progress(f"warning: cannot list the nodes of {self.name!r}: {err}")
+            return out
+        for node in nodes:
+            try:
+                target = dest / f"{node.name}.log"
+                target.write_bytes(node.logs())
+                out.append(target)
+                if node.status != "running":
+                    continue
+                for unit in ("kubelet", "containerd"):
+                    res = node.exec_run(["journalctl", "--no-pager", "-o", "short-precise", "-u", unit])
+                    target = dest / f"{node.name}-{unit}.log"
+                    target.write_bytes(res.output if isinstance(res.output, bytes) else b"")
+                    out.append(target)
+            except docker.errors.DockerException as err:
+                self.progress(f"warning: logs of {node.name}: {err}")
+        return out
 
     @contextmanager
     def _lock(self) -> Iterator[None]:

@@ -8,7 +8,8 @@ build container), so the image is put together from parts built on this machine:
    ``[containerd]``), kubeadm/kubelet/kubectl, kind's own node entrypoint (read from the pinned kind module),
    systemd units and the containerd config (``files/``);
 2. the images kubeadm runs, built with harness/images: kube-apiserver, kube-controller-manager, kube-scheduler,
-   etcd and CoreDNS FROM scratch, kube-proxy on the Debian root (it needs iptables), pause; all named
+   etcd and CoreDNS FROM scratch, kube-proxy on the Debian root (it needs iptables), pause, and busybox (the image
+   the tier R checks run); all named
    ``aiconform.local/<name>:<tag>`` (the kind config points kubeadm's imageRepository there);
 3. a container of the base image runs containerd, each image archive is imported (``ctr -n k8s.io images import
    --no-unpack``: kind's node unpacks on first use, on its /var volume), and the container is committed.
@@ -96,21 +97,24 @@ def kind_module_dir(resolver: BinaryResolver) -> Path:
     return Path(json.loads(res.stdout)["Dir"])
 
 
-def _generated_inputs(kubernetes: str) -> Path:
-    """Small files that depend on the versions (written under the cache, content-hashed like the rest)."""
+def _generated_inputs(kubernetes: str, entrypoint: Path) -> Path:
+    """Files that depend on the versions, and kind's entrypoint made executable (the module cache is read-only),
+    written under the cache and content-hashed like the rest."""
     out = cache_root() / "kind" / "inputs" / f"v{kubernetes}"
-    (out / "kind").mkdir(parents=True, exist_ok=True)
-    (out / "containerd").mkdir(parents=True, exist_ok=True)
+    for sub in ("kind", "containerd", "bin"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
     _write_if_changed(out / "kind" / "version", f"v{kubernetes}")
     config = (FILES / "etc" / "containerd" / "config.toml").read_text().replace("@SANDBOX@", static.PAUSE_IMAGE)
     _write_if_changed(out / "containerd" / "config.toml", config)
+    _write_if_changed(out / "bin" / "entrypoint", entrypoint.read_text(), mode=0o755)
     return out
 
 
-def _write_if_changed(path: Path, text: str) -> None:
-    if not path.is_file() or path.read_text() != text:
+def _write_if_changed(path: Path, text: str, mode: int = 0o644) -> None:
+    if not path.is_file() or path.read_text() != text or (path.stat().st_mode & 0o777) != mode:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(text)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
 
 
@@ -123,14 +127,14 @@ def plan(kubernetes: str | None = None, resolver: BinaryResolver | None = None) 
     entrypoint = kind_module_dir(resolver) / "images" / "base" / "files" / "usr" / "local" / "bin" / "entrypoint"
     if not entrypoint.is_file():
         raise BinaryError(f"kind's node entrypoint is missing from the kind module ({entrypoint})")
-    generated = _generated_inputs(version)
+    generated = _generated_inputs(version, entrypoint)
     files: list[tuple[str, Path]] = [
         ("/etc/systemd/system", FILES / "etc" / "systemd" / "system"),
         ("/etc/default/kubelet", FILES / "etc" / "default" / "kubelet"),
         ("/etc/sysctl.d", FILES / "etc" / "sysctl.d"),
         ("/etc/containerd/config.toml", generated / "containerd" / "config.toml"),
         ("/kind/version", generated / "kind" / "version"),
-        ("/usr/local/bin/entrypoint", entrypoint),
+        ("/usr/local/bin/entrypoint", generated / "bin" / "entrypoint"),
         *((f"/usr/local/bin/{b}", other[b].path) for b in CONTAINERD_BINARIES),
         *((f"/usr/bin/{b}", k8s[b].path) for b in NODE_BINARIES),
     ]
@@ -149,6 +153,7 @@ def plan(kubernetes: str | None = None, resolver: BinaryResolver | None = None) 
         static_binary_image("etcd", other["etcd"].path, tag=etcd_tag, dest="/usr/local/bin/etcd"),
         static_binary_image("coredns", other["coredns"].path, tag=coredns_tag, dest="/coredns"),
         registry.get("pause"),
+        registry.get("busybox"),  # the image the tier R checks run (as on the local real node)
     ]
     key = cache.content_key("kind-node", FORMAT, version, base.key(), [(i.name, i.ref, i.key()) for i in preload])
     return NodeImagePlan(version, base, tuple(preload), etcd_tag, coredns_tag, key)
@@ -167,6 +172,7 @@ def build_node_image(engine: Engine, kubernetes: str | None = None, *, resolver:
     with cache.locked(p.key):
         if not engine.image_exists(p.ref):  # another process may have built it while we waited
             _assemble(engine, p, steps)
+        _prune_older(engine, p, steps)
     took = time.monotonic() - start
     steps.say(f"built {p.ref} in {took:.1f} s")
     return NodeImage(p.ref, p.kubernetes, p.etcd_tag, p.coredns_tag, False, took)
@@ -205,6 +211,19 @@ def _assemble(engine: Engine, p: NodeImagePlan, steps: Steps) -> None:
             try:
                 container.remove(force=True)
             except docker.errors.DockerException:
+                pass
+
+
+def _prune_older(engine: Engine, p: NodeImagePlan, steps: Steps) -> None:
+    """Remove node images of the same Kubernetes version with other keys (stale inputs); one a container still
+    uses is kept (the engine refuses)."""
+    prefix = f"{NODE_REPO}:v{p.kubernetes}-"
+    for ref in node_images(engine):
+        if ref.startswith(prefix) and ref != p.ref:
+            try:
+                engine.client.images.remove(ref, noprune=False)
+                steps.say(f"removed the older node image {ref}")
+            except docker.errors.APIError:
                 pass
 
 
