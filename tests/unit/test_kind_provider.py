@@ -190,3 +190,18 @@ def test_upgrade_on_kind_says_why_in_one_line(tmp_path: Path) -> None:
     assert len(lines) == 1
     assert lines[0].startswith("aiconform: provider 'kind' does not support upgrading the control plane: a kind "
                                "cluster has no control-plane upgrade path")
+
+
+def test_up_without_docker_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    """No dockerd on PATH: `aiconform up` of a kind profile ends in one line naming the package, nothing recorded."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    state = tmp_path / "state"
+    res = subprocess.run([sys.executable, "-m", "harness.cli", "up", "--profile", "kind-gpu", "--name", "nodocker"],
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PATH": str(bindir), "AICONFORM_STATE_DIR": str(state)})
+    assert res.returncode == 1
+    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("aiconform:")]
+    assert lines == ["aiconform: the kind provider needs Docker: dockerd is not installed (Debian: apt-get install "
+                     "docker.io)"]
+    assert not (state / "nodocker").exists()
