@@ -315,12 +315,16 @@ class _Bringup:
         from harness.images import registry
 
         c = self.cluster
+        t0 = time.monotonic()
         built = registry.build("fake-gpu-plugin", c.progress)
         kind_command(c.kind_binary(), c.engine(), "load", "image-archive", str(built.archive), "--name", c.name,
                      "--nodes", ",".join(sorted(self.gpus)))
+        c.progress(f"  {built.ref} loaded into {', '.join(sorted(self.gpus))} ({time.monotonic() - t0:.1f}s)")
+        t0 = time.monotonic()
         with c.client() as client:
             gpustack.deploy(client, self.gpus, built.ref)
             gpustack.wait_ready(client, self.gpus)
+        c.progress(f"  every GPU worker advertises its GPUs and carries its plugin's labels ({time.monotonic() - t0:.1f}s)")
         self.facts.append("device-plugin")
 
     def install_addons(self) -> None:

@@ -236,4 +236,8 @@ def kind_command(kind: Path, engine: Engine, *args: str, timeout: float = 600) -
     try:
         return proc.run([str(kind), *args], env=engine.env(), timeout=timeout)
     except CommandError as err:
-        raise ClusterError(f"kind {args[0] if args else ''} failed: {err}") from err
+        lines = [ln.strip() for ln in err.output.splitlines() if ln.strip()]
+        errors = [ln for ln in lines if ln.startswith("ERROR") or "error" in ln.lower()]
+        detail = (errors or lines or ["(no output)"])[-1][:600]
+        what = "timed out" if err.timed_out else f"exited with status {err.returncode}"
+        raise ClusterError(f"kind {' '.join(args[:2])} {what}: {detail} [{err.shell_line()}]") from err

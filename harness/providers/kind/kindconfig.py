@@ -8,7 +8,8 @@ What it sets and why:
 - ``disableDefaultCNI``: kindnetd is not served here; the harness writes a ptp + host-local CNI config per node
   and routes between nodes (network.py);
 - kubeadm patches: ``imageRepository`` aiconform.local with the etcd and CoreDNS tags of the images built here,
-  the kubelet's ``failCgroupV1: false`` (kubelet >= 1.35 refuses cgroup v1 otherwise), extra component flags;
+  the kubelet's ``failCgroupV1: false`` (kubelet >= 1.35 refuses cgroup v1 otherwise) and a 3 s node status
+  recomputation, extra component flags;
 - a containerd patch: ``restrict_oom_score_adj`` (this VM cannot grant CAP_SYS_RESOURCE);
 - feature gates and runtime config from ``controlPlane``; the API server on 127.0.0.1 only.
 """
@@ -28,6 +29,9 @@ PLUGIN_NODE_LABEL = "aiconform.io/fake-gpu-plugin"
 """Set by the harness on workers with a GPU spec: the fake GPU DaemonSet's nodeSelector."""
 KUBEADM_API = "kubeadm.k8s.io/v1beta4"
 KUBELET_API = "kubelet.config.k8s.io/v1beta1"
+NODE_STATUS_UPDATE = "3s"
+"""How often the kubelet recomputes its node status (default 10 s; it writes only on a change): a device plugin's
+resources appear in allocatable at the next recomputation, so ``up`` waits about half of it for the GPUs."""
 CONTAINERD_PATCH = """[plugins.'io.containerd.cri.v1.runtime']
   restrict_oom_score_adj = true
 """
@@ -78,7 +82,8 @@ def kind_config(profile: Profile, *, node_image: str, etcd_tag: str, coredns_tag
     cp = profile.control_plane
     cluster_patch = {"kind": "ClusterConfiguration", "apiVersion": KUBEADM_API, "imageRepository": REGISTRY_HOST,
                      "etcd": {"local": {"imageTag": etcd_tag}}, "dns": {"imageTag": coredns_tag}}
-    kubelet_patch = {"kind": "KubeletConfiguration", "apiVersion": KUBELET_API, "failCgroupV1": False}
+    kubelet_patch = {"kind": "KubeletConfiguration", "apiVersion": KUBELET_API, "failCgroupV1": False,
+                     "nodeStatusUpdateFrequency": NODE_STATUS_UPDATE}
     nodes: list[dict[str, Any]] = [{"role": "control-plane", "image": node_image}]
     for worker in profile.kind.workers:
         node: dict[str, Any] = {"role": "worker", "image": node_image, "labels": worker_labels(worker)}
