@@ -20,6 +20,7 @@ import json
 import shutil
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -243,6 +244,8 @@ class _Bringup:
         self.coredns_tag = ""
         self.facts: list[str] = []
         self.gpus = gpu_specs(cluster.name, profile)
+        self._plugin_load: Future[str] | None = None
+        """``kind load`` of the plugin image, started as soon as the nodes exist (it overlaps the network step)."""
         self.nodes = [control_plane_node_name(cluster.name), *worker_node_names(cluster.name,
                                                                                  len(self.kind_spec.workers))]
 
@@ -254,7 +257,7 @@ class _Bringup:
             Action("node-image", "offline node image: build, or find it in the engine", self.resolve_node_image),
             Action("kind", f"kind create cluster ({len(self.nodes)} nodes)", self.create_kind, self.delete_kind),
             Action("network", "CNI config per node (ptp + host-local) and routes between nodes; nodes Ready",
-                   self.pod_network),
+                   self.pod_network, self.wait_plugin_load),
         ]
         if self.gpus:
             acts.append(Action("gpu", f"fake GPU plugin DaemonSet on {len(self.gpus)} worker(s)", self.gpu_stack))
@@ -299,8 +302,24 @@ class _Bringup:
     def delete_kind(self) -> None:
         self.cluster.delete_kind_cluster()
 
+    def load_plugin_image(self) -> str:
+        """Build (or find) the plugin image and ``kind load`` it into the GPU workers; returns its name."""
+        from harness.images import registry
+
+        c = self.cluster
+        t0 = time.monotonic()
+        built = registry.build("fake-gpu-plugin", c.progress)
+        kind_command(c.kind_binary(), c.engine(), "load", "image-archive", str(built.archive), "--name", c.name,
+                     "--nodes", ",".join(sorted(self.gpus)))
+        c.progress(f"  {built.ref} loaded into {', '.join(sorted(self.gpus))} ({time.monotonic() - t0:.1f}s)")
+        return built.ref
+
     def pod_network(self) -> None:
         c = self.cluster
+        if self.gpus:  # the nodes exist: load the plugin image meanwhile (gpu_stack waits for it)
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kind-load")
+            self._plugin_load = pool.submit(self.load_plugin_image)
+            pool.shutdown(wait=False)
         with c.client() as client:
             def addressed(node: Obj) -> bool:
                 return bool(node.get("spec", {}).get("podCIDR")) and _internal_ip(node) != ""
@@ -312,20 +331,19 @@ class _Bringup:
             client.wait_all("Node", self.nodes, _node_ready, timeout=NODES_READY_TIMEOUT, what="kind nodes Ready")
 
     def gpu_stack(self) -> None:
-        from harness.images import registry
-
         c = self.cluster
-        t0 = time.monotonic()
-        built = registry.build("fake-gpu-plugin", c.progress)
-        kind_command(c.kind_binary(), c.engine(), "load", "image-archive", str(built.archive), "--name", c.name,
-                     "--nodes", ",".join(sorted(self.gpus)))
-        c.progress(f"  {built.ref} loaded into {', '.join(sorted(self.gpus))} ({time.monotonic() - t0:.1f}s)")
+        ref = self._plugin_load.result() if self._plugin_load is not None else self.load_plugin_image()
         t0 = time.monotonic()
         with c.client() as client:
-            gpustack.deploy(client, self.gpus, built.ref)
+            gpustack.deploy(client, self.gpus, ref)
             gpustack.wait_ready(client, self.gpus)
         c.progress(f"  every GPU worker advertises its GPUs and carries its plugin's labels ({time.monotonic() - t0:.1f}s)")
         self.facts.append("device-plugin")
+
+    def wait_plugin_load(self) -> None:
+        """Undo of the network step: a load still running finishes (or fails) before the cluster is deleted."""
+        if self._plugin_load is not None:
+            wait([self._plugin_load])
 
     def install_addons(self) -> None:
         from harness import addons
