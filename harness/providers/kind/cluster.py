@@ -126,7 +126,19 @@ class KindCluster:
         return ClusterStatus(name=self.name, provider=PROVIDER, healthy=self.is_up(), kubeconfig=str(self.kubeconfig()),
                              profile=st.get("profile", ""), tier="R",
                              kubernetes_version=st.get("kubernetes_version", ""), server=st.get("server", ""),
-                             components={n: None for n in st.get("nodes", [])})
+                             components=self._node_pids(st.get("nodes", [])))
+
+    def _node_pids(self, nodes: list[str]) -> dict[str, int | None]:
+        """Each node container's init pid on this host (None: not running)."""
+        pids: dict[str, int | None] = {n: None for n in nodes}
+        try:
+            for node in self.engine().client.containers.list(
+                    filters={"label": f"io.x-k8s.kind.cluster={self.name}"}):
+                if node.name in pids:
+                    pids[node.name] = int(node.attrs.get("State", {}).get("Pid") or 0) or None
+        except (ClusterError, docker.errors.DockerException):
+            pass
+        return pids
 
     def info(self) -> ProviderInfo:
         st = self.state()
