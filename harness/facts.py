@@ -18,6 +18,9 @@ from harness.errors import ConfigError
 FACTS: dict[str, str] = {
     "networkpolicy": "a NetworkPolicy implementation enforces policies (the CNI or a policy agent)",
     "gang-scheduling": "a gang scheduler admits a group of pods all or nothing (Kueue, Volcano, coscheduling)",
+    "native-gang": "the Workload/PodGroup API (scheduling.k8s.io/v1beta1, GenericWorkload gate) with kube-scheduler's "
+                   "GangScheduling plugin",
+    "kueue": "Kueue admits workloads through ClusterQueues/LocalQueues (with its webhooks), all or nothing",
     "dra": "Dynamic Resource Allocation with a GPU DRA driver publishing ResourceSlices",
     "simulated-nodes": "KWOK plays the kubelet of nodes annotated kwok.x-k8s.io/node=fake (property sandboxes add them)",
     "device-plugin": "GPUs are advertised by a device plugin through a real kubelet",
@@ -32,3 +35,15 @@ def validate_facts(names: Iterable[str], *, where: str = "--capability") -> froz
             raise ConfigError(f"{where}: unknown cluster fact {name!r}; known facts: {', '.join(sorted(FACTS))}")
         out.add(name)
     return frozenset(out)
+
+
+NATIVE_GANG_GATE = "GenericWorkload"
+NATIVE_GANG_API = "scheduling.k8s.io/v1beta1"
+
+
+def control_plane_facts(feature_gates: dict[str, dict[str, bool]], runtime_config: dict[str, str]) -> list[str]:
+    """Facts a control plane's own settings give (component → gates, ``--runtime-config``): ``native-gang`` and
+    ``gang-scheduling`` when the apiserver serves the gang API and the scheduler has the gate on."""
+    served = str(runtime_config.get(NATIVE_GANG_API, "")).lower() == "true"
+    gated = all(feature_gates.get(c, {}).get(NATIVE_GANG_GATE) for c in ("kube-apiserver", "kube-scheduler"))
+    return ["native-gang", "gang-scheduling"] if served and gated else []
