@@ -39,7 +39,15 @@ from harness import images, proc
 from harness.addons import jobset, kube_router, kueue
 from harness.addons.base import Addon, AddonContext, HostContext, Obj, UndoCommand, Webhooks
 from harness.bins import BinaryResolver, Component, build_env
-from harness.errors import AiconformError, ApiError, ClusterError, CommandError, ConfigError, WaitTimeout
+from harness.errors import (
+    AiconformError,
+    ApiError,
+    ClusterError,
+    CommandError,
+    ConfigError,
+    NotFound,
+    WaitTimeout,
+)
 
 if TYPE_CHECKING:
     from harness.kube import KubeClient
@@ -239,7 +247,13 @@ class _Install:
     # -- steps -------------------------------------------------------------------------------------------------------
 
     def _apply(self, obj: Obj) -> None:
-        self.applied.append(obj)  # before the call: a create that times out may still have happened
+        """Server-side apply; an object that did not exist before is recorded for the undo (one that did, e.g. a
+        namespace or CRD another addon shares, is never deleted by this addon's undo)."""
+        md = obj["metadata"]
+        try:
+            self.client.get(obj["kind"], md["name"], md.get("namespace"), api_version=obj["apiVersion"])
+        except NotFound:
+            self.applied.append(obj)  # before the call: a create that times out may still have happened
         self.client.apply(obj)
 
     def _host_context(self, binary: Path, workload: Obj) -> HostContext:
@@ -330,9 +344,8 @@ class _Install:
                     if denial in err.message:
                         break
                     last = _one_line(err.message)[:300]
-                else:
-                    raise AddonFailed(f"addon {self.name}: webhook {probe.webhook} let its probe "
-                                      f"{probe.obj['kind']} through (it must deny it): is the webhook configured?")
+                else:  # accepted: the apiserver has not loaded the new webhook configuration yet (its informer lags)
+                    last = f"it let the probe {probe.obj['kind']} through without asking the webhook"
                 if time.monotonic() >= deadline:
                     where = _client_config_of(configs, probe.webhook)
                     raise AddonFailed(

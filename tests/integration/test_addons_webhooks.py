@@ -92,6 +92,10 @@ def _misrouted(ctx: addons.AddonContext) -> list[dict[str, Any]]:
 
 def test_a_webhook_that_never_answers_is_one_line_with_the_controller_log_and_nothing_stays(bare: LocalCluster) -> None:
     misrouted = dataclasses.replace(jobset.ADDON, name="jobset-misrouted", manifests=_misrouted)
+    shared = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+              "metadata": {"name": "jobset-metrics-reader"}, "rules": []}  # in its manifests, but here before it
+    with bare.client() as client:
+        client.create(shared)
     with pytest.raises(addons.AddonFailed) as err:
         _install(bare, misrouted, webhook_timeout=4)
     msg = str(err.value)
@@ -101,6 +105,8 @@ def test_a_webhook_that_never_answers_is_one_line_with_the_controller_log_and_no
     assert "log: " in msg and "addon-jobset-misrouted.log" in msg  # the controller's own last lines
     with bare.client() as client:
         _installed_nothing(bare, client, "jobset-misrouted")
+        client.get("ClusterRole", "jobset-metrics-reader")  # what it did not create, its undo leaves alone
+        client.delete("ClusterRole", "jobset-metrics-reader")
 
 
 def _jobset(name: str, namespace: str, **spec: Any) -> dict[str, Any]:

@@ -177,7 +177,8 @@ def test_versions_pin_kube_proxy_and_coredns() -> None:
     assert v.groups["kubernetes"].packages["kube-proxy"] == "k8s.io/kubernetes/cmd/kube-proxy"
     core = v.component("coredns")
     assert (core.version, core.module, core.packages) == ("1.15.0", "github.com/coredns/coredns",
-                                                         {"coredns": "github.com/coredns/coredns"})
+                                                         {"coredns": "aiconform.local/build/coredns"})
+    assert core.sources == {"coredns": "gosrc/coredns"}  # our main package: only the plugins used here
 
 
 def test_scratch_marker_lists_packages_so_new_binaries_retidy() -> None:
