@@ -13,6 +13,7 @@ system Docker (its socket, data root or service).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import sys
@@ -30,8 +31,9 @@ from harness.providers.common import state_root
 
 ENGINE_DIR = ".docker"
 """Under the state root; a leading dot keeps it apart from cluster names."""
-EXEC_ROOT = Path("/run/aiconform-docker")
-"""Short on purpose: containerd's sockets live below it and unix socket paths are limited to 107 bytes."""
+EXEC_ROOT_BASE = "/run/aiconform-docker-"
+"""``+ <8 hex of the engine directory>``: one per state root (two state roots, two engines, no shared sockets), and
+short on purpose: containerd's sockets live below it and unix socket paths are limited to 107 bytes."""
 RUNTIME_NAME = "aiconform-runc"
 START_TIMEOUT = 60.0
 DROPPED_CAPS = ("CAP_SYS_RESOURCE",)
@@ -97,6 +99,10 @@ class EngineSettings:
         return self.root / "data"
 
     @property
+    def exec_root(self) -> Path:
+        return Path(EXEC_ROOT_BASE + hashlib.sha256(str(self.root).encode()).hexdigest()[:8])
+
+    @property
     def wrapper(self) -> Path:
         return self.root / "runc-wrapper"
 
@@ -120,7 +126,7 @@ def wrapper_script(runc: str, python: str = "/usr/bin/python3") -> str:
 
 def dockerd_argv(dockerd: str, s: EngineSettings) -> list[str]:
     """The dockerd command line (pure)."""
-    return [dockerd, "--host", s.host, "--data-root", str(s.data_root), "--exec-root", str(EXEC_ROOT),
+    return [dockerd, "--host", s.host, "--data-root", str(s.data_root), "--exec-root", str(s.exec_root),
             "--pidfile", str(s.root / "dockerd.pid"), "--iptables=false", "--ip-masq=false", "--bridge=none",
             "--add-runtime", f"{RUNTIME_NAME}={s.wrapper}", "--default-runtime", RUNTIME_NAME,
             "--log-level", "warn"]
