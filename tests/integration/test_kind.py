@@ -79,6 +79,7 @@ def test_run_on_a_kind_cluster_then_nothing_is_left(engine: Engine, tmp_path: Pa
                       if "f:nvidia.com/gpu.product" in json.dumps(m.get("fieldsV1", {}))}
             assert owners and not any("aiconform" in o or "kubeadm" in o for o in owners), owners
             assert len(_nodes_of(engine, name)) == 2
+            _dns_across_nodes(client, f"{name}-worker")
         report = tmp_path / "report"
         run = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--profile", str(profile), "--name", name,
                               "--suite", "smoke", "--report-dir", str(report)],
@@ -94,6 +95,30 @@ def test_run_on_a_kind_cluster_then_nothing_is_left(engine: Engine, tmp_path: Pa
     assert down.returncode == 0, down.stderr
     assert _nodes_of(engine, name) == []
     assert ensure_engine().client.ping()  # the engine (and its node image cache) stays
+
+
+def _dns_across_nodes(client: KubeClient, worker: str) -> None:
+    """A pod on the worker resolves the ``kubernetes`` Service through CoreDNS, which runs on the control plane: the
+    query crosses nodes over the harness's routes, through kube-proxy's Service rules (no kindnetd)."""
+    dns = [p for p in client.list("Pod", "kube-system", label_selector="k8s-app=kube-dns")["items"]]
+    assert dns and all(p["spec"].get("nodeName") != worker for p in dns)
+    ns = f"kind-it-{secrets.token_hex(3)}"
+    client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    try:
+        client.wait_for("ServiceAccount", namespace=ns, name="default", condition=bool, timeout=60)
+        client.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "dns"}, "spec": {
+            "nodeName": worker, "restartPolicy": "Never", "terminationGracePeriodSeconds": 0,
+            "containers": [{"name": "q", "image": "aiconform.local/busybox:latest", "imagePullPolicy": "Never",
+                            "command": ["nslookup", "kubernetes.default.svc.cluster.local"]}]}}, ns)
+        done = client.wait_for("Pod", namespace=ns, name="dns", timeout=90, what="the DNS pod to finish",
+                               condition=lambda st: bool(st) and next(iter(st.values()))["status"].get("phase")
+                               in ("Succeeded", "Failed"))
+        out = str(client.request("GET", client.kind_path("Pod", ns, "dns") + "/log", raw=True))
+        service_ip = client.get("Service", "kubernetes", "default")["spec"]["clusterIP"]
+        assert next(iter(done.values()))["status"]["phase"] == "Succeeded", out
+        assert service_ip in out, out
+    finally:
+        client.delete("Namespace", ns)
 
 
 def test_a_node_image_build_that_fails_half_way_leaves_nothing(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
