@@ -147,16 +147,23 @@ def cmd_images(args: argparse.Namespace) -> int:
 
 
 def cmd_node_image(args: argparse.Namespace) -> int:
+    import re
+
+    from harness.bins import pinned_kubernetes
+    from harness.errors import ConfigError
     from harness.providers.kind.engine import ensure_engine
     from harness.providers.kind.nodeimage import build_node_image, node_images
 
+    version = pinned_kubernetes(args.kubernetes) if getattr(args, "kubernetes", None) else None
+    if version is not None and not re.fullmatch(r"1\.\d+\.\d+", version):  # before the engine starts
+        raise ConfigError(f"--kubernetes: must look like 1.X.Y (or default, previous), got {args.kubernetes!r}")
     engine = ensure_engine()
     try:
         if args.node_image_cmd == "list":
             for ref in node_images(engine):
                 print(ref)
             return 0
-        print(build_node_image(engine, args.kubernetes).ref, flush=True)
+        print(build_node_image(engine, version).ref, flush=True)
         return 0
     finally:
         engine.close()
@@ -265,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     nsub = ni.add_subparsers(dest="node_image_cmd", required=True, metavar="SUBCOMMAND")
     nb = nsub.add_parser("build", help="build the node image, or find it in the harness's dockerd; prints its name")
     nb.add_argument("--kubernetes", default=None, metavar="VERSION",
-                    help="Kubernetes version (default: pinned in versions.toml)")
+                    help="1.X.Y, default or previous (default: the pinned default)")
     nsub.add_parser("list", help="the node images the harness's dockerd holds")
     ni.set_defaults(func=cmd_node_image)
 
