@@ -43,6 +43,9 @@ bench: venv bins
 	$(BIN)/python bench/bench_suite.py --out bench/results-suite.json
 	$(BIN)/python bench/bench_allocate.py --out bench/results-allocate.json
 	$(BIN)/python bench/bench_kueue.py --out bench/results-kueue.json
+	@if [ "$$(id -u)" = 0 ] && command -v dockerd >/dev/null; then \
+		$(BIN)/python bench/bench_kind.py --cold --out bench/results-kind.json; \
+	else echo "bench_kind.py: skipped (the kind provider needs root and docker.io)"; fi
 
 lint: venv
 	$(BIN)/ruff check harness fake_gpu_plugin scenarios tests bench examples

@@ -72,7 +72,8 @@ class DebianImage:
 
     def key(self) -> str:
         stage = debian.packages_key(self.suite, self.packages) if self.packages else debian.base_key(self.suite)
-        files = [(dest, cache.tree_digest(src) if src.is_dir() else cache.file_digest(src)) for dest, src in self.files]
+        files = [(dest, cache.tree_digest(src) if src.is_dir() else f"{cache.file_digest(src)}:{src.stat().st_mode & 0o777:o}")
+                 for dest, src in self.files]  # a file's mode is copied into the image, so it is an input
         return cache.content_key("debian", self.name, self.ref, stage, list(self.wheels),
                                  debian.PIP_VERSION if self.wheels else "", files, _config_parts(self.config))
 
