@@ -43,6 +43,9 @@ bench: venv bins
 	$(BIN)/python bench/bench_suite.py --out bench/results-suite.json
 	$(BIN)/python bench/bench_allocate.py --out bench/results-allocate.json
 	$(BIN)/python bench/bench_kueue.py --out bench/results-kueue.json
+	$(BIN)/python bench/bench_upgrade.py --out bench/results-upgrade.json
+	$(BIN)/python bench/bench_karpenter.py --out bench/results-karpenter.json
+	$(BIN)/python bench/bench_simulate.py --out bench/results-simulate.json
 	@if [ "$$(id -u)" = 0 ] && command -v dockerd >/dev/null; then \
 		$(BIN)/python bench/bench_kind.py --cold --out bench/results-kind.json; \
 	else echo "bench_kind.py: skipped (the kind provider needs root and docker.io)"; fi
