@@ -13,7 +13,7 @@ PROFILE ?= default
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,training]'
 	touch $@
 
 venv: $(BIN)/.installed
@@ -44,8 +44,8 @@ bench: venv bins
 	$(BIN)/python bench/bench_allocate.py --out bench/results-allocate.json
 
 lint: venv
-	$(BIN)/ruff check harness fake_gpu_plugin scenarios tests bench examples
-	$(BIN)/mypy harness fake_gpu_plugin
+	$(BIN)/ruff check harness fake_gpu_plugin scenarios tests bench examples reference_workloads
+	$(BIN)/mypy harness fake_gpu_plugin reference_workloads
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache
