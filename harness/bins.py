@@ -62,6 +62,13 @@ class Component:
     """Module → ``module version`` replace directives for the scratch module: for a dependency version the module
     proxy refuses (403), a served, API-compatible one.  Each is a deviation from upstream's go.mod: say why in
     versions.toml."""
+    toolchain: str = ""
+    """``GOTOOLCHAIN`` for the build (e.g. ``go1.27.3``) when the module needs a newer Go than the machine's; the go
+    command fetches that approved toolchain through the module proxy."""
+    build: str = "scratch"
+    """``scratch``: a scratch module requires the pinned one (the default).  ``in-module``: the pinned module is
+    downloaded, copied writable and built inside itself, for modules whose own go.mod has replace directives that a
+    consumer module would not see (``go install`` refuses those)."""
 
 
 @dataclass(frozen=True)
@@ -110,7 +117,12 @@ def load_versions(path: Path = VERSIONS_FILE) -> Versions:
                 archive_member=sec.get("archive_member", ""),
                 build_tags=sec.get("build_tags", ""),
                 replace=dict(sec.get("replace", {})),
+                toolchain=str(sec.get("toolchain", "")),
+                build=str(sec.get("build", "scratch")),
             )
+            if groups[name].build not in BUILD_MODES:
+                raise BinaryError(f"{path}: [{name}] build must be one of {', '.join(BUILD_MODES)}, "
+                                  f"not {groups[name].build!r}")
         return Versions(str(k8s["default"]).lstrip("v"), str(k8s["previous"]).lstrip("v"), groups)
     except KeyError as err:
         raise BinaryError(f"{path}: missing field {err.args[0]!r}") from err
@@ -289,11 +301,16 @@ class BinaryResolver:
             raise BinaryError("no Go toolchain on PATH")
         work = self.cache_dir / "build" / f"{comp.group}-v{comp.version}"
         work.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
-        self._write_scratch_module(comp, work, env)
+        env = build_env(comp)
+        if comp.build == "in-module":
+            work = self._module_copy(comp, work, env)
+        else:
+            self._write_scratch_module(comp, work, env)
         out: dict[str, Resolved] = {}
         for name in names:
             pkg = comp.packages[name]
+            if comp.build == "in-module":
+                pkg = "./" + pkg.removeprefix(comp.module).lstrip("/") if pkg != comp.module else "."
             dest = self.cached_path(comp, name)
             dest.parent.mkdir(parents=True, exist_ok=True)
             tmp = dest.with_name(f".{name}.tmp")
@@ -313,6 +330,34 @@ class BinaryResolver:
             self.progress(f"built {name} in {time.monotonic() - t0:.0f}s -> {dest}")
             out[name] = Resolved(name, comp.version, dest, "build")
         return out
+
+    def _module_copy(self, comp: Component, work: Path, env: dict[str, str]) -> Path:
+        """A writable copy of the pinned module (the module cache is read-only), made once per version."""
+        src = work / "src"
+        if (work / ".ready").exists() and src.is_dir():
+            return src
+        self.progress(f"downloading {comp.module} v{comp.version} to build it inside itself")
+        try:
+            res = proc.run([self.go, "mod", "download", "-json", f"{comp.module}@v{comp.version}"], cwd=work,
+                           env=env, timeout=1800)
+            info = json.loads(res.stdout)
+        except (CommandError, ValueError) as err:
+            raise BinaryError(f"cannot fetch {comp.module} v{comp.version} from the Go module proxy: {err}") from err
+        if info.get("Error") or not info.get("Dir"):
+            raise BinaryError(f"cannot fetch {comp.module} v{comp.version}: {info.get('Error', 'no Dir')}")
+        tmp = work / ".src.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(src, ignore_errors=True)
+        shutil.copytree(info["Dir"], tmp, symlinks=True)
+        for root, dirs, files in os.walk(tmp):
+            for entry in dirs + files:
+                p = Path(root) / entry
+                if not p.is_symlink():
+                    p.chmod(p.stat().st_mode | 0o200)
+        tmp.chmod(tmp.stat().st_mode | 0o200)
+        os.replace(tmp, src)
+        (work / ".ready").write_text("in-module\n")
+        return src
 
     def _ldflags(self, comp: Component) -> str:
         flags = ["-s", "-w"]
@@ -372,6 +417,18 @@ class BinaryResolver:
         info = json.loads(res.stdout)
         text = Path(info["GoMod"]).read_text()
         return staging_modules_from_gomod(text)
+
+
+BUILD_MODES = ("scratch", "in-module")
+
+
+def build_env(comp: Component) -> dict[str, str]:
+    """The environment of every ``go`` command for ``comp``: static binaries, module updates allowed, and the
+    pinned toolchain when the module needs a newer Go than this machine's."""
+    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
+    if comp.toolchain:
+        env["GOTOOLCHAIN"] = comp.toolchain
+    return env
 
 
 def scratch_packages(marker: str) -> list[str]:
@@ -460,6 +517,18 @@ def _version(v: str, what: str) -> tuple[int, int, int]:
     if len(parts) != 3 or not all(p.isdigit() for p in parts):
         raise ConfigError(f"{what}: not a Kubernetes version (MAJOR.MINOR.PATCH): {v!r}")
     return int(parts[0]), int(parts[1]), int(parts[2])
+
+
+PIN_NAMES = ("default", "previous")
+
+
+def pinned_kubernetes(version: str, versions: Versions | None = None) -> str:
+    """``default`` / ``previous`` → the Kubernetes version versions.toml pins under that name (so a profile or a
+    CI lane never repeats a pin); any other value is returned without its ``v``."""
+    if version in PIN_NAMES:
+        v = versions or load_versions()
+        return v.kubernetes_default if version == "default" else v.kubernetes_previous
+    return version.removeprefix("v")
 
 
 def check_upgrade(current: str, target: str, pinned: tuple[str, ...]) -> bool:

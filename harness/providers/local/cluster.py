@@ -267,7 +267,7 @@ class LocalCluster:
 
     def upgrade_control_plane(self, version: str) -> None:
         """UpgradesControlPlane: restart kube-apiserver, then kube-controller-manager, then kube-scheduler on
-        ``version``'s binaries with the same flags (etcd and its data untouched), then the real node's kubelet.
+        ``version``'s binaries with the same flags (etcd and its data untouched), then the real node's kubelet, then its kube-proxy.
         Refused in one line: a downgrade, a skipped minor, a version not pinned in versions.toml.  A component
         whose new version does not become healthy is restarted on its old binary and the upgrade stops there
         (the message says which components run which version)."""
@@ -286,7 +286,8 @@ class LocalCluster:
                 self.progress(f"cluster {self.name!r} already runs Kubernetes v{current}")
                 return
             real = "kubelet" in st.get("components", [])
-            names = list(UPGRADE_ORDER) + (["kubelet"] if real else [])
+            proxy = real and "kube-proxy" in self.procs.recorded()
+            names = list(UPGRADE_ORDER) + (["kubelet"] if real else []) + (["kube-proxy"] if proxy else [])
             bins = {n: r.path for n, r in resolver.resolve_many(names, kubernetes=target).items()}
             env = {**os.environ, "GOGC": st["gogc"]} if st.get("gogc") else None
             api = self.client()
@@ -313,7 +314,10 @@ class LocalCluster:
                 from harness.providers.local.realnode import RealNodeHost
 
                 self.progress(f"upgrading the real node's kubelet v{current} -> v{target}")
-                RealNodeHost.attach(self, progress=self.progress).upgrade_kubelet(bins["kubelet"], target)
+                host = RealNodeHost.attach(self, progress=self.progress)
+                host.upgrade_kubelet(bins["kubelet"], target)
+                if proxy:
+                    host.upgrade_kube_proxy(bins["kube-proxy"], target)
             self.progress(f"cluster {self.name!r} runs Kubernetes v{target}")
 
     def _restart_on(self, component: str, argv: list[str], env: dict[str, str] | None,
