@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from harness import images, proc
-from harness.addons import jobset, kube_router
+from harness.addons import jobset, kube_router, trainer
 from harness.addons.base import Addon, AddonContext, HostContext, Obj, UndoCommand, Webhooks
 from harness.bins import BinaryResolver, Component, build_env
 from harness.errors import AiconformError, ApiError, ClusterError, CommandError, ConfigError
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from harness.providers.local.supervisor import Supervisor
 
 Progress = Callable[[str], None]
-_REGISTRY: tuple[Addon, ...] = (kube_router.ADDON, jobset.ADDON)
+_REGISTRY: tuple[Addon, ...] = (kube_router.ADDON, jobset.ADDON, trainer.ADDON)
 _BAD_WAITING = ("CrashLoopBackOff", "ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff", "CreateContainerError",
                 "CreateContainerConfigError", "RunContainerError", "InvalidImageName")
 WEBHOOK_KINDS = ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
