@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -82,7 +83,7 @@ def workspace(aiconform_cluster: ClusterHandle, kube: KubeClient, tenant: Tenant
         tenant.create(manifests.checkpoint_claim("ckpt", ns, volume=pv_name))
         claimed = True
         kube.wait_for("PersistentVolumeClaim", namespace=ns, name="ckpt", timeout=30,
-                      condition=lambda s: s.get("ckpt", {}).get("status", {}).get("phase") == "Bound",
+                      condition=lambda s: _phase(s) == "Bound",
                       what=f"PVC {ns}/ckpt to be Bound to PV {pv_name}")
         tenant.create(manifests.training_runtime("jax", ns, image=trainer_stack.image, claim="ckpt",
                                                  priority_class=pc_name, node_selector=real_node_selector()))
@@ -104,9 +105,15 @@ def _wipe_volume(kube: KubeClient, ns: str, image: str) -> None:
     kube.create(manifests.cleanup_pod("wipe-checkpoints", ns, image=image, claim="ckpt",
                                       node_selector=real_node_selector()))
     kube.wait_for("Pod", namespace=ns, name="wipe-checkpoints", timeout=60,
-                  condition=lambda s: s.get("wipe-checkpoints", {}).get("status", {}).get("phase") == "Succeeded",
-                  failure=lambda s: "wipe pod failed" if s.get("wipe-checkpoints", {}).get("status", {})
-                  .get("phase") == "Failed" else None, what=f"the checkpoint volume of {ns} to be emptied")
+                  condition=lambda s: _phase(s) == "Succeeded",
+                  failure=lambda s: "the wipe pod failed" if _phase(s) == "Failed" else None,
+                  what=f"the checkpoint volume of {ns} to be emptied")
+    kube.delete("Pod", "wipe-checkpoints", ns, grace_period=0)
+
+
+def _phase(state: dict[str, dict[str, Any]]) -> str:
+    """The phase of the one object a by-name watch sees ("" while there is none)."""
+    return str(next(iter(state.values()), {}).get("status", {}).get("phase", ""))
 
 
 def _worker_pods(kube: KubeClient, ns: str, job: str) -> list[str]:
@@ -144,10 +151,13 @@ def test_trainer_crds_webhook_and_reconcile_across_a_controller_restart(
     t_kill = time.monotonic()
     kube.delete("Pod", old, trainer.NAMESPACE, grace_period=0)
     state = kube.wait_for("Pod", namespace=trainer.NAMESPACE, label_selector="app.kubernetes.io/name=trainer",
-                          condition=lambda s: any(n != old and _ready(p) for n, p in s.items()), timeout=120,
+                          condition=lambda s: any(p["metadata"]["name"] != old and _ready(p) for p in s.values()),
+                          timeout=120,
                           what="a new Trainer controller pod to be Ready")
     evidence.timing("controller_back_s", time.monotonic() - t_kill)
-    evidence["controller_pods"] = {"deleted": old, "new": sorted(n for n in state if n != old)}
+    evidence["controller_pods"] = {"deleted": old,
+                                   "new": sorted(p["metadata"]["name"] for p in state.values()
+                                                 if p["metadata"]["name"] != old)}
     done = cluster.wait_trainjob(kube, ns, "restart-ctl", timeout=240)
     evidence["trainjob_conditions"] = [f"{c['type']}={c['status']}: {c.get('message', '')}"
                                        for c in done["status"]["conditions"]]
@@ -184,12 +194,12 @@ def test_killed_worker_restarts_the_group_which_resumes_from_the_checkpoint(
                and p["spec"].get("priority") == workspace.priority for p in first)
     assert used.get(f"requests.{GPU}") == str(WORKERS)
 
-    cluster.follow_log(kube, ns, rank0, lambda r: r["event"] == "checkpoint" and r["step"] >= 15, timeout=180)
-    before = cluster.collect(kube, ns, [rank0, rank1])
+    followers = [cluster.LogFollower(kube, ns, p, timeout=400) for p in (rank0, rank1)]
+    followers[0].wait(lambda r: r["event"] == "checkpoint" and r["step"] >= 15, timeout=180)
     killed_at = time.time()
     kube.delete("Pod", rank1, ns, grace_period=0)
-    done = cluster.wait_trainjob(kube, ns, job, timeout=300, fail_on_pod_problem=False)
-
+    done = cluster.wait_trainjob(kube, ns, job, timeout=300)
+    before = cluster.RankLogs({f.pod: f.finish(timeout=30) for f in followers})
     att0 = before.attempt()
     ckpt_at_kill = att0.checkpoints[-1]
     last_logged = max(att0.steps)
@@ -199,7 +209,7 @@ def test_killed_worker_restarts_the_group_which_resumes_from_the_checkpoint(
     resumed = sorted(set(after.resumed_from.values()), key=lambda v: -1 if v is None else v)
     first_after = after.steps[0] if after.steps else None
     evidence["checkpoint_step_at_kill"] = ckpt_at_kill
-    evidence["last_step_logged_before_kill"] = last_logged
+    evidence["last_step_logged_before_restart"] = last_logged
     evidence["resumed_from"] = resumed
     evidence["first_step_after_restart"] = first_after
     evidence["jobset_restarts"] = restarts

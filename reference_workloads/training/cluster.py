@@ -8,12 +8,13 @@ non-zero); pod logs are followed with a deadline.  Owns no verdict: callers asse
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from harness.errors import WaitFailed, WaitTimeout
+from harness.errors import AiconformError, WaitFailed, WaitTimeout
 from harness.kube import KubeClient, Obj
 from reference_workloads.training import logs
 from reference_workloads.training.manifests import JOB_NAME_LABEL
@@ -67,21 +68,21 @@ def _diagnose(client: KubeClient, namespace: str, name: str, job: Obj | None) ->
     return "; ".join(parts) or "no pods and no events"
 
 
-def wait_trainjob(client: KubeClient, namespace: str, name: str, *, timeout: float,
-                  fail_on_pod_problem: bool = True) -> Obj:
-    """Watch the TrainJob until it is Complete; WaitFailed at once when it is Failed (with the operator's message)
-    or, with ``fail_on_pod_problem``, when one of its pods cannot start (with the pod's message) or an event says a
-    volume cannot be mounted; WaitTimeout at the deadline with everything the cluster said."""
+def wait_trainjob(client: KubeClient, namespace: str, name: str, *, timeout: float) -> Obj:
+    """Watch the TrainJob until it is Complete; WaitFailed at once when it is Failed (the operator's message, and
+    its pods' and events' messages); WaitTimeout at the deadline with everything the cluster said (a pod that cannot
+    start: use :func:`wait_pods_running` first, which fails on it at once)."""
     last: dict[str, Obj | None] = {"job": None}
+    key = f"{namespace}/{name}"
 
     def done(state: dict[str, Obj]) -> bool:
-        job = state.get(name)
+        job = state.get(key)
         last["job"] = job
         c = condition(job, "Complete") if job else None
         return bool(c and c.get("status") == "True")
 
     def failure(state: dict[str, Obj]) -> str | None:
-        job = state.get(name)
+        job = state.get(key)
         if job is None:
             return None
         c = condition(job, "Failed")
@@ -92,7 +93,7 @@ def wait_trainjob(client: KubeClient, namespace: str, name: str, *, timeout: flo
 
     try:
         return client.wait_for("TrainJob", namespace=namespace, name=name, condition=done, failure=failure,
-                               timeout=timeout, what=f"TrainJob {namespace}/{name} to complete")[name]
+                               timeout=timeout, what=f"TrainJob {namespace}/{name} to complete")[key]
     except WaitTimeout as err:
         raise WaitTimeout(f"{err}; {_diagnose(client, namespace, name, last['job'])}") from err
 
@@ -103,12 +104,12 @@ def wait_pods_running(client: KubeClient, namespace: str, job: str, count: int, 
     problem or a volume that cannot be mounted."""
 
     def running(state: dict[str, Obj]) -> list[Obj]:
-        return [p for n, p in state.items() if n not in exclude and p.get("status", {}).get("phase") == "Running"
-                and not p["metadata"].get("deletionTimestamp")]
+        return [p for p in state.values() if p["metadata"]["name"] not in exclude
+                and p.get("status", {}).get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")]
 
     def failure(state: dict[str, Obj]) -> str | None:
-        for n, p in state.items():
-            if n in exclude:
+        for p in state.values():
+            if p["metadata"]["name"] in exclude:
                 continue
             problem = pod_problem(p)
             if problem:
@@ -148,6 +149,62 @@ def follow_log(client: KubeClient, namespace: str, pod: str, until: Callable[[lo
     if time.monotonic() >= deadline:
         raise WaitTimeout(f"pod {namespace}/{pod}: the awaited log line did not come in {timeout:.0f}s (last: {tail})")
     raise WaitFailed(f"pod {namespace}/{pod}: its log ended before the awaited line (last: {tail})")
+
+
+class LogFollower:
+    """Follows one pod's log in a thread from its first line until the container ends (or ``timeout``), so the
+    records written right up to a kill are kept even when the pod is deleted soon after."""
+
+    def __init__(self, client: KubeClient, namespace: str, pod: str, *, timeout: float) -> None:
+        self.pod = pod
+        self.records: list[logs.Record] = []
+        self.error = ""
+        self._cond = threading.Condition()
+        self._ended = False
+        path = client.kind_path("Pod", namespace, pod) + "/log?follow=true"
+        resp, self._lines = client.transport.stream(path, client._headers(None), timeout)  # noqa: SLF001
+        if resp.status >= 400:
+            raise WaitFailed(f"log of pod {namespace}/{pod}: HTTP {resp.status}: "
+                             f"{resp.body.decode(errors='replace')[:300]}")
+        self._thread = threading.Thread(target=self._run, name=f"log-{pod}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for raw in self._lines:
+                recs = logs.parse([raw.decode(errors="replace")])
+                with self._cond:
+                    self.records += recs
+                    self._cond.notify_all()
+        except AiconformError as err:
+            self.error = str(err)
+        finally:
+            with self._cond:
+                self._ended = True
+                self._cond.notify_all()
+
+    def wait(self, until: Callable[[logs.Record], bool], *, timeout: float) -> logs.Record:
+        """The first record satisfying ``until``; WaitFailed when the log ends first, WaitTimeout at the deadline."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                hit = next((r for r in self.records if until(r)), None)
+                if hit is not None:
+                    return hit
+                if self._ended:
+                    raise WaitFailed(f"pod {self.pod}: its log ended before the awaited line "
+                                     f"(last: {json.dumps(self.records[-3:])}) {self.error}".strip())
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise WaitTimeout(f"pod {self.pod}: the awaited log line did not come in {timeout:.0f}s "
+                                      f"(last: {json.dumps(self.records[-3:])})")
+                self._cond.wait(left)
+
+    def finish(self, *, timeout: float) -> list[logs.Record]:
+        """Wait (up to ``timeout``) for the log to end; returns every record read."""
+        self._thread.join(timeout)
+        with self._cond:
+            return list(self.records)
 
 
 @dataclass(frozen=True)
