@@ -36,12 +36,17 @@ def pods_of(client: KubeClient, namespace: str, job: str) -> list[Obj]:
 
 
 def pod_problem(pod: Obj) -> str | None:
-    """The pod's own reason it cannot run, if it has one (missing image, crash)."""
+    """The pod's own reason it cannot run or why it stopped, if it has one (missing image, crash, non-zero exit with
+    its termination message: the runtime's container falls back to its last log lines)."""
     name = pod["metadata"]["name"]
     for cs in pod.get("status", {}).get("containerStatuses", []) or []:
         waiting = cs.get("state", {}).get("waiting") or {}
         if waiting.get("reason") in _BAD_WAITING:
             return f"pod {name}: {waiting['reason']}: {waiting.get('message', '')}".strip()
+        term = cs.get("state", {}).get("terminated") or {}
+        if term and term.get("exitCode", 0) != 0:
+            msg = " ".join((term.get("message") or term.get("reason") or "").split())[-400:]
+            return f"pod {name} exited {term.get('exitCode')}: {msg}"
     return None
 
 

@@ -36,6 +36,7 @@ def training_runtime(name: str, namespace: str, *, image: str, claim: str, max_r
             "name": "node",
             "image": image,
             "imagePullPolicy": "Never",
+            "terminationMessagePolicy": "FallbackToLogsOnError",
             "command": ["python3", "-m", "reference_workloads.training.train"],
             "env": env,
             "volumeMounts": [{"name": "checkpoints", "mountPath": CHECKPOINT_MOUNT}],
@@ -91,7 +92,8 @@ def train_job(name: str, namespace: str, *, runtime: str, num_nodes: int = 2, st
             "metadata": {"name": name, "namespace": namespace, "labels": dict(labels or {})}, "spec": spec}
 
 
-def checkpoint_volume(name: str, *, path: str, claim_namespace: str, claim: str, size: str = "64Mi") -> Obj:
+def checkpoint_volume(name: str, *, path: str, claim_namespace: str, claim: str, size: str = "64Mi",
+                      path_type: str = "DirectoryOrCreate") -> Obj:
     """A hostPath PV object (``DirectoryOrCreate`` on the real node) reserved for one claim."""
     return {
         "apiVersion": "v1", "kind": "PersistentVolume",
@@ -101,7 +103,7 @@ def checkpoint_volume(name: str, *, path: str, claim_namespace: str, claim: str,
             "accessModes": ["ReadWriteOnce"],
             "persistentVolumeReclaimPolicy": "Retain",
             "storageClassName": STORAGE_CLASS,
-            "hostPath": {"path": path, "type": "DirectoryOrCreate"},
+            "hostPath": {"path": path, "type": path_type},
             "claimRef": {"namespace": claim_namespace, "name": claim},
         },
     }
