@@ -110,3 +110,58 @@ def test_resumed_attempt_reports_its_checkpoint_step() -> None:
                                                                                       resumed=30)))
     assert att.resumed_from == {0: 30, 1: 30} and att.steps == [31, 32]
     assert not logs.falling([(1, 0.5), (2, 0.6)])
+
+
+def test_runtime_gives_trainers_jax_policy_what_it_looks_for() -> None:
+    from reference_workloads.training import manifests
+
+    rt = manifests.training_runtime("jax", "ns", image="img", claim="ckpt", priority_class="pc", max_restarts=2,
+                                    node_selector={"aiconform.io/real-node": "true"})
+    assert rt["spec"]["mlPolicy"] == {"numNodes": 2, "jax": {}}
+    js = rt["spec"]["template"]["spec"]
+    assert js["failurePolicy"] == {"maxRestarts": 2}  # the whole group restarts when one worker fails
+    [rj] = js["replicatedJobs"]
+    assert rj["template"]["metadata"]["labels"][manifests.ANCESTOR_LABEL] == "trainer"
+    pod = rj["template"]["spec"]["template"]["spec"]
+    assert pod["containers"][0]["name"] == "node"  # the container Trainer's JAX plugin writes JAX_* into
+    assert pod["priorityClassName"] == "pc" and pod["nodeSelector"] == {"aiconform.io/real-node": "true"}
+    assert pod["volumes"] == [{"name": "checkpoints", "persistentVolumeClaim": {"claimName": "ckpt"}}]
+    job = manifests.train_job("j", "ns", runtime="jax", gpus_per_node=1, steps=7)
+    assert job["spec"]["trainer"]["resourcesPerNode"]["requests"] == {"nvidia.com/gpu": "1"}
+    assert {"name": "TRAIN_STEPS", "value": "7"} in job["spec"]["trainer"]["env"]
+    pv = manifests.checkpoint_volume("pv", path="/x", claim_namespace="ns", claim="ckpt")
+    claim = manifests.checkpoint_claim("ckpt", "ns", volume="pv")
+    assert pv["spec"]["claimRef"] == {"namespace": "ns", "name": "ckpt"} and claim["spec"]["volumeName"] == "pv"
+    assert pv["spec"]["storageClassName"] == claim["spec"]["storageClassName"]  # no provisioner takes the claim
+
+
+def test_trainer_addon_adapts_upstream_objects_to_the_harness() -> None:
+    from harness.addons import trainer
+    from harness.addons.base import AddonContext
+
+    upstream = [
+        {"kind": "ServiceAccount", "metadata": {"name": trainer.DEPLOYMENT}},
+        {"kind": "ClusterRoleBinding", "metadata": {"name": "b"},
+         "subjects": [{"kind": "ServiceAccount", "name": trainer.DEPLOYMENT}]},
+        {"kind": "ValidatingWebhookConfiguration", "metadata": {"name": trainer.VALIDATING_WEBHOOK},
+         "webhooks": [{"name": trainer.TRAINJOB_VALIDATOR,
+                       "clientConfig": {"service": {"name": trainer.SERVICE, "namespace": "system"}}}]},
+        {"kind": "ConfigMap", "metadata": {"name": trainer.CONFIG_MAP},
+         "data": {trainer.CONFIG_KEY: "certManagement: {enable: true}\nleaderElection: {leaderElect: true}\n"}},
+        {"kind": "Deployment", "metadata": {"name": trainer.DEPLOYMENT}, "spec": {"template": {"spec": {
+            "containers": [{"name": "manager", "image": "upstream/registry/image",
+                            "readinessProbe": {"initialDelaySeconds": 10}}]}}}},
+    ]
+    ctx = AddonContext(image="aiconform.local/trainer-controller-manager:v2.3.0", apiserver_host="h",
+                       apiserver_port=1, node_selector={"aiconform.io/real-node": "true"})
+    sa, crb, hook, cm, dep = trainer.adapt(upstream, ctx)
+    assert sa["metadata"]["namespace"] == trainer.NAMESPACE and "namespace" not in hook["metadata"]
+    assert crb["subjects"][0]["namespace"] == trainer.NAMESPACE
+    assert hook["webhooks"][0]["clientConfig"]["service"]["namespace"] == trainer.NAMESPACE
+    import yaml
+
+    cfg = yaml.safe_load(cm["data"][trainer.CONFIG_KEY])
+    assert cfg["certManagement"]["enable"] is False and cfg["leaderElection"]["leaderElect"] is False
+    spec = dep["spec"]["template"]["spec"]
+    assert spec["containers"][0]["image"] == ctx.image and spec["containers"][0]["imagePullPolicy"] == "Never"
+    assert spec["nodeSelector"] == {"aiconform.io/real-node": "true"} and spec["securityContext"]["runAsUser"] == 65532
