@@ -106,7 +106,7 @@ def tier_r(kubeconfig: Path) -> dict[str, Any]:
         before = logs.attempt(follower.finish(timeout=30))
         after = cluster.collect(kube, ns, sorted(p["metadata"]["name"] for p in cluster.pods_of(kube, ns, "bench")
                                                  if p["status"].get("phase") == "Succeeded")).attempt()
-        return {"operator_bringup_s": round(bringup, 1), "operator_installed_now": added != [] or bringup > 1,
+        return {"operator_bringup_s": round(bringup, 1), "operator_installed_now": "trainer" in added,
                 "kill_to_resumed_s": round(after.first_step_time - killed, 1),
                 "checkpoint_step_at_kill": before.checkpoints[-1], "first_step_after_restart": after.steps[0]}
     finally:
