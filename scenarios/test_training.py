@@ -44,6 +44,8 @@ def trainer_stack(aiconform_cluster: ClusterHandle) -> Stack:
     from harness import addons, images
     from harness.providers.local import LocalCluster
 
+    if aiconform_cluster.tier != "R":  # module scope: set up before the marker's (function-scope) tier skip
+        pytest.skip(f"needs tier R; this cluster is tier {aiconform_cluster.tier}")
     t0 = time.monotonic()
     path = aiconform_cluster.kubeconfig.resolve()
     try:
