@@ -13,7 +13,7 @@ PROFILE ?= default
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,training]'
 	touch $@
 
 venv: $(BIN)/.installed
@@ -45,6 +45,13 @@ bench: venv bins
 	$(BIN)/pip install -q -e '.[serving]'
 	$(BIN)/python bench/bench_serving.py --out bench/results-serving.json
 	$(BIN)/python bench/bench_kueue.py --out bench/results-kueue.json
+	$(BIN)/python bench/bench_upgrade.py --out bench/results-upgrade.json
+	$(BIN)/python bench/bench_karpenter.py --out bench/results-karpenter.json
+	$(BIN)/python bench/bench_simulate.py --out bench/results-simulate.json
+	$(BIN)/python bench/bench_training.py --out bench/results-training.json
+	@if [ "$$(id -u)" = 0 ] && command -v dockerd >/dev/null; then \
+		$(BIN)/python bench/bench_kind.py --cold --out bench/results-kind.json; \
+	else echo "bench_kind.py: skipped (the kind provider needs root and docker.io)"; fi
 
 lint: venv
 	$(BIN)/ruff check harness fake_gpu_plugin reference_workloads scenarios tests bench examples

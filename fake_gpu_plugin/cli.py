@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     lookup.add_argument("--kubeconfig", type=Path, default=None,
                         help="read pod annotations (utilisation) from this cluster")
     lookup.add_argument("--in-cluster", action="store_true", help="read pod annotations with the pod's account")
+    serve.add_argument("--label-node", action="store_true",
+                       help="patch this node's GPU labels (GFD's rules, labels.py) with the --kubeconfig or "
+                            "in-cluster credentials; needs get and patch on nodes")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     health = sub.add_parser("health", help="mark a device unhealthy or healthy in a running plugin")
@@ -179,6 +182,8 @@ def _run_plugin(args: argparse.Namespace, node: str, inventory: Inventory, backe
         lookup = KubeAnnotationLookup.from_kubeconfig(args.kubeconfig)
     elif args.in_cluster:
         lookup = KubeAnnotationLookup.in_cluster()
+    if args.label_node:
+        _label_node(args, node, lookup)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -198,6 +203,19 @@ def _run_plugin(args: argparse.Namespace, node: str, inventory: Inventory, backe
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
+
+
+def _label_node(args: argparse.Namespace, node: str, lookup: object) -> None:
+    from fake_gpu_plugin.kubeapi import KubeAnnotationLookup
+    from fake_gpu_plugin.labels import node_labels
+    from fake_gpu_plugin.nodelabels import apply_node_labels
+
+    if not isinstance(lookup, KubeAnnotationLookup):
+        raise ConfigError("", "--label-node needs --kubeconfig or --in-cluster (the credentials to patch the node)")
+    if args.config is None:
+        raise ConfigError("", "--label-node needs --config (the GPU spec the labels describe)")
+    patch = apply_node_labels(lookup, node, node_labels(load_config(args.config)))
+    log.info("labelled node %s: %d label(s) changed", node, len(patch))
 
 
 def _health(args: argparse.Namespace) -> int:

@@ -61,6 +61,23 @@ class KubeAnnotationLookup:
             self._cache[key] = (now, annotations)
         return annotations
 
+    def request_json(self, method: str, path: str, body: bytes | None = None, *,
+                     content_type: str = "application/json") -> dict[str, Any]:
+        """One API call with this lookup's credentials (the node labeller's GET and PATCH of its own Node)."""
+        request = urllib.request.Request(self.server + path, data=body, method=method,
+                                         headers={"Accept": "application/json", "Content-Type": content_type})
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=max(self.timeout_s, 10.0), context=self.context) as reply:
+                doc = json.load(reply)
+        except urllib.error.HTTPError as err:
+            detail = err.read().decode(errors="replace")[:300]
+            raise PluginError(f"{method} {path}: HTTP {err.code}: {detail}") from err
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            raise PluginError(f"{method} {path}: {err}") from err
+        return doc if isinstance(doc, dict) else {}
+
     @classmethod
     def in_cluster(cls) -> KubeAnnotationLookup:
         host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT", "443")

@@ -1,4 +1,5 @@
-"""The ``aiconform`` command line: up / down / status / kubeconfig / bins / run / report / images / plugin.
+"""The ``aiconform`` command line: up / down / upgrade / status / kubeconfig / bins / run / report / images /
+node-image / plugin.
 
 Progress goes to stderr; results (a kubeconfig path, a table) to stdout.  Every error a user can cause ends in one
 line on stderr and a non-zero exit: ``aiconform: <what went wrong>``.
@@ -56,13 +57,13 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
     from harness.bins import pinned_kubernetes
-    from harness.errors import UnsupportedCapability
     from harness.providers import find_cluster
-    from harness.providers.base import UpgradesControlPlane
+    from harness.providers.base import UpgradesControlPlane, unsupported
 
     cluster = find_cluster(args.name)
     if not isinstance(cluster, UpgradesControlPlane):
-        raise UnsupportedCapability(type(cluster).__name__, "upgrading the control plane")
+        raise unsupported(cluster, UpgradesControlPlane, "upgrading the control plane",
+                          getattr(cluster, "provider_name", ""))
     cluster.upgrade_control_plane(pinned_kubernetes(args.to))
     return 0
 
@@ -166,6 +167,29 @@ def cmd_images(args: argparse.Namespace) -> int:
         built = images.build(img)
         print(built.archive, flush=True)
     return 0
+
+
+def cmd_node_image(args: argparse.Namespace) -> int:
+    import re
+
+    from harness.bins import pinned_kubernetes
+    from harness.errors import ConfigError
+    from harness.providers.kind.engine import ensure_engine
+    from harness.providers.kind.nodeimage import build_node_image, node_images
+
+    version = pinned_kubernetes(args.kubernetes) if getattr(args, "kubernetes", None) else None
+    if version is not None and not re.fullmatch(r"1\.\d+\.\d+", version):  # before the engine starts
+        raise ConfigError(f"--kubernetes: must look like 1.X.Y (or default, previous), got {args.kubernetes!r}")
+    engine = ensure_engine()
+    try:
+        if args.node_image_cmd == "list":
+            for ref in node_images(engine):
+                print(ref)
+            return 0
+        print(build_node_image(engine, version).ref, flush=True)
+        return 0
+    finally:
+        engine.close()
 
 
 def cmd_plugin(args: argparse.Namespace) -> int:
@@ -280,6 +304,14 @@ def build_parser() -> argparse.ArgumentParser:
     ib.add_argument("names", nargs="*", metavar="NAME", help="image names (default: all; see `images list`)")
     isub.add_parser("list", help="name, kind, content hash, cached or not, archive size")
     img.set_defaults(func=cmd_images)
+
+    ni = sub.add_parser("node-image", help="the offline kind node image (built here, nothing pulled)")
+    nsub = ni.add_subparsers(dest="node_image_cmd", required=True, metavar="SUBCOMMAND")
+    nb = nsub.add_parser("build", help="build the node image, or find it in the harness's dockerd; prints its name")
+    nb.add_argument("--kubernetes", default=None, metavar="VERSION",
+                    help="1.X.Y, default or previous (default: the pinned default)")
+    nsub.add_parser("list", help="the node images the harness's dockerd holds")
+    ni.set_defaults(func=cmd_node_image)
 
     plug = sub.add_parser("plugin", help="the fake GPU device plugin (see `aiconform plugin -- --help`)")
     plug.add_argument("plugin_args", nargs=argparse.REMAINDER)

@@ -94,6 +94,38 @@ class RealNode:
 
 
 @dataclass(frozen=True)
+class Mount:
+    """A host path mounted into a kind node container (kind's ``extraMounts``)."""
+
+    host_path: str
+    container_path: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class KindWorker:
+    """One kind worker node (a container of the harness-built node image) and the GPUs its fake plugin plays."""
+
+    name: str
+    """Short name of the worker in the profile; the node carries it as ``aiconform.io/pool``."""
+    gpu: InventoryConfig | None = None
+    """The GPUs this worker's plugin advertises (its own spec: models, MIG and time-slicing may differ per worker)."""
+    labels: dict[str, str] = field(default_factory=dict)
+    taints: tuple[Taint, ...] = ()
+    extra_mounts: tuple[Mount, ...] = ()
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    """The ``kind:`` section of a ``provider: kind`` profile."""
+
+    workers: tuple[KindWorker, ...] = ()
+    node_image: str = ""
+    """A node image of the user's own (pulled by kind if missing: untested here); empty: the offline image the
+    harness builds (``aiconform node-image build``)."""
+
+
+@dataclass(frozen=True)
 class ControlPlane:
     kubernetes_version: str = ""
     """Empty means the default pinned in versions.toml."""
@@ -125,6 +157,8 @@ class Profile:
     real_node: RealNode = field(default_factory=RealNode)
     addons: tuple[str, ...] = ()
     """Pinned upstream controllers installed after bring-up (harness.addons), e.g. ``kube-router`` (NetworkPolicy enforcement)."""
+    kind: KindSpec | None = None
+    """The kind nodes (``provider: kind`` only)."""
     source: str = ""
     """Where the profile came from (file path), for messages."""
 
@@ -132,9 +166,11 @@ class Profile:
     def tier(self) -> str:
         if self.provider == "existing":
             return "G"
-        return "R" if self.real_node.enabled else "S"
+        return "R" if self.real_node.enabled or self.kind is not None else "S"
 
     def node_count(self) -> int:
+        if self.kind is not None:
+            return 1 + len(self.kind.workers)
         return sum(p.nodes for p in self.pools) + (1 if self.real_node.enabled else 0)
 
 
@@ -194,10 +230,11 @@ def parse_profile(data: Any, *, name: str = "inline", source: str = "") -> Profi
 class _Parser:
     def profile(self, data: Any, name: str, source: str) -> Profile:
         d = self._map(data, "profile")
-        self._known(d, "", {"name", "provider", "pools", "controlPlane", "realNode", "description", "addons"})
+        self._known(d, "", {"name", "provider", "pools", "controlPlane", "realNode", "description", "addons", "kind"})
         provider = self._str(d.get("provider", "local"), "provider")
         if not _DNS1123.match(provider):  # which names exist is the provider registry's to say (harness/providers)
             raise ConfigError(f"provider: must be a provider name (lowercase letters, digits, '-'), got {provider!r}")
+        kind = self.kind_mix(d, provider)
         raw_pools = d.get("pools", [])
         if not isinstance(raw_pools, list):
             raise ConfigError("pools: must be a list")
@@ -210,15 +247,70 @@ class _Parser:
         cp = self.control_plane(d.get("controlPlane", {}) or {}, "controlPlane")
         real = self.real_node(d.get("realNode", {}) or {}, "realNode")
         pname = self._str(d.get("name", name), "name")
-        addons = self.addons(d.get("addons", []) or [], "addons", real)
+        addons = self.addons(d.get("addons", []) or [], "addons", real, real_nodes=kind is not None)
         for i, p in enumerate(pools):
             if p.autoscale is not None and "karpenter" not in addons:
                 raise ConfigError(f"pools[{i}].autoscale: node autoscaling needs the karpenter addon "
                                   "(addons: [karpenter])")
         return Profile(name=pname, provider=provider, pools=pools, control_plane=cp, real_node=real, addons=addons,
-                       source=source)
+                       kind=kind, source=source)
 
-    def addons(self, data: Any, at: str, real: RealNode) -> tuple[str, ...]:
+    def kind_mix(self, d: dict[str, Any], provider: str) -> KindSpec | None:
+        """The ``kind:`` section; ConfigError when a kind profile carries a local-only field or the other way round."""
+        if provider != "kind":
+            if "kind" in d:
+                raise ConfigError(f"kind: only a 'provider: kind' profile has kind nodes (this one is {provider!r})")
+            return None
+        local_only = [k for k in ("pools", "realNode") if d.get(k)]
+        cp = d.get("controlPlane") or {}
+        local_only += [f"controlPlane.{k}" for k in ("liftLimits", "apiserverPort") if isinstance(cp, dict) and k in cp]
+        if local_only:
+            raise ConfigError(f"{local_only[0]}: a local-provider field in a 'provider: kind' profile; kind nodes and "
+                              "their GPUs go under kind.workers")
+        return self.kind(d.get("kind") or {}, "kind")
+
+    def kind(self, data: Any, at: str) -> KindSpec:
+        d = self._map(data, at)
+        self._known(d, at, {"workers", "nodeImage"})
+        raw = d.get("workers", [])
+        if not isinstance(raw, list):
+            raise ConfigError(f"{at}.workers: must be a list")
+        workers = tuple(self.kind_worker(w, f"{at}.workers[{i}]") for i, w in enumerate(raw))
+        seen: set[str] = set()
+        for i, w in enumerate(workers):
+            if w.name in seen:
+                raise ConfigError(f"{at}.workers[{i}].name: duplicate worker name {w.name!r}")
+            seen.add(w.name)
+        return KindSpec(workers=workers, node_image=self._str(d.get("nodeImage", ""), f"{at}.nodeImage"))
+
+    def kind_worker(self, data: Any, at: str) -> KindWorker:
+        d = self._map(data, at)
+        self._known(d, at, {"name", "gpu", "labels", "taints", "extraMounts"})
+        name = self._str(d.get("name"), f"{at}.name", required=True)
+        if not _DNS1123.match(name) or len(name) > 40:
+            raise ConfigError(f"{at}.name: must be a DNS-1123 label of at most 40 characters, got {name!r}")
+        raw_mounts = d.get("extraMounts", []) or []
+        if not isinstance(raw_mounts, list):
+            raise ConfigError(f"{at}.extraMounts: must be a list")
+        mounts = []
+        for i, m in enumerate(raw_mounts):
+            md = self._map(m, f"{at}.extraMounts[{i}]")
+            self._known(md, f"{at}.extraMounts[{i}]", {"hostPath", "containerPath", "readOnly"})
+            host = self._str(md.get("hostPath"), f"{at}.extraMounts[{i}].hostPath", required=True)
+            inside = self._str(md.get("containerPath"), f"{at}.extraMounts[{i}].containerPath", required=True)
+            for key, path in (("hostPath", host), ("containerPath", inside)):
+                if not path.startswith("/"):
+                    raise ConfigError(f"{at}.extraMounts[{i}].{key}: must be an absolute path, got {path!r}")
+            mounts.append(Mount(host, inside, self._bool(md.get("readOnly", False), f"{at}.extraMounts[{i}].readOnly")))
+        return KindWorker(
+            name=name,
+            gpu=self.gpu(d["gpu"], f"{at}.gpu", name) if d.get("gpu") is not None else None,
+            labels=self.labels(d.get("labels", {}), f"{at}.labels"),
+            taints=self.taints(d.get("taints", []), f"{at}.taints"),
+            extra_mounts=tuple(mounts),
+        )
+
+    def addons(self, data: Any, at: str, real: RealNode, *, real_nodes: bool = False) -> tuple[str, ...]:
         from harness.addons import lookup
 
         if not isinstance(data, list):
@@ -230,7 +322,7 @@ class _Parser:
                 addon = lookup(name)
             except ConfigError as err:
                 raise ConfigError(f"{at}[{i}]: {err}") from None
-            if addon.needs_real_node and not real.enabled:
+            if addon.needs_real_node and not (real.enabled or real_nodes):
                 raise ConfigError(f"{at}[{i}]: {name} runs on the real node; set realNode.enabled: true (tier R)")
             if name not in out:
                 out.append(name)

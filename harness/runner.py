@@ -23,10 +23,10 @@ from pathlib import Path
 
 from harness.bins import check_upgrade, load_versions, pinned_kubernetes
 from harness.config import Profile, load_profile, with_kubernetes
-from harness.errors import AiconformError, ConfigError, UnsupportedCapability
+from harness.errors import AiconformError, ConfigError
 from harness.facts import validate_facts
 from harness.providers import provider_for
-from harness.providers.base import ClusterProvider, ProviderOptions, UpgradesControlPlane
+from harness.providers.base import ClusterProvider, ProviderOptions, UpgradesControlPlane, unsupported
 from harness.report import ReportError, Status, load_results
 from harness.testing import ClusterInfo, new_run_id
 from harness.testing.cluster import CLUSTER_INFO_FILE
@@ -205,7 +205,8 @@ def run_main(args: argparse.Namespace) -> int:
     upgrader: UpgradesControlPlane | None = None
     if upgrade_to:  # refused in one line before anything starts: an ability the provider lacks, a bad target
         if not isinstance(cluster, UpgradesControlPlane):
-            raise UnsupportedCapability(profile.provider, "upgrading the control plane (--upgrade-to)")
+            raise unsupported(cluster, UpgradesControlPlane, "upgrading the control plane (--upgrade-to)",
+                              profile.provider)
         upgrader = cluster
         versions = load_versions()
         current = profile.control_plane.kubernetes_version or versions.kubernetes_default

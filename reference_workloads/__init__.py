@@ -1,0 +1,1 @@
+"""Reference workloads the conformance scenarios run: code and manifests, no harness internals."""

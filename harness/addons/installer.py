@@ -37,7 +37,17 @@ from urllib.parse import urlsplit
 import yaml
 
 from harness import images, proc
-from harness.addons import jobset, karpenter, kube_router, kueue, model_server, prometheus, prometheus_adapter, traefik
+from harness.addons import (
+    jobset,
+    karpenter,
+    kube_router,
+    kueue,
+    model_server,
+    prometheus,
+    prometheus_adapter,
+    traefik,
+    trainer,
+)
 from harness.addons.base import Addon, AddonContext, HostContext, Obj, UndoCommand, Webhooks
 from harness.bins import BinaryResolver, Component, build_env
 from harness.errors import (
@@ -58,7 +68,8 @@ if TYPE_CHECKING:
 
 Progress = Callable[[str], None]
 _REGISTRY: tuple[Addon, ...] = (kube_router.ADDON, jobset.ADDON, kueue.ADDON, karpenter.ADDON, prometheus.ADDON,
-                                prometheus_adapter.ADDON, model_server.ADDON, traefik.ADDON)
+                                prometheus_adapter.ADDON, model_server.ADDON, traefik.ADDON,
+                                trainer.ADDON)
 _BAD_WAITING = ("CrashLoopBackOff", "ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff", "CreateContainerError",
                 "CreateContainerConfigError", "RunContainerError", "InvalidImageName")
 WEBHOOK_KINDS = ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
@@ -266,6 +277,8 @@ class _Install:
             self.step = "CRDs"
             self.client.wait_all(CRD, crds, _established, timeout=60,
                                  what=f"addon {addon.name}'s CRDs to be Established")
+            wait_discovered(self.client, [o for o in rest if o["kind"] == CRD], timeout=60,
+                            what=f"addon {addon.name}'s CRDs")
         self.step = "manifests"
         for obj in ordered[len(first):]:
             self._apply(obj)
@@ -536,6 +549,31 @@ def _condition(obj: Obj, kind: str) -> str | None:
 def _established(crd: Obj) -> bool:
     return any(c.get("type") == "Established" and c.get("status") == "True"
                for c in crd.get("status", {}).get("conditions", []) or [])
+
+
+def wait_discovered(client: KubeClient, crds: list[Obj], *, timeout: float, what: str) -> None:
+    """Poll API discovery until every served version of every CRD lists its resource.  Established comes first:
+    a controller that starts in between fails its own discovery ("no matches for <group>/<version>") and exits
+    (Kubeflow Trainer v2.3.0 did, 1 of 2 installs here).  Discovery has no watch: polled, with a deadline."""
+    wanted = {(c["spec"]["group"], v["name"], c["spec"]["names"]["plural"])
+              for c in crds for v in c["spec"].get("versions", []) if v.get("served", True)}
+    deadline = time.monotonic() + timeout
+    delay = 0.1
+    while True:
+        missing = []
+        for group, version, plural in sorted(wanted):
+            try:
+                found = client.request("GET", f"/apis/{group}/{version}")
+            except ApiError:
+                found = {}
+            if plural not in {r.get("name") for r in found.get("resources", []) or []}:
+                missing.append(f"{plural}.{group}/{version}")
+        if not missing:
+            return
+        if time.monotonic() >= deadline:
+            raise WaitTimeout(f"{what}: not in API discovery after {timeout:.0f}s: {', '.join(missing)}")
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
 
 
 def _listening(port: int) -> bool:

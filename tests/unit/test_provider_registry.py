@@ -18,7 +18,7 @@ import pytest
 from harness.config import parse_profile
 from harness.errors import ClusterNotFound, ConfigError
 from harness.providers import find_cluster, open_provider, provider_for, registered
-from harness.providers.base import ClusterProvider, ProviderOptions
+from harness.providers.base import ClusterProvider, ProviderOptions, abilities_of
 
 FAKE_PROVIDER = '''
 """A third-party provider: keeps a "cluster" as a file, to prove the registry finds it."""
@@ -154,9 +154,10 @@ def test_unknown_provider_is_one_line_listing_the_registered_ones(tmp_path: Path
     assert not (tmp_path / "report").exists()
 
 
-def test_kind_says_not_yet_through_the_registry(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="provider 'kind' is not implemented yet"):
-        open_provider("kind", "k", ProviderOptions(root=tmp_path))
+def test_kind_opens_through_the_registry_without_the_upgrade_ability(tmp_path: Path) -> None:
+    cluster = open_provider("kind", "k", ProviderOptions(root=tmp_path))
+    assert type(cluster).__name__ == "KindCluster"
+    assert abilities_of(cluster) == {"load_image"}
 
 
 def test_existing_needs_a_kubeconfig(tmp_path: Path) -> None:

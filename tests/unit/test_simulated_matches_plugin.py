@@ -69,7 +69,8 @@ def _shipped_pools() -> list[tuple[str, dict[str, Any]]]:
     out = []
     for name in shipped_profiles():
         raw = yaml.safe_load((PROFILES_DIR / f"{name}.yaml").read_text())
-        out += [(f"{name}/{p['name']}", p) for p in raw.get("pools", []) if p.get("gpu")]
+        workers = (raw.get("kind") or {}).get("workers", [])  # kind workers: the same spec, served by the DaemonSet
+        out += [(f"{name}/{p['name']}", p) for p in [*raw.get("pools", []), *workers] if p.get("gpu")]
     return out
 
 
@@ -80,7 +81,8 @@ SHIPPED = _shipped_pools()
 def test_shipped_pool_simulated_node_equals_real_node(where: str, raw_pool: dict[str, Any], tmp_path: Path) -> None:
     assert_tiers_agree(raw_pool, tmp_path)
     profile_name, pool_name = where.split("/")
-    pool = next(p for p in load_profile(profile_name).pools if p.name == pool_name)
+    profile = load_profile(profile_name)
+    pool = next(p for p in [*profile.pools, *(profile.kind.workers if profile.kind else ())] if p.name == pool_name)
     assert pool.gpu is not None and pool.gpu.pool == pool_name
 
 

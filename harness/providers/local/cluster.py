@@ -35,6 +35,7 @@ import yaml
 from harness.bins import CONTROL_PLANE, REAL_NODE, BinaryResolver, check_upgrade
 from harness.config import Pool, Profile, load_profile
 from harness.errors import (
+    AiconformError,
     ClusterError,
     ClusterExists,
     ClusterNotFound,
@@ -75,6 +76,8 @@ __all__ = ["STOP_ORDER", "LocalCluster", "free_port", "open_cluster", "profile_f
 
 
 UPGRADE_ORDER = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+SURGE_FLAG = "--permit-port-sharing=true"
+"""An apiserver started with it is upgraded by surge (new beside old on one port), else by stop and start."""
 """Kubernetes' version-skew order: the apiserver first, then its clients; kubelets after the control plane."""
 
 
@@ -301,7 +304,10 @@ class LocalCluster:
                 old = st["argv"][component]
                 self.progress(f"upgrading {component} v{current} -> v{target}")
                 try:
-                    self._restart_on(component, [str(bins[component]), *old[1:]], env, probes[component])
+                    if component == "kube-apiserver" and SURGE_FLAG in old:
+                        self._surge_apiserver([str(bins[component]), *old[1:]], env, target)
+                    else:
+                        self._restart_on(component, [str(bins[component]), *old[1:]], env, probes[component])
                 except ClusterError as err:
                     self._restart_on(component, old, env, probes[component])
                     raise ClusterError(
@@ -321,6 +327,40 @@ class LocalCluster:
                 if proxy:
                     host.upgrade_kube_proxy(bins["kube-proxy"], target)
             self.progress(f"cluster {self.name!r} runs Kubernetes v{target}")
+
+    def _surge_apiserver(self, argv: list[str], env: dict[str, str] | None, version: str, timeout: float = 90) -> None:
+        """Start the new kube-apiserver beside the old one on the same port (SO_REUSEPORT), wait until a fresh
+        connection finds it ready and on ``version``, then stop the old one: the API keeps answering through the
+        swap.  A new one that never gets ready is stopped and the old one keeps serving (ClusterError)."""
+        surge = "kube-apiserver.surge"
+        self.procs.start(surge, argv, env=env)
+
+        def new_one_ready() -> bool:
+            client = KubeClient.from_kubeconfig(self.kubeconfig())  # a fresh connection: either process may take it
+            try:
+                return client.server_version() == f"v{version}" and client.healthz("/readyz")
+            except AiconformError:
+                return False
+            finally:
+                client.close()
+
+        try:
+            self.procs.wait_ready(surge, new_one_ready, timeout=timeout, what=f"kube-apiserver v{version}")
+        except ClusterError:
+            self.procs.stop(surge)
+            raise
+        self.procs.stop("kube-apiserver")
+        for kind in ("pidfile", "logfile"):
+            old_path, new_path = getattr(self.procs, kind)(surge), getattr(self.procs, kind)("kube-apiserver")
+            if kind == "logfile" and new_path.exists():
+                new_path.replace(new_path.with_name(f"kube-apiserver.before-v{version}.log"))
+            old_path.replace(new_path)
+        api = self.client()
+        try:
+            self.procs.wait_ready("kube-apiserver", lambda: api.healthz("/readyz"), timeout=timeout,
+                                  what=f"kube-apiserver v{version} alone")
+        finally:
+            api.close()
 
     def _restart_on(self, component: str, argv: list[str], env: dict[str, str] | None,
                     probe: Callable[[], bool]) -> None:

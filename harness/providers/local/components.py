@@ -157,6 +157,9 @@ def apiserver_argv(binary: Path, s: Settings) -> list[str]:
         "--kubelet-preferred-address-types=InternalIP,Hostname",
         "--profiling=false",
         "--event-ttl=1h",
+        # SO_REUSEPORT: an upgrade starts the new apiserver on the same port before it stops the old one, so the
+        # API keeps answering through the swap (a single local apiserver would otherwise be down while it restarts).
+        "--permit-port-sharing=true",
         *controlplane.aggregation_args(Pki(pki)),
         *controlplane.feature_gate_args(s.components.gates("kube-apiserver")),
         *controlplane.runtime_config_args(s.components.runtime_config),

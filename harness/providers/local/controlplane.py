@@ -28,7 +28,7 @@ HARNESS_FLAGS: dict[str, frozenset[str]] = {
         "max-mutating-requests-inflight", "enable-priority-and-fairness", "requestheader-client-ca-file",
         "requestheader-allowed-names", "requestheader-extra-headers-prefix", "requestheader-group-headers",
         "requestheader-username-headers", "proxy-client-cert-file", "proxy-client-key-file",
-        "enable-aggregator-routing", "feature-gates", "runtime-config",
+        "enable-aggregator-routing", "feature-gates", "runtime-config", "permit-port-sharing",
     }),
     "kube-controller-manager": frozenset({
         "kubeconfig", "authentication-kubeconfig", "authorization-kubeconfig", "bind-address", "secure-port",

@@ -1,0 +1,402 @@
+"""The ``kind`` provider: a cluster of kind nodes (Docker containers of the offline node image), tier R.
+
+Bring-up is a list of named actions (the local provider's pipeline, harness/providers/local/actions.py): the
+harness-managed dockerd, the node image (built or found in the engine), ``kind create cluster`` with the generated
+config (kind is driven through its CLI), pod networking (network.py), the fake GPU stack as a DaemonSet
+(gpustack.py: the plugin image built here, ``kind load``-ed into the GPU workers), and the profile's addons.  A
+failure or Ctrl-C undoes what ran.
+
+Owns one run directory ``<state root>/<name>`` (owner record, state.json, kind config, kubeconfig); ``delete`` runs
+``kind delete cluster`` and removes that directory, nothing else (the engine, the kind network and the node image
+stay).  Abilities: ``load_image`` (``kind load image-archive``).  No ``upgrade_control_plane``: a kind cluster's
+control plane is fixed by its node image; ``aiconform upgrade`` says so.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import docker.errors
+import yaml
+
+from fake_gpu_plugin.config import InventoryConfig
+from harness.bins import BinaryResolver
+from harness.config import Profile
+from harness.errors import ClusterError, ClusterExists, ClusterNotFound, ConfigError, KubeError
+from harness.kube import KubeClient, KubeConfig, Obj
+from harness.providers.base import ClusterStatus, Progress, ProviderInfo, ProviderOptions, provider_info, stderr_progress
+from harness.providers.common import mark_owner, state_root, validate_cluster_name
+from harness.providers.kind import gpustack, network
+from harness.providers.kind.engine import Engine, ensure_engine, kind_command
+from harness.providers.kind.kindconfig import control_plane_node_name, kind_config, worker_node_names
+from harness.providers.kind.nodeimage import build_node_image
+from harness.providers.local.actions import Action, run_actions
+
+PROVIDER = "kind"
+NODES_READY_TIMEOUT = 180.0
+CREATE_TIMEOUT = 600.0
+NO_UPGRADE = ("a kind cluster has no control-plane upgrade path (its control plane is fixed by its node image); "
+              "create a new cluster on the other version, or upgrade a 'local' cluster")
+
+
+def profile_fingerprint(profile: Profile) -> str:
+    data = asdict(profile)
+    data.pop("source", None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def gpu_specs(cluster: str, profile: Profile) -> dict[str, InventoryConfig]:
+    """Node name → GPU spec of every worker with GPUs (kind names workers in profile order)."""
+    workers = profile.kind.workers if profile.kind is not None else ()
+    names = worker_node_names(cluster, len(workers))
+    return {name: w.gpu for name, w in zip(names, workers, strict=True) if w.gpu is not None}
+
+
+class KindCluster:
+    """The kind cluster named ``name`` (kind's cluster name is the same)."""
+
+    provider_name = PROVIDER
+    why_not = {"upgrade_control_plane": NO_UPGRADE}
+    """Abilities a kind cluster lacks, and why (base.unsupported puts the reason into the one-line error)."""
+
+    def __init__(self, name: str = "aiconform", *, root: Path | None = None, progress: Progress = stderr_progress,
+                 resolver: BinaryResolver | None = None) -> None:
+        self.name = validate_cluster_name(name)
+        self.root = root or state_root()
+        self.dir = self.root / self.name
+        self.progress = progress
+        self._resolver = resolver
+        self._engine: Engine | None = None
+
+    # -- paths and state --
+    @property
+    def state_file(self) -> Path:
+        return self.dir / "state.json"
+
+    def kubeconfig(self) -> Path:
+        return self.dir / "kubeconfig"
+
+    def state(self) -> dict[str, Any] | None:
+        try:
+            data: dict[str, Any] = json.loads(self.state_file.read_text())
+            return data
+        except (OSError, ValueError):
+            return None
+
+    def resolver(self) -> BinaryResolver:
+        if self._resolver is None:
+            self._resolver = BinaryResolver(progress=self.progress)
+        return self._resolver
+
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = ensure_engine(progress=self.progress)
+        return self._engine
+
+    def kind_binary(self) -> Path:
+        return self.resolver().resolve("kind").path
+
+    def client(self) -> KubeClient:
+        return KubeClient(KubeConfig.from_file(self.kubeconfig()))
+
+    # -- status --
+    def is_up(self) -> bool:
+        if self.state() is None or not self.kubeconfig().is_file():
+            return False
+        try:
+            with KubeClient.from_kubeconfig(self.kubeconfig(), None) as client:
+                return client.healthz()
+        except KubeError:
+            return False
+
+    def status(self) -> ClusterStatus:
+        st = self.state()
+        if st is None:
+            raise ClusterNotFound(f"no cluster named {self.name!r}")
+        return ClusterStatus(name=self.name, provider=PROVIDER, healthy=self.is_up(), kubeconfig=str(self.kubeconfig()),
+                             profile=st.get("profile", ""), tier="R",
+                             kubernetes_version=st.get("kubernetes_version", ""), server=st.get("server", ""),
+                             components=self._node_pids(st.get("nodes", [])))
+
+    def _node_pids(self, nodes: list[str]) -> dict[str, int | None]:
+        """Each node container's init pid on this host (None: not running)."""
+        pids: dict[str, int | None] = {n: None for n in nodes}
+        try:
+            for node in self.engine().client.containers.list(
+                    filters={"label": f"io.x-k8s.kind.cluster={self.name}"}):
+                if node.name in pids:
+                    pids[node.name] = int(node.attrs.get("State", {}).get("Pid") or 0) or None
+        except (ClusterError, docker.errors.DockerException):
+            pass
+        return pids
+
+    def info(self) -> ProviderInfo:
+        st = self.state()
+        if st is None:
+            raise ClusterNotFound(f"no kind cluster named {self.name!r} is running")
+        return provider_info(self, provider=PROVIDER, name=self.name, tier="R", facts=frozenset(st.get("facts", [])),
+                             kubernetes_version=st.get("kubernetes_version", ""), profile=st.get("profile", ""),
+                             kubeconfig=str(self.kubeconfig()),
+                             fake="GPUs: fake_gpu_plugin as a DaemonSet on the kind workers (nodes are Docker "
+                                  "containers of a node image built here)")
+
+    # -- abilities --
+    def load_image(self, archive: Path) -> None:
+        """LoadsImages: ``kind load image-archive`` into every node."""
+        if not archive.is_file():
+            raise ConfigError(f"load_image: image archive {archive} does not exist")
+        if self.state() is None:
+            raise ClusterNotFound(f"no kind cluster named {self.name!r}")
+        kind_command(self.kind_binary(), self.engine(), "load", "image-archive", str(archive), "--name", self.name)
+
+    # -- create / delete --
+    def create(self, profile: Profile) -> Path:
+        if profile.provider != PROVIDER or profile.kind is None:
+            raise ConfigError(f"profile {profile.name!r} is for provider {profile.provider!r}, not kind")
+        self.root.mkdir(parents=True, exist_ok=True)
+        with self._lock():
+            fp = profile_fingerprint(profile)
+            st = self.state()
+            if st is not None and self.is_up():
+                if st.get("fingerprint") == fp:
+                    self.progress(f"cluster {self.name!r} is already up with profile {st.get('profile')!r}")
+                    return self.kubeconfig()
+                raise ClusterExists(f"cluster {self.name!r} is already up with profile {st.get('profile')!r}; run "
+                                    f"`aiconform down --name {self.name}` first or pick another --name")
+            if self.dir.exists():
+                self.progress(f"removing leftovers of an earlier cluster {self.name!r}")
+                self._teardown()
+            t0 = time.monotonic()
+            run_actions(_Bringup(self, profile, fp).actions(), self.progress)
+            self.progress(f"cluster {self.name!r} is up ({time.monotonic() - t0:.1f}s)")
+            return self.kubeconfig()
+
+    def delete(self) -> bool:
+        with self._lock():
+            if not self.dir.exists():
+                return False
+            self._teardown()
+        (self.root / f".{self.name}.lock").unlink(missing_ok=True)
+        return True
+
+    def _teardown(self) -> None:
+        self.delete_kind_cluster()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def delete_kind_cluster(self) -> None:
+        engine = self.engine()
+        if engine.client.containers.list(all=True, filters={"label": f"io.x-k8s.kind.cluster={self.name}"}):
+            self.progress(f"deleting kind cluster {self.name!r}")
+            kind_command(self.kind_binary(), engine, "delete", "cluster", "--name", self.name,
+                         "--kubeconfig", str(self.dir / "kind-kubeconfig.discard"), timeout=300)
+
+    def collect_logs(self, dest: Path) -> list[Path]:
+        """Per node: the node container's own log (systemd, kind's entrypoint) and the journals of the kubelet and
+        containerd, read through the Docker SDK."""
+        dest.mkdir(parents=True, exist_ok=True)
+        out: list[Path] = []
+        try:
+            nodes = self.engine().client.containers.list(
+                all=True, filters={"label": f"io.x-k8s.kind.cluster={self.name}"})
+        except (ClusterError, docker.errors.DockerException) as err:
+            self.progress(f"warning: cannot list the nodes of {self.name!r}: {err}")
+            return out
+        for node in nodes:
+            try:
+                target = dest / f"{node.name}.log"
+                target.write_bytes(node.logs())
+                out.append(target)
+                if node.status != "running":
+                    continue
+                for unit in ("kubelet", "containerd"):
+                    res = node.exec_run(["journalctl", "--no-pager", "-o", "short-precise", "-u", unit])
+                    target = dest / f"{node.name}-{unit}.log"
+                    target.write_bytes(res.output if isinstance(res.output, bytes) else b"")
+                    out.append(target)
+            except docker.errors.DockerException as err:
+                self.progress(f"warning: logs of {node.name}: {err}")
+        return out
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / f".{self.name}.lock", "w") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ClusterError(f"another aiconform command is working on cluster {self.name!r}") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+class _Bringup:
+    """The actions of one ``create`` and what they hand each other."""
+
+    def __init__(self, cluster: KindCluster, profile: Profile, fingerprint: str) -> None:
+        self.cluster = cluster
+        self.profile = profile
+        self.fingerprint = fingerprint
+        self.kind_spec = profile.kind
+        assert self.kind_spec is not None
+        self.node_image = ""
+        self.kubernetes = ""
+        self.etcd_tag = ""
+        self.coredns_tag = ""
+        self.facts: list[str] = []
+        self.gpus = gpu_specs(cluster.name, profile)
+        self._plugin_load: Future[str] | None = None
+        """``kind load`` of the plugin image, started as soon as the nodes exist (it overlaps the network step)."""
+        self.nodes = [control_plane_node_name(cluster.name), *worker_node_names(cluster.name,
+                                                                                 len(self.kind_spec.workers))]
+
+    def actions(self) -> list[Action]:
+        c = self.cluster
+        acts = [
+            Action("engine", "harness-managed dockerd (started if it is not running)", self.start_engine),
+            Action("run-dir", f"owner record in {c.dir}", self.make_run_dir, self.remove_run_dir),
+            Action("node-image", "offline node image: build, or find it in the engine", self.resolve_node_image),
+            Action("kind", f"kind create cluster ({len(self.nodes)} nodes)", self.create_kind, self.delete_kind),
+            Action("network", "CNI config per node (ptp + host-local) and routes between nodes; nodes Ready",
+                   self.pod_network, self.wait_plugin_load),
+        ]
+        if self.gpus:
+            acts.append(Action("gpu", f"fake GPU plugin DaemonSet on {len(self.gpus)} worker(s)", self.gpu_stack))
+        if self.profile.addons:
+            acts.append(Action("addons", ", ".join(self.profile.addons), self.install_addons))
+        acts.append(Action("state", "write state.json", self.write_state))
+        return acts
+
+    def start_engine(self) -> None:
+        self.cluster.engine()  # no Docker: one line before anything is recorded
+
+    def make_run_dir(self) -> None:
+        mark_owner(self.cluster.dir, PROVIDER)
+
+    def remove_run_dir(self) -> None:
+        shutil.rmtree(self.cluster.dir, ignore_errors=True)
+
+    def resolve_node_image(self) -> None:
+        c = self.cluster
+        version = self.profile.control_plane.kubernetes_version or c.resolver().versions.kubernetes_default
+        if self.kind_spec is not None and self.kind_spec.node_image:
+            versions = c.resolver().versions
+            self.node_image = self.kind_spec.node_image
+            self.kubernetes = version
+            self.etcd_tag = f"v{versions.component('etcd').version}"
+            self.coredns_tag = f"v{versions.component('coredns').version}"
+            c.progress(f"  node image {self.node_image} (the profile's own; not built or tested here)")
+            return
+        img = build_node_image(c.engine(), version, resolver=c.resolver(), progress=c.progress)
+        self.node_image, self.kubernetes = img.ref, img.kubernetes
+        self.etcd_tag, self.coredns_tag = img.etcd_tag, img.coredns_tag
+
+    def create_kind(self) -> None:
+        c = self.cluster
+        config = kind_config(self.profile, node_image=self.node_image, etcd_tag=self.etcd_tag,
+                             coredns_tag=self.coredns_tag)
+        path = c.dir / "kind-config.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        kind_command(c.kind_binary(), c.engine(), "create", "cluster", "--name", c.name, "--config", str(path),
+                     "--kubeconfig", str(c.kubeconfig()), timeout=CREATE_TIMEOUT)
+
+    def delete_kind(self) -> None:
+        self.cluster.delete_kind_cluster()
+
+    def load_plugin_image(self) -> str:
+        """Build (or find) the plugin image and ``kind load`` it into the GPU workers; returns its name."""
+        from harness.images import registry
+
+        c = self.cluster
+        t0 = time.monotonic()
+        built = registry.build("fake-gpu-plugin", c.progress)
+        kind_command(c.kind_binary(), c.engine(), "load", "image-archive", str(built.archive), "--name", c.name,
+                     "--nodes", ",".join(sorted(self.gpus)))
+        c.progress(f"  {built.ref} loaded into {', '.join(sorted(self.gpus))} ({time.monotonic() - t0:.1f}s)")
+        return built.ref
+
+    def pod_network(self) -> None:
+        c = self.cluster
+        if self.gpus:  # the nodes exist: load the plugin image meanwhile (gpu_stack waits for it)
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kind-load")
+            self._plugin_load = pool.submit(self.load_plugin_image)
+            pool.shutdown(wait=False)
+        with c.client() as client:
+            def addressed(node: Obj) -> bool:
+                return bool(node.get("spec", {}).get("podCIDR")) and _internal_ip(node) != ""
+
+            found = client.wait_all("Node", self.nodes, addressed, timeout=NODES_READY_TIMEOUT,
+                                    what="kind nodes registered with a podCIDR")
+            nets = [network.NodeNet(n, _internal_ip(found[n]), found[n]["spec"]["podCIDR"]) for n in self.nodes]
+            network.configure(c.engine(), nets)
+            client.wait_all("Node", self.nodes, _node_ready, timeout=NODES_READY_TIMEOUT, what="kind nodes Ready")
+
+    def gpu_stack(self) -> None:
+        c = self.cluster
+        ref = self._plugin_load.result() if self._plugin_load is not None else self.load_plugin_image()
+        t0 = time.monotonic()
+        with c.client() as client:
+            gpustack.deploy(client, self.gpus, ref)
+            gpustack.wait_ready(client, self.gpus)
+        c.progress(f"  every GPU worker advertises its GPUs and carries its plugin's labels ({time.monotonic() - t0:.1f}s)")
+        self.facts.append("device-plugin")
+
+    def wait_plugin_load(self) -> None:
+        """Undo of the network step: a load still running finishes (or fails) before the cluster is deleted."""
+        if self._plugin_load is not None:
+            wait([self._plugin_load])
+
+    def install_addons(self) -> None:
+        from harness import addons
+        from harness.workloads import REAL_NODE_LABEL
+
+        c = self.cluster
+        chosen = [addons.lookup(n) for n in self.profile.addons]
+        with c.client() as client:
+            self.facts += addons.install(chosen, client=client, load_image=c.load_image, resolver=c.resolver(),
+                                         node_selector={REAL_NODE_LABEL: "true"}, progress=c.progress,
+                                         record_undo=lambda undo: None)  # host changes die with the nodes
+
+    def write_state(self) -> None:
+        c = self.cluster
+        server = ""
+        try:
+            server = str(KubeConfig.from_file(c.kubeconfig()).server)
+        except (KubeError, OSError, AttributeError):
+            pass
+        state = {"name": c.name, "provider": PROVIDER, "profile": self.profile.name,
+                 "profile_source": self.profile.source, "fingerprint": self.fingerprint,
+                 "kubernetes_version": self.kubernetes, "tier": "R", "node_image": self.node_image,
+                 "nodes": self.nodes, "gpu_nodes": sorted(self.gpus), "facts": sorted(set(self.facts)),
+                 "server": server, "created": time.time()}
+        c.state_file.write_text(json.dumps(state, indent=2))
+
+
+def _internal_ip(node: Obj) -> str:
+    for addr in node.get("status", {}).get("addresses", []) or []:
+        if addr.get("type") == "InternalIP":
+            return str(addr.get("address", ""))
+    return ""
+
+
+def _node_ready(node: Obj) -> bool:
+    return any(cond.get("type") == "Ready" and cond.get("status") == "True"
+               for cond in node.get("status", {}).get("conditions", []) or [])
+
+
+def open_cluster(name: str, options: ProviderOptions) -> KindCluster:
+    """Registry entry point."""
+    if options.kubeconfig is not None:
+        raise ConfigError("provider 'kind' makes its own clusters; a kubeconfig is for provider 'existing'")
+    return KindCluster(name, root=options.root, progress=options.progress)

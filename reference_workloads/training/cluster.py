@@ -1,0 +1,226 @@
+"""Running the training workload on a cluster: the waits and reads the training scenarios and the bench share.
+
+Every wait is a watch with a deadline that fails fast, carrying the operator's and the pods' own messages (TrainJob
+``Failed`` condition, a pod waiting on a missing image, a volume that cannot be mounted, a container that exited
+non-zero); pod logs are followed with a deadline.  Owns no verdict: callers assert.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from harness.errors import AiconformError, WaitFailed, WaitTimeout
+from harness.kube import KubeClient, Obj
+from reference_workloads.training import logs
+from reference_workloads.training.manifests import JOB_NAME_LABEL
+
+_BAD_WAITING = ("ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff", "CreateContainerError",
+                "CreateContainerConfigError", "RunContainerError", "InvalidImageName", "CrashLoopBackOff")
+_BAD_EVENTS = ("FailedMount", "FailedAttachVolume", "FailedScheduling", "FailedCreate", "BackoffLimitExceeded")
+
+
+def condition(obj: Obj, kind: str) -> dict[str, Any] | None:
+    for c in obj.get("status", {}).get("conditions", []) or []:
+        if c.get("type") == kind:
+            return dict(c)
+    return None
+
+
+def pods_of(client: KubeClient, namespace: str, job: str) -> list[Obj]:
+    return list(client.list("Pod", namespace, label_selector=f"{JOB_NAME_LABEL}={job}").get("items", []))
+
+
+def pod_problem(pod: Obj) -> str | None:
+    """The pod's own reason it cannot run or why it stopped, if it has one (missing image, crash, non-zero exit with
+    its termination message: the runtime's container falls back to its last log lines)."""
+    name = pod["metadata"]["name"]
+    for cs in pod.get("status", {}).get("containerStatuses", []) or []:
+        waiting = cs.get("state", {}).get("waiting") or {}
+        if waiting.get("reason") in _BAD_WAITING:
+            return f"pod {name}: {waiting['reason']}: {waiting.get('message', '')}".strip()
+        term = cs.get("state", {}).get("terminated") or {}
+        if term and term.get("exitCode", 0) != 0:
+            msg = " ".join((term.get("message") or term.get("reason") or "").split())[-400:]
+            return f"pod {name} exited {term.get('exitCode')}: {msg}"
+    return None
+
+
+def recent_events(client: KubeClient, namespace: str, reasons: tuple[str, ...] = _BAD_EVENTS) -> list[str]:
+    """Warning events of the namespace with those reasons, as ``Kind/name: reason: message`` (newest last)."""
+    out = []
+    for ev in client.list("Event", namespace).get("items", []):
+        if ev.get("reason") in reasons:
+            inv = ev.get("involvedObject", {})
+            out.append(f"{inv.get('kind')}/{inv.get('name')}: {ev.get('reason')}: {ev.get('message', '').strip()}")
+    return out
+
+
+def _diagnose(client: KubeClient, namespace: str, name: str, job: Obj | None) -> str:
+    parts = []
+    if job is not None:
+        for c in job.get("status", {}).get("conditions", []) or []:
+            parts.append(f"TrainJob {c.get('type')}={c.get('status')} {c.get('reason', '')}: {c.get('message', '')}")
+    for pod in pods_of(client, namespace, name):
+        problem = pod_problem(pod)
+        phase = pod.get("status", {}).get("phase", "?")
+        parts.append(problem or f"pod {pod['metadata']['name']}: {phase}")
+    parts += recent_events(client, namespace)[-5:]
+    return "; ".join(parts) or "no pods and no events"
+
+
+def wait_trainjob(client: KubeClient, namespace: str, name: str, *, timeout: float) -> Obj:
+    """Watch the TrainJob until it is Complete; WaitFailed at once when it is Failed (the operator's message, and
+    its pods' and events' messages); WaitTimeout at the deadline with everything the cluster said (a pod that cannot
+    start: use :func:`wait_pods_running` first, which fails on it at once)."""
+    last: dict[str, Obj | None] = {"job": None}
+    key = f"{namespace}/{name}"
+
+    def done(state: dict[str, Obj]) -> bool:
+        job = state.get(key)
+        last["job"] = job
+        c = condition(job, "Complete") if job else None
+        return bool(c and c.get("status") == "True")
+
+    def failure(state: dict[str, Obj]) -> str | None:
+        job = state.get(key)
+        if job is None:
+            return None
+        c = condition(job, "Failed")
+        if c and c.get("status") == "True":
+            return f"TrainJob {namespace}/{name} Failed: {c.get('reason', '')}: {c.get('message', '')}; " + \
+                _diagnose(client, namespace, name, job)
+        return None
+
+    try:
+        return client.wait_for("TrainJob", namespace=namespace, name=name, condition=done, failure=failure,
+                               timeout=timeout, what=f"TrainJob {namespace}/{name} to complete")[key]
+    except WaitTimeout as err:
+        raise WaitTimeout(f"{err}; {_diagnose(client, namespace, name, last['job'])}") from err
+
+
+def wait_pods_running(client: KubeClient, namespace: str, job: str, count: int, *, timeout: float,
+                      exclude: frozenset[str] = frozenset()) -> list[Obj]:
+    """Watch until ``count`` pods of the job (not named in ``exclude``) are Running; fails fast on a pod's own
+    problem or a volume that cannot be mounted."""
+
+    def running(state: dict[str, Obj]) -> list[Obj]:
+        return [p for p in state.values() if p["metadata"]["name"] not in exclude
+                and p.get("status", {}).get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")]
+
+    def failure(state: dict[str, Obj]) -> str | None:
+        for p in state.values():
+            if p["metadata"]["name"] in exclude:
+                continue
+            problem = pod_problem(p)
+            if problem:
+                return problem
+        mounts = recent_events(client, namespace, ("FailedMount",))
+        return mounts[-1] if mounts else None
+
+    state = client.wait_for("Pod", namespace=namespace, label_selector=f"{JOB_NAME_LABEL}={job}",
+                            condition=lambda s: len(running(s)) >= count, failure=failure, timeout=timeout,
+                            what=f"{count} pods of TrainJob {namespace}/{job} to run")
+    return running(state)
+
+
+def pod_log(client: KubeClient, namespace: str, pod: str) -> str:
+    return str(client.request("GET", client.kind_path("Pod", namespace, pod) + "/log", raw=True))
+
+
+def follow_log(client: KubeClient, namespace: str, pod: str, until: Callable[[logs.Record], bool], *,
+               timeout: float) -> list[logs.Record]:
+    """Follow a pod's log until a record satisfies ``until``; returns the records so far.  WaitTimeout at the
+    deadline, WaitFailed when the log ends first (the container exited)."""
+    path = client.kind_path("Pod", namespace, pod) + "/log?follow=true"
+    deadline = time.monotonic() + timeout
+    seen: list[logs.Record] = []
+    resp, lines = client.transport.stream(path, client._headers(None), timeout)  # noqa: SLF001 - the watch headers
+    if resp.status >= 400:
+        raise WaitFailed(f"log of pod {namespace}/{pod}: HTTP {resp.status}: {resp.body.decode(errors='replace')}")
+    for raw in lines:
+        for rec in logs.parse([raw.decode(errors="replace")]):
+            seen.append(rec)
+            if until(rec):
+                close = getattr(lines, "close", None)
+                if close is not None:
+                    close()
+                return seen
+    tail = json.dumps(seen[-3:])
+    if time.monotonic() >= deadline:
+        raise WaitTimeout(f"pod {namespace}/{pod}: the awaited log line did not come in {timeout:.0f}s (last: {tail})")
+    raise WaitFailed(f"pod {namespace}/{pod}: its log ended before the awaited line (last: {tail})")
+
+
+class LogFollower:
+    """Follows one pod's log in a thread from its first line until the container ends (or ``timeout``), so the
+    records written right up to a kill are kept even when the pod is deleted soon after."""
+
+    def __init__(self, client: KubeClient, namespace: str, pod: str, *, timeout: float) -> None:
+        self.pod = pod
+        self.records: list[logs.Record] = []
+        self.error = ""
+        self._cond = threading.Condition()
+        self._ended = False
+        path = client.kind_path("Pod", namespace, pod) + "/log?follow=true"
+        resp, self._lines = client.transport.stream(path, client._headers(None), timeout)  # noqa: SLF001
+        if resp.status >= 400:
+            raise WaitFailed(f"log of pod {namespace}/{pod}: HTTP {resp.status}: "
+                             f"{resp.body.decode(errors='replace')[:300]}")
+        self._thread = threading.Thread(target=self._run, name=f"log-{pod}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for raw in self._lines:
+                recs = logs.parse([raw.decode(errors="replace")])
+                with self._cond:
+                    self.records += recs
+                    self._cond.notify_all()
+        except AiconformError as err:
+            self.error = str(err)
+        finally:
+            with self._cond:
+                self._ended = True
+                self._cond.notify_all()
+
+    def wait(self, until: Callable[[logs.Record], bool], *, timeout: float) -> logs.Record:
+        """The first record satisfying ``until``; WaitFailed when the log ends first, WaitTimeout at the deadline."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                hit = next((r for r in self.records if until(r)), None)
+                if hit is not None:
+                    return hit
+                if self._ended:
+                    raise WaitFailed(f"pod {self.pod}: its log ended before the awaited line "
+                                     f"(last: {json.dumps(self.records[-3:])}) {self.error}".strip())
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise WaitTimeout(f"pod {self.pod}: the awaited log line did not come in {timeout:.0f}s "
+                                      f"(last: {json.dumps(self.records[-3:])})")
+                self._cond.wait(left)
+
+    def finish(self, *, timeout: float) -> list[logs.Record]:
+        """Wait (up to ``timeout``) for the log to end; returns every record read."""
+        self._thread.join(timeout)
+        with self._cond:
+            return list(self.records)
+
+
+@dataclass(frozen=True)
+class RankLogs:
+    """The records of every pod of one attempt, keyed by pod name."""
+
+    by_pod: dict[str, list[logs.Record]]
+
+    def attempt(self) -> logs.Attempt:
+        return logs.attempt([r for recs in self.by_pod.values() for r in recs])
+
+
+def collect(client: KubeClient, namespace: str, pods: list[str]) -> RankLogs:
+    return RankLogs({p: logs.parse(pod_log(client, namespace, p)) for p in pods})
