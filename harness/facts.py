@@ -19,6 +19,9 @@ FACTS: dict[str, str] = {
     "networkpolicy": "a NetworkPolicy implementation enforces policies (the CNI or a policy agent)",
     "gang-scheduling": "a gang scheduler admits a group of pods all or nothing (Kueue, Volcano, coscheduling)",
     "dra": "Dynamic Resource Allocation with a GPU DRA driver publishing ResourceSlices",
+    "dra-partitionable-devices": "DRA partitionable devices: MIG partitions and their whole GPU share counters",
+    "dra-consumable-capacity": "DRA consumable capacity: a time-sliced GPU is allocated to several claims",
+    "dra-device-taints": "DRA device taints: an unhealthy GPU is tainted and not allocated",
     "simulated-nodes": "KWOK plays the kubelet of nodes annotated kwok.x-k8s.io/node=fake (property sandboxes add them)",
     "device-plugin": "GPUs are advertised by a device plugin through a real kubelet",
 }

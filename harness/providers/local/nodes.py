@@ -50,7 +50,8 @@ def simulated_node(pool: Pool, index: int, cluster: str) -> dict[str, Any]:
     }
     if pool.gpu is not None:
         labels.update(node_labels(pool.gpu))
-        resources.update({k: str(v) for k, v in resource_counts(pool.gpu).items()})
+        if not pool.dra:  # a DRA pool offers its GPUs through ResourceSlices (harness/dra.py), never both ways
+            resources.update({k: str(v) for k, v in resource_counts(pool.gpu).items()})
     labels.update(pool.labels)
     return {
         "apiVersion": "v1",
