@@ -244,3 +244,15 @@ def attr(device: Obj, name: str) -> Any:
     """A device attribute's value (whichever type it has)."""
     value = (device.get("attributes") or {}).get(name) or {}
     return next(iter(value.values()), None)
+
+
+_BINARY = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "Ti": 1024 * 1024}
+
+
+def memory_mib(device: Obj) -> int:
+    """A device's ``memory`` capacity in MiB (the apiserver writes quantities in canonical form: 81920Mi → 80Gi)."""
+    value = str(((device.get("capacity") or {}).get("memory") or {}).get("value", "0"))
+    for suffix, factor in _BINARY.items():
+        if value.endswith(suffix):
+            return int(float(value[: -len(suffix)]) * factor)
+    return int(float(value) / (1024 * 1024))
