@@ -256,3 +256,51 @@ def memory_mib(device: Obj) -> int:
         if value.endswith(suffix):
             return int(float(value[: -len(suffix)]) * factor)
     return int(float(value) / (1024 * 1024))
+
+
+# -- `aiconform dra claim`: one claim against a running cluster, the real allocator's answer ------------------------
+
+
+def try_claim(client: KubeClient, *, device_class: str, cel: tuple[str, ...], count: int, timeout: float,
+              progress: Progress) -> list[Obj]:
+    """Create a claim (and a pause pod holding it, so the scheduler allocates it) in a namespace of its own, watch
+    until it is allocated, delete both; the device results.  ClusterError in one line with the API's own message
+    when it refuses the claim (a CEL expression that does not compile) or the scheduler's when it cannot allocate
+    it (a device class that does not exist, no device that fits)."""
+    import secrets
+
+    from harness.errors import ApiError, WaitFailed, WaitTimeout
+    from harness.kube import unschedulable_message
+    from harness.workloads import PAUSE_IMAGE
+
+    require_served(client)
+    ns = f"aiconform-dra-{secrets.token_hex(3)}"
+    client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    try:
+        try:
+            client.create(claim("try", device_request(device_class=device_class, cel=cel, count=count)), namespace=ns)
+        except ApiError as err:
+            raise ClusterError(f"the apiserver refused the claim: {err.message.splitlines()[0]}") from None
+        client.wait_for("ServiceAccount", namespace=ns, name="default", condition=bool, timeout=30,
+                        what=f"the default service account of {ns}")
+        client.create(claim_pod("holder", claims={"gpu": ("claim", "try")}, containers=[("main", ["gpu"], "")],
+                                image=PAUSE_IMAGE), namespace=ns)
+
+        def failed(state: dict[str, Obj]) -> str | None:
+            pod = state.get(f"{ns}/holder")
+            msg = unschedulable_message(pod) if pod else None
+            return f"the scheduler cannot allocate the claim: {msg}" if msg else None
+
+        try:
+            client.wait_for("Pod", namespace=ns, name="holder", failure=failed, timeout=timeout,
+                            condition=lambda s: any(o.get("spec", {}).get("nodeName") for o in s.values()),
+                            what="the scheduler to allocate the claim")
+        except WaitFailed as err:
+            raise ClusterError(str(err).split(": ", 1)[-1]) from None
+        except WaitTimeout as err:
+            raise ClusterError(str(err)) from None
+        results = wait_claim_allocated(client, ns, "try", timeout=timeout)
+        progress(f"allocated in namespace {ns} (deleted now)")
+        return results
+    finally:
+        client.delete("Namespace", ns, grace_period=0)

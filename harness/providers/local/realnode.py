@@ -577,6 +577,8 @@ class RealNodeHost:
         labels = {REAL_NODE_LABEL: "true", "aiconform.io/cluster": self.cluster.name}
         if self.spec.gpu is not None:
             labels |= gpu_labels.node_labels(self.spec.gpu)
+        elif self.spec.dra is not None:  # DRA GPUs only: still declare the fake (tier detection reads it)
+            labels["aiconform.io/fake-gpu"] = "true"
         return labels | dict(self.spec.labels)
 
     def expected_resources(self) -> dict[str, str]:
@@ -693,6 +695,9 @@ def host_leftovers(record: dict[str, Any], run_dir: Path, pids: list[int]) -> li
     left += [f"sysctl {k}" for k, v in record["sysctls"].items() if v is not None and host.read_sysctl(k) != v]
     left += [f"dir {p}" for p, existed in record["existed"].items() if not existed and Path(p).exists()]
     left += netsvc.leftovers(record)
+    dra = record.get("dra") or {}
+    left += [f"DRA socket {p}" for p in dra.get("sockets", []) if Path(p).exists()]
+    left += [f"CDI spec {p}" for p in (Path(dra["cdi_dir"]).glob("*.json") if dra.get("cdi_dir") else [])]
     holder = _claim_holder()
     if holder is not None and holder.get("run_dir") == str(run_dir):
         left.append(f"host claim {HOST_CLAIM}")
