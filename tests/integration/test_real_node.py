@@ -326,7 +326,9 @@ def test_dra_claim_injects_its_gpu_through_cdi_and_unprepare_removes_the_spec(
     main = pod_log(client, namespace, "dra-mig", "main")
     side = pod_log(client, namespace, "dra-mig", "side")
     mig_uuid = dra_devices(client)["gpu-9-mig-0-3g-40gb"]["attributes"]["uuid"]["string"]
-    assert gpu_uuids(main) == [mig_uuid] and "/dev/nvidia9" in device_nodes(main), main
+    # nvidia-smi -L lists the parent GPU and, under it, the one MIG device the claim holds
+    assert [u for u in gpu_uuids(main) if u.startswith("MIG-")] == [mig_uuid], main
+    assert "/dev/nvidia9" in device_nodes(main), main
     assert f"NVIDIA_VISIBLE_DEVICES={mig_uuid}" in main
     assert not gpu_uuids(side) and not device_nodes(side), side
     cdi_dir = Path(record["dra"]["cdi_dir"])
