@@ -42,6 +42,7 @@ bench: venv bins
 	$(BIN)/python bench/bench_local.py --out bench/results.json
 	$(BIN)/python bench/bench_suite.py --out bench/results-suite.json
 	$(BIN)/python bench/bench_allocate.py --out bench/results-allocate.json
+	$(BIN)/python bench/bench_dra.py --out bench/results-dra.json
 
 lint: venv
 	$(BIN)/ruff check harness fake_gpu_plugin scenarios tests bench examples
