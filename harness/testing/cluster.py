@@ -191,16 +191,21 @@ class ClusterHandle:
         return self.info.allow_destructive
 
     def gpu_total(self) -> int:
-        """GPUs the cluster offers: allocatable ``nvidia.com/gpu`` plus whole GPUs published through DRA."""
+        """Allocatable ``nvidia.com/gpu`` (what a check's ``gpus=`` asks for: device-plugin GPUs; GPUs offered
+        through DRA are counted by :meth:`dra_gpu_total` and by tier detection)."""
         if self._gpu_total is None:
-            from harness.dra import dra_gpus
-
             total = 0
             for n in self.client.list("Node")["items"]:
                 alloc = n.get("status", {}).get("allocatable", {})
                 total += int(alloc.get("nvidia.com/gpu", 0))
-            self._gpu_total = total + dra_gpus(self.client)
+            self._gpu_total = total
         return self._gpu_total
+
+    def dra_gpu_total(self) -> int:
+        """Whole GPUs published through DRA (driver gpu.nvidia.com) on every node."""
+        from harness.dra import dra_gpus
+
+        return dra_gpus(self.client)
 
     def as_user(self, token: str) -> KubeClient:
         """A client for the same cluster with another identity (a service account token)."""
