@@ -204,3 +204,28 @@ def test_driver_serves_registration_and_prepares_claims_over_its_sockets(tmp_pat
         assert ops == ["prepare", "prepare", "unprepare"]
     assert not settings.registration_socket.exists() and not settings.dra_socket.exists()
     assert not [k for k in api.objects if "/resourceslices/" in k]
+
+
+class _Lister:
+    """Answers ``list`` with fixed Node and ResourceSlice items (detect_tier reads nothing else)."""
+
+    def __init__(self, nodes: list[dict[str, Any]], slices: list[dict[str, Any]]) -> None:
+        self.items = {"Node": nodes, "ResourceSlice": slices}
+
+    def list(self, kind: str, *_: Any, **__: Any) -> dict[str, Any]:
+        return {"items": self.items[kind]}
+
+
+def test_tier_detection_counts_gpus_offered_through_dra() -> None:
+    from typing import cast
+
+    from harness.kube import KubeClient
+    from harness.testing import detect_tier
+
+    gpu_node = {"metadata": {"name": "n1", "labels": {}}, "status": {"allocatable": {}}}
+    inv = build_inventory(parse_gpu({"model": "H100", "count": 2}), "n1")
+    with_dra = _Lister([gpu_node], resource_slices(inv))
+    assert detect_tier(cast(KubeClient, with_dra)) == "G"  # a real node whose GPUs come only through DRA
+    assert detect_tier(cast(KubeClient, _Lister([gpu_node], []))) == "S"
+    fake = {"metadata": {"name": "n1", "labels": {"aiconform.io/fake-gpu": "true"}}, "status": {"allocatable": {}}}
+    assert detect_tier(cast(KubeClient, _Lister([fake], resource_slices(inv)))) == "R"
