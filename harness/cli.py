@@ -28,10 +28,10 @@ def _err(msg: str) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from harness.config import load_profile
+    from harness.config import load_profile, with_kubernetes
     from harness.providers import provider_for
 
-    profile = load_profile(args.profile)
+    profile = with_kubernetes(load_profile(args.profile), args.kubernetes)
     provider = provider_for(profile, args.name)
     kubeconfig = provider.create(profile)
     print(kubeconfig, flush=True)
@@ -55,6 +55,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
+    from harness.bins import pinned_kubernetes
     from harness.errors import UnsupportedCapability
     from harness.providers import find_cluster
     from harness.providers.base import UpgradesControlPlane
@@ -62,7 +63,7 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
     cluster = find_cluster(args.name)
     if not isinstance(cluster, UpgradesControlPlane):
         raise UnsupportedCapability(type(cluster).__name__, "upgrading the control plane")
-    cluster.upgrade_control_plane(args.to)
+    cluster.upgrade_control_plane(pinned_kubernetes(args.to))
     return 0
 
 
@@ -182,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="bring a cluster up (idempotent); prints the kubeconfig path last")
     up.add_argument("--profile", default=None, help="shipped profile name or path to a YAML profile (default: default)")
     up.add_argument("--name", default="aiconform", help="cluster name (default: aiconform)")
+    up.add_argument("--kubernetes", default=None, metavar="VERSION",
+                    help="run another Kubernetes version than the profile's: a pinned version, default or previous")
     up.set_defaults(func=cmd_up)
 
     down = sub.add_parser("down", help="stop every process of a cluster and remove its run directory")
@@ -193,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
                                          "in place to another pinned Kubernetes version")
     upg.add_argument("--name", default="aiconform")
     upg.add_argument("--to", required=True, metavar="VERSION",
-                     help="the target version: the next minor at most, never lower (pinned in harness/versions.toml)")
+                     help="the target version: the next minor at most, never lower (pinned in harness/versions.toml; "
+                          "`default` names the pinned default)")
     upg.set_defaults(func=cmd_upgrade)
 
     st = sub.add_parser("status", help="show a cluster's components and health")
@@ -215,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="bring a cluster up, run scenario suites, write the report")
     run.add_argument("--profile", default=None)
+    run.add_argument("--kubernetes", default=None, metavar="VERSION",
+                     help="bring the profile up on another Kubernetes version: a pinned version, default or previous "
+                          "(with --upgrade-to: the version to upgrade from)")
     run.add_argument("--name", default="aiconform-run")
     run.add_argument("--suite", action="append", default=None,
                      help="a shipped suite name (repeat or comma-separate), or the path of a folder of your own "
@@ -234,8 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "default: half the machine's cores for a local cluster (its control plane needs the rest), all of them "
                           "for --kubeconfig, at most 8; 1: one at a time")
     run.add_argument("--upgrade-to", default=None, metavar="VERSION",
-                     help="run the suites, upgrade the cluster in place to VERSION, run them again: reports in "
-                          "REPORT_DIR/before and /after, their diff in REPORT_DIR/diff.txt; exit 1 on a regression")
+                     help="run the suites (and the upgrade suite), upgrade the cluster in place to VERSION (`default`: "
+                          "the pinned default), run them again: reports in REPORT_DIR/before and /after, their diff in "
+                          "REPORT_DIR/diff.txt; exit 1 on a regression")
     run.set_defaults(func=cmd_run)
 
     rep = sub.add_parser("report", help="render or compare reports")

@@ -8,6 +8,7 @@ starts processes or talks to a cluster.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ import yaml
 
 from fake_gpu_plugin.config import InventoryConfig, parse_gpu
 from fake_gpu_plugin.errors import ConfigError as GpuConfigError
+from harness.bins import PIN_NAMES, pinned_kubernetes
 from harness.errors import ConfigError
 
 PROFILES_DIR = Path(__file__).with_name("profiles")
@@ -194,6 +196,17 @@ def resolve_profile_path(name_or_file: str | None) -> Path:
     return shipped
 
 
+def with_kubernetes(profile: Profile, version: str | None) -> Profile:
+    """``profile`` on another Kubernetes version (``--kubernetes``: a version, ``default`` or ``previous``); None
+    keeps the profile's own."""
+    if not version:
+        return profile
+    v = pinned_kubernetes(version)
+    if not re.fullmatch(r"1\.\d+\.\d+", v):
+        raise ConfigError(f"--kubernetes: must look like 1.X.Y (or default, previous), got {version!r}")
+    return dataclasses.replace(profile, control_plane=dataclasses.replace(profile.control_plane, kubernetes_version=v))
+
+
 def load_profile(name_or_file: str | None = None) -> Profile:
     path = resolve_profile_path(name_or_file)
     try:
@@ -293,8 +306,10 @@ class _Parser:
         self._known(d, at, {"kubernetesVersion", "apiserverPort", "liftLimits", "serviceCIDR", "podCIDR",
                             "featureGates", "runtimeConfig", "extraArgs"})
         version = str(d.get("kubernetesVersion", "") or "").lstrip("v")
+        if version in PIN_NAMES:  # the version versions.toml pins under that name
+            version = pinned_kubernetes(version)
         if version and not re.fullmatch(r"1\.\d+\.\d+", version):
-            raise ConfigError(f"{at}.kubernetesVersion: must look like 1.X.Y, got {version!r}")
+            raise ConfigError(f"{at}.kubernetesVersion: must look like 1.X.Y (or default, previous), got {version!r}")
         port = self._int(d.get("apiserverPort", 0), f"{at}.apiserverPort", minimum=0, maximum=65535)
         if 0 < port < 1024:
             raise ConfigError(f"{at}.apiserverPort: choose a port >= 1024 (or 0 for a free one), got {port}")

@@ -21,6 +21,7 @@ from harness.testing.cluster import aiconform_cluster as aiconform_cluster
 from harness.testing.cluster import configure as _configure_cluster
 from harness.testing.cluster import kube as kube
 from harness.testing.cluster import pytest_configure_node as pytest_configure_node
+from harness.testing.cluster import upgrade_phase as upgrade_phase
 from harness.testing.evidence import Evidence
 from harness.testing.evidence import evidence as evidence
 from harness.testing.outcome import configure as _configure_outcome

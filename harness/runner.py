@@ -21,8 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-from harness.bins import check_upgrade, load_versions
-from harness.config import Profile, load_profile
+from harness.bins import check_upgrade, load_versions, pinned_kubernetes
+from harness.config import Profile, load_profile, with_kubernetes
 from harness.errors import AiconformError, ConfigError, UnsupportedCapability
 from harness.facts import validate_facts
 from harness.providers import provider_for
@@ -64,8 +64,25 @@ def suite_files(names: list[str] | None) -> list[Path]:
                 raise ConfigError(f"--suite: unknown suite {n!r}; known suites: {', '.join(known)} "
                                   "(or give the path of a folder of checks)")
     if not names:
-        files = [SCENARIOS / f"test_{n}.py" for n in known]
+        files = [SCENARIOS / f"test_{n}.py" for n in known if n not in UPGRADE_SUITES]
     return list(dict.fromkeys(files))
+
+
+UPGRADE_SUITES = ("upgrade",)
+"""Shipped suites whose checks span an in-place upgrade (state made before it, judged after it): they run only
+under ``--upgrade-to``, which adds them to the chosen suites."""
+
+
+def upgrade_suite_files(files: list[Path], upgrade_to: str | None) -> list[Path]:
+    """``files`` plus the upgrade suites when ``--upgrade-to`` is given; an upgrade suite chosen without it is one
+    line (its checks would have nothing to judge)."""
+    upgrade_files = [SCENARIOS / f"test_{n}.py" for n in UPGRADE_SUITES]
+    if not upgrade_to:
+        chosen = [f.stem.removeprefix("test_") for f in files if f in upgrade_files]
+        if chosen:
+            raise ConfigError(f"--suite {chosen[0]}: its checks span an upgrade; run it with --upgrade-to VERSION")
+        return files
+    return list(dict.fromkeys(files + upgrade_files))
 
 
 def _is_path(value: str) -> bool:
@@ -160,11 +177,14 @@ def _component_pids(cluster: object) -> dict[str, int]:
 
 
 def run_main(args: argparse.Namespace) -> int:
-    files = suite_files(args.suite)
+    files = upgrade_suite_files(suite_files(args.suite), getattr(args, "upgrade_to", None))
     facts = validate_facts(args.capability or [])
     if facts and not args.kubeconfig:
         raise ConfigError("--capability declares facts of an existing cluster (with --kubeconfig); a cluster the "
                           "harness brings up has the facts its provider declares")
+    if args.kubeconfig and getattr(args, "kubernetes", None):
+        raise ConfigError("--kubernetes picks the version of a cluster the harness brings up; an existing cluster "
+                          "(--kubeconfig) runs the version it runs")
     if getattr(args, "parallel", None) is None:
         parallel = default_parallel(local_cluster=not args.kubeconfig)
     else:
@@ -172,12 +192,14 @@ def run_main(args: argparse.Namespace) -> int:
     if parallel < 1:
         raise ConfigError(f"--parallel: must be at least 1, got {parallel}")
     upgrade_to = getattr(args, "upgrade_to", None)
+    if upgrade_to:
+        upgrade_to = pinned_kubernetes(upgrade_to)
     run_id = new_run_id()
     if args.kubeconfig:
         profile = Profile(name="existing", provider="existing")
         options = ProviderOptions(kubeconfig=Path(args.kubeconfig), facts=facts, run_id=run_id)
     else:
-        profile = load_profile(args.profile)
+        profile = with_kubernetes(load_profile(args.profile), getattr(args, "kubernetes", None))
         options = ProviderOptions(run_id=run_id)
     cluster = provider_for(profile, args.name, options)  # an unknown provider fails here, before anything is written
     upgrader: UpgradesControlPlane | None = None
@@ -213,14 +235,15 @@ def run_main(args: argparse.Namespace) -> int:
             outputs = [report_dir]
         else:
             before, after = report_dir / "before", report_dir / "after"
-            rc_before = suites.run(prepare_report_dir(before), f"{run_id}-before")
+            phase = {"from": current, "to": upgrade_to.removeprefix("v"), "key": run_id}
+            rc_before = suites.run(prepare_report_dir(before), f"{run_id}-before", {**phase, "phase": "before"})
             if rc_before not in (0, 1):
                 rc = rc_before
             else:
                 print(f"aiconform run {run_id}: upgrading to Kubernetes v{upgrade_to.removeprefix('v')}",
                       file=sys.stderr, flush=True)
                 upgrader.upgrade_control_plane(upgrade_to)
-                rc = suites.run(prepare_report_dir(after), f"{run_id}-after")
+                rc = suites.run(prepare_report_dir(after), f"{run_id}-after", {**phase, "phase": "after"})
                 regression = _write_diff(before, after, report_dir / "diff.txt")
             outputs = [before, after]
     finally:
@@ -263,13 +286,13 @@ class _Suites:
         self.files, self.cluster, self.kubeconfig, self.profile = files, cluster, kubeconfig, profile
         self.parallel, self.seed, self.args, self.env = parallel, seed, args, env
 
-    def run(self, report_dir: Path, run_id: str) -> int:
+    def run(self, report_dir: Path, run_id: str, upgrade: dict[str, str] | None = None) -> int:
         info = self.cluster.info()  # asked anew: an upgrade changes the version
         cluster_info = ClusterInfo(
             kubeconfig=str(self.kubeconfig.resolve()), run_id=run_id, provider=info.provider,
             profile=info.profile or self.profile, tier=info.tier, capabilities=frozenset(info.facts),
             kubernetes_version=info.kubernetes_version, allow_destructive=bool(self.args.allow_existing),
-            fake=info.fake, component_pids=_component_pids(self.cluster),
+            fake=info.fake, component_pids=_component_pids(self.cluster), upgrade=upgrade or {},
         ).write(report_dir / CLUSTER_INFO_FILE)
         sessions = pytest_sessions(self.files, report_dir=report_dir, cluster_info=cluster_info,
                                    parallel=self.parallel, seed=self.seed, keyword=self.args.keyword)

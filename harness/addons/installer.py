@@ -1,28 +1,59 @@
 """The one installer: binary (harness.bins) → FROM-scratch image (harness.images) → the node's containerd (the
-provider's image loader) → manifests (server-side apply) → a watch until the workload's pods are Ready.
+provider's image loader) → manifests (server-side apply) → a watch until the workload's pods are Ready → its
+webhooks wired and answering.
 
-Every failure names the addon and the step, and is a ClusterError (one line at the CLI).
+Webhooks (an addon with :class:`~harness.addons.base.Webhooks`): the installer issues the serving certificate from
+the cluster CA (SANs ``<svc>.<ns>.svc``, ``<svc>.<ns>.svc.cluster.local``, and 127.0.0.1 for a host process),
+writes it into the Secret the workload mounts (or files a host process reads), sets ``caBundle`` on every
+Validating/MutatingWebhookConfiguration webhook and CRD conversion webhook of the manifests that names the addon's
+Service, applies the webhook configurations only once the controller runs, and sends the addon's probes (server-side
+dry-run creates) until the apiserver's call to each webhook is answered by a denial from that webhook.
+
+Two modes: ``pod`` (a real node: the workload runs there) and ``host`` (tier S, no real node: the binary runs as a
+host process under the cluster's supervisor with a kubeconfig of its own, its webhook server on 127.0.0.1:PORT, and
+the webhook configurations pointing at ``https://127.0.0.1:PORT/...``).
+
+Every failure names the addon and the step and is a ClusterError (one line at the CLI); whatever the installer
+applied or started for that addon is removed again (nothing stays installed), including on Ctrl-C.
 """
 
 from __future__ import annotations
 
+import base64
+import copy
+import functools
+import json
+import os
+import shutil
+import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import yaml
+
 from harness import images, proc
-from harness.addons import kube_router
-from harness.addons.base import Addon, AddonContext, UndoCommand
-from harness.bins import BinaryResolver
-from harness.errors import AiconformError, ClusterError, CommandError, ConfigError
-from harness.kube import KubeClient
+from harness.addons import jobset, kube_router
+from harness.addons.base import Addon, AddonContext, HostContext, Obj, UndoCommand, Webhooks
+from harness.bins import BinaryResolver, Component, build_env
+from harness.errors import AiconformError, ApiError, ClusterError, CommandError, ConfigError, WaitTimeout
+
+if TYPE_CHECKING:
+    from harness.kube import KubeClient
+    from harness.pki import Pki
+    from harness.providers.local.supervisor import Supervisor
 
 Progress = Callable[[str], None]
-_REGISTRY: tuple[Addon, ...] = (kube_router.ADDON,)
+_REGISTRY: tuple[Addon, ...] = (kube_router.ADDON, jobset.ADDON)
 _BAD_WAITING = ("CrashLoopBackOff", "ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff", "CreateContainerError",
                 "CreateContainerConfigError", "RunContainerError", "InvalidImageName")
+WEBHOOK_KINDS = ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
+CRD = "CustomResourceDefinition"
+WEBHOOK_TIMEOUT = 60.0
+"""Seconds the webhooks of one addon get to answer once its controller runs."""
 
 
 def known_addons() -> dict[str, Addon]:
@@ -38,8 +69,6 @@ def lookup(name: str) -> Addon:
 
 def preflight(addons: Iterable[Addon]) -> None:
     """One line before anything starts when the host lacks a tool an addon needs (to undo its host changes)."""
-    import shutil
-
     missing = sorted({pkg for a in addons for exe, pkg in a.host_tools if shutil.which(exe) is None})
     if missing:
         names = ", ".join(a.name for a in addons if any(shutil.which(exe) is None for exe, _ in a.host_tools))
@@ -47,58 +76,466 @@ def preflight(addons: Iterable[Addon]) -> None:
                            f"{' '.join(missing)}")
 
 
+class AddonFailed(ClusterError):
+    """An addon did not install; the message is the whole line (names the addon and what failed)."""
+
+
 def install(
     addons: Sequence[Addon],
     *,
     client: KubeClient,
-    load_image: Callable[[Path], None],
+    load_image: Callable[[Path], None] | None,
     resolver: BinaryResolver,
     node_selector: dict[str, str],
     progress: Progress,
     record_undo: Callable[[list[UndoCommand]], None],
+    pki: Pki | None = None,
+    workdir: Path | None = None,
+    supervisor: Supervisor | None = None,
     timeout: float = 120.0,
+    webhook_timeout: float = WEBHOOK_TIMEOUT,
 ) -> list[str]:
-    """Install each addon in order; returns the cluster facts they provide.  ``record_undo`` receives the host undo
-    commands of every addon resolved so far before its pods can change anything, so a teardown after a crash
-    mid-install still runs them."""
+    """Install each addon in order; returns the cluster facts they provide.
+
+    ``load_image`` given: pod mode (a real node).  None: host mode (tier S), which needs ``supervisor`` and
+    ``workdir``; an addon without :attr:`Addon.host` is refused there.  ``pki`` (the cluster CA) is needed for
+    webhooks and host processes.  ``record_undo`` receives the host undo commands of every addon resolved so far
+    before its pods can change anything, so a teardown after a crash mid-install still runs them.  An addon that
+    fails is removed again before the AddonFailed naming it is raised."""
     undo: list[UndoCommand] = []
     facts: list[str] = []
-    server = urlsplit(client.config.server)
+
+    def add_undo(cmds: list[UndoCommand]) -> None:
+        undo.extend(cmds)
+        record_undo(list(undo))
+
     for addon in addons:
         t0 = time.monotonic()
-        step = "binary"
+        job = _Install(addon, client=client, resolver=resolver, node_selector=node_selector, progress=progress,
+                       load_image=load_image, pki=pki, workdir=workdir, supervisor=supervisor, timeout=timeout,
+                       webhook_timeout=webhook_timeout)
         try:
-            resolved = resolver.resolve(addon.binary)
-            undo += addon.host_undo(resolved.path)
-            record_undo(list(undo))
-            step = "image"
-            image = addon.image(resolved.path, resolved.version)
-            tag = image.ref
-            archive = images.build(image, progress=_prefixed(progress, f"  addon {addon.name}: ")).archive
-            step = "image load"
-            load_image(archive)
-            step = "manifests"
-            ctx = AddonContext(image=tag, apiserver_host=server.hostname or "127.0.0.1",
-                               apiserver_port=server.port or 443, node_selector=dict(node_selector))
-            for obj in addon.manifests(ctx):
-                client.apply(obj)
-            step = "rollout"
-            wait_ready(client, addon, timeout=timeout)
+            version = job.run(add_undo)
+        except AddonFailed:
+            job.undo()
+            raise
         except (AiconformError, OSError) as err:
-            raise ClusterError(f"addon {addon.name}: {step} failed: {err}") from err
-        progress(f"  addon {addon.name} v{resolved.version} is running ({time.monotonic() - t0:.1f}s)")
+            job.undo()
+            raise AddonFailed(f"addon {addon.name}: {job.step} failed: {_one_line(str(err))}") from err
+        except BaseException:  # Ctrl-C: nothing half-installed stays behind
+            job.undo()
+            raise
+        where = "as a host process" if job.mode == "host" else "on the real node"
+        progress(f"  addon {addon.name} v{version} is running {where} ({time.monotonic() - t0:.1f}s)")
         facts += [f for f in addon.facts if f not in facts]
     return facts
+
+
+def _one_line(text: str) -> str:
+    return " | ".join(ln.strip() for ln in text.splitlines() if ln.strip())
+
+
+def host_process_name(addon: Addon) -> str:
+    """The supervisor name of an addon's host process (tier S)."""
+    return f"addon-{addon.name}"
+
+
+@dataclass
+class _Install:
+    """One addon's install, with everything it did recorded for its undo."""
+
+    addon: Addon
+    client: KubeClient
+    resolver: BinaryResolver
+    node_selector: dict[str, str]
+    progress: Progress
+    load_image: Callable[[Path], None] | None
+    pki: Pki | None
+    workdir: Path | None
+    supervisor: Supervisor | None
+    timeout: float
+    webhook_timeout: float
+    step: str = "binary"
+    applied: list[Obj] = field(default_factory=list)
+    started: list[str] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    workload: Obj | None = None
+
+    @property
+    def mode(self) -> str:
+        return "pod" if self.load_image is not None else "host"
+
+    @property
+    def name(self) -> str:
+        return self.addon.name
+
+    def run(self, record_undo: Callable[[list[UndoCommand]], None]) -> str:
+        addon = self.addon
+        if self.mode == "host" and addon.host is None:
+            raise ConfigError("it runs on the real node; use a profile with realNode.enabled (tier R)")
+        if self.mode == "host" and (self.supervisor is None or self.workdir is None or self.pki is None):
+            raise ClusterError("host mode needs the cluster's supervisor, run directory and CA")
+        if addon.webhooks is not None and self.pki is None:
+            raise ClusterError("its webhooks need the cluster CA (pki)")
+        resolved = self.resolver.resolve(addon.binary)
+        record_undo(list(addon.host_undo(resolved.path)))
+        tag = ""
+        if self.load_image is not None:
+            self.step = "image"
+            image = addon.image(resolved.path, resolved.version)
+            archive = images.build(image, progress=_prefixed(self.progress, f"  addon {addon.name}: ")).archive
+            self.step = "image load"
+            self.load_image(archive)
+            tag = image.ref
+        self.step = "manifests"
+        server = urlsplit(self.client.config.server)
+        ctx = AddonContext(image=tag, apiserver_host=server.hostname or "127.0.0.1", apiserver_port=server.port or 443,
+                           node_selector=dict(self.node_selector), mode=self.mode,
+                           upstream=_upstream_renderer(self.resolver, addon.binary))
+        objs = [copy.deepcopy(o) for o in addon.manifests(ctx)]
+        workload = self.workload = _find(objs, *addon.workload)
+        if workload is None:
+            raise ClusterError(f"its manifests have no {'/'.join(addon.workload)}")
+        hctx: HostContext | None = None
+        if self.mode == "host":
+            hctx = self._host_context(resolved.path, workload)
+        apiservices = [o["metadata"]["name"] for o in objs if o["kind"] == "APIService"
+                       and addon.webhooks is not None and _names_service(o.get("spec", {}).get("service"),
+                                                                         addon.webhooks)]
+        if apiservices and hctx is not None:
+            raise ConfigError(f"its APIService {apiservices[0]} needs a real node (tier R): the apiserver reaches "
+                              "an APIService backend only through a Service with pod endpoints")
+        if addon.webhooks is not None:
+            self.step = "webhook certificate"
+            objs = self._wire_webhooks(objs, addon.webhooks, hctx)
+        hooks = [o for o in objs if o["kind"] in WEBHOOK_KINDS]
+        rest = [o for o in objs if o["kind"] not in WEBHOOK_KINDS
+                and (self.mode == "pod" or _find([o], *addon.workload) is None)]  # host mode: no workload
+        self.step = "manifests"
+        for obj in sorted(rest, key=_apply_order):
+            self._apply(obj)
+        crds = [o["metadata"]["name"] for o in rest if o["kind"] == CRD]
+        if crds:
+            self.step = "CRDs"
+            self.client.wait_all(CRD, crds, _established, timeout=60,
+                                 what=f"addon {addon.name}'s CRDs to be Established")
+        self.step = "rollout"
+        if hctx is not None:
+            self._start_host_process(hctx)
+        else:
+            wait_ready(self.client, addon, timeout=self.timeout, workload=workload)
+        if hooks:
+            self.step = "webhooks"
+            for obj in hooks:
+                self._apply(obj)
+        if addon.webhooks is not None:
+            self.step = "webhooks"
+            deadline = time.monotonic() + self.webhook_timeout
+            self._wait_webhooks(addon.webhooks, hooks, hctx, deadline)
+            for name in apiservices:
+                self._wait_apiservice(name, deadline)
+        return resolved.version
+
+    # -- steps -------------------------------------------------------------------------------------------------------
+
+    def _apply(self, obj: Obj) -> None:
+        self.applied.append(obj)  # before the call: a create that times out may still have happened
+        self.client.apply(obj)
+
+    def _host_context(self, binary: Path, workload: Obj) -> HostContext:
+        from harness.providers.common import free_port, write_kubeconfig
+
+        assert self.workdir is not None and self.pki is not None
+        wd = self.workdir / self.name
+        self.files.append(wd)
+        (wd / "certs").mkdir(parents=True, exist_ok=True)
+        ns = workload["metadata"].get("namespace", "default")
+        sa = workload["spec"]["template"]["spec"].get("serviceAccountName", "default")
+        stem = f"addon-{self.name}-client"
+        pair = self.pki.issue(stem, f"system:serviceaccount:{ns}:{sa}", org="system:serviceaccounts", client=True)
+        self.files += [pair.cert, pair.key]
+        kubeconfig = wd / "kubeconfig"
+        write_kubeconfig(kubeconfig, self.client.config.server, self.pki.ca.cert, pair.cert, pair.key,
+                         f"addon-{self.name}")
+        return HostContext(binary=binary, kubeconfig=kubeconfig, workdir=wd, cert_dir=wd / "certs",
+                           webhook_port=free_port(), health_port=free_port())
+
+    def _wire_webhooks(self, objs: list[Obj], hooks: Webhooks, hctx: HostContext | None) -> list[Obj]:
+        assert self.pki is not None
+        svc, ns = hooks.service, hooks.namespace
+        dns = (f"{svc}.{ns}.svc", f"{svc}.{ns}.svc.cluster.local")
+        stem = f"addon-{self.name}-webhook"
+        pair = self.pki.issue(stem, dns[0], server=True, dns=dns, ips=("127.0.0.1",) if hctx else ())
+        self.files += [pair.cert, pair.key]
+        ca = self.pki.ca.cert.read_bytes()
+        url = f"https://127.0.0.1:{hctx.webhook_port}" if hctx else None
+        out = wire_webhooks(objs, hooks, ca, url_base=url)
+        if hctx is not None:
+            shutil.copyfile(pair.cert, hctx.cert_dir / "tls.crt")
+            shutil.copyfile(pair.key, hctx.cert_dir / "tls.key")
+            os.chmod(hctx.cert_dir / "tls.key", 0o600)
+            shutil.copyfile(self.pki.ca.cert, hctx.cert_dir / "ca.crt")
+            return out
+        secret = {
+            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": hooks.secret, "namespace": ns,
+                         "labels": {"app.kubernetes.io/managed-by": "aiconform"}},
+            "data": {"tls.crt": _b64(pair.cert.read_bytes()), "tls.key": _b64(pair.key.read_bytes()),
+                     "ca.crt": _b64(ca)},
+        }
+        return [*out, secret]
+
+    def _start_host_process(self, hctx: HostContext) -> None:
+        assert self.addon.host is not None and self.supervisor is not None
+        spec = self.addon.host(hctx)
+        for rel, content in spec.files:
+            (hctx.workdir / rel).write_text(content)
+        name = host_process_name(self.addon)
+        self.started.append(name)
+        self.supervisor.start(name, list(spec.argv), env={**os.environ, **dict(spec.env)})
+        port = hctx.webhook_port if self.addon.webhooks is not None else hctx.health_port
+        self.supervisor.wait_ready(name, lambda: _listening(port), timeout=self.timeout,
+                                   what=f"addon {self.name} (host process, port {port})")
+
+    def _wait_apiservice(self, name: str, deadline: float) -> None:
+        """Watch the APIService until the aggregator reports it Available (it reached the backend over TLS with
+        the caBundle), or the deadline: one line with its condition's message and the controller's log."""
+        last: dict[str, str] = {}
+
+        def available(st: dict[str, Obj]) -> bool:
+            for svc in st.values():
+                for c in svc.get("status", {}).get("conditions", []) or []:
+                    if c.get("type") == "Available":
+                        last["message"] = str(c.get("message") or c.get("reason") or "")
+                        return bool(c.get("status") == "True")
+            return False
+
+        try:
+            self.client.wait_for("APIService", name=name, condition=available,
+                                 timeout=max(1.0, deadline - time.monotonic()), what=f"APIService {name}")
+        except WaitTimeout:
+            raise AddonFailed(f"addon {self.name}: APIService {name} did not become Available in "
+                              f"{self.webhook_timeout:.0f}s ({_one_line(last.get('message', 'no status'))[:300]}): "
+                              f"{self.controller_log(None)}") from None
+
+    def _wait_webhooks(self, hooks: Webhooks, configs: list[Obj], hctx: HostContext | None, deadline: float) -> None:
+        """Poll the probes with server-side dry-run creates (no watch reports "a webhook answers") with a deadline."""
+        for probe in hooks.probes:
+            denial = f'admission webhook "{probe.webhook}" denied the request'
+            delay, last = 0.2, ""
+            while True:
+                try:
+                    self.client.create(copy.deepcopy(probe.obj), dry_run=True)
+                except ApiError as err:
+                    if denial in err.message:
+                        break
+                    last = _one_line(err.message)[:300]
+                else:
+                    raise AddonFailed(f"addon {self.name}: webhook {probe.webhook} let its probe "
+                                      f"{probe.obj['kind']} through (it must deny it): is the webhook configured?")
+                if time.monotonic() >= deadline:
+                    where = _client_config_of(configs, probe.webhook)
+                    raise AddonFailed(
+                        f"addon {self.name}: webhook {probe.webhook} ({where}) did not answer in "
+                        f"{self.webhook_timeout:.0f}s (apiserver: {last or 'no answer'}): "
+                        f"{self.controller_log(hctx)}")
+                time.sleep(delay)
+                delay = min(delay * 1.5, 1.0)
+
+    def controller_log(self, hctx: HostContext | None, lines: int = 5) -> str:
+        """The controller's last log lines, as one line."""
+        if hctx is not None and self.supervisor is not None:
+            name = host_process_name(self.addon)
+            log = self.supervisor.logfile(name)
+            try:
+                text = log.read_text(errors="replace")
+            except OSError:
+                return "(no log)"
+            tail = [ln for ln in text.splitlines() if ln.strip()][-lines:]
+            return _one_line("\n".join(tail))[:1500] + f" (log: {log})"
+        return pod_log_tail(self.client, self.addon, lines, self.workload)
+
+    # -- undo --------------------------------------------------------------------------------------------------------
+
+    def undo(self) -> None:
+        """Remove what this install applied (webhook configurations first, the namespaces last and awaited), stop
+        its host process and remove its files.  Best effort: a failure here must not hide the original error."""
+        for name in self.started:
+            if self.supervisor is not None:
+                self.supervisor.stop(name)
+        order = sorted(self.applied, key=_apply_order, reverse=True)
+        # stable sort: webhook configurations and APIServices go first (left dangling, they break every create of
+        # the kinds they judge, or discovery)
+        order.sort(key=lambda o: o["kind"] not in (*WEBHOOK_KINDS, "APIService"))
+        namespaces = []
+        for obj in order:
+            md = obj["metadata"]
+            try:
+                self.client.delete(obj["kind"], md["name"], md.get("namespace"), api_version=obj["apiVersion"])
+            except (AiconformError, OSError):
+                continue
+            if obj["kind"] == "Namespace":
+                namespaces.append(md["name"])
+        for ns in namespaces:
+            try:
+                self.client.wait_for("Namespace", name=ns, condition=lambda st: not st, timeout=60,
+                                     what=f"namespace {ns} of addon {self.name} to be deleted")
+            except (AiconformError, OSError) as err:
+                self.progress(f"warning: {err}")
+        for path in self.files:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        self.applied.clear()
+        self.started.clear()
+
+
+def wire_webhooks(objs: list[Obj], hooks: Webhooks, ca_pem: bytes, *, url_base: str | None) -> list[Obj]:
+    """The manifests with ``caBundle`` set on every webhook client config that names the addon's Service (webhook
+    configurations and CRD conversion webhooks) and on every APIService backed by that Service (its
+    ``insecureSkipTLSVerify`` dropped), and with ``url_base + path`` in place of the Service in webhook client
+    configs when given (host mode); the addon's own Secret of that name is dropped (the installer writes it).
+    Pure."""
+    bundle = _b64(ca_pem)
+
+    def fix(cc: Obj) -> Obj:
+        svc = cc.get("service") or {}
+        if svc.get("name") != hooks.service or svc.get("namespace") != hooks.namespace:
+            return cc
+        if url_base is None:
+            return {**cc, "caBundle": bundle}
+        return {"url": url_base + (svc.get("path") or "/"), "caBundle": bundle}
+
+    out = []
+    for obj in objs:
+        obj = copy.deepcopy(obj)
+        md = obj.get("metadata", {})
+        if obj["kind"] == "Secret" and md.get("name") == hooks.secret and md.get("namespace") == hooks.namespace:
+            continue
+        if obj["kind"] in WEBHOOK_KINDS:
+            for wh in obj.get("webhooks", []) or []:
+                wh["clientConfig"] = fix(wh.get("clientConfig", {}))
+        elif obj["kind"] == "APIService" and _names_service(obj.get("spec", {}).get("service"), hooks):
+            obj["spec"]["caBundle"] = bundle
+            obj["spec"].pop("insecureSkipTLSVerify", None)
+        elif obj["kind"] == CRD:
+            conv = obj.get("spec", {}).get("conversion") or {}
+            if conv.get("strategy") == "Webhook" and "clientConfig" in (conv.get("webhook") or {}):
+                conv["webhook"]["clientConfig"] = fix(conv["webhook"]["clientConfig"])
+        out.append(obj)
+    return out
+
+
+def _names_service(svc: Obj | None, hooks: Webhooks) -> bool:
+    return isinstance(svc, dict) and svc.get("name") == hooks.service and svc.get("namespace") == hooks.namespace
+
+
+def _client_config_of(configs: list[Obj], webhook: str) -> str:
+    for obj in configs:
+        for wh in obj.get("webhooks", []) or []:
+            if wh.get("name") == webhook:
+                cc = wh.get("clientConfig", {})
+                if "url" in cc:
+                    return str(cc["url"])
+                svc = cc.get("service", {})
+                return f"service {svc.get('namespace')}/{svc.get('name')}:{svc.get('port', 443)}{svc.get('path', '')}"
+    return "not in the manifests"
+
+
+def _apply_order(obj: Obj) -> int:
+    return {"Namespace": 0, CRD: 1, "ServiceAccount": 2, "Secret": 2, "ConfigMap": 2}.get(obj["kind"], 3)
+
+
+def _find(objs: list[Obj], kind: str, namespace: str, name: str) -> Obj | None:
+    for o in objs:
+        md = o.get("metadata", {})
+        if o.get("kind") == kind and md.get("name") == name and md.get("namespace", namespace) == namespace:
+            return o
+    return None
+
+
+def _established(crd: Obj) -> bool:
+    return any(c.get("type") == "Established" and c.get("status") == "True"
+               for c in crd.get("status", {}).get("conditions", []) or [])
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
 
 
 def _prefixed(progress: Progress, prefix: str) -> Progress:
     return lambda line: progress(prefix + line)
 
 
-def wait_ready(client: KubeClient, addon: Addon, *, timeout: float) -> None:
+# -- upstream manifests ------------------------------------------------------------------------------------------------
+
+
+def _upstream_renderer(resolver: BinaryResolver, binary: str) -> Callable[[str], list[Obj]]:
+    """``render(path)``: a kustomization directory (``kubectl kustomize``) or a YAML file of the pinned module of
+    ``binary``, read from the Go module cache (downloaded through the module proxy on first use)."""
+    group = resolver.versions.owner_of(binary)
+    comp = resolver.versions.component(group)
+
+    def render(path: str) -> list[Obj]:
+        root = module_dir(resolver, comp)
+        target = root / path
+        if target.is_file():
+            text = target.read_text()
+        else:
+            kubectl = resolver.resolve("kubectl").path
+            try:
+                text = proc.run([str(kubectl), "kustomize", str(target)], timeout=120).stdout
+            except CommandError as err:
+                raise ClusterError(f"cannot render {comp.module}@v{comp.version}/{path}: {err}") from err
+        return [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
+
+    return render
+
+
+@functools.cache
+def _module_dir(go: str, module: str, version: str, env: tuple[tuple[str, str], ...]) -> Path:
+    try:
+        res = proc.run([go, "mod", "download", "-json", f"{module}@v{version}"], env=dict(env), timeout=600,
+                       cwd=Path.home())
+        info = json.loads(res.stdout)
+    except (CommandError, ValueError) as err:
+        raise ClusterError(f"cannot fetch {module} v{version} from the Go module proxy: {err}") from err
+    if info.get("Error") or not info.get("Dir"):
+        raise ClusterError(f"cannot fetch {module} v{version}: {info.get('Error', 'no Dir')}")
+    return Path(info["Dir"])
+
+
+def module_dir(resolver: BinaryResolver, comp: Component) -> Path:
+    """Where the pinned module's source lies in the Go module cache (read-only; never copied into the repo).  Go
+    runs with the section's environment (``build_env``: its pinned GOTOOLCHAIN included)."""
+    if not resolver.go:
+        raise ClusterError(f"reading {comp.module} v{comp.version}'s manifests needs Go (`go` on PATH) for the "
+                           "module cache")
+    return _module_dir(resolver.go, comp.module, comp.version, tuple(sorted(build_env(comp).items())))
+
+
+# -- rollout -----------------------------------------------------------------------------------------------------------
+
+
+def _selector(addon: Addon, workload: Obj | None) -> str:
+    labels = ((workload or {}).get("spec", {}).get("selector") or {}).get("matchLabels") or {}
+    if not labels:
+        return f"app.kubernetes.io/name={addon.workload[2]}"
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def wait_ready(client: KubeClient, addon: Addon, *, timeout: float, workload: Obj | None = None) -> None:
     """Watch the workload's pods until every one is Ready; fail at once on a crash or a missing image."""
     kind, namespace, name = addon.workload
-    selector = f"app.kubernetes.io/name={name}"
 
     def ready(pods: dict[str, Any]) -> bool:
         return bool(pods) and all(_pod_ready(p) for p in pods.values())
@@ -115,8 +552,24 @@ def wait_ready(client: KubeClient, addon: Addon, *, timeout: float) -> None:
                             f"{(term.get('message') or term.get('reason') or '').strip()[:300]}")
         return None
 
-    client.wait_for("Pod", namespace=namespace, label_selector=selector, condition=ready, failure=broken,
-                    timeout=timeout, what=f"{kind} {namespace}/{name} pods to be Ready")
+    client.wait_for("Pod", namespace=namespace, label_selector=_selector(addon, workload), condition=ready,
+                    failure=broken, timeout=timeout, what=f"{kind} {namespace}/{name} pods to be Ready")
+
+
+def pod_log_tail(client: KubeClient, addon: Addon, lines: int = 5, workload: Obj | None = None) -> str:
+    """The last log lines of the addon's workload pods (the kubelet's log endpoint), as one line."""
+    _, namespace, _ = addon.workload
+    out = []
+    try:
+        pods = client.list("Pod", namespace, label_selector=_selector(addon, workload))["items"]
+        for p in pods:
+            name = p["metadata"]["name"]
+            text = client.request("GET", f"/api/v1/namespaces/{namespace}/pods/{name}/log",
+                                  params={"tailLines": str(lines)}, raw=True)
+            out.append(f"pod {name}: {_one_line(str(text))}")
+    except (AiconformError, OSError) as err:
+        return f"(no controller log: {err})"
+    return " ; ".join(out)[:1500] or "(no controller pod)"
 
 
 def _pod_ready(pod: dict[str, Any]) -> bool:
@@ -137,4 +590,3 @@ def undo_host_changes(commands: Iterable[Sequence[str]], progress: Progress) -> 
         done.append(" ".join(argv))
         progress(f"undid: {' '.join(argv)}")
     return done
-

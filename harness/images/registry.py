@@ -120,8 +120,10 @@ def _parents(paths: Sequence[str]) -> list[LayerFile]:
 # -- the registry ----------------------------------------------------------------------------------------------------
 
 PYTHON_ENV = (oci.PATH_ENV, "PYTHONUNBUFFERED=1", "LC_ALL=C.UTF-8")
-FAKE_GPU_PLUGIN_WHEELS = ("grpcio==1.85.3", "protobuf==7.36.2", "PyYAML==6.0.4")
-"""The plugin's runtime dependencies, pinned to the versions its generated gRPC stubs were made with."""
+FAKE_GPU_PLUGIN_WHEELS = ("grpcio==1.85.3", "protobuf==7.36.2", "PyYAML==6.0.4", "nvidia-ml-py==13.615.71")
+"""The plugin's runtime dependencies, pinned to the versions its generated gRPC stubs were made with, and NVIDIA's
+pure-Python NVML binding, so the same image serves real GPUs with ``--backend nvml`` (a real-GPU node provides
+libnvidia-ml through the NVIDIA container runtime)."""
 
 
 def _repo_package(name: str) -> Path:

@@ -15,8 +15,8 @@ from html import escape
 from typing import Any
 
 import harness
-from harness.report.model import SCHEMA_VERSION, CheckResult, RunResults, Status
-from harness.report.svg import Bar, bar_chart
+from harness.report.model import SCHEMA_VERSION, SERIES_KIND, CheckResult, RunResults, Status
+from harness.report.svg import Bar, bar_chart, line_chart
 from harness.report.verdicts import RequirementSummary, summarize
 
 MAX_CHART_BARS = 30
@@ -232,6 +232,18 @@ def _charts(results: RunResults) -> str:
     return f'<section id="timings"><h2>Timings</h2>{"".join(parts)}</section>'
 
 
+def is_series(value: Any) -> bool:
+    """An evidence value recorded with ``Evidence.series`` (drawn as a line chart)."""
+    return isinstance(value, dict) and value.get(SERIES_KIND) == "series" and isinstance(value.get("lines"), dict)
+
+
+def _series_html(value: dict[str, Any]) -> str:
+    lines = {str(k): [tuple(p) for p in v if isinstance(p, list) and len(p) == 2]
+             for k, v in value["lines"].items() if isinstance(v, list)}
+    return line_chart(lines, title=str(value.get("title", "")), x_unit=str(value.get("x", "")),
+                      y_unit=str(value.get("y", "")))
+
+
 def _value_html(value: Any) -> str:
     if isinstance(value, str) and "\n" not in value and len(value) <= 160:
         return f"<code>{_e(value)}</code>"
@@ -252,8 +264,11 @@ def _check(check: CheckResult) -> str:
     reason = f'<div class="reason">{_e(check.reason)}</div>' if check.reason else ""
     chips = "".join(f'<span class="chip">{_e(k)} = {_e(f"{v:.3f}")} s</span>' for k, v in check.timings.items())
     evidence = ""
+    charts = "".join(f'<div class="card chart-card"><h3>{_e(v.get("title") or k)}</h3>{_series_html(v)}</div>'
+                     for k, v in check.evidence.items() if is_series(v))
     if check.evidence:
-        rows = "".join(f"<tr><th>{_e(k)}</th><td>{_value_html(v)}</td></tr>" for k, v in check.evidence.items())
+        rows = "".join(f"<tr><th>{_e(k)}</th><td>{_value_html(v)}</td></tr>" for k, v in check.evidence.items()
+                       if not is_series(v))
         opened = " open" if check.status in (Status.FAILED, Status.ERROR) else ""
         evidence = (f"<details{opened}><summary>Evidence ({len(check.evidence)})</summary>"
                     f'<table class="kv">{rows}</table></details>')
@@ -262,7 +277,7 @@ def _check(check: CheckResult) -> str:
         f'<span class="badge b-{st}">{_e(st)}</span><span class="name">{_e(check.name)}</span>'
         f'<span class="dur">{_e(_seconds(check.duration_s))}</span></div>'
         f'<div class="check-sub mono">{" · ".join(sub)}</div>{reason}'
-        f'{f"<div class=chips>{chips}</div>" if chips else ""}{evidence}</article>'
+        f'{f"<div class=chips>{chips}</div>" if chips else ""}{charts}{evidence}</article>'
     )
 
 

@@ -64,6 +64,10 @@ TIER_NOTES = {
 }
 
 
+SERIES_KIND = "aiconform.chart"
+"""Marker key of an evidence value that is a chart: ``{SERIES_KIND: "series", "x", "y", "title", "lines"}`` (written
+by ``Evidence.series``, drawn by the HTML report)."""
+
 @dataclass(frozen=True)
 class CheckResult:
     """One check (one pytest item) and what it observed."""

@@ -120,6 +120,10 @@ PROJECT_REQUIREMENTS: tuple[Requirement, ...] = (
                 "Higher-priority GPU pods preempt lower-priority ones as PriorityClasses say."),
     Requirement("aiconform.property_invariants", _C.SCHEDULING_ORCHESTRATION, _M,
                 "Property-based runs: no device allocated twice, allocation never exceeds capacity or quota."),
+    Requirement("aiconform.upgrade_safety", _C.SCHEDULING_ORCHESTRATION, _S,
+                "An in-place control-plane and kubelet upgrade keeps GPU workloads running on their devices, keeps "
+                "quotas and PriorityClasses enforced, and the device plugin re-registers without double "
+                "allocation."),
 )
 
 CATALOG: dict[str, Requirement] = {r.id: r for r in CNCF_REQUIREMENTS + PROJECT_REQUIREMENTS}

@@ -1,13 +1,14 @@
 """Inline SVG charts for the HTML report (no JS, no external assets).
 
-Only a horizontal bar chart: one labelled bar per item with its value at the bar's end, vertical grid lines
-at "nice" ticks, and the full label as a tooltip.  Every text is HTML-escaped here.
+Two kinds: a horizontal bar chart (one labelled bar per item with its value at the bar's end, vertical grid lines
+at "nice" ticks, the full label as a tooltip) and a line chart (named series of (x, y) points over shared axes, a
+legend, each point's value as a tooltip) for timelines and curves.  Every text is HTML-escaped here.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 
@@ -97,5 +98,77 @@ def bar_chart(
     parts.append(
         f'<line x1="{label_width}" y1="{top}" x2="{label_width}" y2="{axis_y}" stroke="#9ca3af" stroke-width="1"/>'
     )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563")
+"""Line colours, in series order."""
+
+
+def _axis(low: float, high: float, count: int = 5) -> list[float]:
+    """Nice ticks covering [low, high] (low is included; 0 when the data starts there)."""
+    span = high - low
+    if span <= 0:
+        return [low, low + 1.0]
+    return [round(low + t, 10) for t in nice_ticks(span, count)]
+
+
+def line_chart(
+    lines: Mapping[str, Sequence[Sequence[float]]],
+    *,
+    title: str,
+    x_unit: str = "s",
+    y_unit: str = "",
+    width: int = 960,
+    height: int = 280,
+) -> str:
+    """An ``<svg>`` line chart of named series of (x, y) points, scaled to its container's width.
+
+    The y axis starts at 0 unless a value is negative; the x axis spans the data.  Series keep their order (and
+    colour) as given; an empty series is listed in the legend only."""
+    left, right, top, bottom = 64, 16, 12, 52
+    points = [(float(x), float(y)) for pts in lines.values() for x, y in pts]
+    xs = [x for x, _ in points] or [0.0, 1.0]
+    ys = [y for _, y in points] or [0.0, 1.0]
+    x_ticks = _axis(min(xs), max(xs))
+    y_ticks = _axis(min(0.0, min(ys)), max(ys))
+    plot_w, plot_h = width - left - right, height - top - bottom
+
+    def px(x: float) -> float:
+        return left + (x - x_ticks[0]) / (x_ticks[-1] - x_ticks[0]) * plot_w
+
+    def py(y: float) -> float:
+        return top + plot_h - (y - y_ticks[0]) / (y_ticks[-1] - y_ticks[0]) * plot_h
+
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {width} {height}" width="100%" role="img" aria-label="{escape(title)}" '
+        'font-family="system-ui, -apple-system, Segoe UI, Roboto, sans-serif" font-size="12">',
+        f"<title>{escape(title)}</title>",
+    ]
+    for tick in y_ticks:
+        y = py(tick)
+        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#e5e7eb"/>'
+                     f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" fill="#6b7280">'
+                     f"{escape(_fmt(abs(tick), y_unit) if tick >= 0 else '-' + _fmt(-tick, y_unit))}</text>")
+    axis_y = top + plot_h
+    for tick in x_ticks:
+        x = px(tick)
+        parts.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{axis_y}" stroke="#f3f4f6"/>'
+                     f'<text x="{x:.1f}" y="{axis_y + 16}" text-anchor="middle" fill="#6b7280">'
+                     f"{escape(f'{tick:g} {x_unit}'.strip())}</text>")
+    parts.append(f'<line x1="{left}" y1="{axis_y}" x2="{width - right}" y2="{axis_y}" stroke="#9ca3af"/>')
+    legend_x = left
+    for index, (name, pts) in enumerate(lines.items()):
+        color = PALETTE[index % len(PALETTE)]
+        coords = " ".join(f"{px(float(x)):.1f},{py(float(y)):.1f}" for x, y in pts)
+        if coords:
+            parts.append(f'<polyline points="{coords}" fill="none" stroke="{color}" stroke-width="2"/>')
+            parts += [f'<circle cx="{px(float(x)):.1f}" cy="{py(float(y)):.1f}" r="2.5" fill="{color}">'
+                      f"<title>{escape(name)}: {escape(_fmt(abs(float(y)), y_unit))} at "
+                      f"{escape(f'{float(x):g} {x_unit}'.strip())}</title></circle>" for x, y in pts]
+        parts.append(f'<rect x="{legend_x}" y="{height - 16}" width="10" height="10" fill="{color}"/>'
+                     f'<text x="{legend_x + 14}" y="{height - 7}" fill="#374151">{escape(name)}</text>')
+        legend_x += 28 + 7 * len(name)
     parts.append("</svg>")
     return "".join(parts)

@@ -1,7 +1,7 @@
 """The pytest seam: what a check author imports, and the plugin's parts, one module per concern.
 
 - :mod:`~harness.testing.cluster`: the cluster-info file (:class:`ClusterInfo`), :class:`ClusterHandle`, tier
-  detection, the ``aiconform_cluster`` and ``kube`` fixtures;
+  detection, the ``aiconform_cluster``, ``kube`` and ``upgrade_phase`` fixtures;
 - :mod:`~harness.testing.tenants`: a namespace per check (``tenant``, ``tenants``), the run label, the sweep;
 - :mod:`~harness.testing.evidence`: the ``evidence`` recorder;
 - :mod:`~harness.testing.requirements`: the ``aiconform`` marker, checked at collection and enforced before a check;
@@ -14,7 +14,7 @@
 loads it.
 """
 
-from harness.testing.cluster import ClusterHandle, ClusterInfo, detect_tier, make_handle, new_run_id
+from harness.testing.cluster import ClusterHandle, ClusterInfo, UpgradePhase, detect_tier, make_handle, new_run_id
 from harness.testing.evidence import Evidence
 from harness.testing.requirements import CheckSpec
 from harness.testing.tenants import (
@@ -35,6 +35,7 @@ __all__ = [
     "ClusterInfo",
     "Evidence",
     "Tenant",
+    "UpgradePhase",
     "create_run_namespace",
     "detect_tier",
     "label_value",

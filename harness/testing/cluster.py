@@ -35,6 +35,7 @@ INFO_KEY = pytest.StashKey["ClusterInfo | None"]()
 HANDLE_KEY = pytest.StashKey["ClusterHandle"]()
 """The handle of this process, once a check asked for the cluster."""
 _WORKER_INPUT = "aiconform_cluster_info"
+UPGRADE_KEYS = ("phase", "from", "to", "key")
 
 
 def new_run_id() -> str:
@@ -66,6 +67,10 @@ class ClusterInfo:
     component_pids: Mapping[str, int] = field(default_factory=dict)
     """Local processes of the cluster's components (local provider); a check that fails after one of them exited
     is graded ``error``, not ``failed``."""
+    upgrade: Mapping[str, str] = field(default_factory=dict)
+    """Set by ``aiconform run --upgrade-to`` only: ``phase`` (``before`` or ``after`` the in-place upgrade),
+    ``from`` and ``to`` (versions without the ``v``) and ``key`` (one id shared by both phases, so a check can find
+    in the after phase what it left in the before phase)."""
 
     SCHEMA = 1
 
@@ -78,6 +83,14 @@ class ClusterInfo:
             raise ConfigError(f"cluster info: tier must be one of {', '.join(TIERS)}, got {self.tier!r}")
         object.__setattr__(self, "capabilities", frozenset(self.capabilities))
         object.__setattr__(self, "component_pids", dict(self.component_pids))
+        object.__setattr__(self, "upgrade", dict(self.upgrade))
+        if self.upgrade:
+            missing = [k for k in UPGRADE_KEYS if not self.upgrade.get(k)]
+            if missing:
+                raise ConfigError(f"cluster info: upgrade lacks {', '.join(missing)}")
+            if self.upgrade["phase"] not in ("before", "after"):
+                raise ConfigError(f"cluster info: upgrade phase must be 'before' or 'after', got "
+                                  f"{self.upgrade['phase']!r}")
 
     @property
     def resolved(self) -> bool:
@@ -88,6 +101,7 @@ class ClusterInfo:
         d = dataclasses.asdict(self)
         d["capabilities"] = sorted(self.capabilities)
         d["component_pids"] = dict(sorted(self.component_pids.items()))
+        d["upgrade"] = dict(self.upgrade)
         return {"schema": self.SCHEMA, **d}
 
     def to_json(self) -> str:
@@ -114,6 +128,9 @@ class ClusterInfo:
         pids = d.get("component_pids", {})
         if not isinstance(pids, dict) or not all(isinstance(v, int) and not isinstance(v, bool) for v in pids.values()):
             raise ConfigError(f"{source}: component_pids must map component names to process ids")
+        upgrade = d.get("upgrade", {})
+        if not isinstance(upgrade, dict) or not all(isinstance(v, str) for v in upgrade.values()):
+            raise ConfigError(f"{source}: upgrade must map keys to strings")
         for key in ("provider", "profile", "kubernetes_version", "fake"):
             if key in d and not isinstance(d[key], str):
                 raise ConfigError(f"{source}: {key} must be a string")
@@ -327,3 +344,27 @@ def aiconform_cluster(request: pytest.FixtureRequest) -> ClusterHandle:
 def kube(aiconform_cluster: ClusterHandle) -> KubeClient:
     """An admin client of the cluster under test."""
     return aiconform_cluster.client
+
+
+@dataclass(frozen=True)
+class UpgradePhase:
+    """Where a check stands in ``aiconform run --upgrade-to``: the same checks run before and after the in-place
+    upgrade; a check that spans it makes its state ``before`` and judges it ``after``, finding it by ``key``."""
+
+    phase: str
+    from_version: str
+    to_version: str
+    key: str
+
+    @property
+    def before(self) -> bool:
+        return self.phase == "before"
+
+
+@pytest.fixture(scope="session")
+def upgrade_phase(aiconform_cluster: ClusterHandle) -> UpgradePhase:
+    """The upgrade phase of this run; the check is skipped (with the reason) outside ``--upgrade-to``."""
+    up = aiconform_cluster.info.upgrade
+    if not up:
+        pytest.skip("spans an in-place upgrade: runs only under `aiconform run --upgrade-to VERSION`")
+    return UpgradePhase(up["phase"], up["from"], up["to"], up["key"])

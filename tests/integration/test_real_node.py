@@ -25,7 +25,7 @@ import pytest
 
 from harness import images
 from harness.config import Profile, load_profile, parse_profile
-from harness.errors import ClusterError, UnsupportedCapability
+from harness.errors import ApiError, ClusterError, UnsupportedCapability
 from harness.kube import KubeClient, is_running, unschedulable_message
 from harness.providers.local import LocalCluster, node_ready, realnode
 from tests.integration.conftest import running_cluster
@@ -412,6 +412,48 @@ def test_networkpolicy_is_enforced_by_the_installed_enforcer(cluster: LocalClust
     [check] = [c for c in checks if "networkpolicy" in c["id"]]
     assert check["status"] == "passed", check
     assert check["evidence"]["other_pod_after_allow_rule"] == "Failed"
+
+
+def test_jobset_installed_through_the_installer_serves_webhooks_the_apiserver_calls(
+    cluster: LocalCluster, client: KubeClient, namespace: str
+) -> None:
+    """JobSet v0.12.0 through the one installer at tier R: its controller pod on the real node serves its webhooks
+    with the harness CA's certificate; the apiserver calls them, an invalid JobSet is refused with JobSet's own
+    message, and a valid one's pods run on the real node."""
+    from harness import addons
+    from harness.workloads import pin_to_real_node
+
+    assert addons.ensure(cluster, "jobset") == []
+    [manager] = client.list("Pod", "jobset-system", label_selector="control-plane=controller-manager")["items"]
+    assert manager["spec"]["nodeName"] == NODE and is_running(manager)
+    hooks = client.get("ValidatingWebhookConfiguration", "jobset-validating-webhook-configuration")
+    assert all(wh["clientConfig"].get("caBundle") for wh in hooks["webhooks"])
+
+    def jobset(name: str, **spec: Any) -> dict[str, Any]:
+        template = {"spec": {"parallelism": 1, "completions": 1, "backoffLimit": 0, "template": {"spec": {
+            "restartPolicy": "Never", "terminationGracePeriodSeconds": 0,
+            "containers": [container("w", "echo jobset-worker-ran")]}}}}
+        return {"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {"replicatedJobs": [{"name": "workers", "replicas": 2, "template": template}], **spec}}
+
+    with pytest.raises(ApiError) as err:
+        client.create(jobset("bad", successPolicy={"operator": "All", "targetReplicatedJobs": ["drivers"]}))
+    assert 'admission webhook "vjobset.kb.io" denied the request' in err.value.message
+    assert "invalid replicatedJob name 'drivers' does not appear in .spec.ReplicatedJobs" in err.value.message
+
+    client.create(pin_to_real_node(jobset("good")))
+    sel = "jobset.sigs.k8s.io/jobset-name=good"
+    pods = client.wait_for("Pod", namespace=namespace, label_selector=sel, failure=_pod_failure, timeout=90,
+                           condition=lambda st: len(st) == 2 and all(
+                               p.get("status", {}).get("phase") == "Succeeded" for p in st.values()),
+                           what="JobSet good's two pods to succeed on the real node")
+    for p in pods.values():
+        assert p["spec"]["nodeName"] == NODE
+        assert "jobset-worker-ran" in pod_log(client, namespace, p["metadata"]["name"], "w", until="jobset-worker-ran")
+    client.wait_for("JobSet", namespace=namespace, name="good", timeout=60, what="JobSet good to complete",
+                    condition=lambda st: any(c["type"] == "Completed" and c["status"] == "True" for js in st.values()
+                                             for c in js.get("status", {}).get("conditions", [])))
 
 
 def test_load_image_makes_an_archive_runnable_on_the_real_node(

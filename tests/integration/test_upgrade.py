@@ -17,7 +17,7 @@ import pytest
 from harness.bins import CONTROL_PLANE, REAL_NODE, BinaryResolver
 from harness.config import parse_profile
 from harness.errors import ConfigError
-from harness.kube import KubeClient, is_running
+from harness.kube import KubeClient
 from harness.providers.local import LocalCluster, node_ready, realnode
 from harness.workloads import gpu_pod, wait_bound
 
@@ -115,37 +115,40 @@ def _real_node_skip() -> str:
 
 @pytest.mark.realnode
 @pytest.mark.skipif(bool(_real_node_skip()), reason=_real_node_skip())
-def test_upgrade_reaches_the_real_nodes_kubelet_and_a_gpu_pod_keeps_running(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> None:
-    root = tmp_path_factory.mktemp("upr")  # short: containerd's socket path lives under it
-    cluster = LocalCluster(f"upr-{secrets.token_hex(2)}", root=root)
-    cluster.create(parse_profile({"controlPlane": {"kubernetesVersion": PREVIOUS},
-                                  "realNode": {"enabled": True, "gpu": {"model": "A100-SXM4-80GB", "count": 2}}},
-                                 name="upgrade-real"))
+def test_upgrade_lane_at_tier_r_keeps_gpu_pods_and_upgrades_kubelet_and_kube_proxy(tmp_path: Path) -> None:
+    """`aiconform run --suite upgrade --upgrade-to` on a real node: the upgrade suite holds before and after (the
+    GPU pods keep their containers and devices, quota and priority hold, the plugin re-registers, nothing is
+    handed out twice), and the kubelet and kube-proxy run the new version's binaries."""
+    import json
+
+    profile = tmp_path / "previous-real.yaml"
+    profile.write_text(f"name: previous-real\ncontrolPlane: {{kubernetesVersion: {PREVIOUS}}}\n"
+                       "realNode: {enabled: true, gpu: {model: A100-SXM4-80GB, count: 4}}\n")
+    name = f"upr-{secrets.token_hex(2)}"
+    state = Path("/tmp") / f"aic-{secrets.token_hex(3)}"  # short: containerd's socket path lives under it
+    env = {**os.environ, "AICONFORM_STATE_DIR": str(state)}
+    cli = str(Path(sys.executable).parent / "aiconform")
+    report = tmp_path / "report"
     try:
+        res = subprocess.run([cli, "run", "--profile", str(profile), "--name", name, "--suite", "upgrade",
+                              "--upgrade-to", CURRENT, "--report-dir", str(report), "--keep"],
+                             env=env, capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr[-3000:]
+        for phase in ("before", "after"):
+            checks = json.loads((report / phase / "results.json").read_text())["checks"]
+            got = {c["id"].rsplit("::", 1)[1]: c["status"] for c in checks}
+            assert len(got) == 3 and set(got.values()) == {"passed"}, (phase, got)
+            survivors = next(c for c in checks if c["id"].endswith("::test_gpu_workload_survives_the_upgrade"))
+            assert all(p["devices"] for p in survivors["evidence"]["now"].values())  # real devices, tier R
+        cluster = LocalCluster(name, root=state)
         client = cluster.client()
-        node = "aiconform-real-0"
-        assert client.get("Node", node)["status"]["nodeInfo"]["kubeletVersion"] == f"v{PREVIOUS}"
-        client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "work"}})
-        client.wait_for("ServiceAccount", namespace="work", name="default", condition=bool, timeout=60)
-        client.create(gpu_pod("trainer", 1, node_selector={"kubernetes.io/hostname": node}), namespace="work")
-        client.wait_for("Pod", namespace="work", name="trainer", condition=lambda s: any(map(is_running, s.values())),
-                        timeout=90, what="the GPU pod to run on the real node")
-        before = client.get("Pod", "trainer", namespace="work")
-
-        cluster.upgrade_control_plane(CURRENT)
-
-        client = cluster.client()
-        after_node = client.get("Node", node)
-        assert after_node["status"]["nodeInfo"]["kubeletVersion"] == f"v{CURRENT}" and node_ready(after_node)
-        after = client.get("Pod", "trainer", namespace="work")
-        assert after["metadata"]["uid"] == before["metadata"]["uid"]  # not recreated
-        assert is_running(after)
-        assert after["status"]["containerStatuses"][0]["restartCount"] == 0
-        assert after["status"]["containerStatuses"][0]["containerID"] == before["status"]["containerStatuses"][0]["containerID"]
+        node = client.get("Node", "aiconform-real-0")
+        assert node["status"]["nodeInfo"]["kubeletVersion"] == f"v{CURRENT}" and node_ready(node)
+        running = cluster.running_components()
+        for component in ("kubelet", "kube-proxy"):
+            assert f"kubernetes-v{CURRENT}" in exe(running.get(component)), component
     finally:
-        cluster.delete()
+        subprocess.run([cli, "down", "--name", name], env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_run_upgrade_to_writes_before_after_and_their_diff(tmp_path: Path) -> None:
@@ -168,6 +171,12 @@ def test_run_upgrade_to_writes_before_after_and_their_diff(tmp_path: Path) -> No
     versions = {phase: json.loads((report / phase / "results.json").read_text())["run"]["kubernetes_version"]
                 for phase in ("before", "after")}
     assert versions == {"before": PREVIOUS, "after": CURRENT}
+    for phase in ("before", "after"):  # the upgrade suite joined the chosen one and held in both phases
+        checks = json.loads((report / phase / "results.json").read_text())["checks"]
+        upgrade = {c["name"]: c["status"] for c in checks if "test_upgrade.py" in c["id"]}
+        assert len(upgrade) == 3 and set(upgrade.values()) == {"passed"}, (phase, upgrade)
+        survived = next(c for c in checks if c["id"].endswith("::test_gpu_workload_survives_the_upgrade"))
+        assert survived["evidence"]["phase"] == phase
     diff = (report / "diff.txt").read_text()
     assert f"Kubernetes v{PREVIOUS} -> v{CURRENT}" in diff and "result: no regression" in diff
     assert not list((tmp_path / "state").glob("upr-*")), "the cluster was not torn down"

@@ -161,3 +161,102 @@ def test_versions_pin_two_kubernetes_minors() -> None:
     cur = int(v.kubernetes_default.split(".")[1])
     prev = int(v.kubernetes_previous.split(".")[1])
     assert cur == prev + 1
+
+
+def _fake_go(tmp_path: Path, module_dir: Path) -> tuple[Path, Path]:
+    """A `go` that answers `mod download -json` with ``module_dir`` and makes `build -o OUT PKG` write a script
+    naming its package, cwd and GOTOOLCHAIN; every call is logged."""
+    log = tmp_path / "go.log"
+    go = tmp_path / "go"
+    go.write_text(f"""#!/bin/sh
+echo "$PWD|${{GOTOOLCHAIN:-}}|$*" >> {log}
+if [ "$1" = mod ] && [ "$2" = download ]; then
+  printf '{{"Dir": "{module_dir}"}}'
+  exit 0
+fi
+if [ "$1" = build ]; then
+  while [ "$1" != -o ]; do shift; done
+  out=$2
+  for last; do :; done
+  test -w "$PWD/go.mod" || {{ echo "module copy is read-only" >&2; exit 1; }}
+  printf '#!/bin/sh\\necho %s\\n' "$last" > "$out"
+  exit 0
+fi
+exit 0
+""")
+    go.chmod(0o755)
+    return go, log
+
+
+def test_in_module_build_copies_the_module_writable_and_builds_inside_it(tmp_path: Path) -> None:
+    mod = tmp_path / "modcache" / "example.com" / "tool@v1.2.3"
+    (mod / "cmd" / "tool").mkdir(parents=True)
+    (mod / "go.mod").write_text("module example.com/tool\n\nreplace example.com/dep => ./dep\n")
+    for p in (mod / "go.mod", mod / "cmd" / "tool", mod / "cmd", mod):
+        p.chmod(0o555 if p.is_dir() else 0o444)  # the module cache is read-only
+    go, log = _fake_go(tmp_path, mod)
+    base = load_versions()
+    comp = replace(base.groups["etcd"], group="tool", version="1.2.3", module="example.com/tool",
+                   binaries=("tool",), packages={"tool": "example.com/tool/cmd/tool"}, release_url="",
+                   build="in-module", toolchain="go1.27.3")
+    v = Versions(base.kubernetes_default, base.kubernetes_previous, {"tool": comp})
+    r = BinaryResolver(v, cache_dir=tmp_path / "c", download="never", go=str(go), progress=lambda m: None)
+    got = r.resolve("tool")
+    assert got.source == "build"
+    assert "./cmd/tool" in got.path.read_text()
+    calls = log.read_text().splitlines()
+    build = [c for c in calls if "|build " in c]
+    assert build and all(c.split("|")[1] == "go1.27.3" for c in calls)
+    assert build[0].split("|")[0].endswith("/build/tool-v1.2.3/src")
+    for p in (mod / "go.mod", mod / "cmd" / "tool", mod / "cmd", mod):
+        p.chmod(0o755)
+
+
+def test_unknown_build_mode_names_the_section(tmp_path: Path) -> None:
+    text = (Path(__file__).parents[2] / "harness" / "versions.toml").read_text()
+    bad = tmp_path / "versions.toml"
+    bad.write_text(text + '\n[tool]\nversion = "1.0.0"\nmodule = "example.com/tool"\nbinaries = ["tool"]\n'
+                   'packages = { tool = "example.com/tool" }\nbuild = "vendored"\n')
+    with pytest.raises(BinaryError, match=r"\[tool\] build must be one of scratch, in-module, not 'vendored'"):
+        load_versions(bad)
+
+
+def test_pin_names_resolve_to_the_pinned_versions() -> None:
+    from harness.bins import pinned_kubernetes
+    from harness.config import parse_profile
+
+    v = load_versions()
+    assert pinned_kubernetes("default") == v.kubernetes_default
+    assert pinned_kubernetes("previous") == v.kubernetes_previous
+    assert pinned_kubernetes("v1.2.3") == "1.2.3"
+    profile = parse_profile({"controlPlane": {"kubernetesVersion": "previous"}}, name="p")
+    assert profile.control_plane.kubernetes_version == v.kubernetes_previous
+
+
+def test_a_source_of_ours_is_built_in_the_scratch_module_and_rebuilt_when_it_changes(tmp_path: Path) -> None:
+    """A binary built from a main package of this repository (CoreDNS with the plugins used here): its files are
+    copied into the scratch module, it is not imported by tools.go (a main package cannot be), and the cached
+    binary is rebuilt when the source changes."""
+    import harness.bins as bins
+
+    src = tmp_path / "gosrc" / "tool"
+    src.mkdir(parents=True)
+    (src / "main.go").write_text("package main\n\nfunc main() {}\n")
+    go, log = _fake_go(tmp_path, tmp_path)
+    base = load_versions()
+    comp = replace(base.groups["etcd"], group="tool", version="1.0.0", module="example.com/tool",
+                   binaries=("tool",), packages={"tool": "aiconform.local/build/tool"}, release_url="",
+                   sources={"tool": str(src)})
+    v = Versions(base.kubernetes_default, base.kubernetes_previous, {"tool": comp})
+    r = BinaryResolver(v, cache_dir=tmp_path / "c", download="never", go=str(go), progress=lambda m: None)
+    work = tmp_path / "c" / "build" / "tool-v1.0.0"
+    work.mkdir(parents=True)
+    (work / "go.mod").write_text("module aiconform.local/build\n")  # writable, as `go mod tidy` would leave it
+    assert r.resolve("tool").source == "build"
+    assert (work / "tool" / "main.go").read_text() == (src / "main.go").read_text()
+    assert "aiconform.local/build/tool" not in (work / "tools.go").read_text()
+    assert r.resolve("tool").source == "cache"
+    (src / "main.go").write_text("package main\n\nfunc main() { println() }\n")
+    assert bins.BinaryResolver(v, cache_dir=tmp_path / "c", download="never", go=str(go),
+                               progress=lambda m: None).resolve("tool").source == "build"
+    assert sum("|build " in c for c in log.read_text().splitlines()) == 2

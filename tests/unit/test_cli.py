@@ -116,3 +116,13 @@ def test_plugin_subcommand_passes_arguments_through(tmp_path: Path) -> None:
     bad = cli(["plugin", "validate", "--config", str(tmp_path / "missing.yaml")], tmp_path)
     assert bad.returncode == 2
     assert "config file not found" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_kubernetes_flag_rejects_a_bad_version_and_an_existing_cluster(tmp_path: Path) -> None:
+    bad = cli(["run", "--kubernetes", "1.x", "--name", "nope"], tmp_path)
+    assert bad.returncode != 0 and bad.stderr.strip() == (
+        "aiconform: --kubernetes: must look like 1.X.Y (or default, previous), got '1.x'")
+    kc = tmp_path / "kc"
+    kc.write_text("apiVersion: v1\nkind: Config\n")
+    existing = cli(["run", "--kubeconfig", str(kc), "--kubernetes", "previous"], tmp_path)
+    assert existing.returncode != 0 and "--kubernetes picks the version" in existing.stderr

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ConfigError
-from harness.runner import SCENARIOS, suite_files
+from harness.runner import SCENARIOS, suite_files, upgrade_suite_files
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,7 +29,18 @@ def _one_line(res: subprocess.CompletedProcess[str]) -> str:
 
 def test_names_are_shipped_suites() -> None:
     assert suite_files(["smoke,scheduling"]) == [SCENARIOS / "test_smoke.py", SCENARIOS / "test_scheduling.py"]
-    assert suite_files(None) == sorted(SCENARIOS.glob("test_*.py"))
+    assert suite_files(None) == sorted(p for p in SCENARIOS.glob("test_*.py") if p.stem != "test_upgrade")
+
+
+def test_the_upgrade_suite_runs_only_across_an_upgrade() -> None:
+    """Its checks judge in the after phase what they made in the before phase: --upgrade-to adds it, and asking
+    for it without --upgrade-to is one line."""
+    upgrade = SCENARIOS / "test_upgrade.py"
+    assert upgrade not in suite_files(None)
+    assert upgrade_suite_files(suite_files(["smoke"]), "1.37.2") == [SCENARIOS / "test_smoke.py", upgrade]
+    assert upgrade_suite_files(suite_files(None), None) == suite_files(None)
+    with pytest.raises(ConfigError, match="--suite upgrade: its checks span an upgrade; run it with --upgrade-to"):
+        upgrade_suite_files(suite_files(["upgrade"]), None)
 
 
 def test_a_value_with_a_separator_is_a_path(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ import shutil
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -181,7 +181,8 @@ class LocalCluster:
             tier=(st or {}).get("tier", ""),
             kubernetes_version=(st or {}).get("kubernetes_version", ""),
             server=(st or {}).get("server", ""),
-            components={c: running.get(c) for c in reversed(STOP_ORDER) if c in recorded},
+            components={**{c: running.get(c) for c in reversed(STOP_ORDER) if c in recorded},
+                        **{c: pid for c, pid in running.items() if c.startswith("addon-")}},
         )
 
     def info(self) -> ProviderInfo:
@@ -267,7 +268,7 @@ class LocalCluster:
 
     def upgrade_control_plane(self, version: str) -> None:
         """UpgradesControlPlane: restart kube-apiserver, then kube-controller-manager, then kube-scheduler on
-        ``version``'s binaries with the same flags (etcd and its data untouched), then the real node's kubelet.
+        ``version``'s binaries with the same flags (etcd and its data untouched), then the real node's kubelet, then its kube-proxy.
         Refused in one line: a downgrade, a skipped minor, a version not pinned in versions.toml.  A component
         whose new version does not become healthy is restarted on its old binary and the upgrade stops there
         (the message says which components run which version)."""
@@ -286,7 +287,8 @@ class LocalCluster:
                 self.progress(f"cluster {self.name!r} already runs Kubernetes v{current}")
                 return
             real = "kubelet" in st.get("components", [])
-            names = list(UPGRADE_ORDER) + (["kubelet"] if real else [])
+            proxy = real and "kube-proxy" in self.procs.recorded()
+            names = list(UPGRADE_ORDER) + (["kubelet"] if real else []) + (["kube-proxy"] if proxy else [])
             bins = {n: r.path for n, r in resolver.resolve_many(names, kubernetes=target).items()}
             env = {**os.environ, "GOGC": st["gogc"]} if st.get("gogc") else None
             api = self.client()
@@ -313,7 +315,10 @@ class LocalCluster:
                 from harness.providers.local.realnode import RealNodeHost
 
                 self.progress(f"upgrading the real node's kubelet v{current} -> v{target}")
-                RealNodeHost.attach(self, progress=self.progress).upgrade_kubelet(bins["kubelet"], target)
+                host = RealNodeHost.attach(self, progress=self.progress)
+                host.upgrade_kubelet(bins["kubelet"], target)
+                if proxy:
+                    host.upgrade_kube_proxy(bins["kube-proxy"], target)
             self.progress(f"cluster {self.name!r} runs Kubernetes v{target}")
 
     def _restart_on(self, component: str, argv: list[str], env: dict[str, str] | None,
@@ -321,6 +326,73 @@ class LocalCluster:
         self.procs.stop(component)
         self.procs.start(component, argv, env=env)
         self.procs.wait_ready(component, probe, timeout=90)
+
+    def ensure_addons(self, names: Sequence[str]) -> list[str]:
+        """InstallsAddons: make sure the addons ``names`` (harness.addons registry) are installed on this running
+        cluster, installing the missing ones in order through the one installer (pods on the real node at tier R,
+        host processes at tier S); returns the cluster facts they add.  Idempotent: an addon already installed
+        (by the profile or an earlier call) whose host process or workload still runs is left alone."""
+        from harness import addons
+
+        chosen = [addons.lookup(n) for n in names]  # unknown names: one line before anything happens
+        with self._lock(wait=300):  # fixtures of parallel suites may ask at once: the second waits, then finds it
+            st = self.state()
+            if st is None or not self.is_up():
+                raise ClusterNotFound(f"no local cluster named {self.name!r} is up")
+            real = st.get("tier") == "R"
+            for a in chosen:
+                if a.needs_real_node and not real:
+                    raise ConfigError(f"addon {a.name} runs on the real node; cluster {self.name!r} has none "
+                                      "(tier S); use a profile with realNode.enabled such as 'local-real'")
+            addons.preflight(chosen)
+            have = [n for n in st.get("addons", []) if self._addon_running(addons.lookup(n), real)]
+            todo = [a.name for a in chosen if a.name not in have]
+            if not todo:
+                return []
+            added: list[str] = []
+            for name in todo:  # recorded one by one: a later failure leaves the earlier ones installed and known
+                facts = self._install_addons((name,), real=real, already=tuple(have))
+                have.append(name)
+                added += [f for f in facts if f not in added]
+                st["addons"] = list(have)
+                st["facts"] = [*st.get("facts", []), *[f for f in facts if f not in st.get("facts", [])]]
+                self.state_file.write_text(json.dumps(st, indent=2))
+            return added
+
+    def _addon_running(self, addon: Any, real: bool) -> bool:
+        from harness.addons import host_process_name
+
+        if not real:
+            return self.procs.alive(host_process_name(addon))
+        kind, namespace, name = addon.workload
+        with self.client() as client:
+            try:
+                client.get(kind, name, namespace)
+                return True
+            except KubeError:
+                return False
+
+    def _install_addons(self, names: Sequence[str], *, real: bool, already: Sequence[str] = ()) -> list[str]:
+        """Install ``names`` through harness.addons; host undo commands go to ``addons.json`` (run at teardown)."""
+        from harness import addons
+        from harness.providers.local.realnode import REAL_NODE_LABEL
+
+        record_path = self.dir / "addons.json"
+        try:
+            earlier = json.loads(record_path.read_text()).get("undo", [])
+        except (OSError, ValueError):
+            earlier = []
+
+        def record(undo: list[tuple[str, ...]]) -> None:
+            record_path.write_text(json.dumps(
+                {"addons": [*already, *names], "undo": [*earlier, *[list(u) for u in undo]]}, indent=2))
+
+        resolver = self._resolver or BinaryResolver(progress=self.progress)
+        with self.client() as client:
+            return addons.install([addons.lookup(n) for n in names], client=client,
+                                  load_image=self.load_image if real else None, resolver=resolver,
+                                  node_selector={REAL_NODE_LABEL: "true"}, progress=self.progress,
+                                  record_undo=record, pki=self.pki, workdir=self.dir / "addons", supervisor=self.procs)
 
     # -- create -------------------------------------------------------------------------------------------------------
 
@@ -511,13 +583,20 @@ class LocalCluster:
         return out
 
     @contextmanager
-    def _lock(self) -> Iterator[None]:
+    def _lock(self, wait: float = 0) -> Iterator[None]:
+        """The cluster's lock; held by another command: ClusterError at once, or after ``wait`` seconds of
+        polling (flock has no timeout)."""
         self.root.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + wait
         with open(self.root / f".{self.name}.lock", "w") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise ClusterError(f"another aiconform command is working on cluster {self.name!r}") from None
+            while True:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise ClusterError(f"another aiconform command is working on cluster {self.name!r}") from None
+                    time.sleep(0.2)
             try:
                 yield
             finally:
@@ -659,18 +738,8 @@ class _BringUp:
                        if f not in self.facts]
 
     def install_addons(self) -> None:
-        from harness import addons
-        from harness.providers.local.realnode import REAL_NODE_LABEL
-
-        def record(undo: list[tuple[str, ...]]) -> None:
-            (self.cluster.dir / "addons.json").write_text(json.dumps(
-                {"addons": list(self.profile.addons), "undo": undo}, indent=2))
-
-        resolver = self.cluster._resolver or BinaryResolver(progress=self.cluster.progress)
-        chosen = [addons.lookup(n) for n in self.profile.addons]
-        self.facts += addons.install(chosen, client=self.cluster.client(), load_image=self.cluster.load_image,
-                                    resolver=resolver, node_selector={REAL_NODE_LABEL: "true"},
-                                    progress=self.cluster.progress, record_undo=record)
+        self.facts += [f for f in self.cluster._install_addons(self.profile.addons, real=self.profile.real_node.enabled)
+                       if f not in self.facts]
 
     def write_state(self) -> None:
         state = {
@@ -684,6 +753,7 @@ class _BringUp:
             "ports": self.s.ports.as_dict(),
             "components": self.components,
             "facts": self.facts,
+            "addons": list(self.profile.addons),
             "argv": self.argv,
             "gogc": (self.env or {}).get("GOGC"),
             "server": self.s.server,

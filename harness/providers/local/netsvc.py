@@ -451,11 +451,34 @@ def _start_kube_proxy(node: NodeView, spec: NetSpec) -> None:
     node._save()
     node.progress(f"  real node: starting kube-proxy (iptables mode, {net['backend']} backend; healthz on "
                   f"127.0.0.1:{healthz})")
+    net["kube_proxy_argv"] = [str(spec.kube_proxy), f"--config={cfg}", "--v=1"]
+    net["kube_proxy_path"] = str(bindir)
+    node._save()
+    _run_kube_proxy(node)
+
+
+def _run_kube_proxy(node: NodeView) -> None:
+    net = node.record["netsvc"]
     procs = node.cluster.procs
-    procs.start("kube-proxy", [str(spec.kube_proxy), f"--config={cfg}", "--v=1"],
-                env={"PATH": str(bindir), "HOME": os.environ.get("HOME", "/root")})
+    procs.start("kube-proxy", list(net["kube_proxy_argv"]),
+                env={"PATH": net["kube_proxy_path"], "HOME": os.environ.get("HOME", "/root")})
+    healthz = net["kube_proxy_healthz_port"]
     procs.wait_ready("kube-proxy", lambda: _http_ok(f"http://127.0.0.1:{healthz}/healthz"), timeout=60,
                      what="kube-proxy's /healthz (rules synced)")
+
+
+def upgrade_kube_proxy(node: NodeView, binary: Path) -> None:
+    """Restart kube-proxy on another binary with the same config (after the kubelet, as an upgrade does); its
+    iptables rules stay in place while it restarts, so Service traffic keeps flowing, and the new one re-syncs
+    them before it reports healthy."""
+    net = node.record["netsvc"]
+    if "kube_proxy_argv" not in net:
+        raise ClusterError("this real node was brought up before kube-proxy's command line was recorded; bring the "
+                           "cluster up again to upgrade it")
+    net["kube_proxy_argv"] = [str(binary), *net["kube_proxy_argv"][1:]]
+    node._save()
+    node.cluster.procs.stop("kube-proxy")
+    _run_kube_proxy(node)
 
 
 def _start_coredns(node: NodeView, spec: NetSpec) -> None:

@@ -638,6 +638,13 @@ class RealNodeHost:
 
         self._watch_node(self.cluster.client(), upgraded, timeout, f"to report kubelet v{version}")
 
+    def upgrade_kube_proxy(self, binary: Path, version: str) -> None:
+        """kube-proxy on ``version``'s binary (after the kubelet: kube-proxy must not be newer than it)."""
+        if self.record.get("netsvc") is None:
+            return
+        self.progress(f"upgrading the real node's kube-proxy to v{version}")
+        netsvc.upgrade_kube_proxy(self, binary)
+
 
 def load_record(cluster: ClusterView) -> dict[str, Any] | None:
     try:
