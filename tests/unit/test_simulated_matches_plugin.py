@@ -85,7 +85,7 @@ def test_shipped_pool_simulated_node_equals_real_node(where: str, raw_pool: dict
     profile = load_profile(profile_name)
     pool = next(p for p in [*profile.pools, *(profile.kind.workers if profile.kind else ())] if p.name == pool_name)
     assert pool.gpu is not None and pool.gpu.pool == pool_name
-    if pool.dra:
+    if getattr(pool, "dra", False):  # kind workers offer their GPUs through the device plugin only
         from fake_gpu_plugin.dra_devices import gpu_devices_of_slices
         from harness.dra import simulated_slices
 
