@@ -299,7 +299,7 @@ class _Parser:
         cp = self.control_plane(d.get("controlPlane", {}) or {}, "controlPlane")
         real = self.real_node(d.get("realNode", {}) or {}, "realNode")
         pname = self._str(d.get("name", name), "name")
-        addons = self.addons(d.get("addons", []) or [], "addons", real, real_nodes=kind is not None)
+        addons = self.addons(d.get("addons", []) or [], "addons")
         for i, p in enumerate(pools):
             if p.autoscale is not None and "karpenter" not in addons:
                 raise ConfigError(f"pools[{i}].autoscale: node autoscaling needs the karpenter addon "
@@ -363,20 +363,14 @@ class _Parser:
             extra_mounts=tuple(mounts),
         )
 
-    def addons(self, data: Any, at: str, real: RealNode, *, real_nodes: bool = False) -> tuple[str, ...]:
-        from harness.addons import lookup
-
+    def addons(self, data: Any, at: str) -> tuple[str, ...]:
+        """The names, in order, once each; whether each is a known addon the cluster can run is the addon
+        registry's to say (``harness.addons.check_profile``, run by the provider before bring-up)."""
         if not isinstance(data, list):
             raise ConfigError(f"{at}: must be a list of addon names")
         out: list[str] = []
         for i, raw in enumerate(data):
             name = self._str(raw, f"{at}[{i}]", required=True)
-            try:
-                addon = lookup(name)
-            except ConfigError as err:
-                raise ConfigError(f"{at}[{i}]: {err}") from None
-            if addon.needs_real_node and not (real.enabled or real_nodes):
-                raise ConfigError(f"{at}[{i}]: {name} runs on the real node; set realNode.enabled: true (tier R)")
             if name not in out:
                 out.append(name)
         return tuple(out)

@@ -420,10 +420,10 @@ def test_jobset_installed_through_the_installer_serves_webhooks_the_apiserver_ca
     """JobSet v0.12.0 through the one installer at tier R: its controller pod on the real node serves its webhooks
     with the harness CA's certificate; the apiserver calls them, an invalid JobSet is refused with JobSet's own
     message, and a valid one's pods run on the real node."""
-    from harness import addons
+    from harness.providers.local import ensure_addons
     from harness.workloads import pin_to_real_node
 
-    assert addons.ensure(cluster, "jobset") == []
+    assert ensure_addons(cluster, "jobset") == []
     [manager] = client.list("Pod", "jobset-system", label_selector="control-plane=controller-manager")["items"]
     assert manager["spec"]["nodeName"] == NODE and is_running(manager)
     hooks = client.get("ValidatingWebhookConfiguration", "jobset-validating-webhook-configuration")

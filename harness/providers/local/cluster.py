@@ -503,6 +503,9 @@ class LocalCluster:
     def checked_settings(self, profile: Profile) -> comp.Settings:
         """settings_for, plus the profile's feature gates and component flags checked against the very binaries
         that will run (built now on first use): ConfigError naming the field and the component otherwise."""
+        from harness.addons import check_profile
+
+        check_profile(profile)
         s = self.settings_for(profile)
         resolver = self._resolver or BinaryResolver(progress=self.progress)
         names = list(CONTROL_PLANE) + (["kubelet"] if profile.real_node.enabled else [])
