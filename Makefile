@@ -49,6 +49,7 @@ bench: venv bins
 	$(BIN)/python bench/bench_karpenter.py --out bench/results-karpenter.json
 	$(BIN)/python bench/bench_simulate.py --out bench/results-simulate.json
 	$(BIN)/python bench/bench_training.py --out bench/results-training.json
+	$(BIN)/python bench/bench_dra.py --out bench/results-dra.json
 	@if [ "$$(id -u)" = 0 ] && command -v dockerd >/dev/null; then \
 		$(BIN)/python bench/bench_kind.py --cold --out bench/results-kind.json; \
 	else echo "bench_kind.py: skipped (the kind provider needs root and docker.io)"; fi

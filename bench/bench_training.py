@@ -70,16 +70,16 @@ def steps_per_second(n: int, steps: int, batch: int, warmup: int, hidden: int, t
 
 
 def tier_r(kubeconfig: Path) -> dict[str, Any]:
-    from harness import addons, images
+    from harness import images
     from harness.kube import KubeClient
-    from harness.providers.local import LocalCluster
+    from harness.providers.local import LocalCluster, ensure_addons
     from harness.testing.tenants import create_run_namespace, release_tenant
     from harness.workloads import real_node_selector
     from reference_workloads.training import cluster, manifests
 
     path = kubeconfig.resolve()
     t0 = time.monotonic()
-    added = addons.ensure(path, "jobset", "trainer")
+    added = ensure_addons(path, "jobset", "trainer")
     bringup = time.monotonic() - t0
     built = images.build("jax-training", progress=lambda line: None)
     LocalCluster(path.parent.name, root=path.parent.parent).load_image(built.archive)

@@ -6,6 +6,9 @@ Owns argument parsing, logging setup, signal handling and turning PluginError in
     serve     --config FILE [--node-name N] [--device-plugin-dir DIR] [--state-dir DIR] [--metrics-addr H:P|off]
               [--kubelet-root DIR] [--pod-resources-socket PATH] [--no-device-nodes] [--kubeconfig F|--in-cluster]
               [--backend fake|nvml]
+    serve-dra --config FILE --node-name N --kubelet-root DIR --cdi-dir DIR --state-dir DIR
+              (--kubeconfig F|--in-cluster) [--first-index I] [--no-device-nodes]   (the DRA driver, dra_plugin)
+    slices    --config FILE --node-name N [--first-index I]   (the ResourceSlices the DRA driver publishes, JSON)
     health    --state-dir DIR (or --node-name N) --device UUID --unhealthy|--healthy
     labels    --config FILE [--format json|lines]
     validate  --config FILE
@@ -86,6 +89,29 @@ def build_parser() -> argparse.ArgumentParser:
                             "in-cluster credentials; needs get and patch on nodes")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
+    dra = sub.add_parser("serve-dra", help="run the DRA kubelet plugin (driver gpu.nvidia.com) next to a kubelet")
+    dra.add_argument("--config", type=Path, required=True, help="the DRA pool's inventory config (a pool dict)")
+    dra.add_argument("--node-name", default=None, help="node this driver runs on (default: $NODE_NAME or hostname)")
+    dra.add_argument("--first-index", type=int, default=0,
+                     help="host index of the pool's first GPU (beside a device plugin's GPUs 0..N-1: N)")
+    dra.add_argument("--kubelet-root", type=Path, default=Path("/var/lib/kubelet"),
+                     help="the kubelet's --root-dir (plugins_registry/ and plugins/ live there)")
+    dra.add_argument("--cdi-dir", type=Path, default=Path("/var/run/cdi"),
+                     help="where the container runtime reads CDI specs")
+    dra.add_argument("--state-dir", type=Path, default=None,
+                     help="host dir for device nodes, nvidia-smi, prepared claims, health control "
+                          "(default: /var/run/aiconform/fake-gpu/<node>-dra)")
+    dra.add_argument("--no-device-nodes", action="store_true", help="do not mknod /dev/nvidia* stand-ins")
+    api = dra.add_mutually_exclusive_group(required=True)
+    api.add_argument("--kubeconfig", type=Path, default=None, help="publish slices and read claims as this user")
+    api.add_argument("--in-cluster", action="store_true", help="use the pod's service account")
+    dra.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    slices = sub.add_parser("slices", help="print the ResourceSlices the DRA driver would publish (JSON)")
+    slices.add_argument("--config", type=Path, required=True)
+    slices.add_argument("--node-name", default=None)
+    slices.add_argument("--first-index", type=int, default=0)
+
     health = sub.add_parser("health", help="mark a device unhealthy or healthy in a running plugin")
     where = health.add_mutually_exclusive_group(required=True)
     where.add_argument("--state-dir", type=Path)
@@ -140,6 +166,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "serve-dra":
+            return _serve_dra(args)
+        if args.command == "slices":
+            return _slices(args)
         if args.command == "health":
             return _health(args)
         if args.command == "labels":
@@ -216,6 +246,52 @@ def _label_node(args: argparse.Namespace, node: str, lookup: object) -> None:
         raise ConfigError("", "--label-node needs --config (the GPU spec the labels describe)")
     patch = apply_node_labels(lookup, node, node_labels(load_config(args.config)))
     log.info("labelled node %s: %d label(s) changed", node, len(patch))
+
+
+def _serve_dra(args: argparse.Namespace) -> int:
+    from fake_gpu_plugin.dra_plugin import DraDriver, DraSettings, resource_api_served
+    from fake_gpu_plugin.hostfiles import default_state_dir
+    from fake_gpu_plugin.inventory import build_inventory
+    from fake_gpu_plugin.kubeapi import KubeRest
+
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    node = args.node_name or default_node_name()
+    inventory = build_inventory(load_config(args.config), node, first_index=args.first_index)
+    api = KubeRest.from_kubeconfig(args.kubeconfig) if args.kubeconfig is not None else KubeRest.in_cluster()
+    if not resource_api_served(api):
+        raise PluginError("the cluster serves no resource.k8s.io/v1 (DRA v1 is GA since Kubernetes 1.34): "
+                          "this DRA driver needs it")
+    settings = DraSettings(node_name=node, kubelet_root=args.kubelet_root, cdi_dir=args.cdi_dir,
+                           state_dir=args.state_dir or default_state_dir(f"{node}-dra"),
+                           device_nodes=not args.no_device_nodes)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s; stopping", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    driver = DraDriver(inventory, settings, api)
+    try:
+        driver.start()
+        log.info("ready: DRA driver %s on node %s, %d devices, registration socket %s", settings.driver, node,
+                 len(driver.devices), settings.registration_socket)
+        stop.wait()
+    finally:
+        driver.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+def _slices(args: argparse.Namespace) -> int:
+    from fake_gpu_plugin.dra_devices import resource_slices
+    from fake_gpu_plugin.inventory import build_inventory
+
+    inv = build_inventory(load_config(args.config), args.node_name or default_node_name(), first_index=args.first_index)
+    print(json.dumps(resource_slices(inv), indent=2))
+    return 0
 
 
 def _health(args: argparse.Namespace) -> int:

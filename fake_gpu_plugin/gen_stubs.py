@@ -15,7 +15,7 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROTO_DIR = PACKAGE_DIR / "proto"
 API_DIR = PACKAGE_DIR / "api"
-PROTOS = ("deviceplugin.proto", "podresources.proto")
+PROTOS = ("deviceplugin.proto", "podresources.proto", "dra.proto", "pluginregistration.proto")
 
 # Generated code follows protoc's style, not ours; the marker keeps linters (which also read .pyi files) off it.
 _NOQA = "# ruff: noqa\n"

@@ -151,11 +151,13 @@ class Inventory:
         return {g.uuid for g in self.gpus} | {m.uuid for m in self.mig_devices}
 
 
-def build_inventory(config: InventoryConfig, node_name: str) -> Inventory:
-    """The devices of node ``node_name`` under ``config``."""
+def build_inventory(config: InventoryConfig, node_name: str, *, first_index: int = 0) -> Inventory:
+    """The devices of node ``node_name`` under ``config``.  ``first_index``: the host index (and minor) of the first
+    GPU, so that a second pool on the same node (the DRA pool beside the device plugin's) has GPUs of its own:
+    other indices, other ``/dev/nvidia<N>``, other UUIDs."""
     model = config.gpu_model
     gpus = tuple(
-        PhysicalGpu(index=i, uuid=stable_uuid("GPU", f"{node_name}/gpu/{i}"),
+        PhysicalGpu(index=first_index + i, uuid=stable_uuid("GPU", f"{node_name}/gpu/{first_index + i}"),
                     numa_node=i * config.numa_nodes // config.count, model=model)
         for i in range(config.count)
     )
@@ -165,7 +167,8 @@ def build_inventory(config: InventoryConfig, node_name: str) -> Inventory:
             for slot, name in enumerate(names):
                 migs.append(MigDevice(uuid=stable_uuid("MIG", f"{node_name}/gpu/{gpu.index}/mig/{slot}/{name}"),
                                       parent=gpu, slot=slot, profile=model.mig_profile(name)))
-    fingerprint = hashlib.sha256(repr((node_name, config)).encode()).hexdigest()[:16]
+    fingerprint = hashlib.sha256(repr((node_name, config, first_index) if first_index else (node_name, config))
+                                 .encode()).hexdigest()[:16]
     return assemble_inventory(node_name, config, gpus, tuple(migs), fingerprint=fingerprint)
 
 

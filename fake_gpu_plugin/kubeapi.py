@@ -1,9 +1,10 @@
-"""Pod annotation lookup against a real kube-apiserver (stdlib HTTPS only; the plugin image carries no client).
+"""The plugin's talk to a real kube-apiserver (stdlib HTTPS only; the plugin image carries no client).
 
-Owns ``AnnotationLookup`` implementations for the metrics exporter: ``KubeAnnotationLookup.from_kubeconfig`` (the
-host-process case: the harness passes its kubeconfig) and ``.in_cluster()`` (the DaemonSet case: the pod's service
-account, which needs ``get`` on pods).  Answers are cached for ``ttl_s`` so a scrape costs at most one GET per pod.
-A failed GET raises PluginError; the exporter then falls back to its documented default.
+Owns ``KubeRest`` (JSON requests with a kubeconfig's or a pod's service account's credentials:
+``from_kubeconfig`` for the host-process case, the harness passes its kubeconfig; ``in_cluster()`` for the
+DaemonSet case) and, on top of it, ``KubeAnnotationLookup``, the metrics exporter's pod annotation lookup: answers
+are cached for ``ttl_s`` so a scrape costs at most one GET per pod; a failed GET raises PluginError and the exporter
+falls back to its documented default.  The DRA driver uses ``KubeRest`` for ResourceSlices and ResourceClaims.
 """
 
 from __future__ import annotations
@@ -20,15 +21,24 @@ import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from fake_gpu_plugin.errors import PluginError
 
 _SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
-class KubeAnnotationLookup:
-    """``(namespace, pod) -> annotations`` by ``GET /api/v1/namespaces/{ns}/pods/{name}``."""
+class ApiError(PluginError):
+    """The apiserver answered a request with an HTTP error (``code``, and its Status ``message``)."""
+
+    def __init__(self, method: str, path: str, code: int, message: str) -> None:
+        super().__init__(f"{method} {path}: HTTP {code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class KubeRest:
+    """JSON requests to one apiserver with one identity."""
 
     def __init__(self, server: str, context: ssl.SSLContext, *, token: str | None = None, ttl_s: float = 2.0,
                  timeout_s: float = 2.0) -> None:
@@ -40,26 +50,33 @@ class KubeAnnotationLookup:
         self._cache: dict[tuple[str, str], tuple[float, Mapping[str, str]]] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, namespace: str, pod: str) -> Mapping[str, str]:
-        key = (namespace, pod)
-        now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(key)
-        if hit is not None and now - hit[0] < self.ttl_s:
-            return hit[1]
-        path = f"/api/v1/namespaces/{urllib.parse.quote(namespace)}/pods/{urllib.parse.quote(pod)}"
-        request = urllib.request.Request(self.server + path, headers={"Accept": "application/json"})
+    def request(self, method: str, path: str, body: Any = None, *, timeout_s: float | None = None,
+                content_type: str = "application/json") -> Any:
+        """``method path`` with a JSON body; the decoded answer.  ApiError for an HTTP error status, PluginError
+        when the apiserver cannot be reached."""
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.server + path, data=data, method=method,
+                                         headers={"Accept": "application/json"})
+        if data is not None:
+            request.add_header("Content-Type", content_type)
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s, context=self.context) as reply:
-                body = json.load(reply)
-        except (urllib.error.URLError, OSError, ValueError) as err:
-            raise PluginError(f"GET {path}: {err}") from err
-        annotations = dict(body.get("metadata", {}).get("annotations") or {})
-        with self._lock:
-            self._cache[key] = (now, annotations)
-        return annotations
+            with urllib.request.urlopen(request, timeout=timeout_s or max(self.timeout_s, 10.0),
+                                        context=self.context) as reply:
+                raw = reply.read()
+        except urllib.error.HTTPError as err:
+            try:
+                message = json.loads(err.read() or b"{}").get("message", "") or err.reason
+            except ValueError:
+                message = str(err.reason)
+            raise ApiError(method, path, err.code, str(message)) from err
+        except (urllib.error.URLError, OSError) as err:
+            raise PluginError(f"{method} {path}: {err}") from err
+        try:
+            return json.loads(raw) if raw else {}
+        except ValueError as err:
+            raise PluginError(f"{method} {path}: answer is not JSON: {err}") from err
 
     def request_json(self, method: str, path: str, body: bytes | None = None, *,
                      content_type: str = "application/json") -> dict[str, Any]:
@@ -79,7 +96,7 @@ class KubeAnnotationLookup:
         return doc if isinstance(doc, dict) else {}
 
     @classmethod
-    def in_cluster(cls) -> KubeAnnotationLookup:
+    def in_cluster(cls) -> Self:
         host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT", "443")
         if not host:
             raise PluginError("--in-cluster: KUBERNETES_SERVICE_HOST is not set (not running in a pod?)")
@@ -91,7 +108,7 @@ class KubeAnnotationLookup:
         return cls(f"https://{host}:{port}", context, token=token)
 
     @classmethod
-    def from_kubeconfig(cls, path: str | Path) -> KubeAnnotationLookup:
+    def from_kubeconfig(cls, path: str | Path) -> Self:
         """The current context of a kubeconfig: server, CA, and a token or a client certificate."""
         import yaml
 
@@ -133,6 +150,31 @@ class KubeAnnotationLookup:
         if not server:
             raise PluginError(f"kubeconfig {path}: cluster of context {ctx_name!r} has no server")
         return cls(server, context, token=token)
+
+
+class KubeAnnotationLookup(KubeRest):
+    """``(namespace, pod) -> annotations`` by ``GET /api/v1/namespaces/{ns}/pods/{name}``."""
+
+    def __call__(self, namespace: str, pod: str) -> Mapping[str, str]:
+        key = (namespace, pod)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is not None and now - hit[0] < self.ttl_s:
+            return hit[1]
+        path = f"/api/v1/namespaces/{urllib.parse.quote(namespace)}/pods/{urllib.parse.quote(pod)}"
+        request = urllib.request.Request(self.server + path, headers={"Accept": "application/json"})
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s, context=self.context) as reply:
+                body = json.load(reply)
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            raise PluginError(f"GET {path}: {err}") from err
+        annotations = dict(body.get("metadata", {}).get("annotations") or {})
+        with self._lock:
+            self._cache[key] = (now, annotations)
+        return annotations
 
 
 def _material(user: Mapping[str, Any], field: str, base: Path) -> bytes | None:

@@ -192,6 +192,24 @@ def cmd_node_image(args: argparse.Namespace) -> int:
         engine.close()
 
 
+def cmd_dra(args: argparse.Namespace) -> int:
+    from harness import dra
+    from harness.kube import KubeClient, KubeConfig
+    from harness.providers import find_cluster
+
+    client = KubeClient(KubeConfig.from_file(find_cluster(args.name).kubeconfig()))
+    try:
+        devices = dra.slice_devices(client)
+        for r in dra.try_claim(client, device_class=args.device_class, cel=tuple(args.cel), count=args.count,
+                               timeout=args.timeout, progress=lambda m: print(m, file=sys.stderr)):
+            dev = devices.get((r["pool"], r["device"]), {})
+            print(f"{r['pool']}/{r['device']} {dra.attr(dev, 'productName') or ''} {dra.attr(dev, 'uuid') or ''}"
+                  .rstrip())
+    finally:
+        client.close()
+    return 0
+
+
 def cmd_plugin(args: argparse.Namespace) -> int:
     from fake_gpu_plugin.cli import main as plugin_main
 
@@ -312,6 +330,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="1.X.Y, default or previous (default: the pinned default)")
     nsub.add_parser("list", help="the node images the harness's dockerd holds")
     ni.set_defaults(func=cmd_node_image)
+    dra = sub.add_parser("dra", help="DRA: ask the cluster's scheduler to allocate one claim (then release it)")
+    dsub = dra.add_subparsers(dest="dra_command", required=True)
+    dc = dsub.add_parser("claim", help="allocate a claim of --class matching every --cel; print its devices")
+    dc.add_argument("--name", default="aiconform", help="the cluster (default: aiconform)")
+    dc.add_argument("--class", dest="device_class", default="gpu.nvidia.com", help="DeviceClass (gpu.nvidia.com)")
+    dc.add_argument("--cel", action="append", default=[], help="a CEL selector (repeatable), e.g. "
+                    "'device.attributes[\"gpu.nvidia.com\"].productName == \"NVIDIA H100 80GB HBM3\"'")
+    dc.add_argument("--count", type=int, default=1)
+    dc.add_argument("--timeout", type=float, default=30.0)
+    dra.set_defaults(func=cmd_dra)
 
     plug = sub.add_parser("plugin", help="the fake GPU device plugin (see `aiconform plugin -- --help`)")
     plug.add_argument("plugin_args", nargs=argparse.REMAINDER)

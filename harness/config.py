@@ -76,6 +76,18 @@ class Pool:
     autoscale: Autoscale | None = None
     """None: a fixed pool; otherwise Karpenter may add up to ``autoscale.max_nodes`` nodes (needs the ``karpenter``
     addon)."""
+    dra: bool = False
+    """Offer the GPUs through DRA (ResourceSlices the harness publishes, driver ``gpu.nvidia.com``) instead of the
+    ``nvidia.com/gpu`` extended resources: one way or the other, never both (no GPU counted twice)."""
+
+
+@dataclass(frozen=True)
+class DraPool:
+    """The real node's DRA pool: GPUs of its own, served by the DRA driver beside the device plugin's."""
+
+    gpu: InventoryConfig
+    """Its GPUs (the same spec type as every pool); they follow the device-plugin GPUs on the host (indices
+    ``N..``), so no GPU is in both pools."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +100,8 @@ class RealNode:
     """The GPUs the fake plugin serves on this node; None: no GPUs (and no plugin)."""
     labels: dict[str, str] = field(default_factory=dict)
     taints: tuple[Taint, ...] = ()
+    dra: DraPool | None = None
+    """The DRA pool (``realNode.dra.gpu``), served by fake_gpu_plugin's DRA driver; None: no DRA driver."""
     extra_args: dict[str, str] = field(default_factory=dict)
     """Extra kubelet flags (``flag-name`` without dashes → value), checked against the pinned kubelet's ``--help``;
     flags the harness sets itself are refused.  Feature gates come from ``controlPlane.featureGates``."""
@@ -174,6 +188,44 @@ class Profile:
         return sum(p.nodes for p in self.pools) + (1 if self.real_node.enabled else 0)
 
 
+# -- DRA ---------------------------------------------------------------------------------------------------------
+
+DRA_V1_MINOR = 34
+"""resource.k8s.io/v1 (DRA v1) is served from Kubernetes 1.34 on."""
+
+
+def dra_configs(pools: tuple[Pool, ...], real: RealNode) -> list[tuple[str, InventoryConfig]]:
+    """Every GPU spec offered through DRA, with the profile field it came from."""
+    out = [(f"pools[{i}]", p.gpu) for i, p in enumerate(pools) if p.dra and p.gpu is not None]
+    if real.enabled and real.dra is not None:
+        out.append(("realNode.dra", real.dra.gpu))
+    return out
+
+
+def check_dra(pools: tuple[Pool, ...], real: RealNode, cp: ControlPlane) -> None:
+    """A profile with DRA pools: the pinned version serves DRA v1, and every DRA feature a pool uses has its
+    feature gate on in ``controlPlane.featureGates`` (harness/flags.py then checks the binaries know it)."""
+    from fake_gpu_plugin.dra_devices import FEATURE_GATES, features_used
+
+    for i, p in enumerate(pools):
+        if p.dra and p.gpu is None:
+            raise ConfigError(f"pools[{i}].dra: the pool has no GPUs to offer through DRA")
+    used = dra_configs(pools, real)
+    if not used:
+        return
+    version = cp.kubernetes_version
+    if version and int(version.split(".")[1]) < DRA_V1_MINOR:
+        raise ConfigError(f"{used[0][0]}: DRA needs resource.k8s.io/v1, served from Kubernetes 1.{DRA_V1_MINOR}; "
+                          f"controlPlane.kubernetesVersion is {version}")
+    for where, gpu in used:
+        for feature in features_used(gpu):
+            gate = FEATURE_GATES[feature]
+            if cp.feature_gates.get(gate) is not True:
+                state = "off" if gate in cp.feature_gates else "not set"
+                raise ConfigError(f"{where}: its GPUs use DRA {feature}, which needs feature gate {gate}; "
+                                  f"controlPlane.featureGates.{gate} is {state} (set it to true)")
+
+
 # -- loading -------------------------------------------------------------------------------------------------------
 
 
@@ -247,11 +299,12 @@ class _Parser:
         cp = self.control_plane(d.get("controlPlane", {}) or {}, "controlPlane")
         real = self.real_node(d.get("realNode", {}) or {}, "realNode")
         pname = self._str(d.get("name", name), "name")
-        addons = self.addons(d.get("addons", []) or [], "addons", real, real_nodes=kind is not None)
+        addons = self.addons(d.get("addons", []) or [], "addons")
         for i, p in enumerate(pools):
             if p.autoscale is not None and "karpenter" not in addons:
                 raise ConfigError(f"pools[{i}].autoscale: node autoscaling needs the karpenter addon "
                                   "(addons: [karpenter])")
+        check_dra(pools, real, cp)
         return Profile(name=pname, provider=provider, pools=pools, control_plane=cp, real_node=real, addons=addons,
                        kind=kind, source=source)
 
@@ -310,27 +363,21 @@ class _Parser:
             extra_mounts=tuple(mounts),
         )
 
-    def addons(self, data: Any, at: str, real: RealNode, *, real_nodes: bool = False) -> tuple[str, ...]:
-        from harness.addons import lookup
-
+    def addons(self, data: Any, at: str) -> tuple[str, ...]:
+        """The names, in order, once each; whether each is a known addon the cluster can run is the addon
+        registry's to say (``harness.addons.check_profile``, run by the provider before bring-up)."""
         if not isinstance(data, list):
             raise ConfigError(f"{at}: must be a list of addon names")
         out: list[str] = []
         for i, raw in enumerate(data):
             name = self._str(raw, f"{at}[{i}]", required=True)
-            try:
-                addon = lookup(name)
-            except ConfigError as err:
-                raise ConfigError(f"{at}[{i}]: {err}") from None
-            if addon.needs_real_node and not (real.enabled or real_nodes):
-                raise ConfigError(f"{at}[{i}]: {name} runs on the real node; set realNode.enabled: true (tier R)")
             if name not in out:
                 out.append(name)
         return tuple(out)
 
     def pool(self, data: Any, at: str) -> Pool:
         d = self._map(data, at)
-        self._known(d, at, {"name", "nodes", "gpu", "cpu", "memory", "pods", "labels", "taints", "autoscale"})
+        self._known(d, at, {"name", "nodes", "gpu", "cpu", "memory", "pods", "labels", "taints", "autoscale", "dra"})
         name = self._str(d.get("name"), f"{at}.name", required=True)
         if not _DNS1123.match(name) or len(name) > 40:
             raise ConfigError(f"{at}.name: must be a DNS-1123 label of at most 40 characters, got {name!r}")
@@ -349,6 +396,7 @@ class _Parser:
             labels=self.labels(d.get("labels", {}), f"{at}.labels"),
             taints=self.taints(d.get("taints", []), f"{at}.taints"),
             autoscale=self.autoscale(d["autoscale"], f"{at}.autoscale") if d.get("autoscale") is not None else None,
+            dra=self._bool(d.get("dra", False), f"{at}.dra"),
         )
 
     def autoscale(self, data: Any, at: str) -> Autoscale:
@@ -397,7 +445,7 @@ class _Parser:
 
     def real_node(self, data: Any, at: str) -> RealNode:
         d = self._map(data, at)
-        self._known(d, at, {"enabled", "name", "gpu", "labels", "taints", "extraArgs"})
+        self._known(d, at, {"enabled", "name", "gpu", "labels", "taints", "extraArgs", "dra"})
         name = self._str(d.get("name", "aiconform-real-0"), f"{at}.name")
         if not _DNS1123.match(name):
             raise ConfigError(f"{at}.name: must be a DNS-1123 label, got {name!r}")
@@ -407,8 +455,21 @@ class _Parser:
             gpu=self.gpu(d["gpu"], f"{at}.gpu", name) if d.get("gpu") is not None else None,
             labels=self.labels(d.get("labels", {}), f"{at}.labels"),
             taints=self.taints(d.get("taints", []), f"{at}.taints"),
+            dra=self.dra_pool(d.get("dra"), f"{at}.dra", name),
             extra_args=self.flags(d.get("extraArgs", {}), f"{at}.extraArgs"),
         )
+
+    def dra_pool(self, data: Any, at: str, node: str) -> DraPool | None:
+        if data is None:
+            return None
+        d = self._map(data, at)
+        self._known(d, at, {"enabled", "gpu"})
+        if not self._bool(d.get("enabled", True), f"{at}.enabled"):
+            return None
+        if d.get("gpu") is None:
+            raise ConfigError(f"{at}.gpu: required (the DRA pool's GPUs, e.g. {{model: A100-SXM4-80GB, count: 2}})")
+        gpu = self.gpu(d["gpu"], f"{at}.gpu", f"{node}-dra")
+        return DraPool(gpu=gpu) if gpu is not None else None
 
     def feature_gates(self, data: Any, at: str) -> dict[str, bool]:
         out: dict[str, bool] = {}

@@ -22,6 +22,9 @@ FACTS: dict[str, str] = {
                    "GangScheduling plugin",
     "kueue": "Kueue admits workloads through ClusterQueues/LocalQueues (with its webhooks), all or nothing",
     "dra": "Dynamic Resource Allocation with a GPU DRA driver publishing ResourceSlices",
+    "dra-partitionable-devices": "DRA partitionable devices: MIG partitions and their whole GPU share counters",
+    "dra-consumable-capacity": "DRA consumable capacity: a time-sliced GPU is allocated to several claims",
+    "dra-device-taints": "DRA device taints: an unhealthy GPU is tainted and not allocated",
     "simulated-nodes": "KWOK plays the kubelet of nodes annotated kwok.x-k8s.io/node=fake (property sandboxes add them)",
     "device-plugin": "GPUs are advertised by a device plugin through a real kubelet",
     "gateway-api": "a Gateway API implementation programs Gateways of GatewayClass 'traefik' on the real node's address "

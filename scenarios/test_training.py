@@ -41,15 +41,15 @@ class Stack:
 @pytest.fixture(scope="module")
 def trainer_stack(aiconform_cluster: ClusterHandle) -> Stack:
     """JobSet and Trainer through the one installer (idempotent), and the training image on the real node."""
-    from harness import addons, images
-    from harness.providers.local import LocalCluster
+    from harness import images
+    from harness.providers.local import LocalCluster, ensure_addons
 
     if aiconform_cluster.tier != "R":  # module scope: set up before the marker's (function-scope) tier skip
         pytest.skip(f"needs tier R; this cluster is tier {aiconform_cluster.tier}")
     t0 = time.monotonic()
     path = aiconform_cluster.kubeconfig.resolve()
     try:
-        addons.ensure(aiconform_cluster, "jobset", "trainer")
+        ensure_addons(aiconform_cluster, "jobset", "trainer")
     except UnsupportedCapability as err:
         pytest.skip(f"the training stack is installed by the harness on local clusters only: {err}")
     built = images.build(IMAGE, progress=lambda line: None)

@@ -11,8 +11,8 @@ supervisor instead.  An addon may provide cluster facts (``networkpolicy``) that
 
 Use from a suite or fixture (training, governance, serving)::
 
-    from harness import addons
-    addons.ensure(cluster, "jobset")   # a LocalCluster, a ClusterHandle/ClusterInfo, or its kubeconfig path
+    from harness.providers.local import ensure_addons
+    ensure_addons(cluster, "jobset")   # a LocalCluster, a ClusterHandle/ClusterInfo, or its kubeconfig path
 
 installs what is missing on the running local cluster (idempotent; tier R: pods on the real node, tier S: host
 processes) and returns the facts added; a profile asks for the same with ``addons: [jobset]``.  An unknown name or
@@ -27,12 +27,10 @@ and runs at teardown.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
-
 from harness.addons.base import Addon, AddonContext, HostContext, HostProcess, UndoCommand, WebhookProbe, Webhooks
 from harness.addons.installer import (
     AddonFailed,
+    check_profile,
     host_process_name,
     install,
     known_addons,
@@ -43,30 +41,5 @@ from harness.addons.installer import (
 )
 
 __all__ = ["Addon", "AddonContext", "AddonFailed", "HostContext", "HostProcess", "UndoCommand", "WebhookProbe",
-           "Webhooks", "ensure", "host_process_name", "install", "known_addons", "lookup", "preflight",
+           "Webhooks", "check_profile", "host_process_name", "install", "known_addons", "lookup", "preflight",
            "undo_host_changes", "wire_webhooks"]
-
-
-def ensure(cluster: object, *names: str) -> list[str]:
-    """Install the addons ``names`` on a running local cluster unless already there; returns the facts added.
-
-    ``cluster``: a ``LocalCluster``, anything with a ``kubeconfig`` (``ClusterHandle``, ``ClusterInfo``), or the
-    kubeconfig path of a cluster made by the ``local`` provider."""
-    from harness.errors import ConfigError, UnsupportedCapability
-    from harness.providers.local import LocalCluster
-
-    if isinstance(cluster, LocalCluster):
-        return cluster.ensure_addons(_names(names))
-    path = Path(str(getattr(cluster, "kubeconfig", cluster))).resolve()
-    try:
-        local: LocalCluster | None = LocalCluster(path.parent.name, root=path.parent.parent)
-    except ConfigError:
-        local = None
-    if local is None or local.kubeconfig().resolve() != path or local.state() is None:
-        raise UnsupportedCapability("existing", f"installing addons ({', '.join(names)}) into a cluster the harness "
-                                    f"did not make ({path}); only clusters of the local provider take addons")
-    return local.ensure_addons(_names(names))
-
-
-def _names(names: Sequence[str]) -> list[str]:
-    return list(dict.fromkeys(names))

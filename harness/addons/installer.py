@@ -61,7 +61,7 @@ from harness.errors import (
 )
 
 if TYPE_CHECKING:
-    from harness.config import Pool
+    from harness.config import Pool, Profile
     from harness.kube import KubeClient
     from harness.pki import Pki
     from harness.providers.local.supervisor import Supervisor
@@ -87,6 +87,19 @@ def lookup(name: str) -> Addon:
         return known_addons()[name]
     except KeyError:
         raise ConfigError(f"unknown addon {name!r}; known addons: {', '.join(sorted(known_addons()))}") from None
+
+
+def check_profile(profile: Profile) -> None:
+    """A profile's ``addons``: each a known addon, and one that runs on a real node only where the cluster has
+    one; ConfigError naming the entry otherwise.  Providers call it before anything starts."""
+    real = profile.real_node.enabled or profile.kind is not None
+    for i, name in enumerate(profile.addons):
+        try:
+            addon = lookup(name)
+        except ConfigError as err:
+            raise ConfigError(f"addons[{i}]: {err}") from None
+        if addon.needs_real_node and not real:
+            raise ConfigError(f"addons[{i}]: {name} runs on the real node; set realNode.enabled: true (tier R)")
 
 
 def preflight(addons: Iterable[Addon]) -> None:

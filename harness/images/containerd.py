@@ -15,16 +15,17 @@ from harness.errors import ClusterError, CommandError
 CRI_NAMESPACE = "k8s.io"
 
 
-def ctr_argv(address: Path | str, namespace: str, *args: str) -> list[str]:
-    return ["ctr", "--address", str(address), "--namespace", namespace, *args]
+def ctr_argv(address: Path | str, namespace: str, *args: str, ctr: str = "ctr") -> list[str]:
+    return [ctr, "--address", str(address), "--namespace", namespace, *args]
 
 
 def import_archive(archive: Path, address: Path | str, *, namespace: str = CRI_NAMESPACE,
-                   timeout: float = 600) -> None:
-    """Import ``archive`` (an archive from harness.images) into the containerd listening on ``address``;
-    ClusterError naming the archive when containerd refuses it."""
+                   timeout: float = 600, ctr: str = "ctr") -> None:
+    """Import ``archive`` (an archive from harness.images) into the containerd listening on ``address`` with the
+    ``ctr`` binary given (the real node passes the pinned containerd's own); ClusterError naming the archive when
+    containerd refuses it."""
     try:
-        proc.run(ctr_argv(address, namespace, "images", "import", str(archive)), timeout=timeout)
+        proc.run(ctr_argv(address, namespace, "images", "import", str(archive), ctr=ctr), timeout=timeout)
     except CommandError as err:
         raise ClusterError(f"cannot import {archive.name} into containerd: {err}") from err
 

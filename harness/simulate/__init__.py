@@ -15,9 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
-from harness.simulate import metrics, policies, replay, report, trace
+from harness.simulate import (
+    kueue_policy,  # noqa: F401  (registers the kueue policy)
+    metrics,
+    policies,
+    replay,
+    report,
+    trace,
+)
 
-DEFAULT_POLICIES = ("fifo", "priority", "gang", "kueue")
+DEFAULT_POLICIES = ("fifo", "priority", "gang", "kueue")  # kueue: registered by kueue_policy (imported above)
 
 
 @dataclass(frozen=True)

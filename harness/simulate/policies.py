@@ -123,8 +123,6 @@ register(Policy("gang", "native gang scheduling: a PodGroup per multi-pod job (G
 
 def lookup(names: list[str]) -> list[Policy]:
     """The named policies, in order; an unknown name is a ConfigError listing the known ones."""
-    import harness.simulate.kueue_policy  # noqa: F401  (registers ``kueue``; imports Kueue's queue API)
-
     out = []
     for n in names:
         if n not in POLICIES:

@@ -208,6 +208,8 @@ class ClusterHandle:
         return self.info.allow_destructive
 
     def gpu_total(self) -> int:
+        """Allocatable ``nvidia.com/gpu`` (what a check's ``gpus=`` asks for: device-plugin GPUs; GPUs offered
+        through DRA are counted by :meth:`dra_gpu_total` and by tier detection)."""
         if self._gpu_total is None:
             total = 0
             for n in self.client.list("Node")["items"]:
@@ -215,6 +217,12 @@ class ClusterHandle:
                 total += int(alloc.get("nvidia.com/gpu", 0))
             self._gpu_total = total
         return self._gpu_total
+
+    def dra_gpu_total(self) -> int:
+        """Whole GPUs published through DRA (driver gpu.nvidia.com) on every node."""
+        from harness.dra import dra_gpus
+
+        return dra_gpus(self.client)
 
     def as_user(self, token: str) -> KubeClient:
         """A client for the same cluster with another identity (a service account token)."""
@@ -228,15 +236,21 @@ class ClusterHandle:
 
 
 def detect_tier(client: KubeClient) -> str:
-    """S when GPUs exist only on simulated nodes, R with a real node whose GPUs are fake, G with real GPUs."""
+    """S when GPUs exist only on simulated nodes, R with a real node whose GPUs are fake, G with real GPUs.  GPUs
+    count whether a device plugin advertises them (``nvidia.com/gpu``) or a DRA driver publishes them (whole GPUs
+    in ResourceSlices of the node)."""
+    from harness.dra import gpus_by_node
+
     tier = "S"
+    dra = gpus_by_node(client)
     for n in client.list("Node")["items"]:
         labels = n.get("metadata", {}).get("labels", {})
         if labels.get("aiconform.io/simulated") == "true":
             continue
         if labels.get("aiconform.io/fake-gpu") == "true":
             tier = max(tier, "R", key=TIERS.__getitem__)
-        elif int(n.get("status", {}).get("allocatable", {}).get("nvidia.com/gpu", 0) or 0) > 0:
+        elif (int(n.get("status", {}).get("allocatable", {}).get("nvidia.com/gpu", 0) or 0) > 0
+              or dra.get(n["metadata"]["name"], 0) > 0):
             tier = "G"
     return tier
 

@@ -22,7 +22,7 @@ from harness.bins import BinaryResolver, Component, load_versions
 from harness.config import parse_profile
 from harness.errors import ApiError, ConfigError, NotFound
 from harness.kube import KubeClient, is_running
-from harness.providers.local import LocalCluster
+from harness.providers.local import LocalCluster, ensure_addons
 from tests.integration.conftest import running_cluster
 
 POOL = {"name": "cpu", "nodes": 1, "cpu": "16", "memory": "64Gi"}
@@ -126,12 +126,12 @@ def test_jobset_webhooks_judge_and_its_controller_runs_jobs_at_tier_s(cluster: L
 def _jobset_at_tier_s(cluster: LocalCluster, client: KubeClient) -> None:
     pid = cluster.procs.pid("addon-jobset")
     assert pid is not None  # the profile's addon runs as a host process under the cluster's supervisor
-    assert addons.ensure(str(cluster.kubeconfig()), "jobset") == []  # already there (a kubeconfig path works too)
+    assert ensure_addons(str(cluster.kubeconfig()), "jobset") == []  # already there (a kubeconfig path works too)
     assert cluster.state()["addons"] == ["jobset"]  # type: ignore[index]
     with pytest.raises(ConfigError, match="addon kube-router runs on the real node; cluster .* has none"):
-        addons.ensure(cluster, "kube-router")
+        ensure_addons(cluster, "kube-router")
     with pytest.raises(ConfigError, match="unknown addon 'kueue-typo'"):
-        addons.ensure(cluster, "kueue-typo")
+        ensure_addons(cluster, "kueue-typo")
     ns = f"wh-{secrets.token_hex(3)}"
     client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     bad = _jobset("bad", ns, successPolicy={"operator": "All", "targetReplicatedJobs": ["drivers"]})

@@ -2,7 +2,8 @@
 fake_gpu_plugin) for the module.  Every verdict comes from the real kubelet, device manager, runtime and apiserver;
 container output is read through the pod log API (apiserver -> kubelet).
 
-Needs root and Debian's containerd, runc, containernetworking-plugins and busybox-static (.ci/run installs them).
+Needs root and Debian's runc, containernetworking-plugins and busybox-static (.ci/run installs them); containerd is
+the pinned v2 (harness/versions.toml).
 """
 
 from __future__ import annotations
@@ -284,6 +285,88 @@ def test_unhealthy_device_lowers_allocatable_and_healthy_restores_it(
     wait_allocatable(client, "nvidia.com/gpu", str(REAL_GPUS))
 
 
+# -- the DRA driver beside the device plugin (realNode.dra: GPUs 8 and 9, the second carved into MIG partitions) --------
+
+DRA_SLICES = "resource.k8s.io/v1"
+
+
+def dra_devices(client: KubeClient) -> dict[str, dict[str, Any]]:
+    items = client.list("ResourceSlice", api_version=DRA_SLICES)["items"]
+    return {d["name"]: d for s in items if s["spec"].get("nodeName") == NODE for d in s["spec"].get("devices") or []}
+
+
+def dra_claim_pod(name: str, template: str, script: str) -> dict[str, Any]:
+    p = pod(name, [container("main", script), container("side", script)])
+    p["spec"]["resourceClaims"] = [{"name": "gpu", "resourceClaimTemplateName": template}]
+    p["spec"]["containers"][0]["resources"] = {"claims": [{"name": "gpu"}]}
+    return p
+
+
+def test_dra_pool_is_beside_the_device_plugin_pool(client: KubeClient, record: dict[str, Any]) -> None:
+    """Two pools on one node, no GPU in both: the plugin's 8 GPUs and the DRA driver's own (host GPUs 8, 9)."""
+    devices = dra_devices(client)
+    gpus = {n: d for n, d in devices.items() if d["attributes"]["type"]["string"] == "gpu"}
+    assert sorted(gpus) == ["gpu-8", "gpu-9"]
+    assert sorted(n for n in devices if "-mig-" in n) == ["gpu-9-mig-0-3g-40gb", "gpu-9-mig-1-2g-20gb",
+                                                          "gpu-9-mig-2-1g-10gb", "gpu-9-mig-3-1g-10gb"]
+    plugin = set(plugin_inventory(record)["nvidia.com/gpu"])
+    assert not plugin & {d["attributes"]["uuid"]["string"] for d in devices.values()}
+    assert node(client)["status"]["allocatable"]["nvidia.com/gpu"] == str(REAL_GPUS)
+
+
+def test_dra_claim_injects_its_gpu_through_cdi_and_unprepare_removes_the_spec(
+        client: KubeClient, namespace: str, record: dict[str, Any]) -> None:
+    """A claim for a MIG partition: the real kubelet calls Prepare, containerd v2 injects the CDI devices into the
+    claiming container only; deleting the pod unprepares (the CDI spec is gone)."""
+    client.create({"apiVersion": DRA_SLICES, "kind": "ResourceClaimTemplate", "metadata": {"name": "mig-3g"},
+                   "spec": {"spec": {"devices": {"requests": [{"name": "gpu", "exactly": {
+                       "deviceClassName": "3g.40gb.mig.nvidia.com"}}]}}}}, namespace=namespace)
+    script = "nvidia-smi -L 2>&1; ls /dev/nvidia* 2>&1; env | grep NVIDIA_VISIBLE; echo END; exec sleep 3600"
+    run_pods(client, namespace, [dra_claim_pod("dra-mig", "mig-3g", script)], "Running")
+    main = pod_log(client, namespace, "dra-mig", "main")
+    side = pod_log(client, namespace, "dra-mig", "side")
+    mig_uuid = dra_devices(client)["gpu-9-mig-0-3g-40gb"]["attributes"]["uuid"]["string"]
+    # nvidia-smi -L lists the parent GPU and, under it, the one MIG device the claim holds
+    assert [u for u in gpu_uuids(main) if u.startswith("MIG-")] == [mig_uuid], main
+    assert "/dev/nvidia9" in device_nodes(main), main
+    assert f"NVIDIA_VISIBLE_DEVICES={mig_uuid}" in main
+    assert not gpu_uuids(side) and not device_nodes(side), side
+    cdi_dir = Path(record["dra"]["cdi_dir"])
+    assert len(list(cdi_dir.glob("*.json"))) == 1
+    delete_pods(client, namespace, ["dra-mig"])
+    deadline = time.monotonic() + 30  # Unprepare follows the pod's deletion (kubelet pod cleanup)
+    while list(cdi_dir.glob("*.json")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not list(cdi_dir.glob("*.json"))
+
+
+def test_unhealthy_dra_gpu_is_tainted_and_not_allocated(
+        client: KubeClient, namespace: str, record: dict[str, Any]) -> None:
+    """The health control file of the DRA pool: an unhealthy GPU gets the device taint in its slice and a claim
+    for exactly that GPU is not allocated; healthy again, the taint goes and the claim is allocated."""
+    uuid = dra_devices(client)["gpu-8"]["attributes"]["uuid"]["string"]
+    state = {"plugin_state_dir": record["dra"]["state_dir"]}
+    set_health(state, uuid, healthy=False)
+    try:
+        client.wait_for("ResourceSlice", api_version=DRA_SLICES, timeout=15, what="gpu-8 tainted",
+                        condition=lambda _s: bool(dra_devices(client)["gpu-8"].get("taints")))
+        client.create({"apiVersion": DRA_SLICES, "kind": "ResourceClaim", "metadata": {"name": "exact"},
+                       "spec": {"devices": {"requests": [{"name": "gpu", "exactly": {
+                           "deviceClassName": "gpu.nvidia.com", "selectors": [{"cel": {"expression":
+                               f'device.attributes["gpu.nvidia.com"].uuid == "{uuid}"'}}]}}]}}}, namespace=namespace)
+        p = pod("dra-exact", [container("main", "sleep 3600")], restart="Always")
+        p["spec"]["resourceClaims"] = [{"name": "gpu", "resourceClaimName": "exact"}]
+        p["spec"]["containers"][0]["resources"] = {"claims": [{"name": "gpu"}]}
+        client.create(p, namespace=namespace)
+        client.wait_for("Pod", namespace=namespace, name="dra-exact", timeout=30, what="dra-exact Unschedulable",
+                        condition=lambda s: any(unschedulable_message(o) for o in s.values()))
+    finally:
+        set_health(state, uuid, healthy=True)
+    client.wait_for("Pod", namespace=namespace, name="dra-exact", timeout=60, what="dra-exact Running",
+                    condition=lambda s: any(is_running(o) for o in s.values()))
+    delete_pods(client, namespace, ["dra-exact"])
+
+
 def test_kubelet_restart_plugin_reregisters(cluster: LocalCluster, client: KubeClient, namespace: str) -> None:
     log = cluster.logfile("realnode-plugin")
     registrations = log.read_text().count("registered with the kubelet")
@@ -302,6 +385,9 @@ def test_kubelet_restart_plugin_reregisters(cluster: LocalCluster, client: KubeC
     assert len(gpu_uuids(pod_log(client, namespace, "after-restart", "main"))) == 2
     with pytest.raises(UnsupportedCapability):
         cluster.restart_node("a100-0")
+    # the restarted kubelet deleted the DRA driver's slices at its start; the driver publishes them again
+    client.wait_for("ResourceSlice", api_version=DRA_SLICES, timeout=30, what="the DRA slices re-published",
+                    condition=lambda _s: "gpu-8" in dra_devices(client))
 
 
 def test_networkpolicy_is_enforced_by_the_installed_enforcer(cluster: LocalCluster, tmp_path: Path) -> None:
@@ -334,10 +420,10 @@ def test_jobset_installed_through_the_installer_serves_webhooks_the_apiserver_ca
     """JobSet v0.12.0 through the one installer at tier R: its controller pod on the real node serves its webhooks
     with the harness CA's certificate; the apiserver calls them, an invalid JobSet is refused with JobSet's own
     message, and a valid one's pods run on the real node."""
-    from harness import addons
+    from harness.providers.local import ensure_addons
     from harness.workloads import pin_to_real_node
 
-    assert addons.ensure(cluster, "jobset") == []
+    assert ensure_addons(cluster, "jobset") == []
     [manager] = client.list("Pod", "jobset-system", label_selector="control-plane=controller-manager")["items"]
     assert manager["spec"]["nodeName"] == NODE and is_running(manager)
     hooks = client.get("ValidatingWebhookConfiguration", "jobset-validating-webhook-configuration")
@@ -392,7 +478,7 @@ def test_second_real_node_on_this_host_is_refused(cluster: LocalCluster, state_r
 
 def test_down_leaves_nothing(cluster: LocalCluster, record: dict[str, Any], state_root: Path) -> None:
     pids = component_pids(cluster)
-    assert len(pids) == 3
+    assert len(pids) == 4  # containerd, kubelet, the device plugin, the DRA driver
     env = {**os.environ, "AICONFORM_STATE_DIR": str(state_root)}
     cli = str(Path(sys.executable).parent / "aiconform")
     assert "KUBE-ROUTER-FORWARD" in iptables_filter()  # the enforcer's chains, made by its pod on this host

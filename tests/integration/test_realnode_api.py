@@ -46,9 +46,11 @@ pytestmark = [pytest.mark.realnode, pytest.mark.skipif(_skip_reason() is not Non
 GROUP, VERSION = "probe.aiconform.io", "v1alpha1"
 APIGET_SRC = Path(__file__).with_name("data") / "apiget.go"
 EXTRA_LABEL = "aiconform.io/from-extra-args"
-PROFILE = {**yaml.safe_load(resolve_profile_path("local-real").read_text()),
-           # the gate alone would leave the scheduler waiting forever for a PodGroup API nobody serves
-           "controlPlane": {"featureGates": {"GenericWorkload": True},
+_BASE = yaml.safe_load(resolve_profile_path("local-real").read_text())
+PROFILE = {**_BASE,
+           # the gate alone would leave the scheduler waiting forever for a PodGroup API nobody serves; the
+           # profile's own gates (its DRA pool's) stay
+           "controlPlane": {"featureGates": {**_BASE["controlPlane"]["featureGates"], "GenericWorkload": True},
                             "runtimeConfig": {"scheduling.k8s.io/v1beta1": True}}}
 PROFILE["realNode"] = {**PROFILE["realNode"], "extraArgs": {"node-labels": f"{EXTRA_LABEL}=yes"}}
 """``local-real`` plus a feature gate (the kubelet gets it in its config file) and an extra kubelet flag."""
@@ -183,7 +185,9 @@ def test_kubelet_gets_the_profiles_gates_and_extra_flags(cluster: LocalCluster, 
     record = realnode.load_record(cluster)
     assert record is not None
     config = yaml.safe_load((cluster.dir / "realnode" / "kubelet-config.yaml").read_text())
-    assert config["featureGates"] == {"GenericWorkload": True}
+    # the profile's gates that the pinned kubelet lists (GenericWorkload; the DRA pool's beta gates; GA ones it hides)
+    assert config["featureGates"]["GenericWorkload"] is True
+    assert config["featureGates"].items() <= PROFILE["controlPlane"]["featureGates"].items()
     assert f"--node-labels={EXTRA_LABEL}=yes" in record["kubelet_argv"]
     assert client.get("Node", "aiconform-real-0")["metadata"]["labels"].get(EXTRA_LABEL) == "yes"
 

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import addons, images
+from harness import images
 from harness.addons import trainer
 from harness.config import load_profile
 from harness.errors import ApiError, WaitFailed, WaitTimeout
 from harness.kube import KubeClient
-from harness.providers.local import LocalCluster, realnode
+from harness.providers.local import LocalCluster, ensure_addons, realnode
 from harness.testing.tenants import create_run_namespace
 from harness.workloads import real_node_selector
 from reference_workloads.training import cluster as tc
@@ -48,7 +48,7 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with running_cluster("trn", tmp_path_factory.mktemp("trn"), load_profile("local-real")) as c:
-        addons.ensure(c, "jobset", "trainer")
+        ensure_addons(c, "jobset", "trainer")
         built = images.build("jax-training", progress=lambda line: None)
         c.load_image(built.archive)
         with c.client() as client:

@@ -39,13 +39,17 @@ def test_network_policy_enforcer_is_pinned_to_real_nodes_and_never_pulled() -> N
 
 
 def test_profile_addons_are_validated() -> None:
-    profile = parse_profile({"realNode": REAL, "addons": ["kube-router"]})
+    """The profile keeps the names; the addon registry judges them before the provider starts anything."""
+    from harness.addons import check_profile
+
+    profile = parse_profile({"realNode": REAL, "addons": ["kube-router", "kube-router"]})
     assert profile.addons == ("kube-router",)
+    check_profile(profile)
     with pytest.raises(ConfigError,
                        match=r"addons\[0\]: unknown addon 'calico'; known addons: jobset, karpenter, kube-router, kueue"):
-        parse_profile({"realNode": REAL, "addons": ["calico"]})
+        check_profile(parse_profile({"realNode": REAL, "addons": ["calico"]}))
     with pytest.raises(ConfigError, match=r"addons\[0\]: kube-router runs on the real node"):
-        parse_profile({"addons": ["kube-router"]})
+        check_profile(parse_profile({"addons": ["kube-router"]}))
     with pytest.raises(ConfigError, match="addons: must be a list"):
         parse_profile({"realNode": REAL, "addons": "kube-router"})
 

@@ -18,15 +18,17 @@ from harness.providers.local import LocalCluster, linuxhost, realnode
 
 
 def test_containerd_config_has_this_vms_cri_settings(tmp_path: Path) -> None:
-    text = realnode.containerd_config(tmp_path / "root", tmp_path / "state", tmp_path / "c.sock", tmp_path / "net")
+    text = realnode.containerd_config(tmp_path / "root", tmp_path / "state", tmp_path / "c.sock", tmp_path / "net",
+                                      tmp_path / "cdi")
     cfg = tomllib.loads(text)
-    assert cfg["version"] == 2 and cfg["root"] == str(tmp_path / "root") and cfg["state"] == str(tmp_path / "state")
+    assert cfg["version"] == 3 and cfg["root"] == str(tmp_path / "root") and cfg["state"] == str(tmp_path / "state")
     assert cfg["grpc"]["address"] == str(tmp_path / "c.sock")
-    cri = cfg["plugins"]["io.containerd.grpc.v1.cri"]
+    cri = cfg["plugins"]["io.containerd.cri.v1.runtime"]
     assert cri["restrict_oom_score_adj"] is True
     assert cri["netns_mounts_under_state_dir"] is True
-    assert cri["sandbox_image"] == images.PAUSE_IMAGE
-    assert cri["cni"] == {"bin_dir": "/usr/lib/cni", "conf_dir": str(tmp_path / "net"), "max_conf_num": 1}
+    assert cfg["plugins"]["io.containerd.cri.v1.images"]["pinned_images"]["sandbox"] == images.PAUSE_IMAGE
+    assert cri["cni"] == {"bin_dirs": ["/usr/lib/cni"], "conf_dir": str(tmp_path / "net"), "max_conf_num": 1}
+    assert cri["cdi_spec_dirs"] == [str(tmp_path / "cdi")]
     assert cri["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is False
     assert cfg["plugins"]["io.containerd.internal.v1.opt"]["path"].startswith(str(tmp_path))
 
@@ -110,7 +112,8 @@ def test_missing_packages_names_apt_packages(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(realnode.shutil, "which", lambda exe: None if exe in ("containerd", "runc") else "/bin/x")
     monkeypatch.setattr(realnode, "CNI_BIN_DIR", Path("/nonexistent"))
     missing = realnode.missing_packages()
-    assert {"containerd", "runc", "containernetworking-plugins"} <= set(missing)
+    assert {"runc", "containernetworking-plugins"} <= set(missing)
+    assert "containerd" not in missing  # the pinned containerd v2 (harness/versions.toml), not Debian's
 
 
 def test_mounts_under_unescapes_and_orders_deepest_first(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -79,11 +79,18 @@ SHIPPED = _shipped_pools()
 
 @pytest.mark.parametrize(("where", "raw_pool"), SHIPPED, ids=[w for w, _ in SHIPPED])
 def test_shipped_pool_simulated_node_equals_real_node(where: str, raw_pool: dict[str, Any], tmp_path: Path) -> None:
-    assert_tiers_agree(raw_pool, tmp_path)
+    # a DRA pool's spec and labels agree the same way; its GPUs are then offered as ResourceSlices instead
+    assert_tiers_agree({k: v for k, v in raw_pool.items() if k != "dra"}, tmp_path)
     profile_name, pool_name = where.split("/")
     profile = load_profile(profile_name)
     pool = next(p for p in [*profile.pools, *(profile.kind.workers if profile.kind else ())] if p.name == pool_name)
     assert pool.gpu is not None and pool.gpu.pool == pool_name
+    if getattr(pool, "dra", False):  # kind workers offer their GPUs through the device plugin only
+        from fake_gpu_plugin.dra_devices import gpu_devices_of_slices
+        from harness.dra import simulated_slices
+
+        assert not _gpu_capacity(simulated_node(pool, 0, "agree")), "a DRA pool's GPUs counted twice"
+        assert gpu_devices_of_slices(simulated_slices(pool, 0)) == pool.gpu.count
 
 
 def test_every_shipped_profile_has_gpu_pools_checked() -> None:

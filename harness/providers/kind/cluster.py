@@ -163,6 +163,9 @@ class KindCluster:
     def create(self, profile: Profile) -> Path:
         if profile.provider != PROVIDER or profile.kind is None:
             raise ConfigError(f"profile {profile.name!r} is for provider {profile.provider!r}, not kind")
+        from harness.addons import check_profile
+
+        check_profile(profile)
         self.root.mkdir(parents=True, exist_ok=True)
         with self._lock():
             fp = profile_fingerprint(profile)

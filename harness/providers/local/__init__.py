@@ -9,6 +9,7 @@ point ``local = harness.providers.local:open_cluster``.
 """
 
 from harness.providers.common import free_port, state_root
+from harness.providers.local.addons import ensure_addons
 from harness.providers.local.cluster import STOP_ORDER, LocalCluster, open_cluster, write_kubeconfig
 from harness.providers.local.nodes import (
     FAKE_NODE_IP,
@@ -24,6 +25,6 @@ from harness.providers.local.nodes import (
 
 __all__ = [
     "FAKE_NODE_IP", "LABEL_CLUSTER", "LABEL_POOL", "LABEL_SIMULATED", "SIM_ANNOTATION", "STOP_ORDER", "LocalCluster",
-    "create_nodes", "free_port", "node_ready", "open_cluster", "register_nodes", "simulated_node", "state_root",
+    "create_nodes", "ensure_addons", "free_port", "node_ready", "open_cluster", "register_nodes", "simulated_node", "state_root",
     "write_kubeconfig",
 ]

@@ -64,8 +64,8 @@ from harness.providers.local.nodes import LABEL_CLUSTER, LABEL_POOL, register_no
 from harness.providers.local.supervisor import Supervisor
 
 PROVIDER = "local"
-STOP_ORDER = ["coredns", "kube-proxy", "realnode-plugin", "kubelet", "containerd", "kwok", "kube-scheduler",
-              "kube-controller-manager", "kube-apiserver", "etcd"]
+STOP_ORDER = ["coredns", "kube-proxy", "realnode-dra", "realnode-plugin", "kubelet", "containerd", "kwok",
+              "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"]
 FACTS_TIER_S = frozenset({"simulated-nodes"})
 FACTS_TIER_R = FACTS_TIER_S | {"device-plugin"}
 """What a local cluster offers the checks by itself.  Not ``networkpolicy``: the real node's bridge CNI does not
@@ -505,6 +505,9 @@ class LocalCluster:
     def checked_settings(self, profile: Profile) -> comp.Settings:
         """settings_for, plus the profile's feature gates and component flags checked against the very binaries
         that will run (built now on first use): ConfigError naming the field and the component otherwise."""
+        from harness.addons import check_profile
+
+        check_profile(profile)
         s = self.settings_for(profile)
         resolver = self._resolver or BinaryResolver(progress=self.progress)
         names = list(CONTROL_PLANE) + (["kubelet"] if profile.real_node.enabled else [])
@@ -546,6 +549,10 @@ class LocalCluster:
             Action("simulated-nodes", f"registering {n_sim} simulated nodes in {len(profile.pools)} pools",
                    up.register_simulated_nodes),
         ]
+        from harness.config import dra_configs
+
+        if dra_configs(profile.pools, profile.real_node):
+            actions.append(Action("dra", "DRA DeviceClasses and simulated nodes' ResourceSlices", up.install_dra))
         if profile.addons:  # their host changes are undone by the run dir's teardown (addons.json)
             actions.append(Action("addons", f"installing {', '.join(profile.addons)}", up.install_addons))
         actions += [
@@ -756,7 +763,8 @@ class _BringUp:
         self._host = RealNodeHost(self.cluster, self.profile.real_node, self.bins["kubelet"],
                                   progress=self.cluster.progress,
                                   feature_gates=self.s.components.gates("kubelet"),
-                                  extra_args=self.s.components.args("kubelet"), net=net)
+                                  extra_args=self.s.components.args("kubelet"), net=net,
+                                  containerd=self.bins["containerd"])
         self._host.prepare()
 
     def start_real_node(self) -> None:
@@ -772,9 +780,16 @@ class _BringUp:
         nodes = [simulated_node(p, i, self.cluster.name) for p in self.profile.pools for i in range(p.nodes)]
         register_nodes(self.cluster.client(), nodes, timeout=120)
 
+    def install_dra(self) -> None:
+        from harness import dra
+
+        self.facts += [f for f in dra.install(self.cluster.client(), self.profile, progress=self.cluster.progress)
+                       if f not in self.facts]
+
     def install_addons(self) -> None:
-        self.facts = self.cluster._install_addons(self.profile.addons, real=self.profile.real_node.enabled,
-                                                  pools=self.profile.pools)
+        self.facts += [f for f in self.cluster._install_addons(self.profile.addons, real=self.profile.real_node.enabled,
+                                                               pools=self.profile.pools)
+                       if f not in self.facts]
 
     def write_state(self) -> None:
         state = {

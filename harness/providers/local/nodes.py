@@ -56,7 +56,8 @@ def pool_resources(pool: Pool) -> dict[str, str]:
         "ephemeral-storage": "1Ti",
     }
     if pool.gpu is not None:
-        resources.update({k: str(v) for k, v in resource_counts(pool.gpu).items()})
+        if not pool.dra:  # a DRA pool offers its GPUs through ResourceSlices (harness/dra.py), never both ways
+            resources.update({k: str(v) for k, v in resource_counts(pool.gpu).items()})
     return resources
 
 

@@ -76,13 +76,12 @@ NODE_STATUS_UPDATE_FREQUENCY = "4s"
 SYSCTLS = ("vm.overcommit_memory", "vm.panic_on_oom", "kernel.panic", "kernel.panic_on_oops",
            "kernel.keys.root_maxkeys", "kernel.keys.root_maxbytes", "net.ipv4.ip_forward")
 """What the kubelet (the first six) and the CNI bridge plugin (ip_forward) change on start."""
-COMPONENTS = ("containerd", "kubelet", "realnode-plugin")
+COMPONENTS = ("containerd", "kubelet", "realnode-plugin", "realnode-dra")
+DRA_DRIVER_NAME = "gpu.nvidia.com"  # fake_gpu_plugin.dra_devices.DRIVER (imported lazily: grpc stubs)
 MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes; containerd also makes "<socket>.ttrpc"
 
 # What to install when something is missing: executable or path -> Debian package.
-APT_PACKAGES = {
-    "containerd": "containerd",
-    "ctr": "containerd",
+APT_PACKAGES = {  # containerd itself is the pinned v2 from harness/versions.toml, not Debian's 1.6 (no CDI)
     "runc": "runc",
     "ip": "iproute2",
     "umount": "mount",
@@ -181,17 +180,21 @@ def _toml_str(value: str) -> str:
     return json.dumps(value)
 
 
-def containerd_config(root: Path, state: Path, socket: Path, cni_conf_dir: Path) -> str:
-    """containerd 1.6 config (version 2): our own dirs and socket, CRI with this VM's settings."""
-    cri = '[plugins."io.containerd.grpc.v1.cri"]'
-    runc = f'{cri[:-1]}.containerd.runtimes.runc]'
+def containerd_config(root: Path, state: Path, socket: Path, cni_conf_dir: Path, cdi_dir: Path) -> str:
+    """containerd v2 config (format version 3; containerd 2.4 migrates it in memory): our own dirs and socket, CRI
+    with this VM's settings, and CDI specs read from ``cdi_dir`` only (the DRA driver writes them there; the host's
+    /etc/cdi and /var/run/cdi are left alone)."""
+    images_plugin = "[plugins.'io.containerd.cri.v1.images']"
+    runtime_plugin = "[plugins.'io.containerd.cri.v1.runtime']"
+    runc = f"{runtime_plugin[:-1]}.containerd.runtimes.runc]"
     return "\n".join([
-        "version = 2",
+        "version = 3",
         f"root = {_toml_str(str(root))}",
         f"state = {_toml_str(str(state))}",
-        'disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",'
-        ' "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",'
-        ' "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]',
+        'disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",'
+        ' "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.erofs",'
+        ' "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing",'
+        ' "io.containerd.nri.v1.nri"]',
         "[grpc]",
         f"  address = {_toml_str(str(socket))}",
         "[ttrpc]",
@@ -200,23 +203,26 @@ def containerd_config(root: Path, state: Path, socket: Path, cni_conf_dir: Path)
         '  address = ""',
         "[metrics]",
         '  address = ""',
-        '[plugins."io.containerd.internal.v1.opt"]',
+        "[plugins.'io.containerd.internal.v1.opt']",
         f"  path = {_toml_str(str(root / 'opt'))}",
-        cri,
-        f"  sandbox_image = {_toml_str(images.PAUSE_IMAGE)}",
-        "  restrict_oom_score_adj = true",
+        images_plugin,
+        '  snapshotter = "overlayfs"',
+        f"{images_plugin[:-1]}.pinned_images]",
+        f"  sandbox = {_toml_str(images.PAUSE_IMAGE)}",
+        runtime_plugin,
+        "  restrict_oom_score_adj = true",  # this VM drops CAP_SYS_RESOURCE (PLATFORM-NOTES)
         "  netns_mounts_under_state_dir = true",
         "  enable_selinux = false",
-        f"{cri[:-1]}.containerd]",
-        '  snapshotter = "overlayfs"',
+        f"  cdi_spec_dirs = [{_toml_str(str(cdi_dir))}]",
+        f"{runtime_plugin[:-1]}.containerd]",
         '  default_runtime_name = "runc"',
         runc,
         '  runtime_type = "io.containerd.runc.v2"',
         f"{runc[:-1]}.options]",
         "  SystemdCgroup = false",
         f"  Root = {_toml_str(str(state / 'runc'))}",
-        f"{cri[:-1]}.cni]",
-        f"  bin_dir = {_toml_str(str(CNI_BIN_DIR))}",
+        f"{runtime_plugin[:-1]}.cni]",
+        f"  bin_dirs = [{_toml_str(str(CNI_BIN_DIR))}]",
         f"  conf_dir = {_toml_str(str(cni_conf_dir))}",
         "  max_conf_num = 1",
         "",
@@ -288,8 +294,11 @@ class RealNodeHost:
 
     def __init__(self, cluster: ClusterView, spec: RealNode, kubelet: Path | None, *, progress: Progress = _stderr,
                  feature_gates: Mapping[str, bool] | None = None, extra_args: Mapping[str, str] | None = None,
-                 net: netsvc.NetSpec | None = None) -> None:
+                 net: netsvc.NetSpec | None = None, containerd: Path | None = None) -> None:
         self.cluster = cluster
+        self.containerd = containerd
+        """The pinned containerd binary (harness/versions.toml); its ``ctr`` and ``containerd-shim-runc-v2`` lie
+        beside it."""
         self.spec = spec
         self.kubelet = kubelet
         self.progress = progress
@@ -321,6 +330,18 @@ class RealNodeHost:
     @property
     def socket(self) -> Path:
         return self.containerd_dir / "containerd.sock"
+
+    @property
+    def cdi_dir(self) -> Path:
+        """Where containerd reads CDI specs (and only there): the DRA driver writes them."""
+        return self.dir / "cdi"
+
+    @property
+    def ctr(self) -> str:
+        recorded = (self.record.get("containerd") or {}).get("ctr")
+        if recorded:
+            return str(recorded)
+        return str(self.containerd.with_name("ctr")) if self.containerd is not None else "ctr"
 
     @property
     def plugin_state_dir(self) -> Path:
@@ -360,7 +381,12 @@ class RealNodeHost:
         if self.spec.gpu is not None and self.spec.gpu.count > 0:
             self._start_plugin(self.spec.gpu)
             components.append("realnode-plugin")
+        if self.spec.dra is not None:
+            self._start_dra_driver(self.spec.dra.gpu)
+            components.append("realnode-dra")
         self._wait_node()
+        if self.spec.dra is not None:
+            self._wait_dra_slices()
         if self.net is not None:
             components += netsvc.start(self, self.net)
         return components
@@ -378,7 +404,8 @@ class RealNodeHost:
             "pod_cidr": POD_CIDR,
             "kubelet_root": str(KUBELET_ROOT),
             "containerd": {"socket": str(self.socket), "root": str(self.containerd_dir / "root"),
-                           "state": str(self.containerd_dir / "state")},
+                           "state": str(self.containerd_dir / "state"), "ctr": self.ctr,
+                           "binary": str(self.containerd or "")},
             "existed": existed,
             "sysctls": {name: host.read_sysctl(name) for name in SYSCTLS},
             "kubepods_existed": [str(p) for p in host.cgroup_dirs("kubepods")],
@@ -414,19 +441,25 @@ class RealNodeHost:
         self.progress(f"  real node: starting containerd ({self.socket})")
         cfg = self.containerd_dir / "config.toml"
         self.containerd_dir.mkdir(parents=True, exist_ok=True)
+        self.cdi_dir.mkdir(parents=True, exist_ok=True)
         cfg.write_text(containerd_config(self.containerd_dir / "root", self.containerd_dir / "state", self.socket,
-                                         self.dir / "cni" / "net.d"))
-        self.cluster.procs.start("containerd", [shutil.which("containerd") or "containerd", "--config", str(cfg)])
+                                         self.dir / "cni" / "net.d", self.cdi_dir))
+        if self.containerd is None:
+            raise ClusterError("the real node was prepared without a containerd binary")
+        # containerd finds containerd-shim-runc-v2 on PATH: the pinned one, beside it, first
+        path = os.pathsep.join([str(self.containerd.parent), os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")])
+        self.cluster.procs.start("containerd", [str(self.containerd), "--config", str(cfg)],
+                                 env={**os.environ, "PATH": path})
         self.cluster.procs.wait_ready("containerd", self._ctr_ok, timeout=30, what="containerd's socket")
         for archive in archives:
             self.import_image(archive)
 
     def import_image(self, archive: Path) -> None:
         """Import an image archive into the node's containerd (namespace k8s.io): pods use it without a pull."""
-        images.import_archive(archive, self.socket, timeout=300)
+        images.import_archive(archive, self.socket, timeout=300, ctr=self.ctr)
 
     def _ctr(self, *args: str, timeout: float = 60) -> proc.Result:
-        return proc.run(["ctr", "--address", str(self.socket), "--namespace", "k8s.io", *args], timeout=timeout)
+        return proc.run([self.ctr, "--address", str(self.socket), "--namespace", "k8s.io", *args], timeout=timeout)
 
     def _ctr_ok(self) -> bool:
         if not self.socket.exists():
@@ -494,11 +527,58 @@ class RealNodeHost:
                 "--metrics-addr", f"127.0.0.1:{port}", "--kubeconfig", str(self.cluster.kubeconfig())]
         self.cluster.procs.start("realnode-plugin", argv, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
+    @property
+    def dra_state_dir(self) -> Path:
+        return self.cluster.dir / "fake-gpu" / f"{self.spec.name}-dra"
+
+    def dra_first_index(self) -> int:
+        """The DRA pool's GPUs follow the device plugin's on the host (GPUs N.. when it has N): no GPU in both."""
+        return self.spec.gpu.count if self.spec.gpu is not None else 0
+
+    def _start_dra_driver(self, gpu: InventoryConfig) -> None:
+        first = self.dra_first_index()
+        self.progress(f"  real node: starting the DRA driver {DRA_DRIVER_NAME} ({gpu.count} x {gpu.model}, host "
+                      f"GPUs {first}..{first + gpu.count - 1}; CDI specs in {self.cdi_dir})")
+        cfg = self.dir / "fake-gpu-dra.json"
+        cfg.write_text(json.dumps(to_pool(gpu, name=f"{self.spec.name}-dra"), indent=2))
+        self.record |= {"dra": {"config": str(cfg), "state_dir": str(self.dra_state_dir), "cdi_dir": str(self.cdi_dir),
+                                "sockets": [str(KUBELET_ROOT / "plugins_registry" / f"{DRA_DRIVER_NAME}-reg.sock"),
+                                            str(KUBELET_ROOT / "plugins" / DRA_DRIVER_NAME / "dra.sock")]}}
+        self._save()
+        argv = [sys.executable, "-m", "fake_gpu_plugin", "serve-dra", "--config", str(cfg),
+                "--node-name", self.spec.name, "--first-index", str(first), "--kubelet-root", str(KUBELET_ROOT),
+                "--cdi-dir", str(self.cdi_dir), "--state-dir", str(self.dra_state_dir),
+                "--kubeconfig", str(self.cluster.kubeconfig())]
+        self.cluster.procs.start("realnode-dra", argv, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    def _wait_dra_slices(self, timeout: float = 60) -> None:
+        """Watch until the driver's ResourceSlices for this node are in the API (it publishes them once the
+        kubelet has registered it)."""
+        name = self.spec.name
+        self.progress(f"  real node: waiting for the DRA driver's ResourceSlices of {name}")
+
+        def published(state: dict[str, Any]) -> bool:
+            return any(s.get("spec", {}).get("nodeName") == name and s.get("spec", {}).get("devices")
+                       for s in state.values())
+
+        def failure(_state: dict[str, Any]) -> str | None:
+            return next(filter(None, map(self.cluster.procs.died, COMPONENTS)), None)
+
+        try:
+            self.cluster.client().wait_for("ResourceSlice", api_version="resource.k8s.io/v1", condition=published,
+                                           failure=failure, timeout=timeout,
+                                           what=f"the DRA driver's ResourceSlices of node {name}")
+        except (WaitTimeout, WaitFailed) as err:
+            raise ClusterError(f"{err} (driver log: {self.cluster.logfile('realnode-dra')}, kubelet log: "
+                               f"{self.cluster.logfile('kubelet')})") from err
+
     def node_labels(self) -> dict[str, str]:
         """The node's labels: the GPU labels of its spec (the owner every GPU node shares), then the profile's."""
         labels = {REAL_NODE_LABEL: "true", "aiconform.io/cluster": self.cluster.name}
         if self.spec.gpu is not None:
             labels |= gpu_labels.node_labels(self.spec.gpu)
+        elif self.spec.dra is not None:  # DRA GPUs only: still declare the fake (tier detection reads it)
+            labels["aiconform.io/fake-gpu"] = "true"
         return labels | dict(self.spec.labels)
 
     def expected_resources(self) -> dict[str, str]:
@@ -622,6 +702,9 @@ def host_leftovers(record: dict[str, Any], run_dir: Path, pids: list[int]) -> li
     left += [f"sysctl {k}" for k, v in record["sysctls"].items() if v is not None and host.read_sysctl(k) != v]
     left += [f"dir {p}" for p, existed in record["existed"].items() if not existed and Path(p).exists()]
     left += netsvc.leftovers(record)
+    dra = record.get("dra") or {}
+    left += [f"DRA socket {p}" for p in dra.get("sockets", []) if Path(p).exists()]
+    left += [f"CDI spec {p}" for p in (Path(dra["cdi_dir"]).glob("*.json") if dra.get("cdi_dir") else [])]
     holder = _claim_holder()
     if holder is not None and holder.get("run_dir") == str(run_dir):
         left.append(f"host claim {HOST_CLAIM}")
@@ -631,10 +714,19 @@ def host_leftovers(record: dict[str, Any], run_dir: Path, pids: list[int]) -> li
 
 
 def _stop_node_daemons(cluster: ClusterView, record: dict[str, Any]) -> list[str]:
-    for comp in ("kubelet", "realnode-plugin"):
+    """The DRA driver first (on SIGTERM it deletes its ResourceSlices while the apiserver still answers), then the
+    kubelet and the device plugin; then whatever of the driver's CDI specs and sockets is left."""
+    for comp in ("realnode-dra", "kubelet", "realnode-plugin"):
         if proc.stop_pidfile(cluster.pidfile(comp)):
             cluster.progress(f"stopped {comp}")
-    return []
+    left = []
+    dra = record.get("dra") or {}
+    for path in [*dra.get("sockets", []), *(str(p) for p in Path(dra.get("cdi_dir", "/nonexistent")).glob("*.json"))]:
+        try:
+            Path(path).unlink(missing_ok=True)
+        except OSError as err:
+            left.append(f"{path} ({err.strerror})")
+    return left
 
 
 def _container_pids(record: dict[str, Any]) -> list[int]:
@@ -647,7 +739,7 @@ def _remove_containers(cluster: ClusterView, record: dict[str, Any]) -> list[str
     survivors = host.kill_pids(_container_pids(record))
     socket = record["containerd"]["socket"]
     if Path(socket).exists() and _alive(cluster, "containerd"):
-        ctr = ["ctr", "--address", socket, "--namespace", "k8s.io"]
+        ctr = [record["containerd"].get("ctr") or "ctr", "--address", socket, "--namespace", "k8s.io"]
         tasks = proc.run([*ctr, "tasks", "ls", "-q"], timeout=30, check=False).stdout.split()
         for task in tasks:
             proc.run([*ctr, "tasks", "delete", "--force", task], timeout=30, check=False)

@@ -1,0 +1,219 @@
+"""What a node's GPUs look like through Dynamic Resource Allocation: ResourceSlices, DeviceClasses, device names.
+
+Owns the DRA face of an ``Inventory`` (the same inventory and GPU spec the device plugin serves): the
+``resource.k8s.io/v1`` ResourceSlice objects of one node's pool, the DeviceClasses that select them, and the
+mapping back from an allocated device name to its unit.  Pure data: no gRPC, no files, no API calls.  The real
+node's DRA driver (``dra_plugin``) publishes these slices; the harness publishes the very same ones for simulated
+(KWOK) nodes, so the scheduler's allocator sees one format at both tiers.
+
+The slices of one pool (pool name = node name, ``nodeName`` set):
+- every unit (a whole GPU, or a MIG device where the spec carves one) is a device named ``gpu-<i>`` or
+  ``gpu-<i>-mig-<slot>-<profile>`` (dots turned into dashes), with attributes under the driver's domain
+  (``device.attributes["gpu.nvidia.com"]``): ``type`` (``gpu``/``mig``), ``uuid``, ``productName``, ``index``,
+  ``minor``, ``architecture``, ``cudaComputeCapability`` (a semver ``version``), ``numaNode``; MIG devices add
+  ``profile``, ``parentUUID``, ``parentIndex``; capacity ``memory`` (a quantity, ``device.capacity[...]``);
+- MIG as *partitionable devices* (DRAPartitionableDevices): a carved GPU is published whole *and* as its MIG
+  devices; each consumes counters (``memory-slices``/``compute-slices``) of that GPU's counter set, so the
+  allocator hands out either the whole GPU or partitions of it, never both.  The counter sets go in a slice of
+  their own (the API allows devices or counters in one slice, not both);
+- time-slicing (``sharing.timeSlicing.replicas`` > 1) as *consumable capacity* (DRAConsumableCapacity): the device
+  has ``allowMultipleAllocations`` and a ``shares`` capacity of ``replicas`` (each allocation takes 1 by default) and
+  ``memory`` (each takes ``memory / replicas`` by default), so at most ``replicas`` claims share it;
+- an unhealthy unit carries the device taint ``gpu.nvidia.com/unhealthy=true:NoSchedule`` (DRADeviceTaints): the
+  scheduler does not allocate it unless a request tolerates that taint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fake_gpu_plugin.config import COMPUTE_SLICES, MEMORY_SLICES, InventoryConfig
+from fake_gpu_plugin.inventory import Inventory, MigDevice, PhysicalGpu, Unit, parent_gpu
+
+DRIVER = "gpu.nvidia.com"
+"""The DRA driver name (NVIDIA's own), also the attribute domain and the name of the whole-GPU DeviceClass."""
+MIG_CLASS = "mig.nvidia.com"
+"""The DeviceClass of every MIG device (NVIDIA's own name); one more per profile: ``<profile>.mig.nvidia.com``."""
+API_VERSION = "resource.k8s.io/v1"
+UNHEALTHY_TAINT = {"key": f"{DRIVER}/unhealthy", "value": "true", "effect": "NoSchedule"}
+SHARES = "shares"
+MAX_DEVICES_PER_SLICE = 64
+"""The API's limit for a slice whose devices use taints or counters (128 otherwise; 64 keeps one rule)."""
+FAKE_DRIVER_VERSION = "550.54.15"
+"""The driver version the fake nvidia-smi prints (deploy/nvidia-smi)."""
+
+FEATURE_GATES = {
+    "partitionable": "DRAPartitionableDevices",
+    "consumable-capacity": "DRAConsumableCapacity",
+    "device-taints": "DRADeviceTaints",
+}
+"""Feature → the Kubernetes feature gate it needs (kube-apiserver, kube-scheduler, kubelet)."""
+
+
+@dataclass(frozen=True)
+class PublishedDevice:
+    """One DRA device of the pool and the unit behind it."""
+
+    name: str
+    unit: Unit
+    whole_of_carved: bool = False
+    """A carved GPU published whole (partitionable): its MIG devices are published as well."""
+
+
+def features_used(config: InventoryConfig) -> list[str]:
+    """The DRA features a pool with this spec publishes (keys of ``FEATURE_GATES``); taints are always used (a
+    device may turn unhealthy)."""
+    out = []
+    if config.mig.enabled and any(config.mig.layout):
+        out.append("partitionable")
+    if config.time_slicing.enabled:
+        out.append("consumable-capacity")
+    out.append("device-taints")
+    return out
+
+
+def device_name(unit: Unit) -> str:
+    if isinstance(unit, MigDevice):
+        return f"gpu-{unit.parent.index}-mig-{unit.slot}-{unit.profile.name.replace('.', '-')}"
+    return f"gpu-{unit.index}"
+
+
+def devices(inventory: Inventory) -> list[PublishedDevice]:
+    """Every device of the pool, in a stable order: per GPU the whole GPU, then its MIG devices."""
+    out: list[PublishedDevice] = []
+    for gpu in inventory.gpus:
+        migs = [m for m in inventory.mig_devices if m.parent.index == gpu.index]
+        out.append(PublishedDevice(device_name(gpu), gpu, whole_of_carved=bool(migs)))
+        out += [PublishedDevice(device_name(m), m) for m in migs]
+    return out
+
+
+def device_index(inventory: Inventory) -> dict[str, PublishedDevice]:
+    return {d.name: d for d in devices(inventory)}
+
+
+def counter_set_name(gpu: PhysicalGpu) -> str:
+    return f"gpu-{gpu.index}-slices"
+
+
+def _quantity_mib(mib: int) -> str:
+    return f"{mib}Mi"
+
+
+def _attributes(unit: Unit) -> dict[str, dict[str, Any]]:
+    gpu = parent_gpu(unit)
+    model = gpu.model
+    attrs: dict[str, dict[str, Any]] = {
+        "type": {"string": "mig" if isinstance(unit, MigDevice) else "gpu"},
+        "uuid": {"string": unit.uuid},
+        "productName": {"string": model.product},
+        "brand": {"string": "Nvidia"},
+        "architecture": {"string": model.family},
+        "cudaComputeCapability": {"version": f"{model.compute_major}.{model.compute_minor}.0"},
+        "driverVersion": {"version": FAKE_DRIVER_VERSION},
+        "index": {"int": gpu.index},
+        "minor": {"int": gpu.minor},
+        "numaNode": {"int": unit.numa_node},
+    }
+    if isinstance(unit, MigDevice):
+        attrs |= {"profile": {"string": unit.profile.name}, "parentUUID": {"string": gpu.uuid},
+                  "parentIndex": {"int": gpu.index}}
+    return attrs
+
+
+def _device(dev: PublishedDevice, config: InventoryConfig, unhealthy: bool) -> dict[str, Any]:
+    unit = dev.unit
+    out: dict[str, Any] = {"name": dev.name, "attributes": _attributes(unit)}
+    memory: dict[str, Any] = {"value": _quantity_mib(unit.memory_mib)}
+    capacity: dict[str, Any] = {"memory": memory}
+    slicing = config.time_slicing
+    if slicing.enabled:
+        out["allowMultipleAllocations"] = True
+        memory["requestPolicy"] = {"default": _quantity_mib(unit.memory_mib // slicing.replicas),
+                                   "validRange": {"min": "1Mi"}}
+        capacity[SHARES] = {"value": str(slicing.replicas),
+                            "requestPolicy": {"default": "1", "validRange": {"min": "1", "step": "1"}}}
+    out["capacity"] = capacity
+    gpu = parent_gpu(unit)
+    if dev.whole_of_carved:
+        out["consumesCounters"] = [{"counterSet": counter_set_name(gpu), "counters": {
+            "memory-slices": {"value": str(MEMORY_SLICES)}, "compute-slices": {"value": str(COMPUTE_SLICES)}}}]
+    elif isinstance(unit, MigDevice):
+        out["consumesCounters"] = [{"counterSet": counter_set_name(gpu), "counters": {
+            "memory-slices": {"value": str(unit.profile.memory_slices)},
+            "compute-slices": {"value": str(unit.profile.compute_slices)}}}]
+    if unhealthy:
+        out["taints"] = [dict(UNHEALTHY_TAINT)]
+    return out
+
+
+def slice_name(node: str, part: str) -> str:
+    return f"{node}-{DRIVER}-{part}"
+
+
+def resource_slices(inventory: Inventory, *, unhealthy: frozenset[str] = frozenset(), generation: int = 1,
+                    labels: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """The ResourceSlice objects of the node's pool (pool name = node name, ``nodeName`` set).
+
+    ``unhealthy``: GPU/MIG UUIDs held unhealthy (a GPU's taint covers its MIG devices); ``generation``: the pool
+    generation (bump it on every change, so the scheduler drops slices of an older one).
+    """
+    node = inventory.node_name
+    published = devices(inventory)
+    carved = [g for g in inventory.gpus if any(d.whole_of_carved and d.unit is g for d in published)]
+    bodies = [_device(d, inventory.config, bool({d.unit.uuid, parent_gpu(d.unit).uuid} & unhealthy))
+              for d in published]
+    chunks = [bodies[i:i + MAX_DEVICES_PER_SLICE] for i in range(0, len(bodies), MAX_DEVICES_PER_SLICE)] or [[]]
+    specs: list[tuple[str, dict[str, Any]]] = []
+    if carved:
+        specs.append(("counters", {"sharedCounters": [
+            {"name": counter_set_name(g), "counters": {"memory-slices": {"value": str(MEMORY_SLICES)},
+                                                       "compute-slices": {"value": str(COMPUTE_SLICES)}}}
+            for g in carved]}))
+    specs += [(f"devices-{i}", {"devices": chunk}) for i, chunk in enumerate(chunks)]
+    out = []
+    for part, body in specs:
+        spec = {"driver": DRIVER, "nodeName": node,
+                "pool": {"name": node, "generation": generation, "resourceSliceCount": len(specs)}, **body}
+        meta: dict[str, Any] = {"name": slice_name(node, part)}
+        if labels:
+            meta["labels"] = dict(labels)
+        out.append({"apiVersion": API_VERSION, "kind": "ResourceSlice", "metadata": meta, "spec": spec})
+    return out
+
+
+def _class(name: str, expression: str, labels: Mapping[str, str] | None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name}
+    if labels:
+        meta["labels"] = dict(labels)
+    return {"apiVersion": API_VERSION, "kind": "DeviceClass", "metadata": meta,
+            "spec": {"selectors": [{"cel": {"expression": expression}}]}}
+
+
+def device_classes(configs: Iterable[InventoryConfig], *,
+                   labels: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """``gpu.nvidia.com`` (whole GPUs), ``mig.nvidia.com`` (every MIG device) and ``<profile>.mig.nvidia.com`` per
+    MIG profile any of ``configs`` carves."""
+    attr = f'device.attributes["{DRIVER}"]'
+    base = f'device.driver == "{DRIVER}"'
+    out = [_class(DRIVER, f'{base} && {attr}.type == "gpu"', labels),
+           _class(MIG_CLASS, f'{base} && {attr}.type == "mig"', labels)]
+    profiles = sorted({name for c in configs if c.mig.enabled for per_gpu in c.mig.layout for name in per_gpu})
+    out += [_class(f"{p}.{MIG_CLASS}", f'{base} && {attr}.type == "mig" && {attr}.profile == "{p}"', labels)
+            for p in profiles]
+    return out
+
+
+def gpu_devices_of_slices(slices: Iterable[Mapping[str, Any]]) -> int:
+    """Whole GPUs offered through DRA by these slices (what tier detection and GPU totals count)."""
+    total = 0
+    for s in slices:
+        spec = s.get("spec", {})
+        if spec.get("driver") != DRIVER:
+            continue
+        for dev in spec.get("devices") or []:
+            if (dev.get("attributes", {}).get("type") or {}).get("string") == "gpu":
+                total += 1
+    return total

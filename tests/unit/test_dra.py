@@ -1,0 +1,231 @@
+"""The DRA face of the fake GPUs without a cluster: ResourceSlices and DeviceClasses (their format is checked against
+the real apiserver by tests/integration/test_dra.py), CDI specs, the profile's DRA checks, the containerd v2 config,
+and the driver's gRPC services called over their unix sockets the way the kubelet calls them (the API the driver
+reads claims from is an in-memory stand-in: this is the plugin's unit, not the cluster)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from fake_gpu_plugin import cdi
+from fake_gpu_plugin.api import dra_pb2 as dra_pb
+from fake_gpu_plugin.api import dra_pb2_grpc as dra_grpc
+from fake_gpu_plugin.api import pluginregistration_pb2 as reg_pb
+from fake_gpu_plugin.api import pluginregistration_pb2_grpc as reg_grpc
+from fake_gpu_plugin.config import parse_gpu
+from fake_gpu_plugin.dra_devices import DRIVER, UNHEALTHY_TAINT, device_classes, features_used, resource_slices
+from fake_gpu_plugin.dra_plugin import DraDriver, DraSettings
+from fake_gpu_plugin.errors import PluginError
+from fake_gpu_plugin.hostfiles import HostPaths
+from fake_gpu_plugin.inventory import build_inventory
+from fake_gpu_plugin.kubeapi import ApiError
+from harness.config import parse_profile
+from harness.dra import memory_mib
+from harness.errors import ConfigError
+from harness.providers.local.realnode import containerd_config
+
+MIG = {"model": "A100-SXM4-80GB", "count": 2, "mig": {"strategy": "mixed", "layout": [[], ["3g.40gb", "1g.10gb"]]}}
+GATES = {"DRAPartitionableDevices": True, "DRAConsumableCapacity": True, "DRADeviceTaints": True}
+
+
+def _devices(slices: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {d["name"]: d for s in slices for d in s["spec"].get("devices", [])}
+
+
+def test_mig_gpu_is_published_whole_and_as_partitions_sharing_its_counters() -> None:
+    inv = build_inventory(parse_gpu(MIG), "n1")
+    slices = resource_slices(inv)
+    assert [s["metadata"]["name"] for s in slices] == ["n1-gpu.nvidia.com-counters", "n1-gpu.nvidia.com-devices-0"]
+    assert all(s["spec"]["pool"] == {"name": "n1", "generation": 1, "resourceSliceCount": 2} for s in slices)
+    assert all(s["spec"]["nodeName"] == "n1" and s["spec"]["driver"] == DRIVER for s in slices)
+    counters = slices[0]["spec"]["sharedCounters"]
+    assert [c["name"] for c in counters] == ["gpu-1-slices"]
+    devs = _devices(slices)
+    assert sorted(devs) == ["gpu-0", "gpu-1", "gpu-1-mig-0-3g-40gb", "gpu-1-mig-1-1g-10gb"]
+    assert "consumesCounters" not in devs["gpu-0"]
+    whole = devs["gpu-1"]["consumesCounters"][0]["counters"]
+    part = devs["gpu-1-mig-0-3g-40gb"]["consumesCounters"][0]["counters"]
+    assert whole == {"memory-slices": {"value": "8"}, "compute-slices": {"value": "7"}}
+    assert part == {"memory-slices": {"value": "4"}, "compute-slices": {"value": "3"}}
+    mig = devs["gpu-1-mig-0-3g-40gb"]["attributes"]
+    assert mig["type"] == {"string": "mig"} and mig["profile"] == {"string": "3g.40gb"}
+    assert mig["parentUUID"]["string"] == devs["gpu-1"]["attributes"]["uuid"]["string"]
+    assert devs["gpu-0"]["attributes"]["productName"] == {"string": "NVIDIA A100-SXM4-80GB"}
+    assert devs["gpu-0"]["attributes"]["cudaComputeCapability"] == {"version": "8.0.0"}
+    assert memory_mib(devs["gpu-0"]) == 81920 and memory_mib({"capacity": {"memory": {"value": "80Gi"}}}) == 81920
+    assert features_used(parse_gpu(MIG)) == ["partitionable", "device-taints"]
+
+
+def test_unhealthy_gpu_and_its_partitions_are_tainted() -> None:
+    inv = build_inventory(parse_gpu(MIG), "n1")
+    bad = inv.gpus[1].uuid
+    devs = _devices(resource_slices(inv, unhealthy=frozenset({bad}), generation=7))
+    assert devs["gpu-1"]["taints"] == [UNHEALTHY_TAINT]
+    assert devs["gpu-1-mig-1-1g-10gb"]["taints"] == [UNHEALTHY_TAINT]
+    assert "taints" not in devs["gpu-0"]
+
+
+def test_time_sliced_gpu_is_one_device_with_consumable_shares() -> None:
+    inv = build_inventory(parse_gpu({"model": "T4", "count": 1, "sharing": {"timeSlicing": {"replicas": 4}}}), "n")
+    dev = _devices(resource_slices(inv))["gpu-0"]
+    assert dev["allowMultipleAllocations"] is True
+    assert dev["capacity"]["shares"]["value"] == "4"
+    assert dev["capacity"]["shares"]["requestPolicy"]["default"] == "1"
+    assert dev["capacity"]["memory"]["requestPolicy"]["default"] == "3840Mi"
+
+
+def test_device_classes_cover_gpus_mig_and_each_profile() -> None:
+    names = [c["metadata"]["name"] for c in device_classes([parse_gpu(MIG)])]
+    assert names == ["gpu.nvidia.com", "mig.nvidia.com", "1g.10gb.mig.nvidia.com", "3g.40gb.mig.nvidia.com"]
+
+
+def test_dra_pool_gpus_are_not_the_device_plugin_gpus() -> None:
+    dp = build_inventory(parse_gpu({"model": "A100-SXM4-80GB", "count": 8}), "node")
+    dra = build_inventory(parse_gpu({"model": "A100-SXM4-80GB", "count": 2}), "node", first_index=8)
+    assert [g.minor for g in dra.gpus] == [8, 9]
+    assert not ({g.uuid for g in dp.gpus} & {g.uuid for g in dra.gpus})
+
+
+def _profile(dra: dict[str, Any], gates: dict[str, bool] | None = None, version: str = "") -> dict[str, Any]:
+    return {"name": "t", "controlPlane": {"featureGates": gates or {}, "kubernetesVersion": version},
+            "realNode": {"enabled": True, "gpu": {"model": "T4", "count": 1}, "dra": dra}}
+
+
+def test_profile_names_the_gate_a_dra_feature_needs() -> None:
+    with pytest.raises(ConfigError, match="realNode.dra: its GPUs use DRA partitionable, which needs feature gate "
+                                          "DRAPartitionableDevices; controlPlane.featureGates.DRAPartitionableDevices "
+                                          "is not set"):
+        parse_profile(_profile({"gpu": MIG}, {"DRADeviceTaints": True}))
+    with pytest.raises(ConfigError, match="DRADeviceTaints is off"):
+        parse_profile(_profile({"gpu": {"model": "T4"}}, {"DRADeviceTaints": False}))
+    assert parse_profile(_profile({"gpu": MIG}, GATES)).real_node.dra is not None
+    assert parse_profile(_profile({"enabled": False, "gpu": MIG})).real_node.dra is None
+
+
+def test_profile_refuses_dra_before_v1() -> None:
+    with pytest.raises(ConfigError, match="DRA needs resource.k8s.io/v1, served from Kubernetes 1.34; "
+                                          "controlPlane.kubernetesVersion is 1.33.5"):
+        parse_profile(_profile({"gpu": {"model": "T4"}}, GATES, version="1.33.5"))
+
+
+def test_containerd_config_is_format_3_with_cdi_and_this_vms_settings(tmp_path: Path) -> None:
+    text = containerd_config(tmp_path / "root", tmp_path / "state", tmp_path / "c.sock", tmp_path / "net.d",
+                             tmp_path / "cdi")
+    import tomllib
+
+    cfg = tomllib.loads(text)
+    assert cfg["version"] == 3
+    runtime = cfg["plugins"]["io.containerd.cri.v1.runtime"]
+    assert runtime["restrict_oom_score_adj"] is True
+    assert runtime["cdi_spec_dirs"] == [str(tmp_path / "cdi")]
+    assert runtime["cni"]["conf_dir"] == str(tmp_path / "net.d")
+    assert cfg["plugins"]["io.containerd.cri.v1.images"]["pinned_images"]["sandbox"].startswith("aiconform.local/")
+
+
+def test_cdi_spec_per_claim(tmp_path: Path) -> None:
+    inv = build_inventory(parse_gpu({"model": "A100-SXM4-80GB", "count": 2}), "n", first_index=8)
+    paths = HostPaths(tmp_path / "state")
+    paths.alloc_dir.mkdir(parents=True)
+    path = cdi.write_claim_spec(tmp_path / "cdi", "uid-1", [cdi.ClaimDevice("gpu-9", inv.gpus[1])], paths)
+    spec = json.loads(path.read_text())
+    assert spec["kind"] == "k8s.gpu.nvidia.com/claim"
+    assert [d["name"] for d in spec["devices"]] == ["uid-1-gpu-9"]
+    assert spec["devices"][0]["containerEdits"]["deviceNodes"][0]["path"] == "/dev/nvidia9"
+    assert f"NVIDIA_VISIBLE_DEVICES={inv.gpus[1].uuid}" in spec["containerEdits"]["env"]
+    assert {m["containerPath"] for m in spec["containerEdits"]["mounts"]} == {
+        "/usr/local/bin/nvidia-smi", "/etc/aiconform-fake-gpu/devices"}
+    assert cdi.qualified("uid-1", "gpu-9") == "k8s.gpu.nvidia.com/claim=uid-1-gpu-9"
+    assert cdi.remove_claim_spec(tmp_path / "cdi", "uid-1", paths) and cdi.our_specs(tmp_path / "cdi") == []
+
+
+class _Api:
+    """An in-memory apiserver for the driver's few requests (slices by name, claims by namespace/name)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, Any] = {}
+
+    def request(self, method: str, path: str, body: Any = None, **_: Any) -> Any:
+        base = path.split("?", 1)[0]
+        if method == "GET" and base.endswith("/resourceslices"):
+            return {"items": [o for k, o in self.objects.items() if k.startswith(base + "/")]}
+        if method == "GET":
+            if base not in self.objects:
+                raise ApiError(method, path, 404, "not found")
+            return self.objects[base]
+        if method in ("POST",):
+            self.objects[f"{base}/{body['metadata']['name']}"] = {**body, "metadata": {**body["metadata"],
+                                                                                      "resourceVersion": "1"}}
+            return body
+        if method == "PUT":
+            self.objects[base] = body
+            return body
+        if method == "DELETE":
+            self.objects.pop(base, None)
+            return {}
+        raise PluginError(f"unexpected {method} {path}")
+
+
+def test_driver_serves_registration_and_prepares_claims_over_its_sockets(tmp_path: Path) -> None:
+    inv = build_inventory(parse_gpu({"model": "A100-SXM4-80GB", "count": 2}), "node-a", first_index=8)
+    api = _Api()
+    api.objects["/apis/resource.k8s.io/v1/namespaces/ns/resourceclaims/c"] = {
+        "metadata": {"uid": "u1", "name": "c", "namespace": "ns"},
+        "status": {"allocation": {"devices": {"results": [
+            {"request": "gpu", "driver": DRIVER, "pool": "node-a", "device": "gpu-9"}]}}}}
+    settings = DraSettings(node_name="node-a", kubelet_root=tmp_path / "k", cdi_dir=tmp_path / "cdi",
+                           state_dir=tmp_path / "s", device_nodes=False)
+    with DraDriver(inv, settings, api) as driver:
+        with grpc.insecure_channel(f"unix://{settings.registration_socket}") as ch:
+            info = reg_grpc.RegistrationStub(ch).GetInfo(reg_pb.InfoRequest(), timeout=5)
+            assert (info.type, info.name, info.endpoint) == ("DRAPlugin", DRIVER, str(settings.dra_socket))
+            assert list(info.supported_versions) == ["v1.DRAPlugin"]
+            reg_grpc.RegistrationStub(ch).NotifyRegistrationStatus(
+                reg_pb.RegistrationStatus(plugin_registered=True), timeout=5)
+        assert sorted(api.objects)[-1].endswith("/resourceslices/node-a-gpu.nvidia.com-devices-0")
+        claim = dra_pb.Claim(namespace="ns", uid="u1", name="c")
+        with grpc.insecure_channel(f"unix://{settings.dra_socket}") as ch:
+            stub = dra_grpc.DRAPluginStub(ch)
+            got = stub.NodePrepareResources(dra_pb.NodePrepareResourcesRequest(claims=[claim]), timeout=5)
+            dev = got.claims["u1"].devices[0]
+            assert (dev.pool_name, dev.device_name, list(dev.request_names)) == ("node-a", "gpu-9", ["gpu"])
+            assert list(dev.cdi_device_ids) == ["k8s.gpu.nvidia.com/claim=u1-gpu-9"]
+            assert cdi.our_specs(settings.cdi_dir) and driver.prepared_claims() == ["u1"]
+            wrong = dra_pb.Claim(namespace="ns", uid="other", name="c")
+            bad = stub.NodePrepareResources(dra_pb.NodePrepareResourcesRequest(claims=[wrong]), timeout=5)
+            assert "has uid u1, not other" in bad.claims["other"].error
+            stub.NodeUnprepareResources(dra_pb.NodeUnprepareResourcesRequest(claims=[claim]), timeout=5)
+            assert not cdi.our_specs(settings.cdi_dir) and driver.prepared_claims() == []
+        ops = [json.loads(ln)["op"] for ln in settings.calls_log.read_text().splitlines()]
+        assert ops == ["prepare", "prepare", "unprepare"]
+    assert not settings.registration_socket.exists() and not settings.dra_socket.exists()
+    assert not [k for k in api.objects if "/resourceslices/" in k]
+
+
+class _Lister:
+    """Answers ``list`` with fixed Node and ResourceSlice items (detect_tier reads nothing else)."""
+
+    def __init__(self, nodes: list[dict[str, Any]], slices: list[dict[str, Any]]) -> None:
+        self.items = {"Node": nodes, "ResourceSlice": slices}
+
+    def list(self, kind: str, *_: Any, **__: Any) -> dict[str, Any]:
+        return {"items": self.items[kind]}
+
+
+def test_tier_detection_counts_gpus_offered_through_dra() -> None:
+    from typing import cast
+
+    from harness.kube import KubeClient
+    from harness.testing import detect_tier
+
+    gpu_node = {"metadata": {"name": "n1", "labels": {}}, "status": {"allocatable": {}}}
+    inv = build_inventory(parse_gpu({"model": "H100", "count": 2}), "n1")
+    with_dra = _Lister([gpu_node], resource_slices(inv))
+    assert detect_tier(cast(KubeClient, with_dra)) == "G"  # a real node whose GPUs come only through DRA
+    assert detect_tier(cast(KubeClient, _Lister([gpu_node], []))) == "S"
+    fake = {"metadata": {"name": "n1", "labels": {"aiconform.io/fake-gpu": "true"}}, "status": {"allocatable": {}}}
+    assert detect_tier(cast(KubeClient, _Lister([fake], resource_slices(inv)))) == "R"
