@@ -137,12 +137,10 @@ class RunResults:
 # --- to and from JSON data ---------------------------------------------------------------------------------
 
 
-def to_dict(results: RunResults) -> dict[str, Any]:
-    """Plain JSON data for ``results.json``; keys in a stable, readable order.  ``conformance`` (the headline and
-    which CNCF MUSTs a check evidenced, harness.report.verdicts) is derived from the checks: written for readers,
-    ignored on load."""
-    from harness.report.verdicts import conformance_dict  # verdicts builds on this module
-
+def to_dict(results: RunResults, derived: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Plain JSON data for ``results.json``; keys in a stable, readable order.  ``derived`` (e.g. ``conformance``:
+    the headline and which CNCF MUSTs a check evidenced, from harness.report.verdicts, which builds on this module)
+    is written after the summary for readers and ignored on load."""
     info = results.info
     return {
         "schema_version": results.schema_version,
@@ -158,7 +156,7 @@ def to_dict(results: RunResults) -> dict[str, Any]:
             "seed": info.seed,
         },
         "summary": {s.value: n for s, n in results.counts().items()},
-        "conformance": conformance_dict(results),
+        **dict(derived or {}),
         "checks": [
             {
                 "id": c.id,
@@ -315,17 +313,18 @@ def load_results(path: str | os.PathLike[str]) -> RunResults:
     return from_dict(data, str(file))
 
 
-def dump_json(results: RunResults) -> str:
+def dump_json(results: RunResults, derived: Mapping[str, Any] | None = None) -> str:
     """The ``results.json`` text."""
-    return json.dumps(to_dict(results), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    return json.dumps(to_dict(results, derived), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
-def save_results(results: RunResults, path: str | os.PathLike[str]) -> Path:
+def save_results(results: RunResults, path: str | os.PathLike[str],
+                 derived: Mapping[str, Any] | None = None) -> Path:
     """Write ``results.json`` (``path`` may be the file or its directory); returns the file written."""
     p = Path(path)
     file = p / RESULTS_FILE if p.is_dir() else p
     try:
-        file.write_text(dump_json(results), encoding="utf-8")
+        file.write_text(dump_json(results, derived), encoding="utf-8")
     except OSError as err:
         raise ReportError(f"cannot write results file {file}: {err.strerror or err}") from err
     return file

@@ -18,6 +18,7 @@ from harness.report.html_report import render_html
 from harness.report.junit import render_junit
 from harness.report.markdown import render_markdown
 from harness.report.model import RESULTS_FILE, ReportError, RunResults, dump_json, load_results
+from harness.report.verdicts import conformance_dict
 
 RENDERERS: dict[str, Callable[[RunResults], str]] = {
     "junit.xml": render_junit,
@@ -51,7 +52,7 @@ def _write(report_dir: Path, name: str, text: str) -> Path:
 
 def render_files(results: RunResults) -> dict[str, str]:
     """Every report file's text by name, results.json included, without touching the disk."""
-    files = {RESULTS_FILE: dump_json(results)}
+    files = {RESULTS_FILE: dump_json(results, {"conformance": conformance_dict(results)})}
     files.update({name: render(results) for name, render in RENDERERS.items()})
     return files
 
