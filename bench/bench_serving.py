@@ -126,28 +126,36 @@ def figures(r: LoadResult) -> dict[str, float]:
 
 
 def main() -> int:
+    work = Path(tempfile.mkdtemp(prefix="aicf-srv-"))
+    try:
+        return run(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(work: Path) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--users", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--skip-hpa", action="store_true")
     ap.add_argument("--out", default="bench/results-serving.json")
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="aicf-srv-"))
     result: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                           "loadavg_start": os.getloadavg()[0]},
                               "users": args.users, "seconds": args.seconds}
     result["images"] = image_figures()
     print(f"images: {json.dumps(result['images'])}", flush=True)
-    b = bare(args.users, args.seconds, work)
-    result["bare"] = figures(b)
-    print(f"bare loopback: {result['bare']}", flush=True)
-
+    # The cluster first (the one real node per host is often taken), then both measurements while it runs: the bare
+    # server and the pod see the same machine.
     cluster = LocalCluster(f"srvb-{secrets.token_hex(2)}", root=work / "state", progress=lambda m: None)
     t0 = time.monotonic()
     cluster.create(load_profile("local-serving"))
     result["up_s"] = round(time.monotonic() - t0, 1)
     print(f"local-serving up in {result['up_s']}s", flush=True)
     try:
+        b = bare(args.users, args.seconds, work)
+        result["bare"] = figures(b)
+        print(f"bare loopback: {result['bare']}", flush=True)
         client = cluster.client()
         ns = f"bench-serving-{secrets.token_hex(2)}"
         create_run_namespace(client, ns, "bench")
