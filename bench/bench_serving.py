@@ -159,7 +159,7 @@ def run(work: Path) -> int:
         client = cluster.client()
         ns = f"bench-serving-{secrets.token_hex(2)}"
         create_run_namespace(client, ns, "bench")
-        ep = deploy.deploy_model(client, ns, "v1", replicas=1, cpu="2", name="bench-model")
+        ep = deploy.deploy_model(client, ns, "v1", replicas=1, cpu="1500m", name="bench-model")
         deploy.wait_answering(ep.url, timeout=60)
         c = run_load(LoadSpec(ep.url, users=args.users, duration_s=args.seconds), work / "cluster-load.json")
         result["cluster"] = figures(c)
