@@ -7,7 +7,7 @@ In one run:
   - bare: the model server image's own root filesystem (unpacked, chroot) run as a host process on 127.0.0.1: the
     same bits as the pod, without cgroup limits, kube-proxy or the pod network; under locust (``--users``
     closed-loop users for ``--seconds``): RPS, p50/p99;
-  - cluster: one ``local-serving`` cluster (bring-up time); the same server as a pod (no CPU limit, one fake GPU)
+  - cluster: one ``local-serving`` cluster (bring-up time); the same server as a pod (1.5 CPU, one fake GPU)
     behind its NodePort on the node's own address, the same locust run: RPS and p99, and the ratios to bare (target
     RPS >= 0.8 of bare: the difference is kube-proxy + the pod's network);
   - HPA reaction: the autoscaling experiment of the pod_autoscaling check: queue depth above target → a new replica
