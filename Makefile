@@ -10,10 +10,10 @@ PROFILE ?= default
 
 .PHONY: venv bins test test-unit test-integration test-cluster bench lint clean
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,training]'
+	$(BIN)/pip install -q -e '.[dev,training,serving]'
 	touch $@
 
 venv: $(BIN)/.installed
@@ -42,7 +42,6 @@ bench: venv bins
 	$(BIN)/python bench/bench_local.py --out bench/results.json
 	$(BIN)/python bench/bench_suite.py --out bench/results-suite.json
 	$(BIN)/python bench/bench_allocate.py --out bench/results-allocate.json
-	$(BIN)/pip install -q -e '.[serving]'
 	$(BIN)/python bench/bench_serving.py --out bench/results-serving.json
 	$(BIN)/python bench/bench_kueue.py --out bench/results-kueue.json
 	$(BIN)/python bench/bench_upgrade.py --out bench/results-upgrade.json

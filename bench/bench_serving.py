@@ -7,7 +7,7 @@ In one run:
   - bare: the model server image's own root filesystem (unpacked, chroot) run as a host process on 127.0.0.1: the
     same bits as the pod, without cgroup limits, kube-proxy or the pod network; under locust (``--users``
     closed-loop users for ``--seconds``): RPS, p50/p99;
-  - cluster: one ``local-serving`` cluster (bring-up time); the same server as a pod (no CPU limit, one fake GPU)
+  - cluster: one ``local-serving`` cluster (bring-up time); the same server as a pod (1.5 CPU, one fake GPU)
     behind its NodePort on the node's own address, the same locust run: RPS and p99, and the ratios to bare (target
     RPS >= 0.8 of bare: the difference is kube-proxy + the pod's network);
   - HPA reaction: the autoscaling experiment of the pod_autoscaling check: queue depth above target → a new replica
@@ -126,32 +126,40 @@ def figures(r: LoadResult) -> dict[str, float]:
 
 
 def main() -> int:
+    work = Path(tempfile.mkdtemp(prefix="aicf-srv-"))
+    try:
+        return run(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(work: Path) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--users", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--skip-hpa", action="store_true")
     ap.add_argument("--out", default="bench/results-serving.json")
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="aicf-srv-"))
     result: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                           "loadavg_start": os.getloadavg()[0]},
                               "users": args.users, "seconds": args.seconds}
     result["images"] = image_figures()
     print(f"images: {json.dumps(result['images'])}", flush=True)
-    b = bare(args.users, args.seconds, work)
-    result["bare"] = figures(b)
-    print(f"bare loopback: {result['bare']}", flush=True)
-
+    # The cluster first (the one real node per host is often taken), then both measurements while it runs: the bare
+    # server and the pod see the same machine.
     cluster = LocalCluster(f"srvb-{secrets.token_hex(2)}", root=work / "state", progress=lambda m: None)
     t0 = time.monotonic()
     cluster.create(load_profile("local-serving"))
     result["up_s"] = round(time.monotonic() - t0, 1)
     print(f"local-serving up in {result['up_s']}s", flush=True)
     try:
+        b = bare(args.users, args.seconds, work)
+        result["bare"] = figures(b)
+        print(f"bare loopback: {result['bare']}", flush=True)
         client = cluster.client()
         ns = f"bench-serving-{secrets.token_hex(2)}"
         create_run_namespace(client, ns, "bench")
-        ep = deploy.deploy_model(client, ns, "v1", replicas=1, cpu="2", name="bench-model")
+        ep = deploy.deploy_model(client, ns, "v1", replicas=1, cpu="1500m", name="bench-model")
         deploy.wait_answering(ep.url, timeout=60)
         c = run_load(LoadSpec(ep.url, users=args.users, duration_s=args.seconds), work / "cluster-load.json")
         result["cluster"] = figures(c)
