@@ -44,8 +44,10 @@ def _collector() -> ResultsCollector:
 
 
 def test_results_round_trip_through_json_file(tmp_path: Path) -> None:
+    from harness.report.verdicts import conformance_dict
+
     results = sample_results()
-    written = save_results(results, tmp_path)
+    written = save_results(results, tmp_path, {"conformance": conformance_dict(results)})  # as the writers do
     assert written == tmp_path / "results.json"
     loaded = load_results(tmp_path)
     assert loaded == results
