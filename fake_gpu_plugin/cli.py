@@ -7,15 +7,17 @@ Owns argument parsing, logging setup, signal handling and turning PluginError in
               [--kubelet-root DIR] [--pod-resources-socket PATH] [--no-device-nodes] [--kubeconfig F|--in-cluster]
               [--backend fake|nvml]
     serve-dra --config FILE --node-name N --kubelet-root DIR --cdi-dir DIR --state-dir DIR
-              (--kubeconfig F|--in-cluster) [--first-index I] [--no-device-nodes]   (the DRA driver, dra_plugin)
-    slices    --config FILE --node-name N [--first-index I]   (the ResourceSlices the DRA driver publishes, JSON)
+              (--kubeconfig F|--in-cluster) [--first-index I] [--no-device-nodes] [--backend fake|nvml]
+              (the DRA driver, dra_plugin)
+    slices    --config FILE --node-name N [--first-index I] [--backend fake|nvml]   (its ResourceSlices, JSON)
     health    --state-dir DIR (or --node-name N) --device UUID --unhealthy|--healthy
     labels    --config FILE [--format json|lines]
     validate  --config FILE
     inventory --config FILE [--node-name N] [--backend fake|nvml]   (the device ids each resource advertises, JSON)
 
-``--backend nvml`` (``nvml_backend``) advertises the machine's real GPUs through the same plugin; ``--config`` is then
-optional and may set only ``gpu.mig.strategy`` and ``gpu.sharing``.
+``--backend nvml`` (``nvml_backend``) advertises the machine's real GPUs through the same plugin, and through the same
+DRA driver (``serve-dra``, ``slices``: ResourceSlices of the real GPUs and MIG devices); ``--config`` is then optional
+and may set only ``gpu.mig.strategy`` and ``gpu.sharing``.
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     dra = sub.add_parser("serve-dra", help="run the DRA kubelet plugin (driver gpu.nvidia.com) next to a kubelet")
-    dra.add_argument("--config", type=Path, required=True, help="the DRA pool's inventory config (a pool dict)")
+    _add_source(dra)
     dra.add_argument("--node-name", default=None, help="node this driver runs on (default: $NODE_NAME or hostname)")
     dra.add_argument("--first-index", type=int, default=0,
                      help="host index of the pool's first GPU (beside a device plugin's GPUs 0..N-1: N)")
@@ -108,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     dra.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     slices = sub.add_parser("slices", help="print the ResourceSlices the DRA driver would publish (JSON)")
-    slices.add_argument("--config", type=Path, required=True)
+    _add_source(slices)
     slices.add_argument("--node-name", default=None)
     slices.add_argument("--first-index", type=int, default=0)
 
@@ -158,7 +160,7 @@ def open_inventory(args: argparse.Namespace, node: str) -> tuple[Inventory, Nvml
             raise
     if args.config is None:
         raise ConfigError("", "--config is required with --backend fake (the GPUs it plays)")
-    return build_inventory(load_config(args.config), node), None
+    return build_inventory(load_config(args.config), node, first_index=getattr(args, "first_index", 0)), None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -251,13 +253,14 @@ def _label_node(args: argparse.Namespace, node: str, lookup: object) -> None:
 def _serve_dra(args: argparse.Namespace) -> int:
     from fake_gpu_plugin.dra_plugin import DraDriver, DraSettings, resource_api_served
     from fake_gpu_plugin.hostfiles import default_state_dir
-    from fake_gpu_plugin.inventory import build_inventory
     from fake_gpu_plugin.kubeapi import KubeRest
 
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     node = args.node_name or default_node_name()
-    inventory = build_inventory(load_config(args.config), node, first_index=args.first_index)
+    inventory, backend = open_inventory(args, node)  # --backend nvml: the machine's real GPUs, the same driver
+    if backend is not None:
+        backend.close()  # the inventory is what the driver serves; NVML health is the device plugin's (serve)
     api = KubeRest.from_kubeconfig(args.kubeconfig) if args.kubeconfig is not None else KubeRest.in_cluster()
     if not resource_api_served(api):
         raise PluginError("the cluster serves no resource.k8s.io/v1 (DRA v1 is GA since Kubernetes 1.34): "
@@ -287,9 +290,10 @@ def _serve_dra(args: argparse.Namespace) -> int:
 
 def _slices(args: argparse.Namespace) -> int:
     from fake_gpu_plugin.dra_devices import resource_slices
-    from fake_gpu_plugin.inventory import build_inventory
 
-    inv = build_inventory(load_config(args.config), args.node_name or default_node_name(), first_index=args.first_index)
+    inv, backend = open_inventory(args, args.node_name or default_node_name())
+    if backend is not None:
+        backend.close()
     print(json.dumps(resource_slices(inv), indent=2))
     return 0
 

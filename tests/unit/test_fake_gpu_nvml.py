@@ -570,3 +570,35 @@ def test_nvml_health_is_a_health_source() -> None:
 
     source: HealthSource = NvmlHealth(RecordedNvml(H100), (), frozenset(), xids=XidFilter())
     assert source.unhealthy() == frozenset()
+
+
+def _slice_devices(inv: Inventory) -> dict[str, dict[str, Any]]:
+    from fake_gpu_plugin.dra_devices import resource_slices
+
+    out = {}
+    for s in resource_slices(inv):
+        assert s["spec"]["nodeName"] == inv.node_name and s["spec"]["driver"] == "gpu.nvidia.com"
+        out |= {d["name"]: d for d in s["spec"].get("devices", [])}
+    return out
+
+
+def test_dra_slices_of_the_real_h100_carry_nvmls_own_facts(host: Path) -> None:
+    """The DRA driver serves the NVML inventory through the same slice code as the fake: the recorded H100 is one
+    device whose uuid, product and memory are what NVML answered."""
+    backend, _ = open_backend(H100, host)
+    (dev,) = _slice_devices(backend.inventory("gpu-node", NvmlSettings())).values()
+    attrs = {k: next(iter(v.values())) for k, v in dev["attributes"].items()}
+    assert attrs["uuid"] == H100_UUID
+    assert "H100" in str(attrs["productName"])
+    assert str(dev["capacity"]["memory"]["value"]).startswith("81559")
+
+
+def test_dra_slices_of_a_mig_h100_offer_its_real_mig_devices(host: Path) -> None:
+    """Under MIG the real instances NVML lists are DRA devices with their MIG profile; their uuids are NVML's."""
+    backend, _ = open_backend(mig_h100(), host)
+    inv = backend.inventory("gpu-node", NvmlSettings(mig_strategy="mixed"))
+    devices = _slice_devices(inv)
+    mig_uuids = {m.uuid for m in inv.mig_devices}
+    assert mig_uuids and mig_uuids <= {next(iter(d["attributes"]["uuid"].values())) for d in devices.values()}
+    profiles = {next(iter(d["attributes"]["profile"].values())) for d in devices.values() if "profile" in d["attributes"]}
+    assert profiles == {m.profile.name for m in inv.mig_devices} == {"3g.40gb", "2g.20gb", "1g.10gb"}
