@@ -93,6 +93,7 @@ def tier_r(kubeconfig: Path) -> dict[str, Any]:
         kube.create(manifests.checkpoint_claim("ckpt", ns, volume=pv), namespace=ns)
         kube.create(manifests.training_runtime("jax", ns, image=built.ref, claim="ckpt",
                                                node_selector=real_node_selector()), namespace=ns)
+        cluster.wait_runtime_known(kube, ns, "jax")
         kube.create(manifests.train_job("bench", ns, runtime="jax", steps=60, checkpoint_every=5,
                                         min_step_seconds=0.4, global_batch=64), namespace=ns)
         pods = cluster.wait_pods_running(kube, ns, "bench", 2, timeout=180)

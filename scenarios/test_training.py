@@ -89,6 +89,7 @@ def workspace(aiconform_cluster: ClusterHandle, kube: KubeClient, tenant: Tenant
                       what=f"PVC {ns}/ckpt to be Bound to PV {pv_name}")
         tenant.create(manifests.training_runtime("jax", ns, image=trainer_stack.image, claim="ckpt",
                                                  priority_class=pc_name, node_selector=real_node_selector()))
+        cluster.wait_runtime_known(kube, ns, "jax")
         yield Workspace(tenant, "jax", "ckpt", pc_name, priority)
     finally:
         if claimed:

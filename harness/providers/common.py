@@ -11,6 +11,7 @@ import base64
 import errno
 import json
 import os
+import random
 import re
 import socket
 from pathlib import Path
@@ -33,10 +34,37 @@ def validate_cluster_name(name: str) -> str:
     return name
 
 
+LISTEN_PORTS = (20000, 32000)
+"""Where listening ports of components are chosen: below the kernel's ephemeral range (Linux default 32768-60999),
+so a component restarted on its port (an upgrade, a kubelet restart) never finds it taken by the source port of some
+outgoing connection made meanwhile, which a port picked by ``bind(0)`` (from the ephemeral range) can be."""
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    """A port free on 127.0.0.1 now, outside the ephemeral range when the kernel's range allows it."""
+    low, high = LISTEN_PORTS
+    ephemeral_low = _ephemeral_low()
+    if ephemeral_low is not None and ephemeral_low <= high:
+        high = ephemeral_low - 1
+    rng = random.SystemRandom()
+    for _ in range(64 if high - low > 1000 else 0):
+        port = rng.randint(low, high)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # a narrow range: let the kernel choose
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _ephemeral_low() -> int | None:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def check_port_free(port: int, what: str) -> None:

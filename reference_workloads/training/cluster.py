@@ -73,6 +73,26 @@ def _diagnose(client: KubeClient, namespace: str, name: str, job: Obj | None) ->
     return "; ".join(parts) or "no pods and no events"
 
 
+def wait_runtime_known(client: KubeClient, namespace: str, runtime: str, *, timeout: float = 30) -> None:
+    """Until Trainer's validating webhook knows a TrainingRuntime just created: it judges TrainJobs from its own
+    informer cache, which sees a new runtime a moment after the apiserver stored it (a TrainJob created in between
+    is refused with "... not found").  A server-side dry run of a TrainJob naming it goes through the webhook and
+    stores nothing; the webhook has no watchable state, so this polls, with a deadline."""
+    from reference_workloads.training.manifests import train_job
+
+    probe = train_job("runtime-probe", namespace, runtime=runtime, steps=1)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.create(probe, namespace=namespace, dry_run=True)
+            return
+        except AiconformError as err:
+            if "not found" not in str(err) or time.monotonic() > deadline:
+                raise WaitTimeout(f"Trainer's webhook does not know TrainingRuntime {namespace}/{runtime} after "
+                                  f"{timeout:.0f}s: {err}") from err
+        time.sleep(0.2)
+
+
 def wait_trainjob(client: KubeClient, namespace: str, name: str, *, timeout: float) -> Obj:
     """Watch the TrainJob until it is Complete; WaitFailed at once when it is Failed (the operator's message, and
     its pods' and events' messages); WaitTimeout at the deadline with everything the cluster said (a pod that cannot

@@ -63,6 +63,7 @@ def _runtime(s: Stack, name: str, claim: str, path: Path, path_type: str = "Dire
     s.client.create(manifests.checkpoint_claim(claim, NS, volume=pv), namespace=NS)
     s.client.create(manifests.training_runtime(name, NS, image=s.image, claim=claim, max_restarts=0,
                                                node_selector=real_node_selector()), namespace=NS)
+    tc.wait_runtime_known(s.client, NS, name)
 
 
 def test_bad_trainjobs_end_with_the_operators_and_pods_messages(stack: Stack) -> None:

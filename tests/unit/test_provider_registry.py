@@ -197,3 +197,15 @@ def test_run_dirs_from_before_owner_records_are_found_by_their_state(tmp_path: P
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "state.json").write_text('{"provider": "local", "tier": "S"}')
     assert type(find_cluster("old", ProviderOptions(root=tmp_path))).__name__ == "LocalCluster"
+
+
+def test_free_ports_are_below_the_ephemeral_range() -> None:
+    """A component restarted on its port must not find it taken by an outgoing connection's source port, so
+    listening ports come from below the kernel's ephemeral range."""
+    from pathlib import Path
+
+    from harness.providers.common import free_port
+
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = {free_port() for _ in range(20)}
+    assert all(p < low for p in ports) and len(ports) > 1
