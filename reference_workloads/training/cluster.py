@@ -21,6 +21,8 @@ from reference_workloads.training.manifests import JOB_NAME_LABEL
 
 _BAD_WAITING = ("ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff", "CreateContainerError",
                 "CreateContainerConfigError", "RunContainerError", "InvalidImageName", "CrashLoopBackOff")
+EVENT_RECHECK_S = 5.0
+"""How often a pod wait reads the namespace's events again (events change no pod, so no pod watch sees them)."""
 _BAD_EVENTS = ("FailedMount", "FailedAttachVolume", "FailedScheduling", "FailedCreate", "BackoffLimitExceeded")
 
 
@@ -142,10 +144,24 @@ def wait_pods_running(client: KubeClient, namespace: str, job: str, count: int, 
         mounts = recent_events(client, namespace, ("FailedMount",))
         return mounts[-1] if mounts else None
 
-    state = client.wait_for("Pod", namespace=namespace, label_selector=f"{JOB_NAME_LABEL}={job}",
-                            condition=lambda s: len(running(s)) >= count, failure=failure, timeout=timeout,
-                            what=f"{count} pods of TrainJob {namespace}/{job} to run")
-    return running(state)
+    # A FailedMount is an Event, not a change of the pod (it stays ContainerCreating): the pod watch runs in slices
+    # and the events are read again between them, so a volume that cannot be mounted fails the wait soon after the
+    # kubelet says so, not at the deadline.
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            state = client.wait_for("Pod", namespace=namespace, label_selector=f"{JOB_NAME_LABEL}={job}",
+                                    condition=lambda s: len(running(s)) >= count, failure=failure,
+                                    timeout=max(0.1, min(EVENT_RECHECK_S, left)),
+                                    what=f"{count} pods of TrainJob {namespace}/{job} to run")
+            return running(state)
+        except WaitTimeout:
+            mounts = recent_events(client, namespace, ("FailedMount",))
+            if mounts:
+                raise WaitFailed(mounts[-1]) from None
+            if time.monotonic() >= deadline:
+                raise
 
 
 def pod_log(client: KubeClient, namespace: str, pod: str) -> str:
