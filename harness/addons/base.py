@@ -1,4 +1,6 @@
-"""What an addon is: a frozen description the installer acts on.  No I/O here.
+"""What an addon is: a frozen description the installer acts on, and the manifest pieces addon modules share
+(labels, in-cluster API env, ServiceAccount + ClusterRole + binding, the host-network workload on the real nodes).
+No I/O here.
 
 An addon that serves admission or conversion webhooks declares :class:`Webhooks` (the Service and Secret its
 manifests name, and probes the apiserver must send through them); the installer owns everything else: the serving
@@ -144,3 +146,53 @@ class Addon:
     after_ready: Callable[[KubeClient, AddonContext], None] | None = None
     """Once the controller runs (and its webhooks answer): objects that need it running, and their own wait
     (Karpenter's NodePools, Ready only once Karpenter has judged their node class)."""
+
+
+# -- manifest pieces the addon modules share (pure) -------------------------------------------------------------------
+
+
+def addon_labels(name: str) -> dict[str, str]:
+    """The labels every object of an addon carries."""
+    return {"app.kubernetes.io/name": name, "app.kubernetes.io/managed-by": "aiconform"}
+
+
+def apiserver_env(ctx: AddonContext) -> list[Obj]:
+    """In-cluster API config for a host-network pod: the apiserver's own address (a host-network pod cannot rely on
+    the ``kubernetes`` Service's ClusterIP being routed for it)."""
+    return [{"name": "KUBERNETES_SERVICE_HOST", "value": ctx.apiserver_host},
+            {"name": "KUBERNETES_SERVICE_PORT", "value": str(ctx.apiserver_port)}]
+
+
+def cluster_rbac(account: str, namespace: str, rules: list[Obj], *, role: str = "") -> list[Obj]:
+    """A ServiceAccount and a ClusterRole (``role``, default the account's name) with ``rules`` bound to it."""
+    role = role or account
+    rbac = "rbac.authorization.k8s.io"
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": account, "namespace": namespace}},
+        {"apiVersion": f"{rbac}/v1", "kind": "ClusterRole", "metadata": {"name": role}, "rules": rules},
+        {"apiVersion": f"{rbac}/v1", "kind": "ClusterRoleBinding", "metadata": {"name": role},
+         "roleRef": {"apiGroup": rbac, "kind": "ClusterRole", "name": role},
+         "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]},
+    ]
+
+
+def host_network_workload(kind: str, name: str, namespace: str, ctx: AddonContext, container: Obj,
+                          **pod_spec: Any) -> Obj:
+    """A DaemonSet, or a one-replica Deployment replaced by Recreate (its host ports must be free before the new pod
+    binds them), of ``container`` on the host network of the real nodes (``ctx.node_selector``), tolerating every
+    taint, running as the ServiceAccount ``name``; ``pod_spec`` adds fields (volumes, dnsPolicy)."""
+    labels = addon_labels(name)
+    spec: Obj = {"selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+                 "template": {"metadata": {"labels": labels}, "spec": {
+                     "hostNetwork": True,
+                     "serviceAccountName": name,
+                     "nodeSelector": dict(ctx.node_selector),
+                     "tolerations": [{"operator": "Exists"}],
+                     "terminationGracePeriodSeconds": 5,
+                     "containers": [container],
+                     **pod_spec,
+                 }}}
+    if kind == "Deployment":
+        spec = {"replicas": 1, "strategy": {"type": "Recreate"}, **spec}
+    return {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name, "namespace": namespace,
+                                                                "labels": labels}, "spec": spec}

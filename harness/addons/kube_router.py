@@ -22,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness import images
-from harness.addons.base import Addon, AddonContext, Obj
+from harness.addons.base import Addon, AddonContext, Obj, apiserver_env, cluster_rbac, host_network_workload
 from harness.errors import ConfigError
 
 NAMESPACE = "kube-system"
@@ -45,7 +45,6 @@ def image(binary: Path | None, version: str) -> images.DebianImage:
 
 
 def manifests(ctx: AddonContext) -> list[Obj]:
-    labels = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/managed-by": "aiconform"}
     rules = [
         {"apiGroups": [""], "resources": ["namespaces", "pods", "services", "nodes", "endpoints"],
          "verbs": ["get", "list", "watch"]},
@@ -68,39 +67,13 @@ def manifests(ctx: AddonContext) -> list[Obj]:
         ],
         "env": [
             {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
-            {"name": "KUBERNETES_SERVICE_HOST", "value": ctx.apiserver_host},
-            {"name": "KUBERNETES_SERVICE_PORT", "value": str(ctx.apiserver_port)},
+            *apiserver_env(ctx),
         ],
         "securityContext": {"capabilities": {"add": ["NET_ADMIN", "NET_RAW"]}},
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}},
     }
-    daemonset = {
-        "apiVersion": "apps/v1",
-        "kind": "DaemonSet",
-        "metadata": {"name": NAME, "namespace": NAMESPACE, "labels": labels},
-        "spec": {
-            "selector": {"matchLabels": {"app.kubernetes.io/name": NAME}},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "hostNetwork": True,
-                    "serviceAccountName": NAME,
-                    "nodeSelector": dict(ctx.node_selector),
-                    "tolerations": [{"operator": "Exists"}],
-                    "terminationGracePeriodSeconds": 5,
-                    "containers": [container],
-                },
-            },
-        },
-    }
-    return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": NAME, "namespace": NAMESPACE}},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": NAME}, "rules": rules},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": NAME},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": NAME},
-         "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE}]},
-        daemonset,
-    ]
+    return [*cluster_rbac(NAME, NAMESPACE, rules),
+            host_network_workload("DaemonSet", NAME, NAMESPACE, ctx, container)]
 
 
 ADDON = Addon(

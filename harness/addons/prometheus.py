@@ -26,7 +26,7 @@ from pathlib import Path
 import yaml
 
 from harness import images
-from harness.addons.base import Addon, AddonContext, Obj
+from harness.addons.base import Addon, AddonContext, Obj, addon_labels, apiserver_env, cluster_rbac, host_network_workload
 from harness.errors import ConfigError
 
 NAMESPACE = "aiconform-monitoring"
@@ -82,7 +82,7 @@ def config(ctx: AddonContext) -> dict[str, object]:
 
 
 def manifests(ctx: AddonContext) -> list[Obj]:
-    labels = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/managed-by": "aiconform"}
+    labels = addon_labels(NAME)
     container = {
         "name": NAME,
         "image": ctx.image,
@@ -95,51 +95,23 @@ def manifests(ctx: AddonContext) -> list[Obj]:
             "--log.level=info",
         ],
         "env": [
-            {"name": "KUBERNETES_SERVICE_HOST", "value": ctx.apiserver_host},
-            {"name": "KUBERNETES_SERVICE_PORT", "value": str(ctx.apiserver_port)},
+            *apiserver_env(ctx),
         ],
         "readinessProbe": {"httpGet": {"path": "/-/ready", "port": PORT, "host": listen_address(ctx).split(":")[0]},
                            "periodSeconds": 2},
         "volumeMounts": [{"name": "config", "mountPath": "/etc/prometheus"}, {"name": "data", "mountPath": "/data"}],
         "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}},
     }
-    deployment = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": NAME, "namespace": NAMESPACE, "labels": labels},
-        "spec": {
-            "replicas": 1,
-            "strategy": {"type": "Recreate"},  # one host port
-            "selector": {"matchLabels": {"app.kubernetes.io/name": NAME}},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "hostNetwork": True,
-                    "dnsPolicy": "ClusterFirstWithHostNet",
-                    "serviceAccountName": NAME,
-                    "nodeSelector": dict(ctx.node_selector),
-                    "tolerations": [{"operator": "Exists"}],
-                    "terminationGracePeriodSeconds": 5,
-                    "containers": [container],
-                    "volumes": [{"name": "config", "configMap": {"name": NAME}}, {"name": "data", "emptyDir": {}}],
-                },
-            },
-        },
-    }
     rules = [{"apiGroups": [""], "resources": ["pods", "nodes", "services", "endpoints"],
               "verbs": ["get", "list", "watch"]}]
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": labels}},
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": NAME, "namespace": NAMESPACE}},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "aiconform-prometheus"},
-         "rules": rules},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-         "metadata": {"name": "aiconform-prometheus"},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "aiconform-prometheus"},
-         "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE}]},
+        *cluster_rbac(NAME, NAMESPACE, rules, role="aiconform-prometheus"),
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": NAME, "namespace": NAMESPACE},
          "data": {"prometheus.yml": yaml.safe_dump(config(ctx), sort_keys=False)}},
-        deployment,
+        host_network_workload("Deployment", NAME, NAMESPACE, ctx, container, dnsPolicy="ClusterFirstWithHostNet",
+                              volumes=[{"name": "config", "configMap": {"name": NAME}},
+                                       {"name": "data", "emptyDir": {}}]),
     ]
 
 

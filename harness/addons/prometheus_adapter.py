@@ -26,7 +26,7 @@ import yaml
 
 from harness import images
 from harness.addons import prometheus
-from harness.addons.base import Addon, AddonContext, Obj
+from harness.addons.base import Addon, AddonContext, Obj, addon_labels, apiserver_env
 from harness.errors import ConfigError, WaitFailed, WaitTimeout, WorkloadError
 from harness.kube import KubeClient
 
@@ -63,7 +63,7 @@ def adapter_config() -> dict[str, Any]:
 
 
 def manifests(ctx: AddonContext) -> list[Obj]:
-    labels = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/managed-by": "aiconform"}
+    labels = addon_labels(NAME)
     container = {
         "name": NAME,
         "image": ctx.image,
@@ -77,8 +77,7 @@ def manifests(ctx: AddonContext) -> list[Obj]:
             "--v=2",
         ],
         "env": [
-            {"name": "KUBERNETES_SERVICE_HOST", "value": ctx.apiserver_host},
-            {"name": "KUBERNETES_SERVICE_PORT", "value": str(ctx.apiserver_port)},
+            *apiserver_env(ctx),
         ],
         "ports": [{"name": "https", "containerPort": SECURE_PORT}],
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": SECURE_PORT, "scheme": "HTTPS"},

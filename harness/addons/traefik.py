@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import images
-from harness.addons.base import Addon, AddonContext, Obj
+from harness.addons.base import Addon, AddonContext, Obj, addon_labels, apiserver_env, cluster_rbac, host_network_workload
 from harness.errors import ClusterError
 
 NAMESPACE = "kube-system"
@@ -82,7 +82,7 @@ def manifests(ctx: AddonContext) -> list[Obj]:
     crds = [o for o in ctx.upstream(CRD_KUSTOMIZATION) if o.get("kind") == "CustomResourceDefinition"]
     if not crds:
         raise ClusterError(f"no CustomResourceDefinitions in {CRD_GROUP}'s {CRD_KUSTOMIZATION}")
-    labels = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/managed-by": "aiconform"}
+    labels = addon_labels(NAME)
     container = {
         "name": NAME,
         "image": ctx.image,
@@ -90,43 +90,16 @@ def manifests(ctx: AddonContext) -> list[Obj]:
         "args": args(),
         "env": [
             {"name": "NODE_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
-            {"name": "KUBERNETES_SERVICE_HOST", "value": ctx.apiserver_host},
-            {"name": "KUBERNETES_SERVICE_PORT", "value": str(ctx.apiserver_port)},
+            *apiserver_env(ctx),
         ],
         "readinessProbe": {"httpGet": {"path": "/ping", "port": PING_PORT}, "periodSeconds": 2,
                            "failureThreshold": 3},
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}},
     }
-    deployment = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": NAME, "namespace": NAMESPACE, "labels": labels},
-        "spec": {
-            "replicas": 1,
-            "strategy": {"type": "Recreate"},  # host ports: the old pod must go before the new one binds
-            "selector": {"matchLabels": {"app.kubernetes.io/name": NAME}},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "hostNetwork": True,
-                    "serviceAccountName": NAME,
-                    "nodeSelector": dict(ctx.node_selector),
-                    "tolerations": [{"operator": "Exists"}],
-                    "terminationGracePeriodSeconds": 5,
-                    "containers": [container],
-                },
-            },
-        },
-    }
     return [
         *crds,
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": NAME, "namespace": NAMESPACE}},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": NAME},
-         "rules": _rules()},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": NAME},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": NAME},
-         "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE}]},
-        deployment,
+        *cluster_rbac(NAME, NAMESPACE, _rules()),
+        host_network_workload("Deployment", NAME, NAMESPACE, ctx, container),
         {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
          "metadata": {"name": GATEWAY_CLASS, "labels": labels}, "spec": {"controllerName": CONTROLLER_NAME}},
     ]
