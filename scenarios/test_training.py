@@ -24,7 +24,7 @@ import pytest
 from harness.errors import ApiError, UnsupportedCapability
 from harness.kube import KubeClient
 from harness.testing import ClusterHandle, Evidence, Tenant
-from harness.workloads import GPU, gpu_quota, priority_class, real_node_selector, wait_quota_published
+from harness.workloads import GPU, gpu_quota, pod_ready, priority_class, real_node_selector, wait_quota_published
 from reference_workloads.training import cluster, logs, manifests
 
 IMAGE = "jax-training"
@@ -154,7 +154,7 @@ def test_trainer_crds_webhook_and_reconcile_across_a_controller_restart(
     t_kill = time.monotonic()
     kube.delete("Pod", old, trainer.NAMESPACE, grace_period=0)
     state = kube.wait_for("Pod", namespace=trainer.NAMESPACE, label_selector="app.kubernetes.io/name=trainer",
-                          condition=lambda s: any(p["metadata"]["name"] != old and _ready(p) for p in s.values()),
+                          condition=lambda s: any(p["metadata"]["name"] != old and pod_ready(p) for p in s.values()),
                           timeout=120,
                           what="a new Trainer controller pod to be Ready")
     evidence.timing("controller_back_s", time.monotonic() - t_kill)
@@ -167,12 +167,6 @@ def test_trainer_crds_webhook_and_reconcile_across_a_controller_restart(
     run = cluster.collect(kube, ns, _worker_pods(kube, ns, "restart-ctl")).attempt()
     assert logs.problems(run, WORKERS) == []
     assert run.done == {0: 40, 1: 40}
-
-
-def _ready(pod: dict[str, object]) -> bool:
-    status = pod.get("status")
-    conds = status.get("conditions", []) if isinstance(status, dict) else []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds or [])
 
 
 @pytest.mark.aiconform(requirement="aiconform.training_resume", tier="R", gpus=2)

@@ -34,6 +34,7 @@ from harness.workloads import (
     PAUSE_IMAGE,
     gpu_pod,
     gpu_quota,
+    pod_ready,
     pod_request,
     priority_class,
     real_node_selector,
@@ -94,11 +95,6 @@ def _survivor_pods(kube: KubeClient, ns: str) -> dict[str, dict[str, Any]]:
     return {p["metadata"]["name"]: p for p in kube.list("Pod", namespace=ns, label_selector="app=survivor")["items"]}
 
 
-def _ready(pod: dict[str, Any]) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in pod.get("status", {}).get("conditions", []) or [])
-
-
 def _devices(kube: KubeClient, ns: str, name: str, cluster: ClusterHandle, timeout: float = 30) -> list[str]:
     """The devices the container was handed (its NVIDIA_VISIBLE_DEVICES, from its own log); none at tier S."""
     if cluster.tier != "R":
@@ -140,7 +136,7 @@ def survivors(kube: KubeClient, upgrade_phase: UpgradePhase, aiconform_cluster: 
         wait_quota_published(kube, ns, "gpus")
         kube.create(_deployment(aiconform_cluster, pc, None), namespace=ns)
         kube.wait_for("Pod", namespace=ns, label_selector="app=survivor", timeout=120,
-                      condition=lambda s: len(s) == SURVIVORS and all(map(_ready, s.values())),
+                      condition=lambda s: len(s) == SURVIVORS and all(map(pod_ready, s.values())),
                       what=f"{SURVIVORS} survivor pods Ready")
         snapshot = _record(kube, ns, aiconform_cluster)
         kube.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "before"},
@@ -239,7 +235,7 @@ def test_device_plugin_reregisters_and_no_gpu_is_handed_out_twice(
     if names:
         wait_bound(kube, tenant.name, names, timeout=90)
         kube.wait_for("Pod", namespace=tenant.name, timeout=120, what=f"{len(names)} filler pods Ready",
-                      condition=lambda s: len(s) == len(names) and all(map(_ready, s.values())))
+                      condition=lambda s: len(s) == len(names) and all(map(pod_ready, s.values())))
     held = {n: p["devices"] for n, p in survivors.snapshot["pods"].items()}
     held |= {n: _devices(kube, tenant.name, n, aiconform_cluster) for n in names}
     tenant.create(gpu_pod("one-too-many", 1, node_selector={"kubernetes.io/hostname": node}))

@@ -59,6 +59,7 @@ from harness.errors import (
     NotFound,
     WaitTimeout,
 )
+from harness.workloads import pod_ready
 
 if TYPE_CHECKING:
     from harness.config import Pool, Profile
@@ -668,7 +669,7 @@ def wait_ready(client: KubeClient, addon: Addon, *, timeout: float, workload: Ob
     kind, namespace, name = addon.workload
 
     def ready(pods: dict[str, Any]) -> bool:
-        return bool(pods) and all(_pod_ready(p) for p in pods.values())
+        return bool(pods) and all(pod_ready(p) for p in pods.values())
 
     def broken(pods: dict[str, Any]) -> str | None:
         for p in pods.values():
@@ -702,13 +703,6 @@ def pod_log_tail(client: KubeClient, addon: Addon, lines: int = 5, workload: Obj
     except (AiconformError, OSError) as err:
         return f"(no controller log: {err})"
     return " ; ".join(out)[:1500] or "(no controller pod)"
-
-
-def _pod_ready(pod: dict[str, Any]) -> bool:
-    for c in pod.get("status", {}).get("conditions", []) or []:
-        if c.get("type") == "Ready":
-            return bool(c.get("status") == "True")
-    return False
 
 
 def undo_host_changes(commands: Iterable[Sequence[str]], progress: Progress) -> list[str]:
