@@ -259,6 +259,23 @@ def pod_log_tail(client: KubeClient, namespace: str, pod_name: str, *, lines: in
     return [line for line in str(text).splitlines() if line.strip()][-lines:]
 
 
+def logs_until(client: KubeClient, namespace: str, pod_name: str, containers: list[str], *, marker: str = "END",
+               timeout: float = 30.0) -> dict[str, str]:
+    """Each container's log once it printed ``marker`` (a script that prints what it saw, then the marker, then
+    sleeps); whatever was printed when the deadline passed otherwise.  The log endpoint has no watch: it is polled
+    briefly, one deadline for all the containers."""
+    path = client.kind_path("Pod", namespace, pod_name) + "/log"
+    logs: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    for container in containers:
+        while True:
+            logs[container] = str(client.request("GET", path, params={"container": container}, raw=True))
+            if marker in logs[container] or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    return logs
+
+
 def pod_failure(pod_obj: Obj) -> str | None:
     """Why a pod will not become Ready by itself: the scheduler found no node for it, or a container exited non-zero,
     crash-loops or has no image; None while it may still get there."""

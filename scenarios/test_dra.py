@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +41,7 @@ from harness.errors import KubeError, NotFound, WaitTimeout
 from harness.kube import KubeClient, is_bound, unschedulable_message
 from harness.providers.local import register_nodes, simulated_node
 from harness.testing import LABEL_RUN, ClusterHandle, Evidence, Tenant, create_run_namespace, label_value, release_tenant
-from harness.workloads import PAUSE_IMAGE, REAL_NODE_LABEL, wait_bound, wait_unschedulable
+from harness.workloads import PAUSE_IMAGE, REAL_NODE_LABEL, logs_until, wait_bound, wait_unschedulable
 
 A = f'device.attributes["{DRIVER}"]'
 MEM = f'device.capacity["{DRIVER}"].memory'
@@ -87,16 +86,7 @@ def _logs(kube: KubeClient, t: Tenant, manifest: dict[str, Any], timeout: float 
 
     kube.wait_for("Pod", namespace=t.name, name=name, timeout=timeout, failure=failed, what=f"pod {name} to run",
                   condition=lambda s: bool(s) and next(iter(s.values()))["status"].get("phase") == "Running")
-    base = kube.kind_path("Pod", t.name, name) + "/log"
-    logs: dict[str, str] = {}
-    deadline = time.monotonic() + 30
-    for c in manifest["spec"]["containers"]:
-        while True:  # the log endpoint has no watch: poll briefly, with a deadline, for the END marker
-            logs[c["name"]] = str(kube.request("GET", base, params={"container": c["name"]}, raw=True))
-            if "END" in logs[c["name"]] or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-    return logs
+    return logs_until(kube, t.name, name, [c["name"] for c in manifest["spec"]["containers"]])
 
 
 def _node_selector(handle: ClusterHandle) -> dict[str, str] | None:

@@ -15,7 +15,7 @@ import pytest
 from harness.errors import Forbidden
 from harness.kube import KubeClient
 from harness.testing import ClusterHandle, Evidence, Tenant
-from harness.workloads import GPU, gpu_pod, gpu_quota, pod, wait_bound, wait_quota_published
+from harness.workloads import GPU, gpu_pod, gpu_quota, logs_until, pod, wait_bound, wait_quota_published
 
 
 @pytest.mark.aiconform(requirement="aiconform.quota", tier="S", gpus=4)
@@ -162,7 +162,6 @@ def test_networkpolicy_default_deny_blocks_cross_tenant_traffic(
 def _start_and_log(kube: KubeClient, t: Tenant, manifest: dict[str, Any], timeout: float = 90) -> dict[str, str]:
     """Start a pod whose containers print, then stay running, and return each container's output (read through
     the apiserver → kubelet log API) once every container has printed its END marker."""
-    import time
 
     name = manifest["metadata"]["name"]
     t.create(manifest)
@@ -182,17 +181,7 @@ def _start_and_log(kube: KubeClient, t: Tenant, manifest: dict[str, Any], timeou
     kube.wait_for("Pod", namespace=t.name, name=name, timeout=timeout, failure=failed,
                   what=f"pod {name} to run",
                   condition=lambda s: bool(s) and next(iter(s.values()))["status"].get("phase") == "Running")
-    base = kube.kind_path("Pod", t.name, name) + "/log"
-    logs: dict[str, str] = {}
-    deadline = time.monotonic() + 30
-    for c in manifest["spec"]["containers"]:
-        # The log endpoint has no watch; poll it briefly, with a deadline, until the script's END marker appears.
-        while True:
-            logs[c["name"]] = str(kube.request("GET", base, params={"container": c["name"]}, raw=True))
-            if "END" in logs[c["name"]] or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-    return logs
+    return logs_until(kube, t.name, name, [c["name"] for c in manifest["spec"]["containers"]])
 
 
 def _accelerator_pod(name: str, containers: list[tuple[str, int]], image: str, selector: dict[str, str]) -> dict[str, Any]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +33,7 @@ from harness.workloads import (
     PAUSE_IMAGE,
     gpu_pod,
     gpu_quota,
+    logs_until,
     pod_ready,
     pod_request,
     priority_class,
@@ -99,13 +99,7 @@ def _devices(kube: KubeClient, ns: str, name: str, cluster: ClusterHandle, timeo
     """The devices the container was handed (its NVIDIA_VISIBLE_DEVICES, from its own log); none at tier S."""
     if cluster.tier != "R":
         return []
-    path = kube.kind_path("Pod", ns, name) + "/log"
-    deadline = time.monotonic() + timeout
-    while True:  # the log endpoint has no watch: poll briefly until the script's END marker, with a deadline
-        text = str(kube.request("GET", path, raw=True))
-        if "END" in text or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+    text = logs_until(kube, ns, name, ["main"], timeout=timeout)["main"]
     found = DEVICE.findall(text)
     return sorted(d for m in found for d in m.split(","))
 
