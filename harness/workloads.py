@@ -259,6 +259,11 @@ def pod_log_tail(client: KubeClient, namespace: str, pod_name: str, *, lines: in
     return [line for line in str(text).splitlines() if line.strip()][-lines:]
 
 
+BAD_WAITING_REASONS = ("CrashLoopBackOff", "ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff",
+                       "CreateContainerError", "CreateContainerConfigError", "RunContainerError", "InvalidImageName")
+"""Reasons a container waits that it will not leave by itself (no image, a crash loop, a broken container spec)."""
+
+
 def logs_until(client: KubeClient, namespace: str, pod_name: str, containers: list[str], *, marker: str = "END",
                timeout: float = 30.0) -> dict[str, str]:
     """Each container's log once it printed ``marker`` (a script that prints what it saw, then the marker, then
@@ -279,8 +284,6 @@ def logs_until(client: KubeClient, namespace: str, pod_name: str, containers: li
 def pod_failure(pod_obj: Obj) -> str | None:
     """Why a pod will not become Ready by itself: the scheduler found no node for it, or a container exited non-zero,
     crash-loops or has no image; None while it may still get there."""
-    bad_waiting = ("CrashLoopBackOff", "ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff",
-                   "CreateContainerError", "CreateContainerConfigError", "RunContainerError", "InvalidImageName")
     name = pod_obj.get("metadata", {}).get("name", "?")
     for cond in pod_obj.get("status", {}).get("conditions", []) or []:
         if cond.get("type") == "PodScheduled" and cond.get("reason") == "Unschedulable":
@@ -288,7 +291,7 @@ def pod_failure(pod_obj: Obj) -> str | None:
     for cs in pod_obj.get("status", {}).get("containerStatuses", []) or []:
         waiting = cs.get("state", {}).get("waiting") or {}
         term = cs.get("state", {}).get("terminated") or cs.get("lastState", {}).get("terminated") or {}
-        if waiting.get("reason") in bad_waiting:
+        if waiting.get("reason") in BAD_WAITING_REASONS:
             return f"pod {name}: {waiting['reason']} {waiting.get('message', '')}".strip()
         if term and term.get("exitCode", 0) != 0:
             return f"pod {name}: container {cs.get('name')} exited {term.get('exitCode')} ({term.get('reason', '')})"

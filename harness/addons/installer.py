@@ -59,7 +59,7 @@ from harness.errors import (
     NotFound,
     WaitTimeout,
 )
-from harness.workloads import pod_ready
+from harness.workloads import BAD_WAITING_REASONS, pod_ready
 
 if TYPE_CHECKING:
     from harness.config import Pool, Profile
@@ -71,8 +71,6 @@ Progress = Callable[[str], None]
 _REGISTRY: tuple[Addon, ...] = (kube_router.ADDON, jobset.ADDON, kueue.ADDON, karpenter.ADDON, prometheus.ADDON,
                                 prometheus_adapter.ADDON, model_server.ADDON, traefik.ADDON,
                                 trainer.ADDON)
-_BAD_WAITING = ("CrashLoopBackOff", "ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff", "CreateContainerError",
-                "CreateContainerConfigError", "RunContainerError", "InvalidImageName")
 WEBHOOK_KINDS = ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
 CRD = "CustomResourceDefinition"
 WEBHOOK_TIMEOUT = 60.0
@@ -676,7 +674,7 @@ def wait_ready(client: KubeClient, addon: Addon, *, timeout: float, workload: Ob
             for cs in p.get("status", {}).get("containerStatuses", []) or []:
                 waiting = (cs.get("state", {}).get("waiting") or {})
                 term = (cs.get("lastState", {}).get("terminated") or cs.get("state", {}).get("terminated") or {})
-                if waiting.get("reason") in _BAD_WAITING:
+                if waiting.get("reason") in BAD_WAITING_REASONS:
                     return f"pod {p['metadata']['name']}: {waiting['reason']}: {waiting.get('message', '')}".strip()
                 if term and term.get("exitCode", 0) != 0:
                     return (f"pod {p['metadata']['name']} exited {term.get('exitCode')}: "

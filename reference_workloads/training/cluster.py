@@ -16,11 +16,10 @@ from typing import Any
 
 from harness.errors import AiconformError, WaitFailed, WaitTimeout
 from harness.kube import KubeClient, Obj
+from harness.workloads import BAD_WAITING_REASONS
 from reference_workloads.training import logs
 from reference_workloads.training.manifests import JOB_NAME_LABEL
 
-_BAD_WAITING = ("ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff", "CreateContainerError",
-                "CreateContainerConfigError", "RunContainerError", "InvalidImageName", "CrashLoopBackOff")
 EVENT_RECHECK_S = 5.0
 """How often a pod wait reads the namespace's events again (events change no pod, so no pod watch sees them)."""
 _BAD_EVENTS = ("FailedMount", "FailedAttachVolume", "FailedScheduling", "FailedCreate", "BackoffLimitExceeded")
@@ -43,7 +42,7 @@ def pod_problem(pod: Obj) -> str | None:
     name = pod["metadata"]["name"]
     for cs in pod.get("status", {}).get("containerStatuses", []) or []:
         waiting = cs.get("state", {}).get("waiting") or {}
-        if waiting.get("reason") in _BAD_WAITING:
+        if waiting.get("reason") in BAD_WAITING_REASONS:
             return f"pod {name}: {waiting['reason']}: {waiting.get('message', '')}".strip()
         term = cs.get("state", {}).get("terminated") or {}
         if term and term.get("exitCode", 0) != 0:
