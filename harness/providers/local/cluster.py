@@ -350,11 +350,12 @@ class LocalCluster:
             self.procs.stop(surge)
             raise
         self.procs.stop("kube-apiserver")
-        for kind in ("pidfile", "logfile"):
-            old_path, new_path = getattr(self.procs, kind)(surge), getattr(self.procs, kind)("kube-apiserver")
-            if kind == "logfile" and new_path.exists():
-                new_path.replace(new_path.with_name(f"kube-apiserver.before-v{version}.log"))
-            old_path.replace(new_path)
+        # the new process takes the component's name: its pidfile, and its log (the old log kept beside it)
+        log = self.procs.logfile("kube-apiserver")
+        if log.exists():
+            log.replace(log.with_name(f"kube-apiserver.before-v{version}.log"))
+        self.procs.logfile(surge).replace(log)
+        self.procs.pidfile(surge).replace(self.procs.pidfile("kube-apiserver"))
         api = self.client()
         try:
             self.procs.wait_ready("kube-apiserver", lambda: api.healthz("/readyz"), timeout=timeout,
