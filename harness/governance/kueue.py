@@ -17,12 +17,13 @@ admission, borrowing and preemption decision read here is Kueue's.  A queue conf
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from harness.addons.kueue import BATCH_LABEL
-from harness.errors import BadRequest, ConfigError, Conflict, Forbidden, Invalid, KubeError, WaitTimeout
+from harness.errors import BadRequest, ConfigError, Conflict, Forbidden, Invalid, KubeError
 from harness.kube import KubeClient, is_bound
 from harness.workloads import GPU, GPU_TOLERATION, PAUSE_IMAGE
 
@@ -329,50 +330,61 @@ class WorkloadView:
     preempted: bool
 
 
-def settle(client: KubeClient, batch: str, jobs: int, *, timeout: float = 30.0) -> list[WorkloadView]:
-    """Watch until Kueue has a verdict on each of the batch's ``jobs`` workloads and the pods agree with it (an
-    admitted job's pods all bound, a pending job's pods all gone); at the deadline, returns what is there (the
-    caller's invariants then say what is wrong)."""
-    def wl_done(state: dict[str, dict[str, Any]]) -> bool:
-        mine = [w for w in state.values() if _batch_of(w) == batch]
-        return len(mine) >= jobs and all(has_verdict(w) for w in mine)
+def settle(client: KubeClient, batch: str, jobs: int, *, timeout: float = 30.0,
+           stable_s: float = 2.0) -> list[WorkloadView]:
+    """Poll until Kueue has a verdict on each of the batch's ``jobs`` workloads and the pods agree with the
+    verdicts *as they stand at that read* (an admitted job's pods all bound, a pending job's pods all gone), and
+    that agreement holds for ``stable_s`` (a preemption is a sequence: the victim's eviction, its pods' deletion, the
+    preemptor's admission, its pods' binding; a read in between agrees with a state that is about to change).  At
+    the deadline, returns what is there: the caller's invariants then say what is wrong."""
+    deadline = time.monotonic() + timeout
+    agreed_since: float | None = None
+    while True:
+        wls = [w for w in client.list("Workload", api_version=API)["items"] if _batch_of(w) == batch]
+        pods = client.list("Pod", label_selector=f"{RUN_LABEL}={batch}")["items"]
+        views = _views(wls, pods)
+        now = time.monotonic()
+        if _agree(wls, pods, jobs):
+            agreed_since = now if agreed_since is None else agreed_since
+            if now - agreed_since >= stable_s:
+                return views
+        else:
+            agreed_since = None
+        if now >= deadline:
+            return views
+        time.sleep(0.5)
 
-    try:
-        client.wait_for("Workload", condition=wl_done, timeout=timeout, api_version=API,
-                        what=f"Kueue's verdict on {jobs} workloads")
-    except WaitTimeout:
-        pass
-    wls = [w for w in client.list("Workload", api_version=API)["items"] if _batch_of(w) == batch]
+
+def _agree(wls: list[dict[str, Any]], pods: list[dict[str, Any]], jobs: int) -> bool:
+    """Every one of ``jobs`` workloads has a verdict, and each job has exactly the pods its verdict wants, all
+    bound and none terminating."""
+    if len(wls) < jobs or not all(has_verdict(w) for w in wls):
+        return False
+    if any(p["metadata"].get("deletionTimestamp") for p in pods):
+        return False
+    per: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for p in pods:
+        per.setdefault((p["metadata"]["namespace"], _job_of(p)), []).append(p)
     want = {(w["metadata"]["namespace"], owner_name(w)): _pods_wanted(w) for w in wls}
+    if set(per) - set(want):
+        return False
+    return all(len(per.get(k, [])) == n and all(is_bound(p) for p in per.get(k, [])) for k, n in want.items())
 
-    def pods_agree(state: dict[str, dict[str, Any]]) -> bool:
-        live = [p for p in state.values() if not p["metadata"].get("deletionTimestamp")]
-        gone = len(live) == len(state)
-        per: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        for p in live:
-            key = (p["metadata"]["namespace"], p["metadata"].get("labels", {}).get("batch.kubernetes.io/job-name", ""))
-            per.setdefault(key, []).append(p)
-        return gone and all(
-            (len(per.get(k, [])) == n and all(is_bound(p) for p in per.get(k, []))) for k, n in want.items())
 
-    try:
-        client.wait_for("Pod", label_selector=f"{RUN_LABEL}={batch}", condition=pods_agree, timeout=timeout,
-                        what=f"pods of the {len(want)} jobs to match Kueue's admissions")
-    except WaitTimeout:
-        pass
-    pods = client.list("Pod", label_selector=f"{RUN_LABEL}={batch}")["items"]
+def _views(wls: list[dict[str, Any]], pods: list[dict[str, Any]]) -> list[WorkloadView]:
     out = []
-    for w in client.list("Workload", api_version=API)["items"]:
-        if _batch_of(w) != batch:
-            continue
+    for w in wls:
         ns, job_name = w["metadata"]["namespace"], owner_name(w)
-        mine = [p for p in pods if p["metadata"]["namespace"] == ns
-                and p["metadata"].get("labels", {}).get("batch.kubernetes.io/job-name") == job_name]
+        mine = [p for p in pods if p["metadata"]["namespace"] == ns and _job_of(p) == job_name]
         out.append(WorkloadView(job_name, ns, str(w.get("spec", {}).get("queueName", "")), workload_gpus(w),
                                 admitted_queue(w), len(mine),
                                 sum(1 for p in mine if is_bound(p)), verdict_message(w),
                                 is_preempted(w) or is_evicted(w)))
     return sorted(out, key=lambda v: (v.namespace, v.job))
+
+
+def _job_of(pod: dict[str, Any]) -> str:
+    return str(pod["metadata"].get("labels", {}).get("batch.kubernetes.io/job-name", ""))
 
 
 def _pods_wanted(wl: dict[str, Any]) -> int:
