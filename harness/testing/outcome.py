@@ -1,14 +1,17 @@
 """Outcome: grading each check (passed / failed / skipped / error), getting the grade to the one process that writes
 the report, the report itself, and the end-of-run sweep.
 
-Grading.  A check ``failed`` only when the platform answered and was wrong: a failed assertion, a watch that saw the
-wrong verdict (WaitFailed) or none before its deadline (WaitTimeout: e.g. the scheduler never bound the pod), an
-API answer the check did not expect (400, 403, 404, 409, 422), or ``pytest.fail``.  The run broke, so the check is
-``error``, when the API itself did not answer properly (KubeUnreachable: connection refused, TLS, an HTTP read
-timeout; a 5xx; a 429; a 401 to the harness's own credentials), a command failed, the check has a bug (any other
-exception), a fixture's setup or teardown broke, or a component of the cluster died while it ran (a local
-component's process has exited, or the apiserver stopped answering /readyz): a verdict taken while the cluster was
-broken is not the platform's.
+Grading follows the one rule of whose fault it is, written down in ``harness.errors``.  A check ``failed`` when the
+platform answered and was wrong or lacks what is asked: a PlatformFault (an API not served, a controller that never
+acts, a webhook never called, a Gateway never Programmed, a metric never served: in the check or in its fixture's
+setup), a failed assertion, a watch that saw the wrong verdict (WaitFailed) or none before its deadline
+(WaitTimeout: e.g. the scheduler never bound the pod), an API answer the check did not expect (400, 403, 404, 409,
+422), or ``pytest.fail``.  The run broke, so the check is ``error``, when the API itself did not answer properly
+(KubeUnreachable: connection refused, TLS, an HTTP read timeout; a 5xx; a 429; a 401 to the harness's own
+credentials), a command failed, aiconform's own install step failed, the check has a bug (any other exception), a
+fixture's setup broke other than by a PlatformFault, its teardown broke, or a component of the cluster died while it
+ran (a local component's process has exited, or the apiserver stopped answering /readyz): a verdict taken while the
+cluster was broken is not the platform's.
 
 Transport.  The grade is made where the check ran (a pytest-xdist worker or the only process), as a
 :class:`CheckRecord` on the teardown report's ``user_properties``; the process that owns the report (the xdist
@@ -34,6 +37,7 @@ from harness.errors import (
     ApiError,
     Gone,
     KubeError,
+    PlatformFault,
     ServerError,
     TooManyRequests,
     Unauthorized,
@@ -64,6 +68,8 @@ def is_platform_failure(exc: BaseException | None) -> bool:
         return False
     if isinstance(exc, BaseExceptionGroup):  # Hypothesis reports several distinct failures as a group
         return bool(exc.exceptions) and all(is_platform_failure(e) for e in exc.exceptions)
+    if isinstance(exc, PlatformFault):
+        return True
     if isinstance(exc, ApiError):
         return not isinstance(exc, _INFRA_API_ERRORS) and 400 <= exc.status < 500
     if isinstance(exc, OfficialApiException):  # the official client's answers (harness.testing.clients), same rule
@@ -97,7 +103,8 @@ def grade_phase(config: pytest.Config, rep: pytest.TestReport, excinfo: pytest.E
         return PhaseOutcome(rep.when, "skipped", _skip_reason(rep), rep.duration)
     exc = excinfo.value if excinfo is not None else None
     reason = failure_reason(exc, rep)
-    if rep.when != "call" or not is_platform_failure(exc):
+    judged = rep.when == "call" or (rep.when == "setup" and isinstance(exc, PlatformFault))
+    if not judged or not is_platform_failure(exc):
         return PhaseOutcome(rep.when, "error", reason, rep.duration)
     handle = session_handle(config)
     problems = broken_components(handle.info if handle else session_info(config), handle.client if handle else None)
