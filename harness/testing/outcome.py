@@ -35,6 +35,7 @@ from harness import __version__
 from harness.errors import (
     AiconformError,
     ApiError,
+    ConfigError,
     Gone,
     KubeError,
     PlatformFault,
@@ -47,6 +48,7 @@ from harness.errors import (
 from harness.kube import KubeClient, KubeConfig
 from harness.proc import pid_alive
 from harness.report import ReportError, ResultsCollector, RunResults, load_results
+from harness.report.submission import Product, load_product
 from harness.testing.cluster import ClusterInfo, session_handle, session_info
 from harness.testing.evidence import evidence_of
 from harness.testing.requirements import spec_of
@@ -233,6 +235,7 @@ class RunReport:
         out = config.getoption("--aiconform-report-dir", None)
         self.out = Path(out) if out else None
         self.prior = _load_prior(config)
+        self.product = _load_product(config)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when not in ("setup", "call", "teardown") and report.failed and report.nodeid not in self.records:
@@ -284,7 +287,12 @@ class RunReport:
             col.add_check(r.id, name=r.name, suite=r.suite, status=r.status, requirement=r.requirement, tier=r.tier,
                           reason=r.reason, duration_s=r.duration_s, evidence=r.evidence, timings=r.timings,
                           replace=True)
-        paths = col.write_all(self.out)
+
+        def notice(line: str) -> None:
+            if tr is not None:
+                tr.write_line(f"aiconform: {line}")
+
+        paths = col.write_all(self.out, product=self.product, notice=notice)
         if tr is not None:
             tr.write_line(f"aiconform report: {paths.get('report.html', self.out)}")
 
@@ -319,6 +327,16 @@ def _load_prior(config: pytest.Config) -> RunResults | None:
     if info is not None and prior.info.run_id != info.run_id:
         raise pytest.UsageError(f"--aiconform-results-from: {path} is of run {prior.info.run_id}, not {info.run_id}")
     return prior
+
+
+def _load_product(config: pytest.Config) -> Product | None:
+    path = config.getoption("--aiconform-product", None)
+    if not path:
+        return None
+    try:
+        return load_product(path)
+    except ConfigError as err:
+        raise pytest.UsageError(str(err)) from None
 
 
 def configure(config: pytest.Config) -> None:
