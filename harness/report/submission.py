@@ -227,7 +227,7 @@ def _first_reason(summary: RequirementSummary, status: Status) -> str:
 def _notes(summary: RequirementSummary | None, results: RunResults) -> str:
     """One paragraph: what the run showed, and for a non-pass whose fault it is (the reason names the part)."""
     info = results.info
-    run = f"aiconform {info.harness_version} run {info.run_id}, tier {info.tier.value} ({info.tier.note})"
+    run = f"aiconform {info.harness_version} run {info.run_id}, tier {info.tier.value}"
     if summary is None:
         return f"Not shown by this run: no aiconform check for this requirement ran ({run})."
     counts = ", ".join(f"{summary.count(s)} {s.value}" for s in (Status.PASSED, Status.FAILED, Status.ERROR,
