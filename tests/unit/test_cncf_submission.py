@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -277,3 +278,16 @@ def test_levels_in_the_folder_are_the_checklists_levels(tmp_path: Path) -> None:
     doc = yaml.safe_load((tmp_path / "cncf/v1.33/example-ai-platform" / PRODUCT_FILE).read_text())
     assert _req(doc, "dra_support")["level"] == Level.SHOULD.value  # a SHOULD in v1.33, a MUST in v1.34 and v1.35
     assert validate(tmp_path / "cncf/v1.33/example-ai-platform" / PRODUCT_FILE) == []
+
+
+def test_a_bad_product_file_stops_the_run_before_anything_starts(tmp_path: Path) -> None:
+    bad = tmp_path / "product.yaml"
+    bad.write_text('vendorName: "[Vendor Name]"\n')
+    env = {**os.environ, "AICONFORM_STATE_DIR": str(tmp_path / "state")}
+    for args in (["run", "--product", str(bad)], ["report", "render", str(tmp_path), "--product", str(bad)]):
+        res = subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, timeout=60,
+                             env=env, cwd=tmp_path)
+        assert res.returncode == 2, res.stderr
+        assert res.stderr.strip() == (f"aiconform: --product {bad}: vendorName is still the template's placeholder "
+                                      "[Vendor Name]")
+    assert not (tmp_path / "state").exists() and not (tmp_path / "reports").exists()
