@@ -188,6 +188,7 @@ def _musts_table(cov: MustCoverage) -> str:
                     f'<td class="num">{checks or ""}</td></tr>')
     return (
         f'<section id="musts"><h2>CNCF MUSTs (checklist {_e(cov.checklist_label)}): {_e(cov.line)}</h2>'
+        + (f'<p class="note">{_e(cov.checklist_note)}.</p>' if cov.checklist_note else "") +
         '<div class="card"><table class="req"><thead><tr><th>Requirement</th><th>Category</th><th>Evidence</th>'
         f'<th>Verdict</th><th class="num">Checks</th></tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
         '<p class="note">A MUST is evidenced when a check that names it passed or failed; skipped and errored '

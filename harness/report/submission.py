@@ -65,8 +65,6 @@ K8S_CONFORMANCE_URL = re.compile(r"^https://github\.com/cncf/k8s-conformance/tre
 
 MAX_OBSERVATION_CHARS = 200
 
-_CNCF_STATUS = {Verdict.PASS: "Implemented", Verdict.PARTIAL: "Partially Implemented", Verdict.FAIL: "Not Implemented"}
-
 
 # -- the vendor's product file ----------------------------------------------------------------------------------------
 
@@ -200,7 +198,7 @@ def build_submission(results: RunResults, product: Product | None = None) -> Sub
 
 
 def _status(summary: RequirementSummary | None) -> str:
-    return _CNCF_STATUS.get(summary.verdict, "") if summary is not None else ""
+    return summary.verdict.cncf_status if summary is not None else ""
 
 
 def _entry(req: PublishedRequirement, summary: RequirementSummary | None, results: RunResults) -> dict[str, Any]:

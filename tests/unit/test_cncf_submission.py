@@ -291,3 +291,14 @@ def test_a_bad_product_file_stops_the_run_before_anything_starts(tmp_path: Path)
         assert res.stderr.strip() == (f"aiconform: --product {bad}: vendorName is still the template's placeholder "
                                       "[Vendor Name]")
     assert not (tmp_path / "state").exists() and not (tmp_path / "reports").exists()
+
+
+def test_the_report_says_which_checklist_a_newer_cluster_was_judged_against() -> None:
+    from harness.report.markdown import render_markdown
+    from harness.report.verdicts import conformance_dict
+
+    results = run_on("v1.37.2")
+    newer = dataclasses.replace(results, info=dataclasses.replace(results.info, kubernetes_version="v1.38.0"))
+    says = "Kubernetes v1.38 has no published CNCF checklist yet; judged against v1.37"
+    assert conformance_dict(newer)["checklist_note"] == says and f"{says}." in render_markdown(newer)
+    assert conformance_dict(results)["checklist_note"] is None
