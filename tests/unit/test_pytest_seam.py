@@ -416,3 +416,24 @@ def test_parallel_below_one_is_one_line(tmp_path: Path) -> None:
     assert res.returncode == 2
     assert res.stderr.strip() == "aiconform: --parallel: must be at least 1, got 0"
     assert not (tmp_path / "reports").exists()
+
+
+def test_the_run_writes_the_cncf_submission_for_the_product_file(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_checks="def test_unmarked():\n    pass\n")
+    info = write_info(pytester.path / "cluster-info.json")
+    report = pytester.path / "report"
+    res = pytester.runpytest(f"--aiconform-cluster-info={info}", f"--aiconform-report-dir={report}")
+    res.stdout.fnmatch_lines(["aiconform: CNCF submission cncf/v1.37/product/PRODUCT.yaml is incomplete: empty "
+                              "metadata fields: platformName, *"])
+    assert (report / "cncf/v1.37/product/gang_scheduling.md").read_text().startswith(
+        "# gang_scheduling (MUST): not shown by this run\n")
+    product = pytester.path / "product.yaml"
+    product.write_text((Path(__file__).resolve().parents[2] / "examples" / "product.yaml").read_text())
+    res = pytester.runpytest(f"--aiconform-cluster-info={info}", f"--aiconform-report-dir={report}",
+                             f"--aiconform-product={product}")
+    assert "incomplete" not in res.stdout.str()
+    assert sorted(p.name for p in (report / "cncf/v1.37").iterdir()) == ["example-ai-platform"]
+    product.write_text("vendor: x\n")
+    res = pytester.runpytest(f"--aiconform-cluster-info={info}", f"--aiconform-report-dir={report}",
+                             f"--aiconform-product={product}")
+    assert res.ret == pytest.ExitCode.USAGE_ERROR
