@@ -401,6 +401,10 @@ def test_runner_runs_one_session_serially_and_two_in_parallel(tmp_path: Path) ->
     assert "--aiconform-select=shared" in shared and shared[shared.index("-n") + 1] == "3"
     assert f"--aiconform-results-from={tmp_path / 'results.json'}" in shared
     assert exclusive[exclusive.index("-k") + 1] == "q" == shared[shared.index("-k") + 1]
+    assert not any(a.startswith("--aiconform-product") for a in exclusive + shared)
+    with_product = pytest_sessions(files, report_dir=tmp_path, cluster_info=tmp_path / "ci.json", parallel=3, seed=3,
+                                   product=tmp_path / "p.yaml")
+    assert all(f"--aiconform-product={tmp_path / 'p.yaml'}" in argv for _, argv in with_product)
     assert default_parallel(local_cluster=False) >= default_parallel(local_cluster=True) >= 1
 
 
