@@ -83,8 +83,9 @@ class Product:
         """The ``<product>`` folder: the last part of ``k8sConformanceUrl`` (the program files a product under the
         same name in both repositories), else the platform name made a path part, else ``product``."""
         url = self.fields.get("k8sConformanceUrl", "")
-        if K8S_CONFORMANCE_URL.match(url):
-            return url.rstrip("/").rsplit("/", 1)[-1]
+        name = url.rstrip("/").rsplit("/", 1)[-1] if K8S_CONFORMANCE_URL.match(url) else ""
+        if name not in ("", ".", ".."):
+            return name
         slug = re.sub(r"[^a-z0-9]+", "-", self.fields.get("platformName", "").lower()).strip("-")
         return slug or "product"
 
