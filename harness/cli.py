@@ -146,8 +146,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
         return int(diff_main(args.before, args.after))
     from harness.report import render_main
+    from harness.report.submission import load_product
 
-    return int(render_main(args.dir))
+    return int(render_main(args.dir, product=load_product(args.product) if args.product else None))
 
 
 def cmd_images(args: argparse.Namespace) -> int:
@@ -274,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a shipped suite name (repeat or comma-separate), or the path of a folder of your own "
                           "checks (a value with a path separator, or an existing folder); default: all shipped suites")
     run.add_argument("--report-dir", default=None, help="default: reports/<run-id>")
+    run.add_argument("--product", default=None, metavar="FILE",
+                     help="the vendor's CNCF metadata for the submission folder REPORT_DIR/cncf/v1.X/<product>/ "
+                          "(template: examples/product.yaml); without it the folder's metadata is left empty")
     run.add_argument("--keep", action="store_true", help="leave the cluster up afterwards")
     run.add_argument("--kubeconfig", default=None, help="run against an existing cluster (provider existing)")
     run.add_argument("--capability", action="append", default=None, metavar="FACT",
@@ -312,8 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
     d = rsub.add_parser("diff", help="compare two reports; exit 1 on a regression")
     d.add_argument("before")
     d.add_argument("after")
-    r = rsub.add_parser("render", help="re-render html/md/junit/evidence from a results.json")
+    r = rsub.add_parser("render", help="re-render html/md/junit and the CNCF submission folder from a results.json")
     r.add_argument("dir")
+    r.add_argument("--product", default=None, metavar="FILE",
+                   help="the vendor's CNCF metadata (template: examples/product.yaml)")
     rep.set_defaults(func=cmd_report)
 
     img = sub.add_parser("images", help="build and list the OCI images built here (nothing is ever pulled)")

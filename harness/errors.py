@@ -2,6 +2,22 @@
 
 Every error a user can cause ends in one of these classes; the CLI prints ``str(err)`` as one line and exits
 non-zero.  Nothing here imports other harness modules.
+
+Whose fault it is (the one rule; ``harness.testing.outcome.is_platform_failure`` applies it to a check):
+
+* The platform under test lacks or breaks something a requirement needs: an API or CRD it does not serve, a
+  controller that never acts (the HPA never reads its metric or never scales, a Gateway never Programmed, a route
+  never Accepted, a gateway that never routes), an admission webhook the apiserver never calls, a custom metric
+  never served.  That is a :class:`PlatformFault`, naming the part (``part``), and the check is ``failed``: CNCF
+  ``Not Implemented`` (or ``Partially Implemented`` next to passed checks).  So is a wait that saw the wrong answer
+  or none (:class:`WaitFailed`, :class:`WaitTimeout`), a failed assertion and a 4xx answer the check did not expect,
+  inside the check itself.  A PlatformFault counts also when raised while a check's fixture sets it up (the
+  platform refused what the check needs); nothing else raised there does.
+* aiconform broke: its own bug (any other exception), its own install step (:class:`ClusterError`,
+  :class:`WorkloadError` of a component it deployed, :class:`BinaryError`, :class:`ImageBuildError`), a command it
+  ran (:class:`CommandError`), an unreachable or refused kubeconfig (:class:`KubeError` other than a 4xx answer),
+  or a cluster component that died while the check ran.  The check is ``error``: the run shows nothing about the
+  platform.
 """
 
 from __future__ import annotations
@@ -199,6 +215,33 @@ class WaitTimeout(AiconformError):
 
 class WaitFailed(AiconformError):
     """A watch-based wait saw a failure condition (Job Failed, pod Unschedulable) before success."""
+
+
+class PlatformFault(AiconformError):
+    """The platform under test lacks or breaks something a requirement needs (see the module docstring): graded
+    ``failed``.  ``part`` names it in a few words (``the HorizontalPodAutoscaler controller``,
+    ``custom.metrics.k8s.io``, ``the Gateway API implementation (GatewayClass traefik)``); the message starts with it
+    and goes on with what was done and what the platform answered."""
+
+    def __init__(self, part: str, detail: str) -> None:
+        super().__init__(f"{part}: {detail}")
+        self.part = part
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[Any, ...]:  # keeps (part, detail) across pickling (pytest-xdist)
+        return (type(self), (self.part, self.detail))
+
+
+class ApiNotServed(PlatformFault):
+    """An API group/version or a CRD's resource the requirement needs is not served by the apiserver."""
+
+
+class ControllerInactive(PlatformFault):
+    """A controller of the platform never acted on an object it owns before the deadline (no status, no event)."""
+
+
+class WebhookNotCalled(PlatformFault):
+    """The apiserver let an object through without calling the admission webhook registered for it."""
 
 
 class WorkloadError(AiconformError):

@@ -4,8 +4,9 @@ and bounded request loops to the gateway's listener on the real node's own addre
 
 Owns building those objects, reading their status, sending requests and counting the answers.  Never decides a
 route (the gateway does) and never judges a split (scenarios do, with :func:`binomial_bounds`).  A Gateway that is
-never Programmed or a route never Accepted is a :class:`GatewayError` (a ClusterError: the check ends in ``error``)
-carrying the controller's own log lines.  Traffic goes only to an address of this machine (:func:`local_address`).
+never Programmed, a route never Accepted or a gateway that never routes is a :class:`GatewayError` (a PlatformFault:
+the platform's Gateway API implementation does not do its job, the check ends ``failed``) carrying the controller's
+own log lines.  Traffic goes only to an address of this machine (:func:`local_address`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 from harness.addons import lookup
 from harness.addons.installer import pod_log_tail
 from harness.addons.traefik import GATEWAY_CLASS, NAME, WEB_PORT
-from harness.errors import AiconformError, ClusterError
+from harness.errors import AiconformError, ClusterError, PlatformFault
 from harness.kube import KubeClient, Obj
 from harness.workloads import REAL_NODE_LABEL
 
@@ -33,8 +34,15 @@ HOST_SUFFIX = "aiconform.test"
 concurrent checks share the entrypoint, so each route matches only its own Host header."""
 
 
-class GatewayError(ClusterError):
-    """The Gateway implementation did not program a Gateway or accept a route in time (not a verdict on routing)."""
+class GatewayError(PlatformFault):
+    """The Gateway API implementation did not program a Gateway, accept a route or route requests in time: the
+    platform's fault (``harness.errors``), graded ``failed``."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"the Gateway API implementation (GatewayClass {GATEWAY_CLASS})", detail)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.detail,))
 
 
 @dataclass(frozen=True)

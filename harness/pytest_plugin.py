@@ -57,6 +57,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--aiconform-kubeconfig", default=None, metavar="PATH",
                 help="kubeconfig of the cluster under test (the rest is detected); or $AICONFORM_KUBECONFIG")
     g.addoption("--aiconform-report-dir", default=None, metavar="DIR", help="write the conformance report here")
+    g.addoption("--aiconform-product", default=None, metavar="FILE",
+                help="the vendor's CNCF metadata (examples/product.yaml) for the submission folder cncf/v1.X/<product>/")
     g.addoption("--aiconform-results-from", default=None, metavar="PATH",
                 help="start the report from an earlier session of the same run (its results.json)")
     g.addoption("--aiconform-select", default="all", choices=requirements.SELECT_CHOICES,

@@ -28,6 +28,7 @@ from harness.facts import validate_facts
 from harness.providers import provider_for
 from harness.providers.base import ClusterProvider, ProviderOptions, UpgradesControlPlane, unsupported
 from harness.report import ReportError, Status, load_results
+from harness.report.submission import load_product
 from harness.testing import ClusterInfo, new_run_id
 from harness.testing.cluster import CLUSTER_INFO_FILE
 
@@ -137,7 +138,7 @@ def default_parallel(*, local_cluster: bool) -> int:
 
 
 def pytest_sessions(files: list[Path], *, report_dir: Path, cluster_info: Path, parallel: int, seed: int,
-                    keyword: str | None = None) -> list[tuple[str, list[str]]]:
+                    keyword: str | None = None, product: Path | None = None) -> list[tuple[str, list[str]]]:
     """The pytest sessions of a run, each as (what it runs, argv): one session when ``parallel`` is 1; else the
     exclusive checks one at a time, then the others ``parallel`` at a time, into the same report."""
     report_dir, cluster_info = report_dir.resolve(), cluster_info.resolve()  # pytest runs in the repository root
@@ -149,6 +150,8 @@ def pytest_sessions(files: list[Path], *, report_dir: Path, cluster_info: Path, 
     ]
     if keyword:
         base += ["-k", keyword]
+    if product is not None:
+        base.append(f"--aiconform-product={product.resolve()}")
     if parallel <= 1:
         return [("all checks", [*base, f"--junitxml={report_dir / 'pytest-junit.xml'}"])]
     return [
@@ -178,6 +181,8 @@ def _component_pids(cluster: object) -> dict[str, int]:
 
 def run_main(args: argparse.Namespace) -> int:
     files = upgrade_suite_files(suite_files(args.suite), getattr(args, "upgrade_to", None))
+    if getattr(args, "product", None):
+        load_product(args.product)  # a bad product file is one line now, not after the run
     facts = validate_facts(args.capability or [])
     if facts and not args.kubeconfig:
         raise ConfigError("--capability declares facts of an existing cluster (with --kubeconfig); a cluster the "
@@ -296,7 +301,8 @@ class _Suites:
             fake=info.fake, component_pids=_component_pids(self.cluster), upgrade=upgrade or {},
         ).write(report_dir / CLUSTER_INFO_FILE)
         sessions = pytest_sessions(self.files, report_dir=report_dir, cluster_info=cluster_info,
-                                   parallel=self.parallel, seed=self.seed, keyword=self.args.keyword)
+                                   parallel=self.parallel, seed=self.seed, keyword=self.args.keyword,
+                                   product=Path(self.args.product) if getattr(self.args, "product", None) else None)
         print(f"aiconform run {run_id}: running {', '.join(f.stem.removeprefix('test_') for f in self.files)} "
               f"against tier {info.tier} (Kubernetes v{info.kubernetes_version}), {self.parallel} check(s) at a time",
               file=sys.stderr, flush=True)

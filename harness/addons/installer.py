@@ -14,8 +14,10 @@ Two modes: ``pod`` (a real node: the workload runs there) and ``host`` (tier S, 
 host process under the cluster's supervisor with a kubeconfig of its own, its webhook server on 127.0.0.1:PORT, and
 the webhook configurations pointing at ``https://127.0.0.1:PORT/...``).
 
-Every failure names the addon and the step and is a ClusterError (one line at the CLI); whatever the installer
-applied or started for that addon is removed again (nothing stays installed), including on Ctrl-C.
+Every failure names the addon and the step and is a ClusterError (one line at the CLI), except what the platform
+itself lacks (a PlatformFault: an Established CRD never served in discovery, a registered webhook the apiserver never
+calls), which stays the platform's verdict (harness.errors); whatever the installer applied or started for that
+addon is removed again (nothing stays installed), including on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -53,11 +55,14 @@ from harness.bins import BinaryResolver, Component, build_env
 from harness.errors import (
     AiconformError,
     ApiError,
+    ApiNotServed,
     ClusterError,
     CommandError,
     ConfigError,
     NotFound,
+    PlatformFault,
     WaitTimeout,
+    WebhookNotCalled,
 )
 from harness.workloads import BAD_WAITING_REASONS, pod_ready
 
@@ -154,7 +159,7 @@ def install(
                        host_metrics=dict(host_metrics or {}))
         try:
             version = job.run(add_undo)
-        except AddonFailed:
+        except (AddonFailed, PlatformFault):  # a PlatformFault is the platform's verdict: it stays one
             job.undo()
             raise
         except (AiconformError, OSError) as err:
@@ -416,21 +421,32 @@ class _Install:
                               f"{self.controller_log(None)}") from None
 
     def _wait_webhooks(self, hooks: Webhooks, configs: list[Obj], hctx: HostContext | None, deadline: float) -> None:
-        """Poll the probes with server-side dry-run creates (no watch reports "a webhook answers") with a deadline."""
+        """Poll the probes with server-side dry-run creates (no watch reports "a webhook answers") with a deadline.
+        A probe the apiserver still lets through at the deadline, without calling the webhook, is the platform's
+        fault (WebhookNotCalled: its apiserver does not run admission webhooks); a webhook the apiserver calls but
+        cannot reach or trust is this install's (AddonFailed)."""
         for probe in hooks.probes:
             denial = f'admission webhook "{probe.webhook}" denied the request'
-            delay, last = 0.2, ""
+            delay, last, let_through = 0.2, "", False
             while True:
                 try:
                     self.client.create(copy.deepcopy(probe.obj), dry_run=True)
                 except ApiError as err:
                     if denial in err.message:
                         break
-                    last = _one_line(err.message)[:300]
+                    last, let_through = _one_line(err.message)[:300], False
                 else:  # accepted: the apiserver has not loaded the new webhook configuration yet (its informer lags)
                     last = f"it let the probe {probe.obj['kind']} through without asking the webhook"
+                    let_through = True
                 if time.monotonic() >= deadline:
                     where = _client_config_of(configs, probe.webhook)
+                    if let_through:
+                        raise WebhookNotCalled(
+                            "kube-apiserver admission webhooks",
+                            f"webhook {probe.webhook} of addon {self.name} ({where}) is registered, but after "
+                            f"{self.webhook_timeout:.0f}s the apiserver still lets the probe {probe.obj['kind']} "
+                            "through without calling it (is the ValidatingAdmissionWebhook/MutatingAdmissionWebhook "
+                            "admission plugin off?)")
                     raise AddonFailed(
                         f"addon {self.name}: webhook {probe.webhook} ({where}) did not answer in "
                         f"{self.webhook_timeout:.0f}s (apiserver: {last or 'no answer'}): "
@@ -583,7 +599,8 @@ def wait_discovered(client: KubeClient, crds: list[Obj], *, timeout: float, what
         if not missing:
             return
         if time.monotonic() >= deadline:
-            raise WaitTimeout(f"{what}: not in API discovery after {timeout:.0f}s: {', '.join(missing)}")
+            raise ApiNotServed("kube-apiserver API discovery",
+                               f"{what}: Established but not in API discovery after {timeout:.0f}s: {', '.join(missing)}")
         time.sleep(delay)
         delay = min(delay * 2, 1.0)
 

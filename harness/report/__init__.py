@@ -1,6 +1,7 @@
 """Conformance results and reports: the results model (``results.json``, versioned), the collector the pytest
-plugin feeds, the writers (junit.xml, report.html, report.md, cncf-evidence.yaml), the diff of two runs and
-the CNCF requirement catalogue.
+plugin feeds, the writers (junit.xml, report.html, report.md, the CNCF submission folder cncf/v1.X/<product>/), the diff of two
+runs, the CNCF requirement catalogue and the published checklists, and the program's submission rules
+(``cncf_validate``).
 
 This package only reads and writes files; it never talks to a cluster and never decides a check's outcome.
 The public surface is what this module exports; submodules are private layers below it.

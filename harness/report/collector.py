@@ -12,12 +12,14 @@ import dataclasses
 import json
 import math
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from harness.report import writers
 from harness.report.model import CheckResult, ReportError, RunInfo, RunResults, Status, Tier
+from harness.report.submission import Product
 
 
 def _jsonable(value: Any, what: str) -> Any:
@@ -139,6 +141,8 @@ class ResultsCollector:
         info = dataclasses.replace(self._info, finished_at=finished_at or datetime.now(UTC))
         return RunResults(info=info, checks=tuple(self._checks.values()))
 
-    def write_all(self, report_dir: str | os.PathLike[str], finished_at: datetime | None = None) -> dict[str, Path]:
-        """Write every report file into ``report_dir`` (created if missing); returns name → path."""
-        return writers.write_all(self.results(finished_at), report_dir)
+    def write_all(self, report_dir: str | os.PathLike[str], finished_at: datetime | None = None, *,
+                  product: Product | None = None, notice: Callable[[str], None] | None = None) -> dict[str, Path]:
+        """Write every report file and the CNCF submission folder (for ``product``) into ``report_dir`` (created if
+        missing); returns name → path.  ``notice`` gets the line saying the submission's metadata is incomplete."""
+        return writers.write_all(self.results(finished_at), report_dir, product=product, notice=notice)

@@ -35,6 +35,8 @@ def counts_line(results: RunResults) -> str:
 def _musts(cov: MustCoverage) -> list[str]:
     """The CNCF MUSTs of the run's checklist: which a check evidenced, which none did."""
     lines = [f"**CNCF MUSTs (checklist {cov.checklist_label}): {cov.line}.**"]
+    if cov.checklist_note:
+        lines.append(f"{cov.checklist_note}.")
     if cov.unevidenced:
         lines.append("Not evidenced (no check passed or failed): " + ", ".join(f"`{i}`" for i in cov.unevidenced) + ".")
     return [*lines, ""]

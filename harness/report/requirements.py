@@ -1,8 +1,8 @@
 """Requirement ids a check can evidence: the CNCF Kubernetes AI Conformance checklist plus aiconform's own.
 
 Owns the catalogue (id, category, level, one-line description) and which CNCF checklist version lists which
-id at which level.  The CNCF data follows the published checklists in github.com/cncf/k8s-ai-conformance
-(``docs/AIConformance-1.33/1.34/1.35.md`` and ``docs/AIConformance-1.37.yaml``).  Project-own ids start with
+id at which level, and which checklist a Kubernetes version is judged against.  The checklists themselves (ids,
+levels and the verbatim descriptions) are data in ``harness.report.checklists``.  Project-own ids start with
 ``aiconform.``.  Pure data and lookups; nothing here reads results.
 """
 
@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+
+from harness.report.checklists import PUBLISHED
 
 PROJECT_PREFIX = "aiconform."
 
@@ -132,35 +134,64 @@ PROJECT_REQUIREMENTS: tuple[Requirement, ...] = (
 
 CATALOG: dict[str, Requirement] = {r.id: r for r in CNCF_REQUIREMENTS + PROJECT_REQUIREMENTS}
 
-# Which CNCF checklist lists which id, at which level.  Versions not listed fall back to the nearest older one.
-_ALL_MUST_1_34 = ("dra_support", "ai_inference", "gang_scheduling", "cluster_autoscaling", "pod_autoscaling",
-                  "accelerator_metrics", "ai_service_metrics", "secure_accelerator_access", "robust_controller")
 CHECKLISTS: dict[tuple[int, int], dict[str, Level]] = {
-    (1, 33): {**{i: _M for i in _ALL_MUST_1_34}, "dra_support": _S},
-    (1, 34): {i: _M for i in _ALL_MUST_1_34},
-    (1, 35): {**{i: _M for i in _ALL_MUST_1_34},
-              "driver_runtime_management": _S, "gpu_sharing": _S, "virtualized_accelerator": _S},
-    (1, 37): {**{i: _M for i in _ALL_MUST_1_34 if i != "dra_support"},
-              "driver_runtime_management": _S, "gpu_sharing": _S, "virtualized_accelerator": _S,
-              "advanced_inference_ingress": _S, "high_performance_networking": _S, "disaggregated_inference": _S,
-              "workload_sandboxing": _S},
+    version: {rid: Level(level) for _key, rid, level, _text in entries} for version, entries in PUBLISHED.items()
 }
+"""Which published CNCF checklist lists which id, at which level (from ``harness.report.checklists``)."""
 
 _MINOR_RE = re.compile(r"v?(\d+)\.(\d+)")
 
 
-def checklist_version(kubernetes_version: str) -> tuple[int, int]:
-    """The CNCF checklist that applies to a Kubernetes version: the newest one not newer than it.
+@dataclass(frozen=True)
+class ChecklistChoice:
+    """The published checklist a run is judged against, and why when it is not the cluster's own minor version."""
 
-    Versions older than the first checklist get the first; unparseable ones get the newest.
-    """
+    version: tuple[int, int]
+    note: str = ""
+    """Empty when the cluster's minor version has its own published checklist; else one line saying which list is
+    used instead and why (``Kubernetes v1.38 has no published CNCF checklist yet; judged against v1.37``)."""
+
+    @property
+    def label(self) -> str:
+        return f"v{self.version[0]}.{self.version[1]}"
+
+
+def choose_checklist(kubernetes_version: str) -> ChecklistChoice:
+    """The CNCF checklist for a Kubernetes version: its own minor's when published; a newer minor than the newest
+    published uses the newest (until the program publishes its own), an older one the oldest; each says so."""
     known = sorted(CHECKLISTS)
     match = _MINOR_RE.match(kubernetes_version.strip())
     if not match:
-        return known[-1]
+        return ChecklistChoice(known[-1], f"Kubernetes version {kubernetes_version!r} is not vX.Y[.Z]; judged against "
+                                          f"the newest published checklist, v{known[-1][0]}.{known[-1][1]}")
     wanted = (int(match.group(1)), int(match.group(2)))
+    if wanted in CHECKLISTS:
+        return ChecklistChoice(wanted)
     older = [v for v in known if v <= wanted]
-    return older[-1] if older else known[0]
+    use = older[-1] if older else known[0]
+    why = "has no published CNCF checklist yet" if older else "is older than the first published CNCF checklist"
+    return ChecklistChoice(use, f"Kubernetes v{wanted[0]}.{wanted[1]} {why}; judged against v{use[0]}.{use[1]}")
+
+
+def checklist_version(kubernetes_version: str) -> tuple[int, int]:
+    """The CNCF checklist version that applies to a Kubernetes version (see :func:`choose_checklist`)."""
+    return choose_checklist(kubernetes_version).version
+
+
+@dataclass(frozen=True)
+class PublishedRequirement:
+    """One requirement exactly as a published checklist states it (what a PRODUCT.yaml must repeat unchanged)."""
+
+    category_key: str
+    """The key under ``spec`` (``schedulingOrchestration``)."""
+    id: str
+    level: Level
+    description: str
+
+
+def published_checklist(version: tuple[int, int]) -> tuple[PublishedRequirement, ...]:
+    """The requirements of the published checklist ``version`` in the program's order; KeyError if unpublished."""
+    return tuple(PublishedRequirement(key, rid, Level(level), text) for key, rid, level, text in PUBLISHED[version])
 
 
 def cncf_checklist(kubernetes_version: str) -> list[Requirement]:

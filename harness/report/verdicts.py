@@ -33,7 +33,7 @@ from harness.report.requirements import (
     Category,
     Level,
     Requirement,
-    checklist_version,
+    choose_checklist,
     cncf_checklist,
     lookup,
 )
@@ -151,6 +151,8 @@ class MustCoverage:
 
     checklist: tuple[int, int]
     musts: tuple[MustEvidence, ...]
+    checklist_note: str = ""
+    """Why the checklist is not the cluster's own minor version's (empty when it is)."""
 
     @property
     def total(self) -> int:
@@ -179,7 +181,8 @@ def must_coverage(results: RunResults) -> MustCoverage:
     by_id = {s.requirement_id: s for s in summarize(results)}
     musts = tuple(MustEvidence(r, by_id.get(r.id)) for r in cncf_checklist(results.info.kubernetes_version)
                   if r.level is Level.MUST)
-    return MustCoverage(checklist_version(results.info.kubernetes_version), musts)
+    choice = choose_checklist(results.info.kubernetes_version)
+    return MustCoverage(choice.version, musts, choice.note)
 
 
 class Overall(StrEnum):
@@ -218,6 +221,7 @@ def conformance_dict(results: RunResults) -> dict[str, object]:
         "headline": head.text,
         "verdict": head.verdict.value,
         "checklist": cov.checklist_label,
+        "checklist_note": cov.checklist_note or None,
         "musts_total": cov.total,
         "musts_evidenced": len(cov.evidenced),
         "musts": [

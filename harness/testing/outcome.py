@@ -1,14 +1,17 @@
 """Outcome: grading each check (passed / failed / skipped / error), getting the grade to the one process that writes
 the report, the report itself, and the end-of-run sweep.
 
-Grading.  A check ``failed`` only when the platform answered and was wrong: a failed assertion, a watch that saw the
-wrong verdict (WaitFailed) or none before its deadline (WaitTimeout: e.g. the scheduler never bound the pod), an
-API answer the check did not expect (400, 403, 404, 409, 422), or ``pytest.fail``.  The run broke, so the check is
-``error``, when the API itself did not answer properly (KubeUnreachable: connection refused, TLS, an HTTP read
-timeout; a 5xx; a 429; a 401 to the harness's own credentials), a command failed, the check has a bug (any other
-exception), a fixture's setup or teardown broke, or a component of the cluster died while it ran (a local
-component's process has exited, or the apiserver stopped answering /readyz): a verdict taken while the cluster was
-broken is not the platform's.
+Grading follows the one rule of whose fault it is, written down in ``harness.errors``.  A check ``failed`` when the
+platform answered and was wrong or lacks what is asked: a PlatformFault (an API not served, a controller that never
+acts, a webhook never called, a Gateway never Programmed, a metric never served: in the check or in its fixture's
+setup), a failed assertion, a watch that saw the wrong verdict (WaitFailed) or none before its deadline
+(WaitTimeout: e.g. the scheduler never bound the pod), an API answer the check did not expect (400, 403, 404, 409,
+422), or ``pytest.fail``.  The run broke, so the check is ``error``, when the API itself did not answer properly
+(KubeUnreachable: connection refused, TLS, an HTTP read timeout; a 5xx; a 429; a 401 to the harness's own
+credentials), a command failed, aiconform's own install step failed, the check has a bug (any other exception), a
+fixture's setup broke other than by a PlatformFault, its teardown broke, or a component of the cluster died while it
+ran (a local component's process has exited, or the apiserver stopped answering /readyz): a verdict taken while the
+cluster was broken is not the platform's.
 
 Transport.  The grade is made where the check ran (a pytest-xdist worker or the only process), as a
 :class:`CheckRecord` on the teardown report's ``user_properties``; the process that owns the report (the xdist
@@ -32,8 +35,10 @@ from harness import __version__
 from harness.errors import (
     AiconformError,
     ApiError,
+    ConfigError,
     Gone,
     KubeError,
+    PlatformFault,
     ServerError,
     TooManyRequests,
     Unauthorized,
@@ -43,6 +48,7 @@ from harness.errors import (
 from harness.kube import KubeClient, KubeConfig
 from harness.proc import pid_alive
 from harness.report import ReportError, ResultsCollector, RunResults, load_results
+from harness.report.submission import Product, load_product
 from harness.testing.cluster import ClusterInfo, session_handle, session_info
 from harness.testing.evidence import evidence_of
 from harness.testing.requirements import spec_of
@@ -64,6 +70,8 @@ def is_platform_failure(exc: BaseException | None) -> bool:
         return False
     if isinstance(exc, BaseExceptionGroup):  # Hypothesis reports several distinct failures as a group
         return bool(exc.exceptions) and all(is_platform_failure(e) for e in exc.exceptions)
+    if isinstance(exc, PlatformFault):
+        return True
     if isinstance(exc, ApiError):
         return not isinstance(exc, _INFRA_API_ERRORS) and 400 <= exc.status < 500
     if isinstance(exc, OfficialApiException):  # the official client's answers (harness.testing.clients), same rule
@@ -97,7 +105,8 @@ def grade_phase(config: pytest.Config, rep: pytest.TestReport, excinfo: pytest.E
         return PhaseOutcome(rep.when, "skipped", _skip_reason(rep), rep.duration)
     exc = excinfo.value if excinfo is not None else None
     reason = failure_reason(exc, rep)
-    if rep.when != "call" or not is_platform_failure(exc):
+    judged = rep.when == "call" or (rep.when == "setup" and isinstance(exc, PlatformFault))
+    if not judged or not is_platform_failure(exc):
         return PhaseOutcome(rep.when, "error", reason, rep.duration)
     handle = session_handle(config)
     problems = broken_components(handle.info if handle else session_info(config), handle.client if handle else None)
@@ -226,6 +235,7 @@ class RunReport:
         out = config.getoption("--aiconform-report-dir", None)
         self.out = Path(out) if out else None
         self.prior = _load_prior(config)
+        self.product = _load_product(config)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when not in ("setup", "call", "teardown") and report.failed and report.nodeid not in self.records:
@@ -277,7 +287,12 @@ class RunReport:
             col.add_check(r.id, name=r.name, suite=r.suite, status=r.status, requirement=r.requirement, tier=r.tier,
                           reason=r.reason, duration_s=r.duration_s, evidence=r.evidence, timings=r.timings,
                           replace=True)
-        paths = col.write_all(self.out)
+
+        def notice(line: str) -> None:
+            if tr is not None:
+                tr.write_line(f"aiconform: {line}")
+
+        paths = col.write_all(self.out, product=self.product, notice=notice)
         if tr is not None:
             tr.write_line(f"aiconform report: {paths.get('report.html', self.out)}")
 
@@ -312,6 +327,16 @@ def _load_prior(config: pytest.Config) -> RunResults | None:
     if info is not None and prior.info.run_id != info.run_id:
         raise pytest.UsageError(f"--aiconform-results-from: {path} is of run {prior.info.run_id}, not {info.run_id}")
     return prior
+
+
+def _load_product(config: pytest.Config) -> Product | None:
+    path = config.getoption("--aiconform-product", None)
+    if not path:
+        return None
+    try:
+        return load_product(path)
+    except ConfigError as err:
+        raise pytest.UsageError(str(err)) from None
 
 
 def configure(config: pytest.Config) -> None:

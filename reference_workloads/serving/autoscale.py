@@ -6,8 +6,10 @@ It records a timeline, once a second: ready replicas, the HPA's desired replicas
 reads it (the custom metrics API), and afterwards merges locust's per-second sent/served/p99.  It decides nothing:
 the scale decisions are the real HPA controller's; the caller judges the phases (:func:`phases`).
 
-Every wait has a deadline; a model server that does not start, an adapter that never serves the metric, or a locust
-run that fails raises WorkloadError with the component's own log lines.
+Every wait has a deadline.  What the platform does not do is a PlatformFault naming the part (the HPA controller
+that never acts on the HPA, custom.metrics.k8s.io that never serves the queue metric): the check is ``failed``.  A
+model server that does not start or a locust run that fails (aiconform's own workloads) raises WorkloadError with the
+component's own log lines.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ApiError, KubeError, WaitFailed, WaitTimeout, WorkloadError
+from harness.errors import ApiError, ControllerInactive, KubeError, PlatformFault, WaitFailed, WaitTimeout, WorkloadError
 from harness.kube import KubeClient
 from reference_workloads.serving.deploy import ModelEndpoint, apply_model, logs_of, model_image, remove_model
 from reference_workloads.serving.load import LoadResult, LoadSpec, start_load
@@ -101,15 +103,17 @@ def queue_depths(client: KubeClient, namespace: str, selector: str) -> dict[str,
 
 def wait_queue_metric(client: KubeClient, namespace: str, selector: str, pod: str, *, timeout: float = 60.0) -> dict[str, float]:
     """Until custom.metrics.k8s.io serves ``pod``'s queue depth (Prometheus scrapes it, the adapter relists);
-    WaitTimeout at the deadline.  The aggregated API has no watch for metric values: a bounded 1 s poll."""
+    PlatformFault (custom.metrics.k8s.io) at the deadline.  The aggregated API has no watch for metric values: a
+    bounded 1 s poll."""
     deadline = time.monotonic() + timeout
     while True:
         depths = queue_depths(client, namespace, selector)
         if pod in depths:
             return depths
         if time.monotonic() >= deadline:
-            raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {CUSTOM_METRICS} to serve {QUEUE_METRIC} "
-                              f"of pod {namespace}/{pod}; it served {depths or 'nothing'}")
+            raise PlatformFault("custom.metrics.k8s.io", f"{CUSTOM_METRICS} did not serve {QUEUE_METRIC} of pod "
+                                                         f"{namespace}/{pod} in {timeout:.0f}s; it served "
+                                                         f"{depths or 'nothing'}")
         time.sleep(1.0)
 
 
@@ -194,8 +198,10 @@ def _replicas(client: KubeClient, namespace: str, name: str) -> int:
 
 
 def _wait_metric_served(client: KubeClient, namespace: str, name: str, selector: str, timeout: float) -> None:
-    """Until the HPA has read the queue metric once (the adapter discovered the new series); WorkloadError with the
-    HPA's condition and the adapter's log lines otherwise."""
+    """Until the HPA has read the queue metric once (the adapter discovered the new series).  At the deadline: an HPA
+    with no status at all is ControllerInactive (no HPA controller acted on it); one whose controller reports it
+    cannot get the metric is a PlatformFault of custom.metrics.k8s.io, with the HPA's conditions and the adapter's
+    log lines."""
     from harness.addons.prometheus_adapter import adapter_logs
 
     def has_metric(state: dict[str, Any]) -> bool:  # keys are namespace/name
@@ -210,7 +216,12 @@ def _wait_metric_served(client: KubeClient, namespace: str, name: str, selector:
         hpa = client.get("HorizontalPodAutoscaler", name, namespace, api_version="autoscaling/v2")
         conds = "; ".join(f"{c.get('type')}={c.get('status')} {c.get('reason')}: {c.get('message')}"
                           for c in hpa.get("status", {}).get("conditions", []) or [])
-        raise WorkloadError(f"{err}; HPA conditions: {conds or 'none'}" + adapter_logs(client)
+        if not hpa.get("status", {}).get("conditions"):
+            raise ControllerInactive("the HorizontalPodAutoscaler controller",
+                                     f"HPA {namespace}/{name} has no status {timeout:.0f}s after it was created: no "
+                                     "controller acted on it (is kube-controller-manager's horizontalpodautoscaling "
+                                     "controller off?)") from err
+        raise PlatformFault("custom.metrics.k8s.io", f"{err}; HPA conditions: {conds}" + adapter_logs(client)
                             + logs_of(client, namespace, selector, lines=5)) from err
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from harness.errors import AiconformError, WaitFailed, WaitTimeout
+from harness.errors import AiconformError, ApiError, PlatformFault, ServerError, WaitFailed, WaitTimeout
 from harness.kube import KubeClient, Obj
 from harness.workloads import BAD_WAITING_REASONS
 from reference_workloads.training import logs
@@ -78,7 +78,8 @@ def wait_runtime_known(client: KubeClient, namespace: str, runtime: str, *, time
     """Until Trainer's validating webhook knows a TrainingRuntime just created: it judges TrainJobs from its own
     informer cache, which sees a new runtime a moment after the apiserver stored it (a TrainJob created in between
     is refused with "... not found").  A server-side dry run of a TrainJob naming it goes through the webhook and
-    stores nothing; the webhook has no watchable state, so this polls, with a deadline."""
+    stores nothing; the webhook has no watchable state, so this polls, with a deadline.  A webhook that still does
+    not know the runtime at the deadline is a PlatformFault naming it (the check is ``failed``)."""
     from reference_workloads.training.manifests import train_job
 
     probe = train_job("runtime-probe", namespace, runtime=runtime, steps=1)
@@ -87,11 +88,16 @@ def wait_runtime_known(client: KubeClient, namespace: str, runtime: str, *, time
         try:
             client.create(probe, namespace=namespace, dry_run=True)
             return
-        except AiconformError as err:
-            if "not found" not in str(err) or time.monotonic() > deadline:
-                raise WaitTimeout(f"Trainer's webhook does not know TrainingRuntime {namespace}/{runtime} after "
-                                  f"{timeout:.0f}s: {err}") from err
-        time.sleep(0.2)
+        except ServerError:  # a 5xx (the apiserver could not call the webhook) is no verdict of the webhook
+            raise
+        except ApiError as err:
+            if "not found" in str(err) and time.monotonic() <= deadline:
+                time.sleep(0.2)
+                continue
+            waited = f" still after {timeout:.0f}s" if "not found" in str(err) else ""
+            raise PlatformFault("Trainer's validating webhook",
+                                f"it refused a dry-run TrainJob on TrainingRuntime {namespace}/{runtime}{waited}: "
+                                f"{err}") from err
 
 
 def wait_trainjob(client: KubeClient, namespace: str, name: str, *, timeout: float) -> Obj:

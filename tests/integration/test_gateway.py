@@ -137,11 +137,12 @@ def test_weighted_split_and_header_routes(client: KubeClient, namespace: str, ba
     print(f"\ngateway split over {REQUESTS}: {split.summary()}")  # the routing figure (pytest -s)
 
 
-def test_gateway_never_programmed_and_route_never_accepted_are_errors_with_traefik_logs(
+def test_gateway_never_programmed_and_route_never_accepted_are_platform_faults_with_traefik_logs(
     client: KubeClient, namespace: str, backends: list[str]
 ) -> None:
     """A listener on a port that is no Traefik entrypoint is never Programmed; a route to a missing Service never has
-    its references resolved: both end in GatewayError naming the object, its last status and Traefik's log lines."""
+    its references resolved: both end in GatewayError (a PlatformFault: the check is failed) naming the Gateway
+    implementation, the object, its last status and Traefik's log lines."""
     bad = gw.gateway("no-entrypoint", port=gw.WEB_PORT + 999)
     client.create(bad, namespace=namespace)
     with pytest.raises(gw.GatewayError) as never:
@@ -149,6 +150,7 @@ def test_gateway_never_programmed_and_route_never_accepted_are_errors_with_traef
     assert f"Gateway {namespace}/no-entrypoint was not Programmed" in str(never.value)
     assert f"{TRAEFIK} log: pod {TRAEFIK}-" in str(never.value)
     assert "no matching entryPoint for port" in str(never.value)  # Traefik's own reason, from the listener status
+    assert str(never.value).startswith("the Gateway API implementation (GatewayClass traefik): ")
 
     client.create(gw.gateway("gw-missing"), namespace=namespace)
     gw.wait_programmed(client, namespace, "gw-missing", timeout=60)

@@ -138,8 +138,11 @@ def test_requests_go_only_to_addresses_of_this_machine() -> None:
         gw.local_address("192.0.2.7")  # TEST-NET-1: binding fails, nothing is sent
 
 
-def test_a_gateway_that_is_never_programmed_grades_the_check_error_not_failed() -> None:
+def test_a_gateway_that_is_never_programmed_grades_the_check_failed_naming_the_gateway_implementation() -> None:
+    from harness.errors import PlatformFault
     from harness.testing.outcome import is_platform_failure
 
-    assert not is_platform_failure(gw.GatewayError("Gateway t/g was not Programmed; traefik log: ..."))
-    assert isinstance(gw.GatewayError("x"), ClusterError)
+    err = gw.GatewayError("Gateway t/g was not Programmed; traefik log: ...")
+    assert is_platform_failure(err) and isinstance(err, PlatformFault) and not isinstance(err, ClusterError)
+    assert str(err) == ("the Gateway API implementation (GatewayClass traefik): Gateway t/g was not Programmed; "
+                        "traefik log: ...")

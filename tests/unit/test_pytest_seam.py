@@ -22,7 +22,8 @@ from harness.testing import ClusterInfo
 
 CHECKS = '''
 import pytest
-from harness.errors import (CommandError, KubeUnreachable, WaitFailed, WaitTimeout, api_error_for)
+from harness.errors import (ClusterError, CommandError, ControllerInactive, KubeUnreachable, PlatformFault,
+                            WaitFailed, WaitTimeout, WebhookNotCalled, WorkloadError, api_error_for)
 
 
 def api(status):
@@ -48,6 +49,10 @@ RAISES = {
     "command": lambda: CommandError(["kubectl", "get"], 1, "boom"),
     "check_bug": lambda: KeyError("allocatable"),
     "group_with_infra": lambda: ExceptionGroup("mixed", [AssertionError("a"), KubeUnreachable("b")]),
+    "platform_fault": lambda: PlatformFault("custom.metrics.k8s.io", "never served queue_depth"),
+    "hpa_controller_off": lambda: ControllerInactive("the HorizontalPodAutoscaler controller", "HPA has no status"),
+    "own_workload_broke": lambda: WorkloadError("the model server never became Ready"),
+    "own_install_broke": lambda: ClusterError("addon trainer: rollout failed"),
 }
 
 
@@ -87,6 +92,34 @@ def test_teardown_breaks(broken_teardown):
     pass
 
 
+@pytest.fixture
+def webhooks_off():
+    raise WebhookNotCalled("kube-apiserver admission webhooks", "webhook v of addon trainer is never called")
+
+
+def test_setup_meets_a_platform_fault(webhooks_off):
+    pass
+
+
+@pytest.fixture
+def own_setup_breaks():
+    raise WorkloadError("the training image did not load")
+
+
+def test_setup_meets_an_own_fault(own_setup_breaks):
+    pass
+
+
+@pytest.fixture
+def platform_fault_in_teardown():
+    yield
+    raise PlatformFault("the namespace controller", "namespace never went away")
+
+
+def test_teardown_meets_a_platform_fault(platform_fault_in_teardown):
+    pass
+
+
 def test_evidence_travels(evidence):
     evidence["node"] = "gpu-a-0"
     evidence["pods"] = ("a", "b")
@@ -94,9 +127,9 @@ def test_evidence_travels(evidence):
 '''
 
 FAILED = {"assertion", "wait_timeout", "wait_failed", "forbidden", "not_found", "conflict", "invalid", "bad_request",
-          "group_of_failures"}
+          "group_of_failures", "platform_fault", "hpa_controller_off"}
 ERROR = {"server_error", "unavailable", "unauthorized", "too_many_requests", "unreachable", "read_timeout", "command",
-         "check_bug", "group_with_infra"}
+         "check_bug", "group_with_infra", "own_workload_broke", "own_install_broke"}
 EXPECTED = {
     **{f"test_checks.py::test_raises[{k}]": "failed" for k in FAILED},
     **{f"test_checks.py::test_raises[{k}]": "error" for k in ERROR},
@@ -105,6 +138,9 @@ EXPECTED = {
     "test_checks.py::test_skips": "skipped",
     "test_checks.py::test_setup_breaks": "error",
     "test_checks.py::test_teardown_breaks": "error",
+    "test_checks.py::test_setup_meets_a_platform_fault": "failed",  # the platform refused what the check needs
+    "test_checks.py::test_setup_meets_an_own_fault": "error",
+    "test_checks.py::test_teardown_meets_a_platform_fault": "error",  # after the verdict: tells nothing about it
     "test_checks.py::test_evidence_travels": "passed",
 }
 
@@ -234,6 +270,10 @@ def test_grading_failed_only_when_the_platform_answered_wrong(pytester: pytest.P
     assert by_id["test_checks.py::test_raises[server_error]"]["reason"].startswith("ServerError: 500")
     assert by_id["test_checks.py::test_raises[forbidden]"]["reason"].startswith("Forbidden: 403")
     assert by_id["test_checks.py::test_skips"]["reason"] == "needs tier R; this cluster is tier S"
+    assert by_id["test_checks.py::test_raises[hpa_controller_off]"]["reason"] == (
+        "ControllerInactive: the HorizontalPodAutoscaler controller: HPA has no status")  # the reason names the part
+    assert by_id["test_checks.py::test_setup_meets_a_platform_fault"]["reason"].startswith(
+        "WebhookNotCalled: kube-apiserver admission webhooks: ")
     ev = by_id["test_checks.py::test_evidence_travels"]
     assert ev["evidence"] == {"node": "gpu-a-0", "pods": ["a", "b"]} and ev["timings"] == {"time_to_schedule_s": 0.25}
 
@@ -361,6 +401,10 @@ def test_runner_runs_one_session_serially_and_two_in_parallel(tmp_path: Path) ->
     assert "--aiconform-select=shared" in shared and shared[shared.index("-n") + 1] == "3"
     assert f"--aiconform-results-from={tmp_path / 'results.json'}" in shared
     assert exclusive[exclusive.index("-k") + 1] == "q" == shared[shared.index("-k") + 1]
+    assert not any(a.startswith("--aiconform-product") for a in exclusive + shared)
+    with_product = pytest_sessions(files, report_dir=tmp_path, cluster_info=tmp_path / "ci.json", parallel=3, seed=3,
+                                   product=tmp_path / "p.yaml")
+    assert all(f"--aiconform-product={tmp_path / 'p.yaml'}" in argv for _, argv in with_product)
     assert default_parallel(local_cluster=False) >= default_parallel(local_cluster=True) >= 1
 
 
@@ -376,3 +420,24 @@ def test_parallel_below_one_is_one_line(tmp_path: Path) -> None:
     assert res.returncode == 2
     assert res.stderr.strip() == "aiconform: --parallel: must be at least 1, got 0"
     assert not (tmp_path / "reports").exists()
+
+
+def test_the_run_writes_the_cncf_submission_for_the_product_file(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_checks="def test_unmarked():\n    pass\n")
+    info = write_info(pytester.path / "cluster-info.json")
+    report = pytester.path / "report"
+    res = pytester.runpytest(f"--aiconform-cluster-info={info}", f"--aiconform-report-dir={report}")
+    res.stdout.fnmatch_lines(["aiconform: CNCF submission cncf/v1.37/product/PRODUCT.yaml is incomplete: empty "
+                              "metadata fields: platformName, *"])
+    assert (report / "cncf/v1.37/product/gang_scheduling.md").read_text().startswith(
+        "# gang_scheduling (MUST): not shown by this run\n")
+    product = pytester.path / "product.yaml"
+    product.write_text((Path(__file__).resolve().parents[2] / "examples" / "product.yaml").read_text())
+    res = pytester.runpytest(f"--aiconform-cluster-info={info}", f"--aiconform-report-dir={report}",
+                             f"--aiconform-product={product}")
+    assert "incomplete" not in res.stdout.str()
+    assert sorted(p.name for p in (report / "cncf/v1.37").iterdir()) == ["example-ai-platform"]
+    product.write_text("vendor: x\n")
+    res = pytester.runpytest(f"--aiconform-cluster-info={info}", f"--aiconform-report-dir={report}",
+                             f"--aiconform-product={product}")
+    assert res.ret == pytest.ExitCode.USAGE_ERROR

@@ -1,4 +1,4 @@
-"""The files of a report directory: junit.xml, report.html, report.md, cncf-evidence.yaml."""
+"""The files of a report directory: junit.xml, report.html, report.md, the CNCF submission folder."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ import pytest
 import yaml
 
 from harness.report import ReportError, RunResults, Status, load_results, render_main, save_results, write_all
-from harness.report.cncf import render_cncf_yaml
 from harness.report.html_report import render_html
 from harness.report.junit import render_junit
 from harness.report.markdown import render_markdown
 from harness.report.requirements import Level, cncf_checklist
 from harness.report.sample import sample_results
+from harness.report.submission import ADDITIONS_FILE, PRODUCT_FILE, Submission, build_submission
 from harness.report.verdicts import headline
 from harness.report.writers import render_files
 
@@ -166,52 +166,55 @@ def test_html_shows_every_must_and_the_partial_headline() -> None:
 def test_an_empty_run_is_not_passed() -> None:
     results = dataclasses.replace(sample_results(), checks=())
     assert headline(results).text == "partial: 0 of 9 MUSTs evidenced"
-    doc = yaml.safe_load(render_cncf_yaml(results))
-    assert doc["verification"]["headline"] == "partial: 0 of 9 MUSTs evidenced"
-    assert len(doc["verification"]["mustsNotEvidenced"]) == 9
+    extra = yaml.safe_load(build_submission(results).files[ADDITIONS_FILE])
+    assert extra["headline"] == "partial: 0 of 9 MUSTs evidenced"
+    assert len(extra["mustsNotEvidenced"]) == 9
 
 
-def _entries(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    out = {e["id"]: e for entries in doc["spec"].values() for e in entries}
-    out.update({e["id"]: e for e in doc["aiconformRequirements"]})
-    return out
+def _entries(sub: Submission) -> dict[str, dict[str, Any]]:
+    doc = yaml.safe_load(sub.files[PRODUCT_FILE])
+    return {e["id"]: e for entries in doc["spec"].values() for e in entries}
 
 
-def test_cncf_yaml_status_per_requirement() -> None:
-    doc = yaml.safe_load(render_cncf_yaml(sample_results()))
-    assert doc["metadata"]["kubernetesVersion"] == "v1.34.2"
-    assert doc["metadata"]["checklistVersion"] == "v1.34"
-    assert doc["verification"]["tier"] == "S" and "KWOK" in doc["verification"]["tierNotes"]
-    assert set(doc["spec"]) <= {"accelerators", "networking", "schedulingOrchestration", "observability",
-                                "security", "operator"}
-    entries = _entries(doc)
+def test_cncf_status_per_requirement() -> None:
+    sub = build_submission(sample_results())
+    assert sub.folder == "cncf/v1.34/product"
+    doc = yaml.safe_load(sub.files[PRODUCT_FILE])
+    assert doc["metadata"]["kubernetesVersion"] == "v1.34"
+    assert list(doc["spec"]) == ["accelerators", "networking", "schedulingOrchestration", "observability",
+                                 "security", "operator"]
+    entries = _entries(sub)
     assert entries["gang_scheduling"]["status"] == "Partially Implemented"  # one passed, one failed
     assert entries["cluster_autoscaling"]["status"] == "Implemented"
     assert entries["pod_autoscaling"]["status"] == ""  # infrastructure error: inconclusive
     assert entries["accelerator_metrics"]["status"] == ""  # skipped below its tier
-    assert entries["ai_inference"]["status"] == "" and entries["ai_inference"]["evidence"] == []
-    assert entries["aiconform.quota"]["status"] == "Partially Implemented"
-    assert entries["aiconform.gpu_scheduling"]["status"] == "Implemented"
+    assert entries["ai_inference"]["status"] == "" and entries["ai_inference"]["evidence"] == ["ai_inference.md"]
     assert all(e["status"] in {"Implemented", "Not Implemented", "Partially Implemented", "N/A", ""}
                for e in entries.values())
     gang = entries["gang_scheduling"]
-    assert gang["level"] == "MUST"
-    assert "file://junit.xml#scenarios/test_scheduling.py::test_gang_all_or_nothing" in gang["evidence"]
-    assert gang["notes"].startswith("verified on tier S: simulated GPU nodes (KWOK)")
-    failed = next(c for c in gang["checks"] if c["status"] == "failed")
+    assert gang["level"] == "MUST" and gang["evidence"] == ["gang_scheduling.md"]
+    assert gang["notes"].startswith("Checked by aiconform") and "tier S: 1 passed, 1 failed" in gang["notes"]
+    assert "partial placement" in gang["notes"]
+    assert "test_gang_all_or_nothing" in sub.files["gang_scheduling.md"]
+    extra = yaml.safe_load(sub.files[ADDITIONS_FILE])
+    assert extra["run"]["tier"] == "S" and "KWOK" in extra["run"]["tierNotes"]
+    failed = next(c for r in extra["requirements"] if r["id"] == "gang_scheduling" for c in r["checks"]
+                  if c["status"] == "failed")
     assert "partial placement" in failed["observation"]
-    # gpu_sharing is not in the v1.34 checklist but a check evidences it: kept and marked
-    assert "not listed in the v1.34 checklist" in entries["gpu_sharing"]["notes"]
+    others = {o["id"]: o for o in extra["otherRequirements"]}
+    assert others["aiconform.quota"]["verdict"] == "partial" and others["aiconform.gpu_scheduling"]["verdict"] == "pass"
+    # gpu_sharing is not in the v1.34 checklist but a check evidences it: kept out of PRODUCT.yaml, marked here
+    assert "gpu_sharing" not in entries and others["gpu_sharing"]["note"] == "a CNCF id not in the v1.34 checklist"
 
 
-def test_cncf_yaml_not_implemented_when_all_checks_fail() -> None:
+def test_cncf_not_implemented_when_all_checks_fail() -> None:
     results = sample_results()
     checks = tuple(
         dataclasses.replace(c, status=Status.FAILED, reason="no gang") if c.requirement == "gang_scheduling" else c
         for c in results.checks
     )
-    doc = yaml.safe_load(render_cncf_yaml(dataclasses.replace(results, checks=checks)))
-    assert _entries(doc)["gang_scheduling"]["status"] == "Not Implemented"
+    assert _entries(build_submission(dataclasses.replace(results, checks=checks)))["gang_scheduling"]["status"] == \
+        "Not Implemented"
 
 
 def test_unwritable_report_dir_is_one_line_naming_it(tmp_path: Path) -> None:
@@ -228,7 +231,8 @@ def test_render_main_regenerates_files_from_results_json(tmp_path: Path) -> None
     out = io.StringIO()
     assert render_main(tmp_path, out=out) == 0
     names = {Path(line).name for line in out.getvalue().split()}
-    assert names == {"junit.xml", "report.html", "report.md", "cncf-evidence.yaml"}
+    assert names == {"junit.xml", "report.html", "report.md", "product"}  # the last: cncf/v1.34/product/
+    assert (tmp_path / "cncf/v1.34/product/PRODUCT.yaml").is_file()
     assert (tmp_path / "report.html").read_text().startswith("<!DOCTYPE html>")
     assert load_results(tmp_path) == sample_results()
     with pytest.raises(ReportError, match="no results file"):
@@ -240,4 +244,4 @@ def test_empty_run_still_renders(tmp_path: Path) -> None:
     files = write_all(results, tmp_path)
     assert "No checks ran." in files["report.html"].read_text()
     assert ET.parse(files["junit.xml"]).getroot().get("tests") == "0"
-    assert isinstance(yaml.safe_load(files["cncf-evidence.yaml"].read_text()), dict)
+    assert isinstance(yaml.safe_load(files["cncf/v1.34/product/PRODUCT.yaml"].read_text()), dict)
