@@ -31,9 +31,10 @@ from typing import Any
 
 from fake_gpu_plugin.config import COMPUTE_SLICES, MEMORY_SLICES, InventoryConfig
 from fake_gpu_plugin.inventory import Inventory, MigDevice, PhysicalGpu, Unit, parent_gpu
-from fake_gpu_plugin.names import DRA_DRIVER as DRIVER
-from fake_gpu_plugin.names import FAKE_DRIVER_VERSION as FAKE_DRIVER_VERSION
+from fake_gpu_plugin.names import DRA_DRIVER, FAKE_DRIVER_VERSION
 
+DRIVER = DRA_DRIVER
+"""The DRA driver name (fake_gpu_plugin.names), also the attribute domain and the name of the whole-GPU DeviceClass."""
 MIG_CLASS = "mig.nvidia.com"
 """The DeviceClass of every MIG device (NVIDIA's own name); one more per profile: ``<profile>.mig.nvidia.com``."""
 API_VERSION = "resource.k8s.io/v1"

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.contract import POOL_LABEL
 from harness.errors import ConfigError
 from harness.kube import KubeClient
 from harness.simulate.trace import PRIORITIES, Trace, TraceJob
@@ -81,7 +82,7 @@ def job_objects(policy: Policy, tj: TraceJob, ctx: JobContext) -> list[Obj]:
                         "resources": {"requests": {"cpu": "100m", "nvidia.com/gpu": str(tj.gpus_per_pod)},
                                       "limits": {"nvidia.com/gpu": str(tj.gpus_per_pod)}}}],
         "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-        "nodeSelector": {"aiconform.io/pool": "sim"},
+        "nodeSelector": {POOL_LABEL: "sim"},
     }
     out: list[Obj] = []
     if policy.priorities:

@@ -14,6 +14,7 @@ import pytest
 
 from harness.addons.karpenter import KARPENTER_LABEL_DOMAINS
 from harness.config import load_profile
+from harness.contract import POOL_LABEL
 from harness.kube import KubeClient
 from harness.providers.local import LocalCluster
 from harness.testing import ClusterInfo
@@ -40,7 +41,7 @@ def test_karpenter_node_has_the_shape_of_the_pools_simulated_nodes(cluster: Loca
     client.wait_all("ServiceAccount", [f"{ns}/default"], lambda _o: True, timeout=60)
     names = [f"p{i}" for i in range(3)]  # the pool's 2 one-GPU nodes hold 2: the third needs a new node
     for n in names:
-        client.create(gpu_pod(n, 1, node_selector={"aiconform.io/pool": "a100-1g"}), ns)
+        client.create(gpu_pod(n, 1, node_selector={POOL_LABEL: "a100-1g"}), ns)
     placed = wait_bound(client, ns, names, timeout=90, fail_fast=False)
     added = {p.node for p in placed.values()} - {"a100-1g-0", "a100-1g-1"}
     assert len(added) == 1, placed

@@ -25,6 +25,7 @@ import pytest
 
 from harness import images
 from harness.config import Profile, load_profile, parse_profile
+from harness.contract import FAKE_GPU_LABEL
 from harness.errors import ApiError, ClusterError, UnsupportedCapability
 from harness.kube import KubeClient, is_running, unschedulable_message
 from harness.providers.local import LocalCluster, node_ready, realnode
@@ -205,7 +206,7 @@ def test_node_is_real_and_its_gpus_come_from_the_plugin(client: KubeClient, reco
     assert status["capacity"]["nvidia.com/gpu"] == status["allocatable"]["nvidia.com/gpu"] == \
         str(len(inventory["nvidia.com/gpu"])) == str(REAL_GPUS)
     labels = n["metadata"]["labels"]
-    assert labels["aiconform.io/fake-gpu"] == "true"
+    assert labels[FAKE_GPU_LABEL] == "true"
     assert labels["nvidia.com/gpu.product"] == "NVIDIA-A100-SXM4-80GB"
     assert labels["nvidia.com/gpu.count"] == str(REAL_GPUS)
     # the kubelet's device-plugin registry holds the plugin's socket

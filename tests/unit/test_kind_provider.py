@@ -16,6 +16,7 @@ import yaml
 from fake_gpu_plugin.labels import FAKE_LABEL, node_labels
 from fake_gpu_plugin.nodelabels import label_patch
 from harness.config import load_profile, parse_profile
+from harness.contract import POOL_LABEL, REAL_NODE_LABEL
 from harness.errors import ConfigError
 from harness.providers.kind import gpustack, kindconfig, network
 from harness.providers.kind.cluster import gpu_specs
@@ -77,7 +78,7 @@ def test_kind_config_patches_and_nodes() -> None:
     assert [n["role"] for n in cfg["nodes"]] == ["control-plane", "worker", "worker"]
     assert all(n["image"] == "img:1" for n in cfg["nodes"])
     gpu, cpu = cfg["nodes"][1], cfg["nodes"][2]
-    assert gpu["labels"] == {"aiconform.io/pool": "gpu", "aiconform.io/real-node": "true",
+    assert gpu["labels"] == {POOL_LABEL: "gpu", REAL_NODE_LABEL: "true",
                              kindconfig.PLUGIN_NODE_LABEL: "true"}
     assert kindconfig.PLUGIN_NODE_LABEL not in cpu["labels"]
     assert not any(k.startswith("nvidia.com/") for n in cfg["nodes"] for k in n.get("labels", {}))  # the plugin's

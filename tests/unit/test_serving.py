@@ -11,11 +11,12 @@ import yaml
 
 from harness.addons import AddonContext, known_addons, lookup
 from harness.config import load_profile
+from harness.contract import REAL_NODE_LABEL
 from harness.errors import ConfigError
 from reference_workloads.serving import autoscale, load, manifests
 
 CTX = AddonContext(image="aiconform.local/x:v1", apiserver_host="172.31.255.1", apiserver_port=6443,
-                   node_selector={"aiconform.io/real-node": "true"}, real_nodes=(("real-0", "172.31.255.1"),),
+                   node_selector={REAL_NODE_LABEL: "true"}, real_nodes=(("real-0", "172.31.255.1"),),
                    host_metrics={"fake-gpu-plugin": "127.0.0.1:41234"})
 
 
@@ -24,7 +25,7 @@ def test_model_server_runs_on_the_real_node_with_a_gpu_and_a_cpu_limit() -> None
     dep = manifests.deployment(spec)
     pod = dep["spec"]["template"]["spec"]
     [c] = pod["containers"]
-    assert pod["nodeSelector"] == {"aiconform.io/real-node": "true"}
+    assert pod["nodeSelector"] == {REAL_NODE_LABEL: "true"}
     assert c["resources"]["limits"] == {"cpu": "250m", "memory": "768Mi", "nvidia.com/gpu": "1"}
     assert c["imagePullPolicy"] == "Never"
     assert {"name": "MODEL_VERSION", "value": "v2"} in c["env"]

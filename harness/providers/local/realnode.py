@@ -40,6 +40,7 @@ from fake_gpu_plugin.config import InventoryConfig, to_pool
 from fake_gpu_plugin.inventory import resource_counts
 from harness import images, proc
 from harness.config import RealNode
+from harness.contract import CLUSTER_LABEL, FAKE_GPU_LABEL, REAL_NODE_LABEL
 from harness.errors import (
     AiconformError,
     ClusterError,
@@ -54,7 +55,6 @@ from harness.providers.common import free_port
 from harness.providers.local import controlplane, netsvc
 from harness.providers.local import linuxhost as host
 from harness.providers.local.clusterview import ClusterView
-from harness.workloads import REAL_NODE_LABEL as REAL_NODE_LABEL  # the one label of real nodes (re-exported)
 
 Progress = Callable[[str], None]
 
@@ -574,11 +574,11 @@ class RealNodeHost:
 
     def node_labels(self) -> dict[str, str]:
         """The node's labels: the GPU labels of its spec (the owner every GPU node shares), then the profile's."""
-        labels = {REAL_NODE_LABEL: "true", "aiconform.io/cluster": self.cluster.name}
+        labels = {REAL_NODE_LABEL: "true", CLUSTER_LABEL: self.cluster.name}
         if self.spec.gpu is not None:
             labels |= gpu_labels.node_labels(self.spec.gpu)
         elif self.spec.dra is not None:  # DRA GPUs only: still declare the fake (tier detection reads it)
-            labels["aiconform.io/fake-gpu"] = "true"
+            labels[FAKE_GPU_LABEL] = "true"
         return labels | dict(self.spec.labels)
 
     def expected_resources(self) -> dict[str, str]:
