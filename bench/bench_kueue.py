@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.bins import BinaryResolver  # noqa: E402
 from harness.config import parse_profile  # noqa: E402
-from harness.contract import POOL_LABEL  # noqa: E402
+from harness.contract import GPU_RESOURCE, POOL_LABEL  # noqa: E402
 from harness.governance import kueue as kq  # noqa: E402
 from harness.kube import KubeClient  # noqa: E402
 from harness.providers.local import LocalCluster  # noqa: E402
@@ -42,7 +42,7 @@ def profile(workloads: int) -> dict[str, Any]:
     nodes = -(-workloads // GPUS_PER_NODE)
     return {"name": "bench-kueue", "provider": "local", "addons": ["kueue"],
             "pools": [{"name": "gpu", "nodes": nodes, "gpu": {"model": "A100-SXM4-80GB", "count": GPUS_PER_NODE},
-                       "taints": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]}]}
+                       "taints": [{"key": GPU_RESOURCE, "value": "present", "effect": "NoSchedule"}]}]}
 
 
 def admission_throughput(client: KubeClient, n: int) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from fake_gpu_plugin.config import InventoryConfig, to_pool
 from fake_gpu_plugin.inventory import resource_counts
 from harness import images, proc
 from harness.config import RealNode
-from harness.contract import CLUSTER_LABEL, FAKE_GPU_LABEL, REAL_NODE_LABEL
+from harness.contract import CLUSTER_LABEL, DRA_DRIVER, FAKE_GPU_LABEL, REAL_NODE_LABEL
 from harness.errors import (
     AiconformError,
     ClusterError,
@@ -77,7 +77,6 @@ SYSCTLS = ("vm.overcommit_memory", "vm.panic_on_oom", "kernel.panic", "kernel.pa
            "kernel.keys.root_maxkeys", "kernel.keys.root_maxbytes", "net.ipv4.ip_forward")
 """What the kubelet (the first six) and the CNI bridge plugin (ip_forward) change on start."""
 COMPONENTS = ("containerd", "kubelet", "realnode-plugin", "realnode-dra")
-DRA_DRIVER_NAME = "gpu.nvidia.com"  # fake_gpu_plugin.dra_devices.DRIVER (imported lazily: grpc stubs)
 MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes; containerd also makes "<socket>.ttrpc"
 
 # What to install when something is missing: executable or path -> Debian package.
@@ -537,13 +536,13 @@ class RealNodeHost:
 
     def _start_dra_driver(self, gpu: InventoryConfig) -> None:
         first = self.dra_first_index()
-        self.progress(f"  real node: starting the DRA driver {DRA_DRIVER_NAME} ({gpu.count} x {gpu.model}, host "
+        self.progress(f"  real node: starting the DRA driver {DRA_DRIVER} ({gpu.count} x {gpu.model}, host "
                       f"GPUs {first}..{first + gpu.count - 1}; CDI specs in {self.cdi_dir})")
         cfg = self.dir / "fake-gpu-dra.json"
         cfg.write_text(json.dumps(to_pool(gpu, name=f"{self.spec.name}-dra"), indent=2))
         self.record |= {"dra": {"config": str(cfg), "state_dir": str(self.dra_state_dir), "cdi_dir": str(self.cdi_dir),
-                                "sockets": [str(KUBELET_ROOT / "plugins_registry" / f"{DRA_DRIVER_NAME}-reg.sock"),
-                                            str(KUBELET_ROOT / "plugins" / DRA_DRIVER_NAME / "dra.sock")]}}
+                                "sockets": [str(KUBELET_ROOT / "plugins_registry" / f"{DRA_DRIVER}-reg.sock"),
+                                            str(KUBELET_ROOT / "plugins" / DRA_DRIVER / "dra.sock")]}}
         self._save()
         argv = [sys.executable, "-m", "fake_gpu_plugin", "serve-dra", "--config", str(cfg),
                 "--node-name", self.spec.name, "--first-index", str(first), "--kubelet-root", str(KUBELET_ROOT),
