@@ -13,7 +13,7 @@ from fake_gpu_plugin.config import InventoryConfig, config_from_pool, load_confi
 from fake_gpu_plugin.errors import ConfigError
 from fake_gpu_plugin.inventory import build_inventory
 from fake_gpu_plugin.labels import node_labels
-from harness.contract import FAKE_GPU_LABEL
+from fake_gpu_plugin.names import FAKE_GPU_LABEL
 
 UUID_RE = re.compile(r"^GPU-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 MIG_RE = re.compile(r"^MIG-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")

@@ -10,7 +10,7 @@ import yaml
 
 from harness.addons import kueue as addon
 from harness.bins import BinaryResolver
-from harness.contract import POOL_LABEL, REAL_NODE_LABEL
+from harness.contract import GPU_RESOURCE, POOL_LABEL, REAL_NODE_LABEL
 from harness.governance import gang
 from harness.governance import kueue as kq
 from scenarios.test_kueue_properties import TeamSpec, check_invariants
@@ -31,8 +31,8 @@ def test_queue_manifests_carry_quota_limits_cohort_and_weights() -> None:
     b = objs[("ClusterQueue", "b")]["spec"]
     gpu_a = a["resourceGroups"][0]["flavors"][0]["resources"][0]
     gpu_b = b["resourceGroups"][0]["flavors"][0]["resources"][0]
-    assert a["cohortName"] == "org" and gpu_a == {"name": "nvidia.com/gpu", "nominalQuota": "4", "borrowingLimit": "2"}
-    assert gpu_b == {"name": "nvidia.com/gpu", "nominalQuota": "4", "lendingLimit": "1"}
+    assert a["cohortName"] == "org" and gpu_a == {"name": GPU_RESOURCE, "nominalQuota": "4", "borrowingLimit": "2"}
+    assert gpu_b == {"name": GPU_RESOURCE, "nominalQuota": "4", "lendingLimit": "1"}
     assert a["fairSharing"]["weight"] == "2" and b["fairSharing"]["weight"] == "500m"
     assert objs[("LocalQueue", "a")]["metadata"]["namespace"] == "ns-a"
     assert [o["kind"] for o in kq.manifests(_cfg())][:2] == ["ResourceFlavor", "Cohort"]

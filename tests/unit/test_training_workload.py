@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.contract import REAL_NODE_LABEL
+from harness.contract import GPU_RESOURCE, REAL_NODE_LABEL
 from reference_workloads.training import checkpoint, logs, train
 
 
@@ -128,7 +128,7 @@ def test_runtime_gives_trainers_jax_policy_what_it_looks_for() -> None:
     assert pod["priorityClassName"] == "pc" and pod["nodeSelector"] == {REAL_NODE_LABEL: "true"}
     assert pod["volumes"] == [{"name": "checkpoints", "persistentVolumeClaim": {"claimName": "ckpt"}}]
     job = manifests.train_job("j", "ns", runtime="jax", gpus_per_node=1, steps=7)
-    assert job["spec"]["trainer"]["resourcesPerNode"]["requests"] == {"nvidia.com/gpu": "1"}
+    assert job["spec"]["trainer"]["resourcesPerNode"]["requests"] == {GPU_RESOURCE: "1"}
     assert {"name": "TRAIN_STEPS", "value": "7"} in job["spec"]["trainer"]["env"]
     pv = manifests.checkpoint_volume("pv", path="/x", claim_namespace="ns", claim="ckpt")
     claim = manifests.checkpoint_claim("ckpt", "ns", volume="pv")
