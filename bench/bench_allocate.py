@@ -32,6 +32,7 @@ from fake_gpu_plugin.api import deviceplugin_pb2 as pb
 from fake_gpu_plugin.api import deviceplugin_pb2_grpc as pb_grpc
 from fake_gpu_plugin.config import config_from_pool
 from fake_gpu_plugin.inventory import build_inventory
+from fake_gpu_plugin.names import GPU_RESOURCE
 from fake_gpu_plugin.plugin import FakeGpuPlugin, PluginSettings
 
 
@@ -43,7 +44,7 @@ def percentile(sorted_ms: Sequence[float], q: float) -> float:
 def run_scenario(pool: dict[str, Any], ids_for_call: Callable[[list[str], int], list[str]], calls: int,
                  warmup: int, state_root: Path) -> dict[str, float]:
     inv = build_inventory(config_from_pool(pool), "bench-node")
-    ids = [d.id for d in inv.resources["nvidia.com/gpu"]]
+    ids = [d.id for d in inv.resources[GPU_RESOURCE]]
     workdir = Path(tempfile.mkdtemp(dir="/tmp", prefix="fgb"))
     state_dir = Path(tempfile.mkdtemp(dir=state_root, prefix="fgb-state"))
     settings = PluginSettings(node_name="bench-node", device_plugin_dir=workdir, state_dir=state_dir,

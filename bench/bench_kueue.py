@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.bins import BinaryResolver  # noqa: E402
 from harness.config import parse_profile  # noqa: E402
+from harness.contract import GPU_RESOURCE, POOL_LABEL  # noqa: E402
 from harness.governance import kueue as kq  # noqa: E402
 from harness.kube import KubeClient  # noqa: E402
 from harness.providers.local import LocalCluster  # noqa: E402
@@ -41,12 +42,12 @@ def profile(workloads: int) -> dict[str, Any]:
     nodes = -(-workloads // GPUS_PER_NODE)
     return {"name": "bench-kueue", "provider": "local", "addons": ["kueue"],
             "pools": [{"name": "gpu", "nodes": nodes, "gpu": {"model": "A100-SXM4-80GB", "count": GPUS_PER_NODE},
-                       "taints": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]}]}
+                       "taints": [{"key": GPU_RESOURCE, "value": "present", "effect": "NoSchedule"}]}]}
 
 
 def admission_throughput(client: KubeClient, n: int) -> dict[str, Any]:
     client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}})
-    cfg = kq.QueueConfig(cohort="bench", flavor="gpu", node_labels={"aiconform.io/pool": "gpu"},
+    cfg = kq.QueueConfig(cohort="bench", flavor="gpu", node_labels={POOL_LABEL: "gpu"},
                          teams=(kq.TeamQueue("bench", "bench", n),))
     kq.apply_queues(client, cfg)
     client.patch("ClusterQueue", "bench", {"spec": {"stopPolicy": "Hold"}}, api_version=kq.API)

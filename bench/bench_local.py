@@ -29,6 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.config import parse_profile  # noqa: E402
+from harness.contract import SIMULATED_LABEL  # noqa: E402
 from harness.kube import KubeClient  # noqa: E402
 from harness.providers.local import LocalCluster, create_nodes, node_ready, simulated_node  # noqa: E402
 from harness.workloads import gpu_pod  # noqa: E402
@@ -95,7 +96,7 @@ def timed_nodes(client: KubeClient, kubeconfig: str, count: int, gpus: int, clus
     pool = parse_profile({"pools": [{"name": "gpu", "nodes": count, "gpu": {"model": "H100", "count": gpus}}]}).pools[0]
     nodes = [simulated_node(pool, i, cluster) for i in range(count)]
     w, t0, results, _ = _watcher(kubeconfig, "/api/v1/nodes", {"ready": node_ready}, count, timeout,
-                                 label_selector="aiconform.io/simulated=true")
+                                 label_selector=f"{SIMULATED_LABEL}=true")
     t0.value = time.monotonic()
     create_nodes(client, nodes, workers=32)
     created = time.monotonic() - t0.value

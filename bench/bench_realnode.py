@@ -31,6 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.config import parse_profile  # noqa: E402
+from harness.contract import GPU_RESOURCE  # noqa: E402
 from harness.kube import KubeClient  # noqa: E402
 from harness.providers.local import (
     LocalCluster,  # noqa: E402
@@ -51,7 +52,7 @@ def set_health(rec: dict[str, Any], device: str, healthy: bool) -> None:
 def time_until_allocatable(client: KubeClient, value: str, started: float, timeout: float = 30) -> float:
     def ok(state: dict[str, Any]) -> bool:
         n = state.get(NODE)
-        return n is not None and n["status"].get("allocatable", {}).get("nvidia.com/gpu") == value
+        return n is not None and n["status"].get("allocatable", {}).get(GPU_RESOURCE) == value
 
     client.wait_for("Node", name=NODE, condition=ok, timeout=timeout, what=f"nvidia.com/gpu={value}")
     return time.monotonic() - started
@@ -60,7 +61,7 @@ def time_until_allocatable(client: KubeClient, value: str, started: float, timeo
 def first_gpu(rec: dict[str, Any]) -> str:
     out = subprocess.run([sys.executable, "-m", "fake_gpu_plugin", "inventory", "--config", rec["plugin_config"],
                           "--node-name", rec["node"]], capture_output=True, text=True, check=True, timeout=30)
-    return str(json.loads(out.stdout)["resources"]["nvidia.com/gpu"][0])
+    return str(json.loads(out.stdout)["resources"][GPU_RESOURCE][0])
 
 
 def summary(values: list[float]) -> dict[str, float]:

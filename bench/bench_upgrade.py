@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.bins import load_versions  # noqa: E402
 from harness.config import parse_profile  # noqa: E402
+from harness.contract import GPU_RESOURCE, REAL_NODE_LABEL  # noqa: E402
 from harness.kube import KubeClient  # noqa: E402
 from harness.providers.local import LocalCluster  # noqa: E402
 
@@ -72,11 +73,11 @@ class Prober(threading.Thread):
 
 def deployment(real: bool) -> dict[str, Any]:
     c: dict[str, Any] = {"name": "main", "image": "aiconform.local/pause:3.10",
-                         "resources": {"limits": {"nvidia.com/gpu": "1", "cpu": "50m", "memory": "32Mi"}}}
+                         "resources": {"limits": {GPU_RESOURCE: "1", "cpu": "50m", "memory": "32Mi"}}}
     spec: dict[str, Any] = {"containers": [c], "terminationGracePeriodSeconds": 0,
-                            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]}
+                            "tolerations": [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]}
     if real:
-        spec["nodeSelector"] = {"aiconform.io/real-node": "true"}
+        spec["nodeSelector"] = {REAL_NODE_LABEL: "true"}
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "gpu-work"},
             "spec": {"replicas": REPLICAS, "selector": {"matchLabels": {"app": "gpu-work"}},
                      "template": {"metadata": {"labels": {"app": "gpu-work"}}, "spec": spec}}}

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 
 from fake_gpu_plugin.config import InventoryConfig, load_config
 from fake_gpu_plugin.errors import ConfigError, PluginError
+from fake_gpu_plugin.names import DCGM_EXPORTER_PORT
 
 if TYPE_CHECKING:
     from fake_gpu_plugin.inventory import Inventory
@@ -73,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--state-dir", type=Path, default=None,
                        help="host dir for device nodes, nvidia-smi, allocation files, health control "
                             "(default: /var/run/aiconform/fake-gpu/<node>)")
-    serve.add_argument("--metrics-addr", type=parse_addr, default=("127.0.0.1", 9400),
-                       help="HOST:PORT of /metrics, or 'off' (default 127.0.0.1:9400)")
+    serve.add_argument("--metrics-addr", type=parse_addr, default=("127.0.0.1", DCGM_EXPORTER_PORT),
+                       help=f"HOST:PORT of /metrics, or 'off' (default 127.0.0.1:{DCGM_EXPORTER_PORT})")
     serve.add_argument("--kubelet-root", type=Path, default=Path("/var/lib/kubelet"),
                        help="the kubelet's --root-dir; locates the PodResources socket")
     serve.add_argument("--pod-resources-socket", type=Path, default=None,

@@ -31,9 +31,10 @@ from typing import Any
 
 from fake_gpu_plugin.config import COMPUTE_SLICES, MEMORY_SLICES, InventoryConfig
 from fake_gpu_plugin.inventory import Inventory, MigDevice, PhysicalGpu, Unit, parent_gpu
+from fake_gpu_plugin.names import DRA_DRIVER, FAKE_DRIVER_VERSION
 
-DRIVER = "gpu.nvidia.com"
-"""The DRA driver name (NVIDIA's own), also the attribute domain and the name of the whole-GPU DeviceClass."""
+DRIVER = DRA_DRIVER
+"""The DRA driver name (fake_gpu_plugin.names), also the attribute domain and the name of the whole-GPU DeviceClass."""
 MIG_CLASS = "mig.nvidia.com"
 """The DeviceClass of every MIG device (NVIDIA's own name); one more per profile: ``<profile>.mig.nvidia.com``."""
 API_VERSION = "resource.k8s.io/v1"
@@ -41,8 +42,6 @@ UNHEALTHY_TAINT = {"key": f"{DRIVER}/unhealthy", "value": "true", "effect": "NoS
 SHARES = "shares"
 MAX_DEVICES_PER_SLICE = 64
 """The API's limit for a slice whose devices use taints or counters (128 otherwise; 64 keeps one rule)."""
-FAKE_DRIVER_VERSION = "550.54.15"
-"""The driver version the fake nvidia-smi prints (deploy/nvidia-smi)."""
 
 FEATURE_GATES = {
     "partitionable": "DRAPartitionableDevices",

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 
 from fake_gpu_plugin.config import InventoryConfig
 from fake_gpu_plugin.models import GpuModel, MigProfile
+from fake_gpu_plugin.names import GPU_RESOURCE as GPU_RESOURCE
 
 HEALTHY = "Healthy"
 UNHEALTHY = "Unhealthy"
-GPU_RESOURCE = "nvidia.com/gpu"
 FAKE_HARDWARE = "fake"
 
 

@@ -60,8 +60,9 @@ from collections import Counter
 
 from fake_gpu_plugin.config import InventoryConfig
 from fake_gpu_plugin.models import GpuModel, MigProfile
+from fake_gpu_plugin.names import FAKE_GPU_LABEL
 
-FAKE_LABEL = "aiconform.io/fake-gpu"
+FAKE_LABEL = FAKE_GPU_LABEL
 GPU_PREFIX = "nvidia.com/gpu"
 
 

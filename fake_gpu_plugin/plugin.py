@@ -32,6 +32,7 @@ from fake_gpu_plugin.health import FileIdentity, file_identity, health_file, rea
 from fake_gpu_plugin.hostfiles import HostPaths, default_state_dir, prepare
 from fake_gpu_plugin.inventory import Inventory
 from fake_gpu_plugin.metrics import AnnotationLookup, MetricsExporter, MetricsServer
+from fake_gpu_plugin.names import DCGM_EXPORTER_PORT
 from fake_gpu_plugin.server import ResourceServer
 from fake_gpu_plugin.service import DeviceListFeed, DevicePluginService, device_list
 
@@ -66,7 +67,7 @@ class PluginSettings:
     """Host directory for device nodes, nvidia-smi, allocation files, health file; None: the default per node."""
     device_nodes: bool = True
     """Create /dev/nvidia* stand-ins (needs root) and hand them out in Allocate."""
-    metrics_addr: tuple[str, int] | None = ("127.0.0.1", 9400)
+    metrics_addr: tuple[str, int] | None = ("127.0.0.1", DCGM_EXPORTER_PORT)
     """Where /metrics listens; None: no metrics endpoint."""
     pod_resources_socket: Path | None = DEFAULT_KUBELET_ROOT / "pod-resources" / "kubelet.sock"
     """The kubelet's PodResources socket, read by the metrics exporter; None: no pod attribution."""

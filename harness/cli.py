@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from harness import __version__
+from harness.contract import DRA_DRIVER
 from harness.errors import AiconformError, ClusterNotFound
 
 EXIT_INTERRUPTED = 130
@@ -340,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = dra.add_subparsers(dest="dra_command", required=True)
     dc = dsub.add_parser("claim", help="allocate a claim of --class matching every --cel; print its devices")
     dc.add_argument("--name", default="aiconform", help="the cluster (default: aiconform)")
-    dc.add_argument("--class", dest="device_class", default="gpu.nvidia.com", help="DeviceClass (gpu.nvidia.com)")
+    dc.add_argument("--class", dest="device_class", default=DRA_DRIVER, help=f"DeviceClass ({DRA_DRIVER})")
     dc.add_argument("--cel", action="append", default=[], help="a CEL selector (repeatable), e.g. "
                     "'device.attributes[\"gpu.nvidia.com\"].productName == \"NVIDIA H100 80GB HBM3\"'")
     dc.add_argument("--count", type=int, default=1)

@@ -19,6 +19,7 @@ import yaml
 from fake_gpu_plugin.config import InventoryConfig, parse_gpu
 from fake_gpu_plugin.errors import ConfigError as GpuConfigError
 from harness.bins import PIN_NAMES, pinned_kubernetes
+from harness.contract import Tier
 from harness.errors import ConfigError
 
 PROFILES_DIR = Path(__file__).with_name("profiles")
@@ -177,10 +178,18 @@ class Profile:
     """Where the profile came from (file path), for messages."""
 
     @property
+    def has_real_node(self) -> bool:
+        """Whether the cluster this profile makes has a node with a real kubelet and container runtime (the local
+        provider's ``realNode``, or kind nodes): the one answer to "can pods really run here"."""
+        return self.real_node.enabled or self.kind is not None
+
+    @property
     def tier(self) -> str:
+        # The existing provider's tier is detected from the cluster (harness.testing.detect_tier); saying so without
+        # its name needs the provider registry (ProviderInfo.tier), which config may not import: left as is.
         if self.provider == "existing":
-            return "G"
-        return "R" if self.real_node.enabled or self.kind is not None else "S"
+            return Tier.G.value
+        return (Tier.R if self.has_real_node else Tier.S).value
 
     def node_count(self) -> int:
         if self.kind is not None:

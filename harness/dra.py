@@ -26,6 +26,7 @@ from fake_gpu_plugin.dra_devices import (
 )
 from fake_gpu_plugin.inventory import build_inventory
 from harness.config import Pool, Profile, dra_configs
+from harness.contract import SIMULATED_LABEL
 from harness.errors import AiconformError, ClusterError, Conflict
 from harness.kube import KubeClient
 
@@ -183,7 +184,7 @@ def claim_pod(name: str, *, claims: dict[str, tuple[str, str]], containers: list
         spec["nodeSelector"] = node_selector
     if off_simulated:
         spec["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-            {"matchExpressions": [{"key": "aiconform.io/simulated", "operator": "DoesNotExist"}]}]}}}
+            {"matchExpressions": [{"key": SIMULATED_LABEL, "operator": "DoesNotExist"}]}]}}}
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "aiconform"}}, "spec": spec}
 

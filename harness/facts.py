@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from harness.contract import GATEWAY_PORT, PROMETHEUS_PORT
 from harness.errors import ConfigError
 
 FACTS: dict[str, str] = {
@@ -28,9 +29,9 @@ FACTS: dict[str, str] = {
     "simulated-nodes": "KWOK plays the kubelet of nodes annotated kwok.x-k8s.io/node=fake (property sandboxes add them)",
     "device-plugin": "GPUs are advertised by a device plugin through a real kubelet",
     "gateway-api": "a Gateway API implementation programs Gateways of GatewayClass 'traefik' on the real node's address "
-                   "(listener port 18000) and routes HTTPRoutes",
+                   f"(listener port {GATEWAY_PORT}) and routes HTTPRoutes",
     "prometheus": "Prometheus scrapes pods that ask for it (Kubernetes service discovery) and the GPUs' DCGM metrics, "
-                  "answering on port 9090 of the real node (harness/addons/prometheus.py)",
+                  f"answering on port {PROMETHEUS_PORT} of the real node (harness/addons/prometheus.py)",
     "custom-metrics": "custom.metrics.k8s.io is served through the aggregator from Prometheus (prometheus-adapter)",
     "model-server": "the reference model server image (reference_workloads/serving) is on the real nodes",
     "node-autoscaling": "a node autoscaler (Karpenter, cluster-autoscaler) adds nodes for pending pods and removes "

@@ -24,9 +24,9 @@ from typing import Any
 from harness.addons import lookup
 from harness.addons.installer import pod_log_tail
 from harness.addons.traefik import GATEWAY_CLASS, NAME, WEB_PORT
+from harness.contract import REAL_NODE_LABEL
 from harness.errors import AiconformError, ClusterError, PlatformFault
 from harness.kube import KubeClient, Obj
-from harness.workloads import REAL_NODE_LABEL
 
 API = "gateway.networking.k8s.io/v1"
 HOST_SUFFIX = "aiconform.test"

@@ -10,16 +10,16 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from harness.contract import GPU_RESOURCE, REAL_NODE_LABEL
 from harness.errors import ApiError, KubeError
 from harness.kube import KubeClient, Obj, is_bound, unschedulable_message
 
-GPU = "nvidia.com/gpu"
-GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+GPU = GPU_RESOURCE
+GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
 PAUSE_IMAGE = "aiconform.local/pause:3.10"  # harness.images builds it for real nodes; nothing is pulled
-REAL_NODE_LABEL = "aiconform.io/real-node"
-"""The one label of real (kubelet) nodes, ``"true"`` on them.  Workloads that carry real traffic (serving, training,
-DNS or Service checks) are pinned to it with :func:`real_node_selector` / :func:`pin_to_real_node`: a pod on a
-simulated node has a fake IP that is unreachable from this host by design."""
+# REAL_NODE_LABEL (harness.contract): the one label of real (kubelet) nodes, ``"true"`` on them.  Workloads that
+# carry real traffic (serving, training, DNS or Service checks) are pinned to it with :func:`real_node_selector` /
+# :func:`pin_to_real_node`: a pod on a simulated node has a fake IP that is unreachable from this host by design.
 
 
 def real_node_selector() -> dict[str, str]:

@@ -24,6 +24,7 @@ from fake_gpu_plugin.config import parse_gpu
 from fake_gpu_plugin.dra_devices import DRIVER, resource_slices
 from fake_gpu_plugin.inventory import build_inventory
 from harness.config import Pool, Taint
+from harness.contract import POOL_LABEL, REAL_NODE_LABEL
 from harness.dra import (
     allocated_devices,
     allocation,
@@ -41,7 +42,7 @@ from harness.errors import KubeError, NotFound, WaitTimeout
 from harness.kube import KubeClient, is_bound, unschedulable_message
 from harness.providers.local import register_nodes, simulated_node
 from harness.testing import LABEL_RUN, ClusterHandle, Evidence, Tenant, create_run_namespace, label_value, release_tenant
-from harness.workloads import PAUSE_IMAGE, REAL_NODE_LABEL, logs_until, wait_bound, wait_unschedulable
+from harness.workloads import PAUSE_IMAGE, logs_until, wait_bound, wait_unschedulable
 
 A = f'device.attributes["{DRIVER}"]'
 MEM = f'device.capacity["{DRIVER}"].memory'
@@ -402,7 +403,7 @@ def test_random_slices_and_claims_never_double_allocate(
         for i, c in enumerate(claims):
             kube.create(claim(f"c{i}", device_request(count=c.count, cel=c.cel())), namespace=ns)
             pod = claim_pod(f"p{i}", claims={"gpu": ("claim", f"c{i}")}, containers=[("main", ["gpu"], "")],
-                            image=PAUSE_IMAGE, node_selector={"aiconform.io/pool": pool_name})
+                            image=PAUSE_IMAGE, node_selector={POOL_LABEL: pool_name})
             pod["spec"]["tolerations"] = [{"key": SANDBOX_TAINT, "operator": "Equal", "value": sid,
                                            "effect": "NoSchedule"}]
             kube.create(pod, namespace=ns)

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from harness.contract import FAKE_GPU_LABEL, REAL_NODE_LABEL, SIMULATED_LABEL
 from harness.errors import Forbidden
 from harness.kube import KubeClient
 from harness.testing import ClusterHandle, Evidence, Tenant
@@ -104,7 +105,7 @@ def test_pod_security_restricted_rejects_privileged_pod(
     assert 'violates PodSecurity "restricted' in refused.value.message
 
 
-REAL_NODE_SELECTOR = {"aiconform.io/real-node": "true"}  # traffic-carrying pods never land on simulated nodes
+REAL_NODE_SELECTOR = {REAL_NODE_LABEL: "true"}  # traffic-carrying pods never land on simulated nodes
 
 
 def _client_exit(kube: KubeClient, t: Tenant, name: str, url: str, image: str,
@@ -197,7 +198,7 @@ def _accelerator_pod(name: str, containers: list[tuple[str, int]], image: str, s
     # Simulated nodes carry the same GPU labels as real ones (aiconform.io/fake-gpu included): keep off them, since
     # only a kubelet runs containers.
     off_simulated = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-        {"matchExpressions": [{"key": "aiconform.io/simulated", "operator": "DoesNotExist"}]}]}}}
+        {"matchExpressions": [{"key": SIMULATED_LABEL, "operator": "DoesNotExist"}]}]}}}
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
             "spec": {"restartPolicy": "Always", "nodeSelector": selector, "affinity": off_simulated,
                      "containers": spec_containers, "tolerations": [{"operator": "Exists"}],
@@ -215,7 +216,7 @@ def test_container_sees_only_its_allocated_accelerators(
     import re
 
     image = os.environ.get("AICONFORM_TEST_IMAGE", "aiconform.local/busybox:latest")
-    selector = ({"aiconform.io/fake-gpu": "true"} if aiconform_cluster.tier == "R"
+    selector = ({FAKE_GPU_LABEL: "true"} if aiconform_cluster.tier == "R"
                 else {"nvidia.com/gpu.present": "true"})
     uuid = re.compile(r"UUID: ((?:GPU|MIG)-[0-9a-fA-F-]+)")
     logs_a = _start_and_log(kube, tenant, _accelerator_pod("gpu-a", [("main", 1)], image, selector))

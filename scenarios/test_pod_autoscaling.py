@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from harness.contract import REAL_NODE_LABEL
 from harness.errors import NotFound
 from harness.kube import KubeClient
 from harness.testing import ClusterHandle, Evidence, Tenant
-from harness.workloads import GPU, REAL_NODE_LABEL
+from harness.workloads import GPU
 from reference_workloads.serving import autoscale
 
 SERVING = ("prometheus", "custom-metrics", "model-server")

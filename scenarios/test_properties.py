@@ -33,6 +33,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, initial
 from fake_gpu_plugin.config import InventoryConfig, parse_gpu
 from fake_gpu_plugin.inventory import resource_counts
 from harness.config import Pool, Taint
+from harness.contract import POOL_LABEL
 from harness.errors import Forbidden, KubeError, WaitTimeout
 from harness.kube import KubeClient, is_bound, unschedulable_message
 from harness.providers.local import register_nodes, simulated_node
@@ -123,7 +124,7 @@ class Sandbox:
                 pass
 
     def pod(self, name: str, gpus: int, priority_class_name: str | None = None, priority: int = 0) -> dict[str, Any]:
-        p = gpu_pod(name, gpus, resource=self.resource, node_selector={"aiconform.io/pool": self.pool},
+        p = gpu_pod(name, gpus, resource=self.resource, node_selector={POOL_LABEL: self.pool},
                     priority_class=priority_class_name)
         p["spec"]["tolerations"].append({"key": SANDBOX_TAINT, "operator": "Equal", "value": self.id,
                                          "effect": "NoSchedule"})

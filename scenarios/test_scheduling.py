@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from harness.contract import POOL_LABEL
 from harness.kube import KubeClient
 from harness.testing import ClusterHandle, Evidence, Tenant
 from harness.workloads import (
@@ -183,16 +184,16 @@ def test_high_priority_training_pod_preempts_low_priority(
     kube: KubeClient, tenant: Tenant, evidence: Evidence, aiconform_cluster: ClusterHandle
 ) -> None:
     """A pool filled with low-priority pods; a high-priority 8-GPU training pod preempts some of them and lands."""
-    eight = [n for n in _nodes(kube) if _alloc(n) >= 8 and _label(n, "aiconform.io/pool")
+    eight = [n for n in _nodes(kube) if _alloc(n) >= 8 and _label(n, POOL_LABEL)
              and int(_label(n, "nvidia.com/gpu.replicas") or 1) == 1]
-    pools = sorted({_label(n, "aiconform.io/pool") for n in eight} - {None})
+    pools = sorted({_label(n, POOL_LABEL) for n in eight} - {None})
     if not pools:
-        pytest.skip("no pool of nodes with 8 GPUs (label aiconform.io/pool)")
+        pytest.skip(f"no pool of nodes with 8 GPUs (label {POOL_LABEL})")
     pool_nodes: dict[str, list[str]] = {}
     for n in eight:
-        pool_nodes.setdefault(str(_label(n, "aiconform.io/pool")), []).append(n["metadata"]["name"])
+        pool_nodes.setdefault(str(_label(n, POOL_LABEL)), []).append(n["metadata"]["name"])
     pool = min(pool_nodes, key=lambda p: (len(pool_nodes[p]), p))  # smallest such pool: fewest pods to fill it
-    sel = {"aiconform.io/pool": pool}
+    sel = {POOL_LABEL: pool}
     suffix = secrets.token_hex(3)
     low, high = f"aic-low-{suffix}", f"aic-high-{suffix}"
     kube.create(priority_class(low, 100))

@@ -27,11 +27,12 @@ import yaml
 
 from harness import images
 from harness.addons.base import Addon, AddonContext, Obj, addon_labels, apiserver_env, cluster_rbac, host_network_workload
+from harness.contract import PROMETHEUS_PORT
 from harness.errors import ConfigError
 
 NAMESPACE = "aiconform-monitoring"
 NAME = "prometheus"
-PORT = 9090
+PORT = PROMETHEUS_PORT
 SCRAPE_INTERVAL = "2s"
 BINARY_IN_IMAGE = "/prometheus"
 

@@ -26,13 +26,14 @@ from typing import Any
 
 from harness import images
 from harness.addons.base import Addon, AddonContext, Obj, addon_labels, apiserver_env, cluster_rbac, host_network_workload
+from harness.contract import GATEWAY_PORT
 from harness.errors import ClusterError
 
 NAMESPACE = "kube-system"
 NAME = "traefik"
 GATEWAY_CLASS = "traefik"
 CONTROLLER_NAME = "traefik.io/gateway-controller"
-WEB_PORT = 18000
+WEB_PORT = GATEWAY_PORT
 """Port of the ``web`` entrypoint on the real node's address: the port every Gateway listener for this Traefik uses."""
 PING_PORT = 18001
 """Port of the ``traefik`` entrypoint (``/ping``, the readiness probe) on the real node's address."""

@@ -14,13 +14,13 @@ from typing import Any
 
 from fake_gpu_plugin.config import parse_gpu
 from harness.config import Pool, Taint
+from harness.contract import POOL_LABEL
 from harness.errors import KubeError
 from harness.kube import KubeClient
 from harness.providers.local import register_nodes, simulated_node
 from harness.testing.tenants import LABEL_RUN, label_value
 
 SANDBOX_TAINT = "aiconform.io/sandbox"
-POOL_LABEL = "aiconform.io/pool"
 
 
 @dataclass

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.contract import DCGM_EXPORTER_PORT
 from harness.errors import ConfigError, ImageBuildError
 from harness.images import cache, debian, oci, static
 from harness.images.oci import ImageConfig, LayerFile
@@ -181,7 +182,7 @@ def _registry() -> dict[str, Image]:
                     files=(("/opt/aiconform/fake_gpu_plugin", _repo_package("fake_gpu_plugin")),),
                     config=ImageConfig(entrypoint=("python3", "-m", "fake_gpu_plugin"),
                                        cmd=("serve", "--config", "/etc/aiconform/fake-gpu/config.yaml",
-                                            "--in-cluster", "--metrics-addr", "0.0.0.0:9400"),
+                                            "--in-cluster", "--metrics-addr", f"0.0.0.0:{DCGM_EXPORTER_PORT}"),
                                        env=(*PYTHON_ENV, "PYTHONPATH=/opt/aiconform", "PYTHONDONTWRITEBYTECODE=1"))),
         DebianImage("model-server", f"{REGISTRY_HOST}/model-server:{MODEL_SERVER_TAG}",
                     "the reference OIP v2 model server (reference_workloads/serving/server.py): KServe ModelServer, "

@@ -17,6 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from harness.contract import Tier as Tier
 from harness.errors import AiconformError
 
 SCHEMA_VERSION = 1
@@ -36,32 +37,6 @@ class Status(StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"
     ERROR = "error"
-
-
-class Tier(StrEnum):
-    """How much of the stack is real (see DESIGN.md): S scheduling, R runtime, G real GPUs.  S < R < G."""
-
-    S = "S"
-    R = "R"
-    G = "G"
-
-    @property
-    def rank(self) -> int:
-        return "SRG".index(self.value)
-
-    @property
-    def note(self) -> str:
-        """What a verdict at this tier rests on."""
-        return TIER_NOTES[self]
-
-
-TIER_NOTES = {
-    Tier.S: "simulated GPU nodes (KWOK); scheduler, admission, quota and RBAC decisions by real "
-    "kube-scheduler/kube-apiserver/controllers",
-    Tier.R: "real kubelet, containerd, runc and device-plugin gRPC with real containers; GPUs emulated by "
-    "fake_gpu_plugin",
-    Tier.G: "real GPU hardware; nothing emulated",
-}
 
 
 SERIES_KIND = "aiconform.chart"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime, timedelta
 
+from harness.contract import GPU_RESOURCE
 from harness.report.model import CheckResult, RunInfo, RunResults, Status, Tier
 
 _P, _F, _E, _S = Status.PASSED, Status.FAILED, Status.ERROR, Status.SKIPPED
@@ -31,9 +32,9 @@ def sample_results() -> RunResults:
     skip_r = "needs tier R (real kubelet and container runtime); cluster under test is tier S"
     checks = (
         check("scheduling", "test_gpu_pod_fits[1gpu]", "aiconform.gpu_scheduling", _P, 2.1, tts=0.42,
-              node="gpu-a100-0", requested={"nvidia.com/gpu": 1}),
+              node="gpu-a100-0", requested={GPU_RESOURCE: 1}),
         check("scheduling", "test_gpu_pod_fits[8gpu]", "aiconform.gpu_scheduling", _P, 3.4, tts=1.31,
-              node="gpu-h100-2", requested={"nvidia.com/gpu": 8}),
+              node="gpu-h100-2", requested={GPU_RESOURCE: 8}),
         check("scheduling", "test_unschedulable_when_exhausted", "aiconform.gpu_scheduling", _P, 5.2,
               event="0/4 nodes are available: 4 Insufficient nvidia.com/gpu."),
         check("scheduling", "test_gang_all_or_nothing", "gang_scheduling", _P, 12.4, tts=3.05,

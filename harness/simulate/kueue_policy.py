@@ -10,6 +10,7 @@ is Kueue's; the replay reads back what happened.
 
 from __future__ import annotations
 
+from harness.contract import POOL_LABEL
 from harness.governance.kueue import QUEUE_LABEL, QueueConfig, TeamQueue, apply_queues
 from harness.kube import KubeClient
 from harness.simulate.policies import Obj, Policy, priority_classes, register
@@ -33,7 +34,7 @@ def queue_config(trace: Trace, gpus: int) -> QueueConfig:
     teams = tuple(TeamQueue(name=t, namespace=t, gpus=n, reclaim_within_cohort="Any",
                             within_cluster_queue="LowerPriority")
                   for t, n in sorted(nominal_quotas(trace.entitlements, gpus).items()))
-    return QueueConfig(cohort=COHORT, teams=teams, flavor="sim-gpu", node_labels={"aiconform.io/pool": "sim"},
+    return QueueConfig(cohort=COHORT, teams=teams, flavor="sim-gpu", node_labels={POOL_LABEL: "sim"},
                        tolerations=(dict(GPU_TOLERATION),), fair_sharing=True)
 
 

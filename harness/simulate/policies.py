@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.contract import GPU_RESOURCE, POOL_LABEL
 from harness.errors import ConfigError
 from harness.kube import KubeClient
 from harness.simulate.trace import PRIORITIES, Trace, TraceJob
@@ -78,10 +79,10 @@ def job_objects(policy: Policy, tj: TraceJob, ctx: JobContext) -> list[Obj]:
         "restartPolicy": "Never",
         "terminationGracePeriodSeconds": 0,
         "containers": [{"name": "main", "image": PAUSE_IMAGE, "imagePullPolicy": "Never",
-                        "resources": {"requests": {"cpu": "100m", "nvidia.com/gpu": str(tj.gpus_per_pod)},
-                                      "limits": {"nvidia.com/gpu": str(tj.gpus_per_pod)}}}],
-        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-        "nodeSelector": {"aiconform.io/pool": "sim"},
+                        "resources": {"requests": {"cpu": "100m", GPU_RESOURCE: str(tj.gpus_per_pod)},
+                                      "limits": {GPU_RESOURCE: str(tj.gpus_per_pod)}}}],
+        "tolerations": [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}],
+        "nodeSelector": {POOL_LABEL: "sim"},
     }
     out: list[Obj] = []
     if policy.priorities:

@@ -24,6 +24,7 @@ from typing import Any
 
 from fake_gpu_plugin.config import parse_gpu
 from harness.config import ControlPlane, Pool, Profile, Taint
+from harness.contract import GPU_RESOURCE
 from harness.errors import AiconformError, ApiError, ClusterError
 from harness.kube import KubeClient
 from harness.simulate.policies import LABEL_JOB, LABEL_SIM, LABEL_TEAM, JobContext, Policy, job_objects
@@ -90,7 +91,7 @@ class Observation:
 def simulation_profile(policy: Policy, settings: ReplaySettings) -> Profile:
     gpu = parse_gpu({"model": GPU_MODEL, "count": GPUS_PER_NODE}, at="gpu", pool="sim")
     pool = Pool(name="sim", nodes=settings.nodes, gpu=gpu, cpu="96", memory="1Ti",
-                taints=(Taint(key="nvidia.com/gpu", value="present", effect="NoSchedule"),))
+                taints=(Taint(key=GPU_RESOURCE, value="present", effect="NoSchedule"),))
     cp = ControlPlane(feature_gates=dict(policy.feature_gates), runtime_config=dict(policy.runtime_config))
     return Profile(name=f"simulate-{policy.name}", pools=(pool,), control_plane=cp, addons=policy.addons,
                    source="aiconform simulate")
@@ -264,7 +265,7 @@ class Recorder(threading.Thread):
         with self.lock:
             rec = self.records.get(key)
             if rec is None:
-                gpus = sum(int(c.get("resources", {}).get("limits", {}).get("nvidia.com/gpu", 0))
+                gpus = sum(int(c.get("resources", {}).get("limits", {}).get(GPU_RESOURCE, 0))
                            for c in spec.get("containers", []))
                 rec = PodRecord(name=key, job=labels.get(LABEL_JOB, ""), team=labels.get(LABEL_TEAM, ""), gpus=gpus,
                                 created=now)

@@ -25,10 +25,10 @@ from typing import Any
 
 import pytest
 
+from harness.contract import FAKE_GPU_LABEL, GPU_RESOURCE, TIERS, Tier, highest_tier, is_simulated
 from harness.errors import ConfigError, KubeError, KubeUnreachable
 from harness.kube import KubeClient, KubeConfig
 
-TIERS = {"S": 0, "R": 1, "G": 2}
 CLUSTER_INFO_FILE = "cluster-info.json"
 INFO_KEY = pytest.StashKey["ClusterInfo | None"]()
 """The session's (unresolved) cluster info, in every process; None when no cluster was given."""
@@ -185,7 +185,7 @@ class ClusterHandle:
 
     @property
     def tier(self) -> str:
-        return self.info.tier or "S"
+        return self.info.tier or Tier.S.value
 
     @property
     def capabilities(self) -> frozenset[str]:
@@ -214,7 +214,7 @@ class ClusterHandle:
             total = 0
             for n in self.client.list("Node")["items"]:
                 alloc = n.get("status", {}).get("allocatable", {})
-                total += int(alloc.get("nvidia.com/gpu", 0))
+                total += int(alloc.get(GPU_RESOURCE, 0))
             self._gpu_total = total
         return self._gpu_total
 
@@ -241,18 +241,18 @@ def detect_tier(client: KubeClient) -> str:
     in ResourceSlices of the node)."""
     from harness.dra import gpus_by_node
 
-    tier = "S"
+    tier = Tier.S
     dra = gpus_by_node(client)
     for n in client.list("Node")["items"]:
         labels = n.get("metadata", {}).get("labels", {})
-        if labels.get("aiconform.io/simulated") == "true":
+        if is_simulated(n):
             continue
-        if labels.get("aiconform.io/fake-gpu") == "true":
-            tier = max(tier, "R", key=TIERS.__getitem__)
-        elif (int(n.get("status", {}).get("allocatable", {}).get("nvidia.com/gpu", 0) or 0) > 0
+        if labels.get(FAKE_GPU_LABEL) == "true":
+            tier = highest_tier(tier, Tier.R)
+        elif (int(n.get("status", {}).get("allocatable", {}).get(GPU_RESOURCE, 0) or 0) > 0
               or dra.get(n["metadata"]["name"], 0) > 0):
-            tier = "G"
-    return tier
+            tier = Tier.G
+    return tier.value
 
 
 def make_handle(info: ClusterInfo) -> ClusterHandle:

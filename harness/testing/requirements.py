@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from harness.testing.cluster import TIERS, ClusterHandle, remember_handle
+from harness.contract import TIERS, Tier
+from harness.testing.cluster import ClusterHandle, remember_handle
 
 MARKER = "aiconform"
 MARKER_HELP = (
@@ -115,7 +116,7 @@ def _aiconform_requirements(request: pytest.FixtureRequest) -> None:
         return
     handle: ClusterHandle = request.getfixturevalue("aiconform_cluster")
     remember_handle(request.config, handle)  # also a handle made by an overriding fixture (integration tests)
-    if TIERS[spec.tier] > TIERS[handle.tier]:
+    if Tier(spec.tier).rank > Tier(handle.tier).rank:
         pytest.skip(f"needs tier {spec.tier}; this cluster is tier {handle.tier}")
     missing = [c for c in spec.capabilities if c not in handle.capabilities]
     if missing:

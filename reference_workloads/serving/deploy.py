@@ -19,9 +19,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.contract import REAL_NODE_LABEL
 from harness.errors import WaitFailed, WaitTimeout, WorkloadError
 from harness.kube import KubeClient
-from harness.workloads import REAL_NODE_LABEL, pod_failure, pod_log_tail, pod_ready
+from harness.workloads import pod_failure, pod_log_tail, pod_ready
 from reference_workloads.serving.manifests import (
     HTTP_PORT,
     IMAGE_NAME,

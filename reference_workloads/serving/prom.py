@@ -14,11 +14,12 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+from harness.contract import PROMETHEUS_PORT
 from harness.errors import WaitTimeout, WorkloadError
 from harness.kube import KubeClient
 from reference_workloads.serving.deploy import real_node_ip
 
-PORT = 9090  # harness/addons/prometheus.py PORT
+PORT = PROMETHEUS_PORT
 Sample = dict[str, Any]
 """One instant-vector element: ``{"metric": {labels}, "value": [ts, "value"]}``."""
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.contract import GPU_RESOURCE
+
 Obj = dict[str, Any]
 TRAINER_API = "trainer.kubeflow.org/v1alpha1"
 CHECKPOINT_MOUNT = "/checkpoints"
@@ -43,7 +45,7 @@ def training_runtime(name: str, namespace: str, *, image: str, claim: str, max_r
             "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}},
         }],
         "volumes": [{"name": "checkpoints", "persistentVolumeClaim": {"claimName": claim}}],
-        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        "tolerations": [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}],
     }
     if priority_class:
         pod_spec["priorityClassName"] = priority_class
@@ -81,7 +83,7 @@ def train_job(name: str, namespace: str, *, runtime: str, num_nodes: int = 2, st
     if image:
         trainer["image"] = image
     if gpus_per_node:
-        gpu = {"nvidia.com/gpu": str(gpus_per_node)}
+        gpu = {GPU_RESOURCE: str(gpus_per_node)}
         trainer["resourcesPerNode"] = {"limits": dict(gpu), "requests": dict(gpu)}
     spec: dict[str, Any] = {"runtimeRef": {"name": runtime, "apiGroup": "trainer.kubeflow.org",
                                            "kind": "TrainingRuntime"},

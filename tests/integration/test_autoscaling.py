@@ -14,6 +14,7 @@ import pytest
 
 from harness.addons.karpenter import KARPENTER_LABEL_DOMAINS
 from harness.config import load_profile
+from harness.contract import GPU_RESOURCE, POOL_LABEL
 from harness.kube import KubeClient
 from harness.providers.local import LocalCluster
 from harness.testing import ClusterInfo
@@ -40,7 +41,7 @@ def test_karpenter_node_has_the_shape_of_the_pools_simulated_nodes(cluster: Loca
     client.wait_all("ServiceAccount", [f"{ns}/default"], lambda _o: True, timeout=60)
     names = [f"p{i}" for i in range(3)]  # the pool's 2 one-GPU nodes hold 2: the third needs a new node
     for n in names:
-        client.create(gpu_pod(n, 1, node_selector={"aiconform.io/pool": "a100-1g"}), ns)
+        client.create(gpu_pod(n, 1, node_selector={POOL_LABEL: "a100-1g"}), ns)
     placed = wait_bound(client, ns, names, timeout=90, fail_fast=False)
     added = {p.node for p in placed.values()} - {"a100-1g-0", "a100-1g-1"}
     assert len(added) == 1, placed
@@ -59,10 +60,10 @@ def test_karpenter_node_has_the_shape_of_the_pools_simulated_nodes(cluster: Loca
         return sorted((t["key"], t.get("value", ""), t["effect"]) for t in spec.get("taints") or []
                       if not t["key"].startswith("karpenter.sh/"))
 
-    assert taints(new) == taints(sim) == [("nvidia.com/gpu", "present", "NoSchedule")]
+    assert taints(new) == taints(sim) == [(GPU_RESOURCE, "present", "NoSchedule")]
     assert _quantities(new["status"]["allocatable"]) == _quantities(sim["status"]["allocatable"])
     # upstream's kwok provider writes into capacity only what the pods that caused the node asked for
-    assert int(new["status"]["capacity"].get("nvidia.com/gpu", 0)) >= 1
+    assert int(new["status"]["capacity"].get(GPU_RESOURCE, 0)) >= 1
     for n in names:
         client.delete("Pod", n, ns, grace_period=0)
 

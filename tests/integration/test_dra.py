@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness.config import load_profile
+from harness.contract import DRA_DRIVER
 from harness.providers.local import LocalCluster
 from tests.integration.conftest import running_cluster
 
@@ -57,7 +58,7 @@ def test_dra_suite_passes_on_simulated_dra_nodes(cluster: LocalCluster, state_ro
 
 def test_cel_that_does_not_compile_is_the_apiservers_one_line(cluster: LocalCluster, state_root: Path) -> None:
     res = _cli(state_root, "dra", "claim", "--name", cluster.name, "--cel",
-               'device.attributes["gpu.nvidia.com"].productName ==')
+               f'device.attributes["{DRA_DRIVER}"].productName ==')
     lines = res.stderr.strip().splitlines()
     assert res.returncode != 0 and len(lines) == 1, res.stderr
     assert lines[0].startswith("aiconform: the apiserver refused the claim:") and "compilation failed" in lines[0]
@@ -72,7 +73,7 @@ def test_unknown_device_class_is_the_schedulers_one_line(cluster: LocalCluster, 
 
 def test_claim_by_product_prints_the_allocated_device(cluster: LocalCluster, state_root: Path) -> None:
     res = _cli(state_root, "dra", "claim", "--name", cluster.name, "--cel",
-               'device.attributes["gpu.nvidia.com"].productName == "NVIDIA H100 80GB HBM3"')
+               f'device.attributes["{DRA_DRIVER}"].productName == "NVIDIA H100 80GB HBM3"')
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("dra-h100-0/gpu-") and "NVIDIA H100 80GB HBM3" in res.stdout
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness.contract import GPU_RESOURCE
 from harness.errors import ImageBuildError
 from harness.images import cache, debian
 from harness.images.registry import Built
@@ -73,7 +74,7 @@ def test_run_on_a_kind_cluster_then_nothing_is_left(engine: Engine, tmp_path: Pa
             worker = client.get("Node", f"{name}-worker")
             labels = worker["metadata"]["labels"]
             assert labels["nvidia.com/gpu.product"] == "Tesla-T4-SHARED"
-            assert worker["status"]["allocatable"]["nvidia.com/gpu"] == "4"  # 2 GPUs x 2 replicas
+            assert worker["status"]["allocatable"][GPU_RESOURCE] == "4"  # 2 GPUs x 2 replicas
             # the GPU labels were written by the plugin from inside the cluster, not by the harness
             owners = {m["manager"] for m in worker["metadata"].get("managedFields", [])
                       if "f:nvidia.com/gpu.product" in json.dumps(m.get("fieldsV1", {}))}

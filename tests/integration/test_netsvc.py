@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 from harness.config import load_profile
+from harness.contract import POOL_LABEL
 from harness.kube import KubeClient
 from harness.providers.local import LocalCluster, netsvc, realnode
 from harness.providers.local.nodes import FAKE_NODE_IP
@@ -273,7 +274,7 @@ def test_connections_to_simulated_pods_fail_at_once_and_send_nothing_out(
         client: KubeClient, namespace: str, record: dict[str, Any], leak_counter: str) -> None:
     sim = [{"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": f"sim-{i}", "labels": {"app": "sim"}},
-            "spec": {"nodeSelector": {"aiconform.io/pool": "cpu"}, "terminationGracePeriodSeconds": 0,
+            "spec": {"nodeSelector": {POOL_LABEL: "cpu"}, "terminationGracePeriodSeconds": 0,
                      "containers": [{"name": "main", "image": "aiconform.local/pause:3.10"}]}} for i in range(2)]
     run_pods(client, namespace, sim, "Running")
     client.create(service("sim", {"app": "sim"}, 80), namespace=namespace)

@@ -18,11 +18,14 @@ from typing import Any
 import pytest
 import yaml
 
+from harness.bins import pinned_kubernetes
 from harness.config import parse_profile
 from harness.errors import Invalid
 from harness.kube import KubeClient, is_bound
 from harness.providers.local import LocalCluster
 from tests.integration.conftest import running_cluster
+
+K8S = pinned_kubernetes("default")  # the Kubernetes version harness/versions.toml pins
 
 GATED = {
     "name": "gates",
@@ -113,16 +116,16 @@ def _up(tmp_path: Path, control_plane: dict[str, Any]) -> subprocess.CompletedPr
     ("control_plane", "message"),
     [
         ({"featureGates": {"NoSuchGate": True}},
-         "controlPlane.featureGates.NoSuchGate: no component of Kubernetes v1.37.2 accepts it (kube-apiserver: "
+         f"controlPlane.featureGates.NoSuchGate: no component of Kubernetes v{K8S} accepts it (kube-apiserver: "
          "unrecognized feature gate: NoSuchGate)"),
         ({"extraArgs": {"kube-controller-manager": {"no-such-flag": "1"}}},
-         "controlPlane.extraArgs.kube-controller-manager.no-such-flag: kube-controller-manager v1.37.2 has no flag "
+         f"controlPlane.extraArgs.kube-controller-manager.no-such-flag: kube-controller-manager v{K8S} has no flag "
          "--no-such-flag"),
         ({"extraArgs": {"kube-apiserver": {"etcd-servers": "http://127.0.0.1:1"}}},
          "controlPlane.extraArgs.kube-apiserver.etcd-servers: --etcd-servers is set by the harness and cannot be "
          "overridden"),
         ({"extraArgs": {"kube-controller-manager": {"horizontal-pod-autoscaler-sync-period": "5x"}}},
-         "controlPlane.extraArgs.kube-controller-manager: kube-controller-manager v1.37.2 refuses it: invalid "
+         f"controlPlane.extraArgs.kube-controller-manager: kube-controller-manager v{K8S} refuses it: invalid "
          "argument \"5x\" for \"--horizontal-pod-autoscaler-sync-period\""),
     ],
 )

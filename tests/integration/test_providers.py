@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.config import Profile
+from harness.contract import GPU_RESOURCE, POOL_LABEL
 from harness.errors import ConfigError
 from harness.kube import KubeClient
 from harness.providers import open_provider
@@ -26,11 +27,11 @@ def test_add_nodes_grows_a_profile_pool_with_ready_gpu_nodes(local_cluster: Loca
     added = fresh.add_nodes("h100", 2)
     try:
         assert added == ["h100-2", "h100-3"]
-        nodes = {n["metadata"]["name"]: n for n in client.list("Node", label_selector="aiconform.io/pool=h100")["items"]}
+        nodes = {n["metadata"]["name"]: n for n in client.list("Node", label_selector=f"{POOL_LABEL}=h100")["items"]}
         assert sorted(nodes) == ["h100-0", "h100-1", "h100-2", "h100-3"]
         for name in added:
             assert node_ready(nodes[name])
-            assert nodes[name]["status"]["allocatable"]["nvidia.com/gpu"] == "8"
+            assert nodes[name]["status"]["allocatable"][GPU_RESOURCE] == "8"
             assert nodes[name]["metadata"]["labels"]["nvidia.com/gpu.product"] == \
                 nodes["h100-0"]["metadata"]["labels"]["nvidia.com/gpu.product"]
     finally:

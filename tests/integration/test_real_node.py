@@ -25,6 +25,7 @@ import pytest
 
 from harness import images
 from harness.config import Profile, load_profile, parse_profile
+from harness.contract import DRA_DRIVER, FAKE_GPU_LABEL, GPU_RESOURCE
 from harness.errors import ApiError, ClusterError, UnsupportedCapability
 from harness.kube import KubeClient, is_running, unschedulable_message
 from harness.providers.local import LocalCluster, node_ready, realnode
@@ -77,7 +78,7 @@ def namespace(client: KubeClient) -> str:
     return name
 
 
-def container(name: str, script: str, gpus: int = 0, resource: str = "nvidia.com/gpu") -> dict[str, Any]:
+def container(name: str, script: str, gpus: int = 0, resource: str = GPU_RESOURCE) -> dict[str, Any]:
     c: dict[str, Any] = {"name": name, "image": images.BUSYBOX_IMAGE, "imagePullPolicy": "IfNotPresent",
                          "command": ["sh", "-c", script]}
     if gpus:
@@ -202,10 +203,10 @@ def test_node_is_real_and_its_gpus_come_from_the_plugin(client: KubeClient, reco
     assert status["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://")
     assert {"type": "InternalIP", "address": realnode.NODE_IP} in status["addresses"]
     inventory = plugin_inventory(record)
-    assert status["capacity"]["nvidia.com/gpu"] == status["allocatable"]["nvidia.com/gpu"] == \
-        str(len(inventory["nvidia.com/gpu"])) == str(REAL_GPUS)
+    assert status["capacity"][GPU_RESOURCE] == status["allocatable"][GPU_RESOURCE] == \
+        str(len(inventory[GPU_RESOURCE])) == str(REAL_GPUS)
     labels = n["metadata"]["labels"]
-    assert labels["aiconform.io/fake-gpu"] == "true"
+    assert labels[FAKE_GPU_LABEL] == "true"
     assert labels["nvidia.com/gpu.product"] == "NVIDIA-A100-SXM4-80GB"
     assert labels["nvidia.com/gpu.count"] == str(REAL_GPUS)
     # the kubelet's device-plugin registry holds the plugin's socket
@@ -227,7 +228,7 @@ def test_gpu_pods_get_exactly_their_devices_and_metrics_name_them(
         assert len([d for d in nodes if re.fullmatch(r"/dev/nvidia\d+", d)]) == 2, out
         seen[name] = uuids
     assert not set(seen["gpu-a"]) & set(seen["gpu-b"]), f"two pods share a GPU: {seen}"
-    assert set(seen["gpu-a"]) | set(seen["gpu-b"]) <= set(plugin_inventory(record)["nvidia.com/gpu"])
+    assert set(seen["gpu-a"]) | set(seen["gpu-b"]) <= set(plugin_inventory(record)[GPU_RESOURCE])
 
     metrics = urllib.request.urlopen(f"http://127.0.0.1:{record['metrics_port']}/metrics", timeout=10).read().decode()
     for uuid in seen["gpu-a"]:
@@ -275,14 +276,14 @@ def test_pod_answers_from_the_host_on_its_ip(client: KubeClient, namespace: str)
 
 def test_unhealthy_device_lowers_allocatable_and_healthy_restores_it(
         client: KubeClient, record: dict[str, Any]) -> None:
-    uuid = plugin_inventory(record)["nvidia.com/gpu"][1]
+    uuid = plugin_inventory(record)[GPU_RESOURCE][1]
     set_health(record, uuid, healthy=False)
     try:
-        n = wait_allocatable(client, "nvidia.com/gpu", str(REAL_GPUS - 1))
-        assert n["status"]["capacity"]["nvidia.com/gpu"] == str(REAL_GPUS)
+        n = wait_allocatable(client, GPU_RESOURCE, str(REAL_GPUS - 1))
+        assert n["status"]["capacity"][GPU_RESOURCE] == str(REAL_GPUS)
     finally:
         set_health(record, uuid, healthy=True)
-    wait_allocatable(client, "nvidia.com/gpu", str(REAL_GPUS))
+    wait_allocatable(client, GPU_RESOURCE, str(REAL_GPUS))
 
 
 # -- the DRA driver beside the device plugin (realNode.dra: GPUs 8 and 9, the second carved into MIG partitions) --------
@@ -309,9 +310,9 @@ def test_dra_pool_is_beside_the_device_plugin_pool(client: KubeClient, record: d
     assert sorted(gpus) == ["gpu-8", "gpu-9"]
     assert sorted(n for n in devices if "-mig-" in n) == ["gpu-9-mig-0-3g-40gb", "gpu-9-mig-1-2g-20gb",
                                                           "gpu-9-mig-2-1g-10gb", "gpu-9-mig-3-1g-10gb"]
-    plugin = set(plugin_inventory(record)["nvidia.com/gpu"])
+    plugin = set(plugin_inventory(record)[GPU_RESOURCE])
     assert not plugin & {d["attributes"]["uuid"]["string"] for d in devices.values()}
-    assert node(client)["status"]["allocatable"]["nvidia.com/gpu"] == str(REAL_GPUS)
+    assert node(client)["status"]["allocatable"][GPU_RESOURCE] == str(REAL_GPUS)
 
 
 def test_dra_claim_injects_its_gpu_through_cdi_and_unprepare_removes_the_spec(
@@ -352,8 +353,8 @@ def test_unhealthy_dra_gpu_is_tainted_and_not_allocated(
                         condition=lambda _s: bool(dra_devices(client)["gpu-8"].get("taints")))
         client.create({"apiVersion": DRA_SLICES, "kind": "ResourceClaim", "metadata": {"name": "exact"},
                        "spec": {"devices": {"requests": [{"name": "gpu", "exactly": {
-                           "deviceClassName": "gpu.nvidia.com", "selectors": [{"cel": {"expression":
-                               f'device.attributes["gpu.nvidia.com"].uuid == "{uuid}"'}}]}}]}}}, namespace=namespace)
+                           "deviceClassName": DRA_DRIVER, "selectors": [{"cel": {"expression":
+                               f'device.attributes["{DRA_DRIVER}"].uuid == "{uuid}"'}}]}}]}}}, namespace=namespace)
         p = pod("dra-exact", [container("main", "sleep 3600")], restart="Always")
         p["spec"]["resourceClaims"] = [{"name": "gpu", "resourceClaimName": "exact"}]
         p["spec"]["containers"][0]["resources"] = {"claims": [{"name": "gpu"}]}
@@ -372,7 +373,7 @@ def test_kubelet_restart_plugin_reregisters(cluster: LocalCluster, client: KubeC
     registrations = log.read_text().count("registered with the kubelet")
     t0 = time.time()
     cluster.restart_node(NODE)
-    wait_allocatable(client, "nvidia.com/gpu", str(REAL_GPUS), timeout=60, since=t0)
+    wait_allocatable(client, GPU_RESOURCE, str(REAL_GPUS), timeout=60, since=t0)
     deadline = time.monotonic() + 10  # the plugin logs its new registration within ~50 ms of the new socket
     while log.read_text().count("registered with the kubelet") <= registrations and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -515,7 +516,7 @@ def test_mixed_mig_resources_on_the_real_node(state_root: Path, first_cluster_do
         assert alloc.get("nvidia.com/mig-3g.40gb") == "1"
         assert alloc.get("nvidia.com/mig-2g.20gb") == "1"
         assert alloc.get("nvidia.com/mig-1g.10gb") == "2"
-        assert "nvidia.com/gpu" not in alloc or alloc["nvidia.com/gpu"] == "0"
+        assert GPU_RESOURCE not in alloc or alloc[GPU_RESOURCE] == "0"
         client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "mig"}})
         client.wait_for("ServiceAccount", namespace="mig", name="default", condition=bool, timeout=30)
         p = pod("mig", [container("main", "nvidia-smi -L; echo END", gpus=1, resource="nvidia.com/mig-1g.10gb")])

@@ -10,6 +10,7 @@ import pytest
 
 from harness.addons import AddonContext, known_addons, lookup
 from harness.config import parse_profile
+from harness.contract import REAL_NODE_LABEL
 from harness.errors import ConfigError
 
 REAL = {"enabled": True, "name": "real-0", "gpu": {"model": "A100-SXM4-80GB", "count": 1}}
@@ -18,11 +19,11 @@ REAL = {"enabled": True, "name": "real-0", "gpu": {"model": "A100-SXM4-80GB", "c
 def test_network_policy_enforcer_is_pinned_to_real_nodes_and_never_pulled() -> None:
     addon = lookup("kube-router")
     ctx = AddonContext(image="aiconform.local/kube-router:v2.10.0", apiserver_host="10.1.2.3",
-                       apiserver_port=6443, node_selector={"aiconform.io/real-node": "true"})
+                       apiserver_port=6443, node_selector={REAL_NODE_LABEL: "true"})
     objs = {o["kind"]: o for o in addon.manifests(ctx)}
     spec = objs["DaemonSet"]["spec"]["template"]["spec"]
     [container] = spec["containers"]
-    assert spec["nodeSelector"] == {"aiconform.io/real-node": "true"}
+    assert spec["nodeSelector"] == {REAL_NODE_LABEL: "true"}
     assert spec["hostNetwork"] is True
     assert container["image"] == ctx.image and container["imagePullPolicy"] == "Never"
     env = {e["name"]: e.get("value") for e in container["env"]}
@@ -136,7 +137,7 @@ def test_jobset_runs_upstream_manifests_with_the_harness_owning_certificates() -
     ]
     seen = []
     ctx = AddonContext(image="aiconform.local/jobset:v0.12.0", apiserver_host="10.0.0.1", apiserver_port=6443,
-                       node_selector={"aiconform.io/real-node": "true"},
+                       node_selector={REAL_NODE_LABEL: "true"},
                        upstream=lambda path: seen.append(path) or [dict(o) for o in upstream])
     objs = {o["kind"]: o for o in addon.manifests(ctx)}
     assert seen == ["config/default"]  # upstream's kustomization, rendered from the pinned module
@@ -145,7 +146,7 @@ def test_jobset_runs_upstream_manifests_with_the_harness_owning_certificates() -
     pod = objs["Deployment"]["spec"]["template"]["spec"]
     [c] = pod["containers"]
     assert c["image"] == ctx.image and c["imagePullPolicy"] == "Never"
-    assert pod["nodeSelector"] == {"aiconform.io/real-node": "true"}
+    assert pod["nodeSelector"] == {REAL_NODE_LABEL: "true"}
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
     assert "--metrics-bind-address=0" in c["args"]
     image = addon.image(Path("/cache/jobset-controller"), "0.12.0")

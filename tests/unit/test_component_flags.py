@@ -8,12 +8,15 @@ from typing import Any
 
 import pytest
 
+from harness.bins import pinned_kubernetes
 from harness.config import parse_profile
 from harness.errors import ConfigError
 from harness.flags import ComponentSettings, _complaint, parse_help
 from harness.pki import Pki
 from harness.providers.local import components as comp
 from harness.providers.local import controlplane
+
+K8S = pinned_kubernetes("default")  # the Kubernetes version harness/versions.toml pins
 
 HELP = """\
 Usage:
@@ -144,7 +147,7 @@ def test_harness_flags_cover_every_flag_cluster_builds(node_ip: str | None) -> N
     settings = comp.Settings(
         paths=comp.Paths(Path("/run/flags")),
         ports=comp.Ports(etcd=1, etcd_peer=5, apiserver=2, controller_manager=3, scheduler=4, kwok=6),
-        control_plane=parse_profile({}).control_plane, kubernetes_version="1.37.2", node_ip=node_ip,
+        control_plane=parse_profile({}).control_plane, kubernetes_version=K8S, node_ip=node_ip,
         components=ComponentSettings(feature_gates={c: gates for c in controlplane.HARNESS_FLAGS},
                                      runtime_config={"scheduling.k8s.io/v1beta1": "true"}))
     seen = {"kube-apiserver": comp.apiserver_argv(Path("kube-apiserver"), settings),

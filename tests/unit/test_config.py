@@ -8,6 +8,7 @@ import pytest
 
 from fake_gpu_plugin.inventory import resource_counts
 from harness.config import load_profile, parse_profile, shipped_profiles
+from harness.contract import GPU_RESOURCE
 from harness.errors import ConfigError
 
 
@@ -20,14 +21,14 @@ def test_shipped_profiles_load(name: str) -> None:
 
 def test_default_profile_gpu_resources() -> None:
     pools = {p.name: p for p in load_profile("default").pools}
-    assert pools["a100"].gpu is not None and resource_counts(pools["a100"].gpu) == {"nvidia.com/gpu": 8}
+    assert pools["a100"].gpu is not None and resource_counts(pools["a100"].gpu) == {GPU_RESOURCE: 8}
     mig = pools["a100-mig"].gpu
     assert mig is not None
     assert resource_counts(mig) == {
         "nvidia.com/mig-3g.40gb": 2, "nvidia.com/mig-2g.20gb": 2, "nvidia.com/mig-1g.10gb": 4,
     }
     shared = pools["t4-shared"].gpu
-    assert shared is not None and resource_counts(shared) == {"nvidia.com/gpu": 8}
+    assert shared is not None and resource_counts(shared) == {GPU_RESOURCE: 8}
     assert pools["cpu"].gpu is None
 
 

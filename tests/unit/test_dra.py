@@ -25,6 +25,7 @@ from fake_gpu_plugin.hostfiles import HostPaths
 from fake_gpu_plugin.inventory import build_inventory
 from fake_gpu_plugin.kubeapi import ApiError
 from harness.config import parse_profile
+from harness.contract import FAKE_GPU_LABEL
 from harness.dra import memory_mib
 from harness.errors import ConfigError
 from harness.providers.local.realnode import containerd_config
@@ -227,5 +228,5 @@ def test_tier_detection_counts_gpus_offered_through_dra() -> None:
     with_dra = _Lister([gpu_node], resource_slices(inv))
     assert detect_tier(cast(KubeClient, with_dra)) == "G"  # a real node whose GPUs come only through DRA
     assert detect_tier(cast(KubeClient, _Lister([gpu_node], []))) == "S"
-    fake = {"metadata": {"name": "n1", "labels": {"aiconform.io/fake-gpu": "true"}}, "status": {"allocatable": {}}}
+    fake = {"metadata": {"name": "n1", "labels": {FAKE_GPU_LABEL: "true"}}, "status": {"allocatable": {}}}
     assert detect_tier(cast(KubeClient, _Lister([fake], resource_slices(inv)))) == "R"

@@ -13,6 +13,7 @@ from fake_gpu_plugin.config import InventoryConfig, config_from_pool, load_confi
 from fake_gpu_plugin.errors import ConfigError
 from fake_gpu_plugin.inventory import build_inventory
 from fake_gpu_plugin.labels import node_labels
+from fake_gpu_plugin.names import FAKE_GPU_LABEL
 
 UUID_RE = re.compile(r"^GPU-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 MIG_RE = re.compile(r"^MIG-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -176,7 +177,7 @@ def test_rename_by_default_advertises_shared_names() -> None:
 
 def test_labels_declare_the_fake_and_the_sharing() -> None:
     labels = node_labels(config_from_pool(pool(sharing={"timeSlicing": {"replicas": 4}})))
-    assert labels["aiconform.io/fake-gpu"] == "true"
+    assert labels[FAKE_GPU_LABEL] == "true"
     assert labels["nvidia.com/gpu.product"] == "NVIDIA-A100-SXM4-80GB-SHARED"
     assert labels["nvidia.com/gpu.replicas"] == "4"
     assert labels["nvidia.com/gpu.sharing-strategy"] == "time-slicing"

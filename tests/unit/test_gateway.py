@@ -14,6 +14,7 @@ from harness import gateway as gw
 from harness.addons import AddonContext, lookup
 from harness.addons.traefik import CONTROLLER_NAME, CRD_KUSTOMIZATION, GATEWAY_CLASS, PING_PORT, WEB_PORT
 from harness.bins import load_versions
+from harness.contract import REAL_NODE_LABEL
 from harness.errors import ClusterError
 from harness.facts import FACTS
 
@@ -28,12 +29,12 @@ def test_traefik_serves_gateways_on_the_real_nodes_own_address() -> None:
                  "metadata": {"name": "httproutes.gateway.networking.k8s.io"}}]
 
     ctx = AddonContext(image="aiconform.local/traefik:v3.6.12", apiserver_host="172.31.255.1",
-                       apiserver_port=6443, node_selector={"aiconform.io/real-node": "true"}, upstream=upstream)
+                       apiserver_port=6443, node_selector={REAL_NODE_LABEL: "true"}, upstream=upstream)
     objs = {o["kind"]: o for o in addon.manifests(ctx)}
     assert rendered == [CRD_KUSTOMIZATION] and "CustomResourceDefinition" in objs  # from the pinned module
     spec = objs["Deployment"]["spec"]["template"]["spec"]
     [container] = spec["containers"]
-    assert spec["nodeSelector"] == {"aiconform.io/real-node": "true"} and spec["hostNetwork"] is True
+    assert spec["nodeSelector"] == {REAL_NODE_LABEL: "true"} and spec["hostNetwork"] is True
     assert container["image"] == ctx.image and container["imagePullPolicy"] == "Never"
     env = {e["name"]: e for e in container["env"]}
     assert env["NODE_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.hostIP"

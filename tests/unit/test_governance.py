@@ -10,13 +10,14 @@ import yaml
 
 from harness.addons import kueue as addon
 from harness.bins import BinaryResolver
+from harness.contract import GPU_RESOURCE, POOL_LABEL, REAL_NODE_LABEL
 from harness.governance import gang
 from harness.governance import kueue as kq
 from scenarios.test_kueue_properties import TeamSpec, check_invariants
 
 
 def _cfg() -> kq.QueueConfig:
-    return kq.QueueConfig(cohort="org", flavor="gpu-x", node_labels={"aiconform.io/pool": "p"},
+    return kq.QueueConfig(cohort="org", flavor="gpu-x", node_labels={POOL_LABEL: "p"},
                           tolerations=({"key": "k", "operator": "Exists", "effect": "NoSchedule"},),
                           teams=(kq.TeamQueue("a", "ns-a", 4, borrowing_limit=2, weight=2),
                                  kq.TeamQueue("b", "ns-b", 4, lending_limit=1, weight=0.5)))
@@ -25,13 +26,13 @@ def _cfg() -> kq.QueueConfig:
 def test_queue_manifests_carry_quota_limits_cohort_and_weights() -> None:
     objs = {(o["kind"], o["metadata"]["name"]): o for o in kq.manifests(_cfg())}
     flavor = objs[("ResourceFlavor", "gpu-x")]["spec"]
-    assert flavor["nodeLabels"] == {"aiconform.io/pool": "p"} and flavor["tolerations"][0]["key"] == "k"
+    assert flavor["nodeLabels"] == {POOL_LABEL: "p"} and flavor["tolerations"][0]["key"] == "k"
     a = objs[("ClusterQueue", "a")]["spec"]
     b = objs[("ClusterQueue", "b")]["spec"]
     gpu_a = a["resourceGroups"][0]["flavors"][0]["resources"][0]
     gpu_b = b["resourceGroups"][0]["flavors"][0]["resources"][0]
-    assert a["cohortName"] == "org" and gpu_a == {"name": "nvidia.com/gpu", "nominalQuota": "4", "borrowingLimit": "2"}
-    assert gpu_b == {"name": "nvidia.com/gpu", "nominalQuota": "4", "lendingLimit": "1"}
+    assert a["cohortName"] == "org" and gpu_a == {"name": GPU_RESOURCE, "nominalQuota": "4", "borrowingLimit": "2"}
+    assert gpu_b == {"name": GPU_RESOURCE, "nominalQuota": "4", "lendingLimit": "1"}
     assert a["fairSharing"]["weight"] == "2" and b["fairSharing"]["weight"] == "500m"
     assert objs[("LocalQueue", "a")]["metadata"]["namespace"] == "ns-a"
     assert [o["kind"] for o in kq.manifests(_cfg())][:2] == ["ResourceFlavor", "Cohort"]
@@ -72,7 +73,7 @@ def test_upstream_config_default_is_adapted_not_copied() -> None:
     if not r.go:
         pytest.skip("no Go toolchain to locate the pinned Kueue module")
     ctx = AddonContext(image="aiconform.local/kueue:v0", apiserver_host="127.0.0.1", apiserver_port=6443,
-                       node_selector={"aiconform.io/real-node": "true"}, upstream=_upstream_renderer(r, "kueue"))
+                       node_selector={REAL_NODE_LABEL: "true"}, upstream=_upstream_renderer(r, "kueue"))
     objs = addon.manifests(ctx)
     kinds = {o["kind"] for o in objs}
     assert "APIService" not in kinds and "CustomResourceDefinition" in kinds

@@ -7,6 +7,7 @@ import pytest
 
 from harness.addons import karpenter
 from harness.config import load_profile, parse_profile
+from harness.contract import GPU_RESOURCE
 from harness.errors import ConfigError
 from harness.providers.local.nodes import pool_labels, pool_resources, simulated_node
 
@@ -31,7 +32,7 @@ def test_instance_types_and_node_pools_have_each_pools_shape() -> None:
         assert tmpl["spec"]["requirements"] == [{"key": "node.kubernetes.io/instance-type", "operator": "In",
                                                  "values": [it["name"]]}]
         assert nps[pool.name]["spec"]["disruption"]["consolidateAfter"] == "5s"
-    assert types["aiconform-a100-1g"]["resources"]["nvidia.com/gpu"] == "1"
+    assert types["aiconform-a100-1g"]["resources"][GPU_RESOURCE] == "1"
     assert nps["h100-1g"]["spec"]["template"]["metadata"]["labels"]["nvidia.com/gpu.product"].startswith("NVIDIA-H100")
     # a CPU-only shape is cheaper than any GPU shape: a CPU pod never makes Karpenter pick a GPU node by price
     assert types["aiconform-cpu"]["offerings"][0]["Price"] < types["aiconform-a100-1g"]["offerings"][0]["Price"]
@@ -39,8 +40,8 @@ def test_instance_types_and_node_pools_have_each_pools_shape() -> None:
 
 
 def test_kube_reserved_is_added_once() -> None:
-    res = karpenter.with_kube_reserved({"cpu": "16", "memory": "128Gi", "pods": "110", "nvidia.com/gpu": "1"})
-    assert res == {"cpu": "16100m", "memory": str(128 * 2**30 + 10 * 2**20), "pods": "110", "nvidia.com/gpu": "1"}
+    res = karpenter.with_kube_reserved({"cpu": "16", "memory": "128Gi", "pods": "110", GPU_RESOURCE: "1"})
+    assert res == {"cpu": "16100m", "memory": str(128 * 2**30 + 10 * 2**20), "pods": "110", GPU_RESOURCE: "1"}
     assert karpenter.with_kube_reserved({"cpu": "500m", "memory": "1G"})["cpu"] == "600m"
 
 

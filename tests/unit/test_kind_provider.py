@@ -16,6 +16,7 @@ import yaml
 from fake_gpu_plugin.labels import FAKE_LABEL, node_labels
 from fake_gpu_plugin.nodelabels import label_patch
 from harness.config import load_profile, parse_profile
+from harness.contract import GPU_RESOURCE, POOL_LABEL, REAL_NODE_LABEL
 from harness.errors import ConfigError
 from harness.providers.kind import gpustack, kindconfig, network
 from harness.providers.kind.cluster import gpu_specs
@@ -70,20 +71,20 @@ def test_kind_config_patches_and_nodes() -> None:
     profile = parse_profile(_kind(controlPlane={
         "featureGates": {"GenericWorkload": True}, "runtimeConfig": {"scheduling.k8s.io/v1beta1": True},
         "extraArgs": {"kube-scheduler": {"v": 3}}}, kind={"workers": [
-            {"name": "gpu", "gpu": {"model": "T4", "count": 1}, "taints": [{"key": "nvidia.com/gpu", "value": "x"}],
+            {"name": "gpu", "gpu": {"model": "T4", "count": 1}, "taints": [{"key": GPU_RESOURCE, "value": "x"}],
              "extraMounts": [{"hostPath": "/srv", "containerPath": "/srv", "readOnly": True}]},
             {"name": "cpu"}]}))
     cfg = kindconfig.kind_config(profile, node_image="img:1", etcd_tag="v3.7.3", coredns_tag="v1.15.0")
     assert [n["role"] for n in cfg["nodes"]] == ["control-plane", "worker", "worker"]
     assert all(n["image"] == "img:1" for n in cfg["nodes"])
     gpu, cpu = cfg["nodes"][1], cfg["nodes"][2]
-    assert gpu["labels"] == {"aiconform.io/pool": "gpu", "aiconform.io/real-node": "true",
+    assert gpu["labels"] == {POOL_LABEL: "gpu", REAL_NODE_LABEL: "true",
                              kindconfig.PLUGIN_NODE_LABEL: "true"}
     assert kindconfig.PLUGIN_NODE_LABEL not in cpu["labels"]
     assert not any(k.startswith("nvidia.com/") for n in cfg["nodes"] for k in n.get("labels", {}))  # the plugin's
     assert gpu["extraMounts"] == [{"hostPath": "/srv", "containerPath": "/srv", "readOnly": True}]
     join = yaml.safe_load(gpu["kubeadmConfigPatches"][0])
-    assert join["nodeRegistration"]["taints"] == [{"key": "nvidia.com/gpu", "value": "x", "effect": "NoSchedule"}]
+    assert join["nodeRegistration"]["taints"] == [{"key": GPU_RESOURCE, "value": "x", "effect": "NoSchedule"}]
     net = cfg["networking"]
     assert net["disableDefaultCNI"] is True and net["apiServerAddress"] == "127.0.0.1"
     patches = [yaml.safe_load(p) for p in cfg["kubeadmConfigPatches"]]
@@ -132,7 +133,7 @@ def test_daemonset_manifests_carry_one_spec_per_node_and_the_builders_image() ->
     raw = [d for d in yaml.safe_load_all(gpustack.DAEMONSET_FILE.read_text()) if d and d["kind"] == "DaemonSet"]
     assert raw[0]["spec"]["template"]["spec"]["containers"][0]["image"] == image_ref("fake-gpu-plugin")
     resources = gpustack.expected_resources("c-worker", specs["c-worker"])
-    assert resources["nvidia.com/gpu"] == 7 and resources["nvidia.com/mig-1g.10gb"] == 2
+    assert resources[GPU_RESOURCE] == 7 and resources["nvidia.com/mig-1g.10gb"] == 2
 
 
 def test_label_patch_sets_ours_and_removes_stale_ones() -> None:

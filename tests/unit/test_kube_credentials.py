@@ -19,11 +19,13 @@ from typing import Any
 import pytest
 import yaml
 
+from harness.bins import pinned_kubernetes
 from harness.cli import main
 from harness.errors import KubeConfigError
 from harness.kube import ExecCredentials, ExecPluginSpec, KubeClient, KubeConfig
 from tests.unit.fake_transport import FakeTransport, ok, status
 
+K8S = pinned_kubernetes("default")  # the Kubernetes version harness/versions.toml pins
 PLUGIN = """#!{python}
 import json, os, sys
 from pathlib import Path
@@ -73,7 +75,7 @@ def _exec(command: str, mode: str = "token", **extra: Any) -> dict[str, Any]:
 
 def _client(kc: KubeConfig, *routes: tuple[str, Any]) -> tuple[KubeClient, FakeTransport]:
     t = FakeTransport()
-    t.routes[("GET", "/version")] = ok({"gitVersion": "v1.37.2"})
+    t.routes[("GET", "/version")] = ok({"gitVersion": f"v{K8S}"})
     for path, resp in routes:
         t.routes[("GET", path)] = resp
     return KubeClient(kc, transport=t), t
@@ -85,7 +87,7 @@ def test_exec_plugin_token_is_sent_and_cached(tmp_path: Path) -> None:
                                          env=[{"name": "PLUGIN_EXTRA", "value": "x"}], provideClusterInfo=True),
                                    **{"certificate-authority-data": base64.b64encode(b"CA").decode()}))
     kube, t = _client(kc)
-    assert kube.server_version() == "v1.37.2"
+    assert kube.server_version() == f"v{K8S}"
     kube.server_version()
     assert [c.headers["Authorization"] for c in t.calls] == ["Bearer tok-1", "Bearer tok-1"]
     echo = json.loads((tmp_path / "echo").read_text())
@@ -117,10 +119,10 @@ def test_a_401_renews_an_exec_credential_once(tmp_path: Path) -> None:
     def version(method: str, path: str, body: Any, headers: Any) -> Any:
         if headers["Authorization"] == "Bearer tok-1":
             return status(401, "Unauthorized", "token expired")
-        return ok({"gitVersion": "v1.37.2"})
+        return ok({"gitVersion": f"v{K8S}"})
 
     kube, t = _client(kc, ("/version", version))
-    assert kube.server_version() == "v1.37.2"
+    assert kube.server_version() == f"v{K8S}"
     assert [c.headers["Authorization"] for c in t.calls] == ["Bearer tok-1", "Bearer tok-2"]
 
 
@@ -204,10 +206,10 @@ def test_token_file_is_read_and_reread_after_a_401(tmp_path: Path) -> None:
         if headers["Authorization"] == "Bearer first":
             token.write_text("second")  # the token rotated on disk; the old one is refused
             return status(401, "Unauthorized", "")
-        return ok({"gitVersion": "v1.37.2"})
+        return ok({"gitVersion": f"v{K8S}"})
 
     kube, _ = _client(KubeConfig.from_file(kubeconfig), ("/version", version))
-    assert kube.server_version() == "v1.37.2"
+    assert kube.server_version() == f"v{K8S}"
     assert seen == ["Bearer first", "Bearer second"]
 
 

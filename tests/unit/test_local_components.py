@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.bins import pinned_kubernetes
 from harness.config import ControlPlane
 from harness.providers.local import components as comp
+
+K8S = pinned_kubernetes("default")  # the Kubernetes version harness/versions.toml pins
 
 BIN = Path("/bins/x")
 
@@ -16,7 +19,7 @@ def settings(lift: bool = True, **kw: str) -> comp.Settings:
         ports=comp.Ports(etcd=2379, etcd_peer=2380, apiserver=6443, controller_manager=10257, scheduler=10259,
                          kwok=10247),
         control_plane=ControlPlane(lift_limits=lift),
-        kubernetes_version="1.37.2",
+        kubernetes_version=K8S,
         **kw,  # type: ignore[arg-type]
     )
 

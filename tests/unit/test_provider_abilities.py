@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.bins import check_upgrade
+from harness.bins import check_upgrade, pinned_kubernetes
 from harness.errors import ConfigError, UnsupportedCapability
 from harness.facts import FACTS, validate_facts
 from harness.providers.base import (
@@ -112,16 +112,22 @@ def test_capability_is_for_existing_clusters(tmp_path: Path) -> None:
     assert not (tmp_path / "state").exists()
 
 
-PINNED = ("1.36.3", "1.37.2")
+K8S, PREV = pinned_kubernetes("default"), pinned_kubernetes("previous")  # what harness/versions.toml pins
+PINNED = (PREV, K8S)
+MAJOR, MINOR, PATCH = (int(x) for x in K8S.split("."))
+NEXT_PATCH = f"{MAJOR}.{MINOR}.{PATCH + 1}"
+TWO_MINORS_BACK = f"{MAJOR}.{MINOR - 2}.4"
 
 
 @pytest.mark.parametrize(("current", "target", "message"), [
-    ("1.37.2", "1.36.3", "refusing to downgrade the control plane from v1.37.2 to v1.36.3"),
-    ("1.37.2", "1.37.1", "refusing to downgrade"),
-    ("1.35.4", "1.37.2", "refusing to upgrade from v1.35.4 to v1.37.2: it skips a minor version; upgrade to v1.36 first"),
-    ("1.37.2", "2.0.0", "skips a minor version"),
-    ("1.37.2", "1.38.0", "v1.38.0 is not a pinned Kubernetes version (harness/versions.toml pins v1.36.3, v1.37.2)"),
-    ("1.37.2", "latest", "upgrade version: not a Kubernetes version (MAJOR.MINOR.PATCH): 'latest'"),
+    (K8S, PREV, f"refusing to downgrade the control plane from v{K8S} to v{PREV}"),
+    (NEXT_PATCH, K8S, "refusing to downgrade"),
+    (TWO_MINORS_BACK, K8S, f"refusing to upgrade from v{TWO_MINORS_BACK} to v{K8S}: it skips a minor version; "
+                           f"upgrade to v{MAJOR}.{MINOR - 1} first"),
+    (K8S, f"{MAJOR + 1}.0.0", "skips a minor version"),
+    (K8S, f"{MAJOR}.{MINOR + 1}.0", f"v{MAJOR}.{MINOR + 1}.0 is not a pinned Kubernetes version (harness/versions.toml "
+                                   f"pins v{PREV}, v{K8S})"),
+    (K8S, "latest", "upgrade version: not a Kubernetes version (MAJOR.MINOR.PATCH): 'latest'"),
 ])
 def test_upgrades_that_break_version_skew_are_refused_in_one_line(current: str, target: str, message: str) -> None:
     with pytest.raises(ConfigError) as err:
@@ -130,6 +136,6 @@ def test_upgrades_that_break_version_skew_are_refused_in_one_line(current: str, 
 
 
 def test_the_next_minor_and_a_pinned_patch_are_upgrades() -> None:
-    assert check_upgrade("1.36.3", "1.37.2", PINNED)
-    assert check_upgrade("1.37.0", "1.37.2", PINNED)
-    assert not check_upgrade("1.37.2", "1.37.2", PINNED)  # already there: nothing to do
+    assert check_upgrade(PREV, K8S, PINNED)  # the upgrade lane: the previous pin is one minor below the default
+    assert check_upgrade(K8S, NEXT_PATCH, (*PINNED, NEXT_PATCH))
+    assert not check_upgrade(K8S, K8S, PINNED)  # already there: nothing to do

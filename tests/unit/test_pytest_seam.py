@@ -16,10 +16,12 @@ from typing import Any
 
 import pytest
 
+from harness.bins import pinned_kubernetes
 from harness.errors import ConfigError
 from harness.runner import combined_exit, default_parallel, pytest_sessions
 from harness.testing import ClusterInfo
 
+K8S = pinned_kubernetes("default")  # the Kubernetes version harness/versions.toml pins
 CHECKS = '''
 import pytest
 from harness.errors import (ClusterError, CommandError, ControllerInactive, KubeUnreachable, PlatformFault,
@@ -198,7 +200,7 @@ def aiconform_cluster(request):
 
 def write_info(path: Path, **kw: Any) -> Path:
     info = ClusterInfo(kubeconfig=str(path.parent / "no-such-kubeconfig"), run_id="unit-run", provider="local",
-                       profile="default", tier="S", kubernetes_version="1.37.2", **kw)
+                       profile="default", tier="S", kubernetes_version=K8S, **kw)
     return info.write(path)
 
 
@@ -219,7 +221,7 @@ def statuses(report: Path) -> dict[str, str]:
 
 def test_cluster_info_round_trips_through_json(tmp_path: Path) -> None:
     info = ClusterInfo(kubeconfig="/k/admin.yaml", run_id="r1", provider="local", profile="default", tier="R",
-                       capabilities=frozenset({"networkpolicy", "simulated-nodes"}), kubernetes_version="1.37.2",
+                       capabilities=frozenset({"networkpolicy", "simulated-nodes"}), kubernetes_version=K8S,
                        allow_destructive=True, fake="GPUs", component_pids={"kube-scheduler": 42})
     back = ClusterInfo.load(info.write(tmp_path / "cluster-info.json"))
     assert back == info

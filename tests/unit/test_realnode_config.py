@@ -13,6 +13,7 @@ from fake_gpu_plugin.inventory import build_inventory, resource_counts
 from fake_gpu_plugin.labels import node_labels
 from harness import images
 from harness.config import load_profile, parse_profile
+from harness.contract import GPU_RESOURCE
 from harness.errors import ClusterError
 from harness.providers.local import LocalCluster, linuxhost, realnode
 
@@ -79,7 +80,7 @@ def test_plugin_config_for_mixed_mig_gives_the_profiles_resources() -> None:
 def test_shipped_local_real_profile() -> None:
     p = load_profile("local-real")
     assert p.tier == "R" and p.real_node.name == "aiconform-real-0"
-    assert p.real_node.gpu is not None and resource_counts(p.real_node.gpu) == {"nvidia.com/gpu": 8}
+    assert p.real_node.gpu is not None and resource_counts(p.real_node.gpu) == {GPU_RESOURCE: 8}
     assert p.addons == ("kube-router",)
     assert p.pools
 

@@ -11,11 +11,12 @@ import yaml
 
 from harness.addons import AddonContext, known_addons, lookup
 from harness.config import load_profile
+from harness.contract import GPU_RESOURCE, PROMETHEUS_PORT, REAL_NODE_LABEL
 from harness.errors import ConfigError
 from reference_workloads.serving import autoscale, load, manifests
 
 CTX = AddonContext(image="aiconform.local/x:v1", apiserver_host="172.31.255.1", apiserver_port=6443,
-                   node_selector={"aiconform.io/real-node": "true"}, real_nodes=(("real-0", "172.31.255.1"),),
+                   node_selector={REAL_NODE_LABEL: "true"}, real_nodes=(("real-0", "172.31.255.1"),),
                    host_metrics={"fake-gpu-plugin": "127.0.0.1:41234"})
 
 
@@ -24,8 +25,8 @@ def test_model_server_runs_on_the_real_node_with_a_gpu_and_a_cpu_limit() -> None
     dep = manifests.deployment(spec)
     pod = dep["spec"]["template"]["spec"]
     [c] = pod["containers"]
-    assert pod["nodeSelector"] == {"aiconform.io/real-node": "true"}
-    assert c["resources"]["limits"] == {"cpu": "250m", "memory": "768Mi", "nvidia.com/gpu": "1"}
+    assert pod["nodeSelector"] == {REAL_NODE_LABEL: "true"}
+    assert c["resources"]["limits"] == {"cpu": "250m", "memory": "768Mi", GPU_RESOURCE: "1"}
     assert c["imagePullPolicy"] == "Never"
     assert {"name": "MODEL_VERSION", "value": "v2"} in c["env"]
     assert c["readinessProbe"]["httpGet"]["path"] == "/v2/models/minilm/ready"
@@ -89,7 +90,7 @@ def test_prometheus_scrapes_only_real_node_pods_and_the_plugin_with_its_pod_labe
     dep = next(o for o in objs if o["kind"] == "Deployment")
     spec = dep["spec"]["template"]["spec"]
     assert spec["hostNetwork"] is True
-    assert "--web.listen-address=172.31.255.1:9090" in spec["containers"][0]["args"]  # never every interface
+    assert f"--web.listen-address=172.31.255.1:{PROMETHEUS_PORT}" in spec["containers"][0]["args"]  # never every interface
     assert ipaddress.ip_address("172.31.255.1") in load.allowed_networks()[1]
 
 
@@ -99,7 +100,7 @@ def test_adapter_registers_custom_metrics_and_relists_quickly() -> None:
     assert api["metadata"]["name"] == "v1beta1.custom.metrics.k8s.io"
     assert api["spec"]["service"] == {"namespace": "aiconform-monitoring", "name": "prometheus-adapter", "port": 443}
     args = next(o for o in objs if o["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert "--prometheus-url=http://172.31.255.1:9090/" in args and "--metrics-relist-interval=5s" in args
+    assert f"--prometheus-url=http://172.31.255.1:{PROMETHEUS_PORT}/" in args and "--metrics-relist-interval=5s" in args
     rules = yaml.safe_load(next(o for o in objs if o["kind"] == "ConfigMap")["data"]["config.yaml"])["rules"]
     assert rules[0]["seriesQuery"].startswith("aiconform_model_queue_depth")
     assert lookup("prometheus-adapter").after_ready is not None  # waits until the APIService is Available

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.contract import GPU_RESOURCE
 from harness.errors import ConfigError
 from harness.simulate import policies, trace
 
@@ -95,7 +96,7 @@ def test_policies_submit_real_objects() -> None:
     assert spec["parallelism"] == spec["completions"] == 4
     tmpl = spec["template"]
     assert tmpl["metadata"]["annotations"][policies.ANNOTATION_DURATION] == "36000ms"
-    assert tmpl["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "8"
+    assert tmpl["spec"]["containers"][0]["resources"]["limits"][GPU_RESOURCE] == "8"
     assert "priorityClassName" not in tmpl["spec"]
     prio = policies.job_objects(policies.POLICIES["priority"], job, ctx)
     assert prio[0]["spec"]["template"]["spec"]["priorityClassName"] == "sim-high"

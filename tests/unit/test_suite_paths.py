@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from harness.bins import pinned_kubernetes
 from harness.errors import ConfigError
 from harness.runner import SCENARIOS, suite_files, upgrade_suite_files
+
+K8S = pinned_kubernetes("default")  # the Kubernetes version harness/versions.toml pins
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -37,7 +40,7 @@ def test_the_upgrade_suite_runs_only_across_an_upgrade() -> None:
     for it without --upgrade-to is one line."""
     upgrade = SCENARIOS / "test_upgrade.py"
     assert upgrade not in suite_files(None)
-    assert upgrade_suite_files(suite_files(["smoke"]), "1.37.2") == [SCENARIOS / "test_smoke.py", upgrade]
+    assert upgrade_suite_files(suite_files(["smoke"]), K8S) == [SCENARIOS / "test_smoke.py", upgrade]
     assert upgrade_suite_files(suite_files(None), None) == suite_files(None)
     with pytest.raises(ConfigError, match="--suite upgrade: its checks span an upgrade; run it with --upgrade-to"):
         upgrade_suite_files(suite_files(["upgrade"]), None)

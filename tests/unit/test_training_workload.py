@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.contract import GPU_RESOURCE, REAL_NODE_LABEL
 from reference_workloads.training import checkpoint, logs, train
 
 
@@ -116,7 +117,7 @@ def test_runtime_gives_trainers_jax_policy_what_it_looks_for() -> None:
     from reference_workloads.training import manifests
 
     rt = manifests.training_runtime("jax", "ns", image="img", claim="ckpt", priority_class="pc", max_restarts=2,
-                                    node_selector={"aiconform.io/real-node": "true"})
+                                    node_selector={REAL_NODE_LABEL: "true"})
     assert rt["spec"]["mlPolicy"] == {"numNodes": 2, "jax": {}}
     js = rt["spec"]["template"]["spec"]
     assert js["failurePolicy"] == {"maxRestarts": 2}  # the whole group restarts when one worker fails
@@ -124,10 +125,10 @@ def test_runtime_gives_trainers_jax_policy_what_it_looks_for() -> None:
     assert rj["template"]["metadata"]["labels"][manifests.ANCESTOR_LABEL] == "trainer"
     pod = rj["template"]["spec"]["template"]["spec"]
     assert pod["containers"][0]["name"] == "node"  # the container Trainer's JAX plugin writes JAX_* into
-    assert pod["priorityClassName"] == "pc" and pod["nodeSelector"] == {"aiconform.io/real-node": "true"}
+    assert pod["priorityClassName"] == "pc" and pod["nodeSelector"] == {REAL_NODE_LABEL: "true"}
     assert pod["volumes"] == [{"name": "checkpoints", "persistentVolumeClaim": {"claimName": "ckpt"}}]
     job = manifests.train_job("j", "ns", runtime="jax", gpus_per_node=1, steps=7)
-    assert job["spec"]["trainer"]["resourcesPerNode"]["requests"] == {"nvidia.com/gpu": "1"}
+    assert job["spec"]["trainer"]["resourcesPerNode"]["requests"] == {GPU_RESOURCE: "1"}
     assert {"name": "TRAIN_STEPS", "value": "7"} in job["spec"]["trainer"]["env"]
     pv = manifests.checkpoint_volume("pv", path="/x", claim_namespace="ns", claim="ckpt")
     claim = manifests.checkpoint_claim("ckpt", "ns", volume="pv")
@@ -153,7 +154,7 @@ def test_trainer_addon_adapts_upstream_objects_to_the_harness() -> None:
                             "readinessProbe": {"initialDelaySeconds": 10}}]}}}},
     ]
     ctx = AddonContext(image="aiconform.local/trainer-controller-manager:v2.3.0", apiserver_host="h",
-                       apiserver_port=1, node_selector={"aiconform.io/real-node": "true"})
+                       apiserver_port=1, node_selector={REAL_NODE_LABEL: "true"})
     sa, crb, hook, cm, dep = trainer.adapt(upstream, ctx)
     assert sa["metadata"]["namespace"] == trainer.NAMESPACE and "namespace" not in hook["metadata"]
     assert crb["subjects"][0]["namespace"] == trainer.NAMESPACE
@@ -164,4 +165,4 @@ def test_trainer_addon_adapts_upstream_objects_to_the_harness() -> None:
     assert cfg["certManagement"]["enable"] is False and cfg["leaderElection"]["leaderElect"] is False
     spec = dep["spec"]["template"]["spec"]
     assert spec["containers"][0]["image"] == ctx.image and spec["containers"][0]["imagePullPolicy"] == "Never"
-    assert spec["nodeSelector"] == {"aiconform.io/real-node": "true"} and spec["securityContext"]["runAsUser"] == 65532
+    assert spec["nodeSelector"] == {REAL_NODE_LABEL: "true"} and spec["securityContext"]["runAsUser"] == 65532

@@ -362,7 +362,7 @@ class _Bringup:
 
     def install_addons(self) -> None:
         from harness import addons
-        from harness.workloads import REAL_NODE_LABEL
+        from harness.contract import REAL_NODE_LABEL
 
         c = self.cluster
         chosen = [addons.lookup(n) for n in self.profile.addons]

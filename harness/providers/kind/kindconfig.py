@@ -21,10 +21,10 @@ from typing import Any
 import yaml
 
 from harness.config import KindWorker, Profile
+from harness.contract import POOL_LABEL, REAL_NODE_LABEL
 from harness.images.registry import REGISTRY_HOST
-from harness.workloads import REAL_NODE_LABEL
 
-LABEL_POOL = "aiconform.io/pool"
+LABEL_POOL = POOL_LABEL
 PLUGIN_NODE_LABEL = "aiconform.io/fake-gpu-plugin"
 """Set by the harness on workers with a GPU spec: the fake GPU DaemonSet's nodeSelector."""
 KUBEADM_API = "kubeadm.k8s.io/v1beta4"

@@ -419,7 +419,8 @@ class LocalCluster:
                         pools: tuple[Pool, ...] = ()) -> list[str]:
         """Install ``names`` through harness.addons; host undo commands go to ``addons.json`` (run at teardown)."""
         from harness import addons
-        from harness.providers.local.realnode import REAL_NODE_LABEL, load_record
+        from harness.contract import REAL_NODE_LABEL
+        from harness.providers.local.realnode import load_record
 
         record_path = self.dir / "addons.json"
         try:

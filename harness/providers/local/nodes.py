@@ -13,13 +13,14 @@ from typing import Any
 from fake_gpu_plugin.inventory import resource_counts
 from fake_gpu_plugin.labels import node_labels
 from harness.config import Pool
+from harness.contract import CLUSTER_LABEL, POOL_LABEL, SIMULATED_LABEL
 from harness.errors import AiconformError, ClusterError, Conflict
 from harness.kube import KubeClient
 
 SIM_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
-LABEL_SIMULATED = "aiconform.io/simulated"
-LABEL_POOL = "aiconform.io/pool"
-LABEL_CLUSTER = "aiconform.io/cluster"
+LABEL_SIMULATED = SIMULATED_LABEL
+LABEL_POOL = POOL_LABEL
+LABEL_CLUSTER = CLUSTER_LABEL
 FAKE_NODE_IP = "127.0.0.10"
 """The InternalIP every simulated node reports (KWOK ``--node-ip``).  A loopback address on purpose: whatever dials
 it (the apiserver for logs/exec of a simulated pod, a hostNetwork pod's endpoint) stays on this machine and is

@@ -40,6 +40,7 @@ from fake_gpu_plugin.config import InventoryConfig, to_pool
 from fake_gpu_plugin.inventory import resource_counts
 from harness import images, proc
 from harness.config import RealNode
+from harness.contract import CLUSTER_LABEL, DRA_DRIVER, FAKE_GPU_LABEL, REAL_NODE_LABEL
 from harness.errors import (
     AiconformError,
     ClusterError,
@@ -54,7 +55,6 @@ from harness.providers.common import free_port
 from harness.providers.local import controlplane, netsvc
 from harness.providers.local import linuxhost as host
 from harness.providers.local.clusterview import ClusterView
-from harness.workloads import REAL_NODE_LABEL as REAL_NODE_LABEL  # the one label of real nodes (re-exported)
 
 Progress = Callable[[str], None]
 
@@ -77,7 +77,6 @@ SYSCTLS = ("vm.overcommit_memory", "vm.panic_on_oom", "kernel.panic", "kernel.pa
            "kernel.keys.root_maxkeys", "kernel.keys.root_maxbytes", "net.ipv4.ip_forward")
 """What the kubelet (the first six) and the CNI bridge plugin (ip_forward) change on start."""
 COMPONENTS = ("containerd", "kubelet", "realnode-plugin", "realnode-dra")
-DRA_DRIVER_NAME = "gpu.nvidia.com"  # fake_gpu_plugin.dra_devices.DRIVER (imported lazily: grpc stubs)
 MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes; containerd also makes "<socket>.ttrpc"
 
 # What to install when something is missing: executable or path -> Debian package.
@@ -537,13 +536,13 @@ class RealNodeHost:
 
     def _start_dra_driver(self, gpu: InventoryConfig) -> None:
         first = self.dra_first_index()
-        self.progress(f"  real node: starting the DRA driver {DRA_DRIVER_NAME} ({gpu.count} x {gpu.model}, host "
+        self.progress(f"  real node: starting the DRA driver {DRA_DRIVER} ({gpu.count} x {gpu.model}, host "
                       f"GPUs {first}..{first + gpu.count - 1}; CDI specs in {self.cdi_dir})")
         cfg = self.dir / "fake-gpu-dra.json"
         cfg.write_text(json.dumps(to_pool(gpu, name=f"{self.spec.name}-dra"), indent=2))
         self.record |= {"dra": {"config": str(cfg), "state_dir": str(self.dra_state_dir), "cdi_dir": str(self.cdi_dir),
-                                "sockets": [str(KUBELET_ROOT / "plugins_registry" / f"{DRA_DRIVER_NAME}-reg.sock"),
-                                            str(KUBELET_ROOT / "plugins" / DRA_DRIVER_NAME / "dra.sock")]}}
+                                "sockets": [str(KUBELET_ROOT / "plugins_registry" / f"{DRA_DRIVER}-reg.sock"),
+                                            str(KUBELET_ROOT / "plugins" / DRA_DRIVER / "dra.sock")]}}
         self._save()
         argv = [sys.executable, "-m", "fake_gpu_plugin", "serve-dra", "--config", str(cfg),
                 "--node-name", self.spec.name, "--first-index", str(first), "--kubelet-root", str(KUBELET_ROOT),
@@ -574,11 +573,11 @@ class RealNodeHost:
 
     def node_labels(self) -> dict[str, str]:
         """The node's labels: the GPU labels of its spec (the owner every GPU node shares), then the profile's."""
-        labels = {REAL_NODE_LABEL: "true", "aiconform.io/cluster": self.cluster.name}
+        labels = {REAL_NODE_LABEL: "true", CLUSTER_LABEL: self.cluster.name}
         if self.spec.gpu is not None:
             labels |= gpu_labels.node_labels(self.spec.gpu)
         elif self.spec.dra is not None:  # DRA GPUs only: still declare the fake (tier detection reads it)
-            labels["aiconform.io/fake-gpu"] = "true"
+            labels[FAKE_GPU_LABEL] = "true"
         return labels | dict(self.spec.labels)
 
     def expected_resources(self) -> dict[str, str]:
