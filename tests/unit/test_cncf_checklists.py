@@ -92,9 +92,9 @@ def test_what_changed_between_versions() -> None:
 
 
 @pytest.mark.parametrize(("kubernetes", "label", "says"), [
-    ("v1.36.3", "v1.36", ""),  # the `previous` pin: its own list, not 1.35's
+    ("v1.36.1", "v1.36", ""),  # the `previous` pin: its own list, not 1.35's
     ("1.33.0", "v1.33", ""),
-    ("v1.37.2", "v1.37", ""),
+    ("v1.37.0", "v1.37", ""),
     ("v1.38.0", "v1.37", "Kubernetes v1.38 has no published CNCF checklist yet; judged against v1.37"),
     ("v1.30.1", "v1.33", "Kubernetes v1.30 is older than the first published CNCF checklist; judged against v1.33"),
     ("latest", "v1.37", "is not vX.Y[.Z]; judged against the newest published checklist, v1.37"),

@@ -60,7 +60,7 @@ def write(results: RunResults, tmp_path: Path, product: Path | None = EXAMPLE_PR
 
 
 def test_a_conformant_run_on_the_previous_pin_passes_every_rule_of_the_v136_checklist(tmp_path: Path) -> None:
-    paths, lines = write(run_on("v1.36.3"), tmp_path)
+    paths, lines = write(run_on("v1.36.1"), tmp_path)
     product = tmp_path / FOLDER / PRODUCT_FILE
     assert paths[f"{FOLDER}/{PRODUCT_FILE}"] == product and lines == []
     assert validate(product) == []
@@ -77,15 +77,15 @@ def test_a_conformant_run_on_the_previous_pin_passes_every_rule_of_the_v136_chec
     assert (tmp_path / FOLDER / ADDITIONS_FILE).exists()
     extra = yaml.safe_load((tmp_path / FOLDER / ADDITIONS_FILE).read_text())
     assert extra["checklist"]["version"] == "v1.36" and extra["checklist"]["note"] is None
-    assert extra["run"]["kubernetesVersion"] == "v1.36.3"
+    assert extra["run"]["kubernetesVersion"] == "v1.36.1"
 
 
 def test_a_transcript_shows_what_was_created_what_the_platform_answered_and_the_timings(tmp_path: Path) -> None:
-    write(run_on("v1.36.3"), tmp_path)
+    write(run_on("v1.36.1"), tmp_path)
     text = (tmp_path / FOLDER / "pod_autoscaling.md").read_text()
     assert text.startswith("# pod_autoscaling (MUST): Implemented\n")
     assert "> If the platform supports the HorizontalPodAutoscaler" in text  # the checklist's own text
-    assert "Kubernetes v1.36.3" in text and "tier S" in text
+    assert "Kubernetes v1.36.1" in text and "tier S" in text
     assert "### 1. test_pod_autoscaling: passed" in text
     assert "created: Pod p-pod_autoscaling\nanswered:\n  phase: Running" in text
     assert "| time_to_ready_s | 1.250 |" in text
@@ -93,7 +93,7 @@ def test_a_transcript_shows_what_was_created_what_the_platform_answered_and_the_
 
 def test_a_platform_fault_is_not_implemented_with_the_part_named(tmp_path: Path) -> None:
     reason = "ControllerInactive: the HorizontalPodAutoscaler controller: HPA ns/m has no status"
-    write(run_on("v1.36.3", statuses={"pod_autoscaling": (Status.FAILED, reason)}), tmp_path)
+    write(run_on("v1.36.1", statuses={"pod_autoscaling": (Status.FAILED, reason)}), tmp_path)
     product = tmp_path / FOLDER / PRODUCT_FILE
     entry = next(e for e in yaml.safe_load(product.read_text())["spec"]["schedulingOrchestration"]
                  if e["id"] == "pod_autoscaling")
@@ -104,7 +104,7 @@ def test_a_platform_fault_is_not_implemented_with_the_part_named(tmp_path: Path)
 
 
 def test_an_aiconform_error_or_a_skip_shows_nothing_and_is_left_for_a_person(tmp_path: Path) -> None:
-    results = run_on("v1.36.3", statuses={"robust_controller": (Status.ERROR, "ClusterError: addon trainer broke"),
+    results = run_on("v1.36.1", statuses={"robust_controller": (Status.ERROR, "ClusterError: addon trainer broke"),
                                           "gpu_sharing": (Status.SKIPPED, "needs tier R")})
     write(results, tmp_path)
     spec = yaml.safe_load((tmp_path / FOLDER / PRODUCT_FILE).read_text())["spec"]
@@ -117,7 +117,7 @@ def test_an_aiconform_error_or_a_skip_shows_nothing_and_is_left_for_a_person(tmp
 
 
 def test_without_a_product_file_the_folder_is_written_and_one_line_names_the_empty_fields(tmp_path: Path) -> None:
-    _, lines = write(run_on("v1.36.3"), tmp_path, product=None)
+    _, lines = write(run_on("v1.36.1"), tmp_path, product=None)
     product = tmp_path / "cncf/v1.36/product" / PRODUCT_FILE
     assert product.exists() and len(lines) == 1
     assert lines[0].startswith("CNCF submission cncf/v1.36/product/PRODUCT.yaml is incomplete: empty metadata "
@@ -128,7 +128,7 @@ def test_without_a_product_file_the_folder_is_written_and_one_line_names_the_emp
 
 
 def test_a_newer_cluster_is_judged_against_the_newest_published_list_and_says_so(tmp_path: Path) -> None:
-    results = run_on("v1.37.2")
+    results = run_on("v1.37.0")
     results = dataclasses.replace(results, info=dataclasses.replace(results.info, kubernetes_version="v1.38.0"))
     sub = build_submission(results, load_product(EXAMPLE_PRODUCT))
     assert sub.folder == "cncf/v1.37/example-ai-platform"
@@ -139,7 +139,7 @@ def test_a_newer_cluster_is_judged_against_the_newest_published_list_and_says_so
 
 
 def test_a_rerender_replaces_the_folder(tmp_path: Path) -> None:
-    results = run_on("v1.36.3")
+    results = run_on("v1.36.1")
     save_results(results, tmp_path)
     assert render_main(tmp_path, out=io.StringIO()) == 0
     assert (tmp_path / "cncf/v1.36/product" / PRODUCT_FILE).exists()
@@ -200,7 +200,7 @@ BREAKS: dict[str, tuple[Callable[[Doc], None], str]] = {
 
 @pytest.mark.parametrize("name", sorted(BREAKS))
 def test_each_rule_fails_a_folder_that_breaks_it(name: str, tmp_path: Path) -> None:
-    write(run_on("v1.36.3"), tmp_path)
+    write(run_on("v1.36.1"), tmp_path)
     product = tmp_path / FOLDER / PRODUCT_FILE
     doc = yaml.safe_load(product.read_text())
     breaks, expected = BREAKS[name]
@@ -211,7 +211,7 @@ def test_each_rule_fails_a_folder_that_breaks_it(name: str, tmp_path: Path) -> N
 
 
 def test_the_version_comes_from_the_path_and_must_be_published(tmp_path: Path) -> None:
-    write(run_on("v1.36.3"), tmp_path)
+    write(run_on("v1.36.1"), tmp_path)
     text = (tmp_path / FOLDER / PRODUCT_FILE).read_text()
     unpublished = tmp_path / "v1.38" / "x" / PRODUCT_FILE
     unpublished.parent.mkdir(parents=True)
@@ -227,7 +227,7 @@ def test_the_version_comes_from_the_path_and_must_be_published(tmp_path: Path) -
 
 
 def test_the_validator_module_runs_from_the_command_line(tmp_path: Path) -> None:
-    write(run_on("v1.36.3"), tmp_path)
+    write(run_on("v1.36.1"), tmp_path)
     product = tmp_path / FOLDER / PRODUCT_FILE
     ok = subprocess.run([sys.executable, "-m", "harness.report.cncf_validate", str(product)], capture_output=True,
                         text=True, timeout=60, cwd=Path(__file__).resolve().parents[2])
@@ -297,7 +297,7 @@ def test_the_report_says_which_checklist_a_newer_cluster_was_judged_against() ->
     from harness.report.markdown import render_markdown
     from harness.report.verdicts import conformance_dict
 
-    results = run_on("v1.37.2")
+    results = run_on("v1.37.0")
     newer = dataclasses.replace(results, info=dataclasses.replace(results.info, kubernetes_version="v1.38.0"))
     says = "Kubernetes v1.38 has no published CNCF checklist yet; judged against v1.37"
     assert conformance_dict(newer)["checklist_note"] == says and f"{says}." in render_markdown(newer)

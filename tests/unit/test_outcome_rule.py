@@ -79,7 +79,7 @@ OWN_FAULTS = [
     ClusterError("no real node with an InternalIP"),
     AddonFailed("addon trainer: webhook x did not answer (apiserver: x509: certificate signed by unknown authority)"),
     CommandError(["kubectl", "get"], 1, "boom"),
-    BinaryError("kube-apiserver v1.36.3: no release and no go toolchain"),
+    BinaryError("kube-apiserver v1.36.1: no release and no go toolchain"),
     KubeConfigError("kubeconfig kc: no current-context"),
     KubeUnreachable("GET https://127.0.0.1:6443/api: Connection refused"),
     api_error_for(500, "InternalError", "failed calling webhook"),
