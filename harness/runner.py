@@ -14,6 +14,7 @@ the pytest seam in harness/testing.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import subprocess
@@ -27,7 +28,7 @@ from harness.errors import AiconformError, ConfigError
 from harness.facts import validate_facts
 from harness.providers import provider_for
 from harness.providers.base import ClusterProvider, ProviderOptions, UpgradesControlPlane, unsupported
-from harness.report import ReportError, Status, load_results
+from harness.report import RESULTS_FILE, ReportError, Status, load_results
 from harness.report.submission import load_product
 from harness.testing import ClusterInfo, new_run_id
 from harness.testing.cluster import CLUSTER_INFO_FILE
@@ -265,6 +266,9 @@ def run_main(args: argparse.Namespace) -> int:
     htmls = [d / "report.html" for d in outputs if (d / "report.html").exists()]
     print(f"aiconform run {run_id}: suites took {wall:.0f}s; report: "
           f"{', '.join(map(str, htmls)) if htmls else report_dir}", file=sys.stderr)
+    for d in outputs:
+        for line in conformance_lines(d):
+            print(f"aiconform run {run_id}: {line}", file=sys.stderr)
     if upgrade_to and (report_dir / "diff.txt").exists():
         print((report_dir / "diff.txt").read_text(), file=sys.stderr, end="")
     print(report_dir)
@@ -281,6 +285,23 @@ def run_main(args: argparse.Namespace) -> int:
         raise ConfigError(f"no checks were collected from {chosen}{f' with -k {args.keyword}' if args.keyword else ''}; "
                           "nothing ran")
     raise _PytestBroke(f"the test runner stopped with exit code {rc}; see the output above and {report_dir}")
+
+
+def conformance_lines(report_dir: Path) -> list[str]:
+    """The run's CNCF MUST coverage from its results.json, as lines for the terminal: the count, then each MUST
+    not evidenced with what it needed (empty when there is no results.json)."""
+    try:
+        block = json.loads((report_dir / RESULTS_FILE).read_text()).get("conformance") or {}
+    except (OSError, ValueError):
+        return []
+    if not block.get("musts_total"):
+        return []
+    state = "conformant" if block.get("verdict") == "passed" else "not conformant"
+    lines = [f"{state}: {block['musts_evidenced']} of {block['musts_total']} MUSTs evidenced "
+             f"(CNCF checklist {block.get('checklist')})"]
+    lines += [f"  not evidenced: {m['id']}: {m.get('needs') or 'no verdict'}"
+              for m in block.get("musts", []) if not m.get("evidenced")]
+    return lines
 
 
 class _Suites:

@@ -144,6 +144,43 @@ class MustEvidence:
     def verdict(self) -> Verdict | None:
         return self.summary.verdict if self.summary else None
 
+    @property
+    def need(self) -> str:
+        """What the run lacked to evidence it (empty when evidenced): the distinct reasons its checks were skipped
+        or errored, with the tier's remedy spelled out; "no check ran" when none names it in this run."""
+        if self.evidenced:
+            return ""
+        if self.summary is None or not self.summary.checks:
+            return "no check of this run names it (run the suites that do)"
+        reasons: list[str] = []
+        for c in self.summary.checks:
+            why = _need_of(c)
+            if why and why not in reasons:
+                reasons.append(why)
+        return "; ".join(reasons) or "its checks reached no verdict"
+
+
+_TIER_REMEDY = {
+    "R": "a real kubelet node: run as root on Linux with the tier R packages (docs/tiers.md)",
+    "G": "real GPUs: run against a GPU cluster with --kubeconfig",
+}
+
+
+def _need_of(check: CheckResult) -> str:
+    """One check's non-verdict as what it needed: ``needs tier R: <remedy>``, ``needs capability X``, or the
+    error's first line."""
+    reason = " ".join(check.reason.split())
+    if check.status is Status.SKIPPED:
+        if reason.startswith("needs tier "):
+            tier = reason.removeprefix("needs tier ")[:1]
+            return f"needs tier {tier}: {_TIER_REMEDY[tier]}" if tier in _TIER_REMEDY else reason
+        if reason.startswith("cluster lacks capability "):
+            return "needs " + reason.removeprefix("cluster lacks ")
+        return reason or "skipped"
+    if check.status is Status.ERROR:
+        return f"errored: {reason[:160]}" if reason else "errored"
+    return ""
+
 
 @dataclass(frozen=True)
 class MustCoverage:
@@ -227,7 +264,8 @@ def conformance_dict(results: RunResults) -> dict[str, object]:
         "musts": [
             {"id": m.requirement.id, "category": m.requirement.category.value, "evidenced": m.evidenced,
              "verdict": m.verdict.value if m.verdict else None,
-             "checks": len(m.summary.checks) if m.summary else 0}
+             "checks": len(m.summary.checks) if m.summary else 0,
+             "needs": m.need or None}
             for m in cov.musts
         ],
     }

@@ -192,3 +192,18 @@ def test_catalog_matches_the_cncf_checklists() -> None:
     assert all(r.is_cncf == (r.id in {c.id for c in CNCF_REQUIREMENTS}) for r in CATALOG.values())
     assert all(r.id.startswith("aiconform.") for r in PROJECT_REQUIREMENTS)
     assert Category.SCHEDULING_ORCHESTRATION.yaml_key == "schedulingOrchestration"
+
+
+def test_an_unevidenced_must_says_what_it_needed() -> None:
+    """The headline's list of MUSTs not evidenced names the remedy: the tier and how to get it, or the fact."""
+    from harness.report.model import CheckResult
+    from harness.report.verdicts import _need_of
+
+    tier = CheckResult(id="a", name="a", suite="s", requirement="gang_scheduling", status=Status.SKIPPED,
+                       reason="needs tier R; this cluster is tier S")
+    fact = CheckResult(id="b", name="b", suite="s", requirement="gang_scheduling", status=Status.SKIPPED,
+                       reason="cluster lacks capability gateway-api")
+    passed = CheckResult(id="c", name="c", suite="s", requirement="gang_scheduling", status=Status.PASSED)
+    assert _need_of(tier).startswith("needs tier R: a real kubelet node: run as root")
+    assert _need_of(fact) == "needs capability gateway-api"
+    assert _need_of(passed) == ""
