@@ -91,7 +91,7 @@ def lookup(name: str) -> Addon:
 def check_profile(profile: Profile) -> None:
     """A profile's ``addons``: each a known addon, and one that runs on a real node only where the cluster has
     one; ConfigError naming the entry otherwise.  Providers call it before anything starts."""
-    real = profile.real_node.enabled or profile.kind is not None
+    real = profile.tier == "R"  # a real kubelet node: the local provider's realNode, every kind node
     for i, name in enumerate(profile.addons):
         try:
             addon = lookup(name)
