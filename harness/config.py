@@ -20,12 +20,12 @@ the parser then reads the one merged mapping.  The merge rule (docs/profiles.md)
 
 A cycle (``a -> b -> a``) or a parent that does not exist is one ConfigError line naming the chain.
 
-Which provider a profile is for is the provider registry's to say (harness/providers/registry.py), never this
-module's: besides the generic fields (``pools``, ``realNode``, ``controlPlane``, ``addons``, which harness modules
-other than a provider read too), a provider may own one top-level section (``kind:``) and parses it itself through
-its ``PROFILE_SECTION`` (:class:`ProfileSection`), and the :class:`ProviderSpec` it returns states the profile's
-tier and node count.  The registry is looked up lazily, when a profile is parsed; it imports this module for types
-only.
+Which providers exist is the provider registry's to say (harness/providers/), never this module's.  Besides the
+generic fields (``pools``, ``realNode``, ``controlPlane``, ``addons``: harness modules other than a provider read them
+too), a provider may own one top-level section (``kind:``), which it parses itself through its ``PROFILE_SECTION``
+(:class:`ProfileSection`); the :class:`ProviderSpec` that returns states the profile's tier and node count.  The
+hook is read lazily, when a profile is parsed, from the entry-point group (harness/providers/entrypoints.py, which
+imports nothing of this module).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import yaml
 
@@ -694,15 +694,33 @@ class _Parser(Fields):
         return True
 
 
-def _section_of(provider: str) -> ProfileSection | None:
-    """The provider's profile hook, looked up in the registry (which imports this module for types only)."""
-    from harness.providers.registry import profile_section
+SECTION_ATTRIBUTE = "PROFILE_SECTION"
+"""What a provider's module publishes as its :class:`ProfileSection` (beside its registry entry point's factory)."""
 
-    return profile_section(provider)
+
+def _as_section(provider: str, value: object) -> ProfileSection | None:
+    if value is None:
+        return None
+    if not isinstance(getattr(value, "key", None), str) or not callable(getattr(value, "parse", None)):
+        raise ConfigError(f"provider {provider!r}: its {SECTION_ATTRIBUTE} is not a profile section (a key and a parse "
+                          "method, harness.config.ProfileSection)")
+    return cast(ProfileSection, value)
+
+
+def _section_of(provider: str) -> ProfileSection | None:
+    """The provider's profile hook, read from the entry-point group (harness/providers/entrypoints.py, which imports
+    nothing of this module)."""
+    from harness.providers.entrypoints import published
+
+    return _as_section(provider, published(provider, SECTION_ATTRIBUTE))
 
 
 def _owner_of(key: str) -> tuple[str, ProfileSection] | None:
     """The registered provider whose own section is the top-level ``key``, and that section."""
-    from harness.providers.registry import section_owner
+    from harness.providers.entrypoints import published_by_all
 
-    return section_owner(key)
+    for provider, value in published_by_all(SECTION_ATTRIBUTE):
+        section = _as_section(provider, value)
+        if section is not None and section.key == key:
+            return provider, section
+    return None

@@ -21,12 +21,10 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
+from harness.config import Profile
 from harness.errors import UnsupportedCapability
-
-if TYPE_CHECKING:  # types only: config looks providers up through the registry, which imports this module
-    from harness.config import Profile
 
 Progress = Callable[[str], None]
 
