@@ -716,11 +716,15 @@ def _section_of(provider: str) -> ProfileSection | None:
 
 
 def _owner_of(key: str) -> tuple[str, ProfileSection] | None:
-    """The registered provider whose own section is the top-level ``key``, and that section."""
+    """The registered provider whose own section is the top-level ``key``, and that section.  A provider whose
+    section is malformed owns nothing here (a profile for it says why)."""
     from harness.providers.entrypoints import published_by_all
 
     for provider, value in published_by_all(SECTION_ATTRIBUTE):
-        section = _as_section(provider, value)
+        try:
+            section = _as_section(provider, value)
+        except ConfigError:
+            continue
         if section is not None and section.key == key:
             return provider, section
     return None
