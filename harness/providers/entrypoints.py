@@ -35,10 +35,11 @@ def describe(ep: EntryPoint) -> str:
     return f"{ep.value}" + (f" from {dist.name}" if dist is not None else "")
 
 
-def load(provider: str) -> tuple[EntryPoint, object]:
-    """The entry point registered as ``provider`` and what it names, loaded; ConfigError (one line, listing the
-    registered ones) for an unknown name, a name registered twice, or one that cannot be loaded."""
-    eps = by_name()
+def load(provider: str, eps: dict[str, list[EntryPoint]] | None = None) -> tuple[EntryPoint, object]:
+    """The entry point registered as ``provider`` (in ``eps``, else as read now) and what it names, loaded;
+    ConfigError (one line, listing the registered ones) for an unknown name, a name registered twice, or one that
+    cannot be loaded."""
+    eps = by_name() if eps is None else eps
     if provider not in eps:
         known = ", ".join(sorted(eps)) or "none (is aiconform installed? run `make venv`)"
         raise ConfigError(f"provider: unknown provider {provider!r}; registered providers: {known}")
@@ -56,9 +57,10 @@ def load(provider: str) -> tuple[EntryPoint, object]:
 def published(provider: str, attribute: str) -> object | None:
     """``attribute`` of the module that holds ``provider``'s factory; None when it has none or the provider is not
     registered (opening it says so).  ConfigError for a provider that cannot be loaded."""
-    if provider not in by_name():
+    eps = by_name()
+    if provider not in eps:
         return None
-    ep, _ = load(provider)
+    ep, _ = load(provider, eps)
     return getattr(import_module(ep.module), attribute, None)
 
 
