@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.config import Fields, Profile
+from harness.config import Fields, Profile, ProfileSection
 from harness.errors import ConfigError, KubeError, KubeUnreachable
 from harness.kube import KubeClient, KubeConfig
 from harness.providers.base import ClusterStatus, ProviderInfo, ProviderOptions, provider_info
@@ -46,7 +46,7 @@ class ExistingSection:
         return ExistingSpec()
 
 
-PROFILE_SECTION = ExistingSection()
+PROFILE_SECTION: ProfileSection = ExistingSection()
 
 
 class ExistingCluster:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fake_gpu_plugin.config import InventoryConfig
-from harness.config import Fields, Profile, Taint
+from harness.config import Fields, Profile, ProfileSection, Taint
 from harness.errors import ConfigError
 
 LOCAL_ONLY = ("pools", "realNode")
@@ -120,4 +120,4 @@ class KindSection:
         )
 
 
-PROFILE_SECTION = KindSection()
+PROFILE_SECTION: ProfileSection = KindSection()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from harness.config import Fields, GenericSpec
+from harness.config import Fields, GenericSpec, ProfileSection
 
 
 class LocalSection:
@@ -23,4 +23,4 @@ class LocalSection:
         return GenericSpec()
 
 
-PROFILE_SECTION = LocalSection()
+PROFILE_SECTION: ProfileSection = LocalSection()
