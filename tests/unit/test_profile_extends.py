@@ -6,6 +6,7 @@ user would and loads them through ``load_profile``, the path the CLI takes.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -221,7 +222,11 @@ def test_a_third_party_provider_parses_its_own_section_and_states_tier_and_nodes
 
 
 def test_aiconform_s_own_providers_state_their_tiers() -> None:
-    assert isinstance(load_profile("kind-gpu").provider_spec, KindSpec)
+    from harness.addons import check_profile
+
+    kind = load_profile("kind-gpu")
+    assert isinstance(kind.provider_spec, KindSpec)
+    check_profile(dataclasses.replace(kind, addons=("kube-router",)))  # tier R: every kind node is a real kubelet
     assert parse_profile({"provider": "existing"}).tier == "G"
     assert parse_profile({}).provider_spec == GenericSpec() and parse_profile({}).tier == "S"
     unregistered = parse_profile({"provider": "not-installed", "pools": [{"name": "x", "nodes": 3}]})
