@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from harness.bins import check_upgrade, load_versions, pinned_kubernetes
-from harness.config import Profile, load_profile, with_kubernetes
+from harness.config import load_profile, parse_profile, with_kubernetes
 from harness.errors import AiconformError, ConfigError
 from harness.facts import validate_facts
 from harness.providers import provider_for
@@ -202,7 +202,7 @@ def run_main(args: argparse.Namespace) -> int:
         upgrade_to = pinned_kubernetes(upgrade_to)
     run_id = new_run_id()
     if args.kubeconfig:
-        profile = Profile(name="existing", provider="existing")
+        profile = parse_profile({"provider": "existing"}, name="existing")
         options = ProviderOptions(kubeconfig=Path(args.kubeconfig), facts=facts, run_id=run_id)
     else:
         profile = with_kubernetes(load_profile(args.profile), getattr(args, "kubernetes", None))

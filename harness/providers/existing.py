@@ -6,18 +6,47 @@ kubeconfig; ``delete`` removes what the harness labelled with this run's id (``a
 tenant namespaces and sandbox nodes a crashed check left behind) and nothing else; without a run id it removes
 nothing.  The cluster's facts are what the user declared (``--capability``), never guessed; the tier is detected
 from the nodes' labels.  It has no abilities: it cannot add nodes, load images or restart anything it did not make.
+It owns no profile section; its profile spec (``PROFILE_SECTION``) states tier G until the nodes say otherwise.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from harness.config import Profile
+from harness.config import Fields, Profile, ProfileSection
 from harness.errors import ConfigError, KubeError, KubeUnreachable
 from harness.kube import KubeClient, KubeConfig
 from harness.providers.base import ClusterStatus, ProviderInfo, ProviderOptions, provider_info
 
 NAME = "existing"
+
+
+@dataclass(frozen=True)
+class ExistingSpec:
+    """What a profile can say of a cluster the harness did not make: take it as the real thing (tier G; the running
+    cluster's tier is detected from its nodes, :meth:`ExistingCluster.info`); its nodes are not the profile's."""
+
+    def tier(self, profile: Profile) -> str:
+        return "G"
+
+    def node_count(self, profile: Profile) -> int:
+        return 0
+
+
+class ExistingSection:
+    """The existing provider's hook into profile parsing (config.ProfileSection): no key of its own."""
+
+    key = ""
+    holds = ""
+
+    def parse(self, fields: Fields, profile: Mapping[str, Any]) -> ExistingSpec:
+        return ExistingSpec()
+
+
+PROFILE_SECTION: ProfileSection = ExistingSection()
 
 
 class ExistingCluster:

@@ -32,7 +32,7 @@ import yaml
 from cryptography import x509
 
 from harness import images
-from harness.config import load_profile, parse_profile, resolve_profile_path
+from harness.config import load_profile, parse_profile, profile_data
 from harness.errors import ServerError
 from harness.kube import KubeClient
 from harness.pki import Pki
@@ -46,7 +46,7 @@ pytestmark = [pytest.mark.realnode, pytest.mark.skipif(_skip_reason() is not Non
 GROUP, VERSION = "probe.aiconform.io", "v1alpha1"
 APIGET_SRC = Path(__file__).with_name("data") / "apiget.go"
 EXTRA_LABEL = "aiconform.io/from-extra-args"
-_BASE = yaml.safe_load(resolve_profile_path("local-real").read_text())
+_BASE = profile_data("local-real")  # with what it extends merged in
 PROFILE = {**_BASE,
            # the gate alone would leave the scheduler waiting forever for a PodGroup API nobody serves; the
            # profile's own gates (its DRA pool's) stay

@@ -10,12 +10,13 @@ from fake_gpu_plugin.inventory import resource_counts
 from harness.config import load_profile, parse_profile, shipped_profiles
 from harness.contract import GPU_RESOURCE
 from harness.errors import ConfigError
+from harness.providers.kind import kind_spec
 
 
 @pytest.mark.parametrize("name", shipped_profiles())
 def test_shipped_profiles_load(name: str) -> None:
     profile = load_profile(name)
-    assert profile.provider == ("kind" if profile.kind is not None else "local")
+    assert profile.provider == ("kind" if kind_spec(profile) is not None else "local")
     assert profile.node_count() >= 1
 
 

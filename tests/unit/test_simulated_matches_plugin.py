@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,7 +23,8 @@ from fake_gpu_plugin.config import COMPUTE_SLICES, MEMORY_SLICES, config_from_po
 from fake_gpu_plugin.inventory import build_inventory
 from fake_gpu_plugin.labels import FAKE_LABEL, node_labels
 from fake_gpu_plugin.models import CATALOGUE, GpuModel
-from harness.config import PROFILES_DIR, RealNode, load_profile, parse_profile, shipped_profiles
+from harness.config import RealNode, load_profile, parse_profile, profile_data, shipped_profiles
+from harness.providers.kind import kind_spec
 from harness.providers.local import LocalCluster, realnode, simulated_node
 
 
@@ -68,7 +68,7 @@ def assert_tiers_agree(raw_pool: dict[str, Any], tmp_root: Path) -> None:
 def _shipped_pools() -> list[tuple[str, dict[str, Any]]]:
     out = []
     for name in shipped_profiles():
-        raw = yaml.safe_load((PROFILES_DIR / f"{name}.yaml").read_text())
+        raw = profile_data(name)  # with what it extends merged in
         workers = (raw.get("kind") or {}).get("workers", [])  # kind workers: the same spec, served by the DaemonSet
         out += [(f"{name}/{p['name']}", p) for p in [*raw.get("pools", []), *workers] if p.get("gpu")]
     return out
@@ -83,7 +83,8 @@ def test_shipped_pool_simulated_node_equals_real_node(where: str, raw_pool: dict
     assert_tiers_agree({k: v for k, v in raw_pool.items() if k != "dra"}, tmp_path)
     profile_name, pool_name = where.split("/")
     profile = load_profile(profile_name)
-    pool = next(p for p in [*profile.pools, *(profile.kind.workers if profile.kind else ())] if p.name == pool_name)
+    spec = kind_spec(profile)
+    pool = next(p for p in [*profile.pools, *(spec.workers if spec else ())] if p.name == pool_name)
     assert pool.gpu is not None and pool.gpu.pool == pool_name
     if getattr(pool, "dra", False):  # kind workers offer their GPUs through the device plugin only
         from fake_gpu_plugin.dra_devices import gpu_devices_of_slices

@@ -40,6 +40,7 @@ from harness.providers.kind import gpustack, network
 from harness.providers.kind.engine import Engine, ensure_engine, kind_command
 from harness.providers.kind.kindconfig import control_plane_node_name, kind_config, worker_node_names
 from harness.providers.kind.nodeimage import build_node_image
+from harness.providers.kind.profile import kind_spec
 from harness.providers.local.actions import Action, run_actions
 
 PROVIDER = "kind"
@@ -57,7 +58,8 @@ def profile_fingerprint(profile: Profile) -> str:
 
 def gpu_specs(cluster: str, profile: Profile) -> dict[str, InventoryConfig]:
     """Node name → GPU spec of every worker with GPUs (kind names workers in profile order)."""
-    workers = profile.kind.workers if profile.kind is not None else ()
+    spec = kind_spec(profile)
+    workers = spec.workers if spec is not None else ()
     names = worker_node_names(cluster, len(workers))
     return {name: w.gpu for name, w in zip(names, workers, strict=True) if w.gpu is not None}
 
@@ -161,7 +163,7 @@ class KindCluster:
 
     # -- create / delete --
     def create(self, profile: Profile) -> Path:
-        if profile.provider != PROVIDER or profile.kind is None:
+        if profile.provider != PROVIDER or kind_spec(profile) is None:
             raise ConfigError(f"profile {profile.name!r} is for provider {profile.provider!r}, not kind")
         from harness.addons import check_profile
 
@@ -251,7 +253,7 @@ class _Bringup:
         self.cluster = cluster
         self.profile = profile
         self.fingerprint = fingerprint
-        self.kind_spec = profile.kind
+        self.kind_spec = kind_spec(profile)
         assert self.kind_spec is not None
         self.node_image = ""
         self.kubernetes = ""

@@ -20,9 +20,10 @@ from typing import Any
 
 import yaml
 
-from harness.config import KindWorker, Profile
+from harness.config import Profile
 from harness.contract import POOL_LABEL, REAL_NODE_LABEL
 from harness.images.registry import REGISTRY_HOST
+from harness.providers.kind.profile import KindWorker, kind_spec
 
 LABEL_POOL = POOL_LABEL
 PLUGIN_NODE_LABEL = "aiconform.io/fake-gpu-plugin"
@@ -77,7 +78,8 @@ def _extra_args_patches(profile: Profile) -> list[dict[str, Any]]:
 def kind_config(profile: Profile, *, node_image: str, etcd_tag: str, coredns_tag: str,
                 api_server_port: int = 0) -> dict[str, Any]:
     """The kind Cluster config for ``profile`` (its ``kind`` section must be set)."""
-    if profile.kind is None:
+    spec = kind_spec(profile)
+    if spec is None:
         raise ValueError(f"profile {profile.name!r} has no kind section")
     cp = profile.control_plane
     cluster_patch = {"kind": "ClusterConfiguration", "apiVersion": KUBEADM_API, "imageRepository": REGISTRY_HOST,
@@ -85,7 +87,7 @@ def kind_config(profile: Profile, *, node_image: str, etcd_tag: str, coredns_tag
     kubelet_patch = {"kind": "KubeletConfiguration", "apiVersion": KUBELET_API, "failCgroupV1": False,
                      "nodeStatusUpdateFrequency": NODE_STATUS_UPDATE}
     nodes: list[dict[str, Any]] = [{"role": "control-plane", "image": node_image}]
-    for worker in profile.kind.workers:
+    for worker in spec.workers:
         node: dict[str, Any] = {"role": "worker", "image": node_image, "labels": worker_labels(worker)}
         if worker.extra_mounts:
             node["extraMounts"] = _mounts(worker)
