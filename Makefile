@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 export AICONFORM_DOWNLOAD ?= never
 PROFILE ?= default
 
-.PHONY: venv bins test test-unit test-integration test-cluster bench lint clean
+.PHONY: venv bins test test-unit test-integration test-cluster bench lint docs clean
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -57,5 +57,10 @@ lint: venv
 	$(BIN)/ruff check harness fake_gpu_plugin reference_workloads scenarios tests bench examples
 	$(BIN)/mypy harness fake_gpu_plugin reference_workloads
 
+## The documentation site: docs/ and mkdocs.yml built into site/ in strict mode (a broken link or anchor, or a page
+## left out of the nav, fails).  NO_MKDOCS_2_WARNING silences Material's end-of-life banner, which is no build warning.
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) reports .pytest_cache
+	rm -rf $(VENV) reports .pytest_cache site

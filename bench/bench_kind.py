@@ -3,7 +3,7 @@
 - ``aiconform up`` of the ``kind-gpu`` profile (1 control plane + 2 GPU workers) with a warm node image: wall time
   and each bring-up action's share, ``--reps`` fresh clusters (target <= 40 s);
 - the cold node-image build (``--cold``): the node image and every image in it built from an empty images cache
-  (pinned binaries stay cached: their cold builds are in the README's budget table);
+  (pinned binaries stay cached: their cold builds are in the budget table of docs/cold-ci.md);
 - the full default suite on kind: wall time of ``aiconform run --profile kind-gpu`` (bring-up, every shipped suite,
   report, teardown; target <= 5 min).
 

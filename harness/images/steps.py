@@ -2,7 +2,7 @@
 
 Owns turning any failure inside a step (a command that failed, a file that could not be written, a download that
 did not resolve) into :class:`~harness.errors.ImageBuildError` ``image NAME: step STEP failed: …``, and recording
-how long each step took (``images build`` prints them; the README's cold-CI table quotes them).
+how long each step took (``images build`` prints them; the cold-CI table in docs/cold-ci.md quotes them).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ labels its own node, a short suite through ``aiconform run`` at tier R, and tear
 
 Also: a node image build that fails half-way tags nothing and leaves no build container.  Needs root, Debian's
 docker.io and debootstrap (.ci/run installs them); a cold first run builds kind, containerd, kubeadm and the node
-image (see the README's budget table).
+image (see the budget table in docs/cold-ci.md).
 """
 
 from __future__ import annotations

@@ -110,7 +110,7 @@ class Settings:
 def go_env(s: Settings, environ: Mapping[str, str]) -> dict[str, str] | None:
     """With limits lifted, Go components collect garbage half as often (GOGC=200, override with
     $AICONFORM_GOGC): on 2 cores, 5,000 pods bound at ~267/s instead of ~226/s for ~0.5 GB more resident memory
-    (bench/bench_local.py; figures in the README).  None: inherit the environment unchanged."""
+    (bench/bench_local.py; figures in docs/benchmarks.md).  None: inherit the environment unchanged."""
     if not s.control_plane.lift_limits:
         return None
     return {**environ, "GOGC": environ.get("AICONFORM_GOGC", "200")}
