@@ -223,7 +223,7 @@ def run_main(args: argparse.Namespace) -> int:
     was_up = cluster.is_up()
     if not args.kubeconfig:  # an existing cluster is announced once it answered: a bad kubeconfig stays one line
         print(f"aiconform run {run_id}: {'using' if was_up else 'bringing up'} {profile.provider} cluster "
-              f"{args.name!r} (profile {profile.name})", file=sys.stderr, flush=True)
+              f"{args.name!r} (profile {profile.name}, tier {profile.tier})", file=sys.stderr, flush=True)
     kubeconfig = cluster.create(profile)
     info = cluster.info()
     if args.kubeconfig:
