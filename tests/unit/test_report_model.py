@@ -14,6 +14,7 @@ import pytest
 from harness.errors import AiconformError
 from harness.report import (
     SCHEMA_VERSION,
+    ClusterFact,
     ReportError,
     ResultsCollector,
     Status,
@@ -191,3 +192,18 @@ def test_catalog_matches_the_cncf_checklists() -> None:
     assert all(r.is_cncf == (r.id in {c.id for c in CNCF_REQUIREMENTS}) for r in CATALOG.values())
     assert all(r.id.startswith("aiconform.") for r in PROJECT_REQUIREMENTS)
     assert Category.SCHEDULING_ORCHESTRATION.yaml_key == "schedulingOrchestration"
+
+
+def test_cluster_facts_round_trip_and_older_results_have_none(tmp_path: Path) -> None:
+    facts = (ClusterFact("kueue", True, "detected", "ClusterQueue served; webhook answered"),
+             ClusterFact("networkpolicy", True, "declared", "declared with --capability networkpolicy"),
+             ClusterFact("dra", False, "detected", "no DeviceClass gpu.nvidia.com"))
+    results = dataclasses.replace(sample_results(), info=dataclasses.replace(sample_results().info, facts=facts))
+    data = json.loads(save_results(results, tmp_path).read_text())
+    assert data["cluster"]["facts"][1] == {"name": "networkpolicy", "present": True, "source": "declared",
+                                           "evidence": "declared with --capability networkpolicy"}
+    assert load_results(tmp_path).info.facts == facts
+    assert "cluster" not in to_dict(sample_results())  # no facts: no block, as results written before them
+    data["cluster"]["facts"][0]["source"] = "guessed"
+    with pytest.raises(ReportError, match=r"cluster.facts\[0\].source: expected one of detected/declared/provider"):
+        from_dict(data)
