@@ -530,7 +530,7 @@ def probe_networkpolicy(client: KubeClient, *, run_id: str, image: str | None = 
     node = runnable_node(client.list("Node")["items"])
     if node is None:
         return _no("not detected: no node runs pods (every node is simulated, NotReady, cordoned or tainted)")
-    image = image or os.environ.get("AICONFORM_TEST_IMAGE", TEST_IMAGE)
+    image = image or os.environ.get("AICONFORM_TEST_IMAGE") or TEST_IMAGE
     ns = f"aiconform-detect-{secrets.token_hex(3)}"
     end = time.monotonic() + deadline_s
 
@@ -574,7 +574,9 @@ def probe_networkpolicy(client: KubeClient, *, run_id: str, image: str | None = 
                 break
         return _no(f"not detected: the server pod on node {node} still answered {time.monotonic() - applied:.0f}s "
                    f"after a default-deny ingress NetworkPolicy: nothing enforces NetworkPolicy")
-    except (WaitTimeout, WaitFailed) as err:
+    except WaitFailed as err:
+        return _no(f"not detected: the probe's pods could not run on node {node} (image {image}): {_line(str(err))}")
+    except WaitTimeout as err:
         return _no(f"not detected: the probe did not finish in {deadline_s:.0f}s: {_line(str(err))}")
     except AiconformError as err:
         return _no(f"not detected: the probe broke: {_line(str(err))}")
