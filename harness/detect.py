@@ -474,6 +474,7 @@ def detect_facts(client: KubeClient, *, probe: bool = False, run_id: str = "", i
                  deadline_s: float = PROBE_DEADLINE_S) -> dict[str, Evidence]:
     """Every fact of a live cluster with its evidence.  ``probe``: also run the NetworkPolicy probe (pods in a
     namespace labelled with ``run_id``, at most ``deadline_s`` seconds)."""
+    client.discovery.invalidate()  # CRDs installed since this client last looked count too
     found = detect_from(ClusterApi(client))
     if probe:
         found["networkpolicy"] = probe_networkpolicy(client, run_id=run_id, image=image, deadline_s=deadline_s)
