@@ -281,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "detecting it; repeatable")
     run.add_argument("--no-probe", action="store_true",
                      help="with --kubeconfig: detect facts from what the API serves only, without the NetworkPolicy "
-                          "probe (two pods and a default-deny policy for at most 60 s)")
+                          "probe (a server pod, client pods and a default-deny policy, at most 60 s)")
     run.add_argument("--allow-existing", action="store_true",
                      help="allow destructive suites on an existing cluster")
     run.add_argument("--seed", type=int, default=None, help="Hypothesis seed for the property suite")

@@ -330,7 +330,8 @@ def _detect(kubeconfig: Path, declared: frozenset[str], run_id: str, *, probe: b
     is off or the fact is declared, then the declarations on top.  One progress line before, one after."""
     probe = probe and "networkpolicy" not in declared
     print(f"aiconform run {run_id}: detecting the cluster's facts from what its API serves"
-          f"{' (and a NetworkPolicy probe: two pods, at most 60 s)' if probe else ''}", file=sys.stderr, flush=True)
+          f"{' (and a NetworkPolicy probe: a server pod and client pods, at most 60 s)' if probe else ''}",
+          file=sys.stderr, flush=True)
     client = KubeClient(KubeConfig.from_file(kubeconfig))
     try:
         found = merge(detect_facts(client, probe=probe, run_id=run_id), declared)

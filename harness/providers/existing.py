@@ -5,7 +5,8 @@ It never creates or deletes the cluster.  ``create`` only checks that the kubeco
 kubeconfig; ``delete`` removes what the harness labelled with this run's id (``aiconform.io/run=<run id>``:
 tenant namespaces and sandbox nodes a crashed check left behind) and nothing else; without a run id it removes
 nothing.  Its facts here are the ones the user declared (``--capability``); ``aiconform run`` detects the others from
-what the API serves (harness/detect.py) and the report says which is which; the tier is detected from the nodes.  It has no abilities: it cannot add nodes, load images or restart anything it did not make.
+what the API serves (harness/detect.py) and the report says which is which; the tier is detected from the nodes.
+It has no abilities: it cannot add nodes, load images or restart anything it did not make.
 """
 
 from __future__ import annotations
