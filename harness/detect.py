@@ -539,9 +539,9 @@ def probe_networkpolicy(client: KubeClient, *, run_id: str, image: str | None = 
         return max(1.0, end - time.monotonic())
 
     place = {"kubernetes.io/hostname": node}
-    client.create({"apiVersion": "v1", "kind": "Namespace",
-                   "metadata": {"name": ns, "labels": {LABEL_RUN: label_value(run_id or "detect")}}})
     try:
+        client.create({"apiVersion": "v1", "kind": "Namespace",
+                       "metadata": {"name": ns, "labels": {LABEL_RUN: label_value(run_id or "detect")}}})
         client.wait_all("ServiceAccount", [f"{ns}/default"], lambda _o: True, namespace=ns, timeout=left())
         client.create(pod("server", image=image, labels={"app": "server"}, node_selector=place,
                           command=["sh", "-c", "mkdir -p /www && echo ok > /www/index.html && httpd -f -p 8080 -h /www"]),
@@ -582,7 +582,10 @@ def probe_networkpolicy(client: KubeClient, *, run_id: str, image: str | None = 
     except AiconformError as err:
         return _no(f"not detected: the probe broke: {_line(str(err))}")
     finally:
-        client.delete("Namespace", ns, grace_period=0)
+        try:
+            client.delete("Namespace", ns, grace_period=0)
+        except ApiError:
+            pass  # labelled with the run id: the existing provider's cleanup removes it
 
 
 def _only(state: Mapping[str, Obj]) -> Obj:
