@@ -477,7 +477,10 @@ def detect_facts(client: KubeClient, *, probe: bool = False, run_id: str = "", i
     client.discovery.invalidate()  # CRDs installed since this client last looked count too
     found = detect_from(ClusterApi(client))
     if probe:
-        found["networkpolicy"] = probe_networkpolicy(client, run_id=run_id, image=image, deadline_s=deadline_s)
+        try:
+            found["networkpolicy"] = probe_networkpolicy(client, run_id=run_id, image=image, deadline_s=deadline_s)
+        except ApiError as err:
+            found["networkpolicy"] = _no(f"not detected: the probe could not list the nodes: {_line(err.message)}")
     return found
 
 
