@@ -282,7 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--keep", action="store_true", help="leave the cluster up afterwards")
     run.add_argument("--kubeconfig", default=None, help="run against an existing cluster (provider existing)")
     run.add_argument("--capability", action="append", default=None, metavar="FACT",
-                     help="a fact of the existing cluster (--kubeconfig), e.g. networkpolicy; repeatable")
+                     help="declare a fact of the existing cluster (--kubeconfig), e.g. networkpolicy, instead of "
+                          "detecting it; repeatable")
+    run.add_argument("--no-probe", action="store_true",
+                     help="with --kubeconfig: detect facts from what the API serves only, without the NetworkPolicy "
+                          "probe (a server pod, client pods and a default-deny policy, at most 60 s)")
     run.add_argument("--allow-existing", action="store_true",
                      help="allow destructive suites on an existing cluster")
     run.add_argument("--seed", type=int, default=None, help="Hypothesis seed for the property suite")

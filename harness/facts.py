@@ -1,9 +1,10 @@
 """Cluster facts: what a cluster offers the checks, beyond its tier.  The one list of them.
 
 A check asks for facts in its marker (``@pytest.mark.aiconform(..., capabilities=("networkpolicy",))``) and is
-skipped, with the reason, on a cluster that does not declare them.  A provider declares the facts of the clusters it
-makes (``ProviderInfo.facts``); for a cluster it did not make, the user declares them
-(``aiconform run --kubeconfig KC --capability networkpolicy``).  Facts are never guessed from the cluster.
+skipped, with the reason, on a cluster that lacks them.  A provider declares the facts of the clusters it makes
+(``ProviderInfo.facts``); on a cluster it did not make, each fact is detected from what the API serves
+(harness/detect.py, one detector per fact here), and the user may declare one instead
+(``aiconform run --kubeconfig KC --capability networkpolicy``): declared wins, and the report says which.
 
 Provider *abilities* (what a provider can do to a cluster: add nodes, load images, …) are a different thing and live
 in harness/providers/base.py.  Imports nothing from the harness but its error tree.
@@ -36,6 +37,7 @@ FACTS: dict[str, str] = {
     "model-server": "the reference model server image (reference_workloads/serving) is on the real nodes",
     "node-autoscaling": "a node autoscaler (Karpenter, cluster-autoscaler) adds nodes for pending pods and removes "
                         "the ones it added once they are empty",
+    "trainer": "Kubeflow Trainer runs TrainJobs (its CRDs and validating webhooks, on JobSet)",
 }
 
 

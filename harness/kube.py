@@ -749,6 +749,13 @@ class Discovery:
             raise NotFound(404, "NotFound", f"the server has no kind {kind}{where} (API discovery)")
         return found
 
+    def served_versions(self, kind: str, group: str) -> list[str]:
+        """Every ``group/version`` of ``group`` (``""``: the core group) that serves ``kind``, preferred first; []
+        when none does.  Reads the cached discovery (loaded once if not yet)."""
+        index = self._index or self._reload(-1)[0]
+        return [i.api_version for i in index.by_kind.get(kind, [])
+                if (i.api_version.rpartition("/")[0] if "/" in i.api_version else "") == group]
+
     def _from_crds(self, kind: str, api_version: str | None) -> ResourceInfo | None:
         """A kind of an Established CRD that discovery does not list yet.  The apiserver publishes a new CRD in
         discovery asynchronously: right after Established, 4 of 30 lookups missed it on this machine.  The CRD

@@ -1,6 +1,8 @@
 """``aiconform run``: profile (or ``--kubeconfig``: provider ``existing``) → the provider from the registry →
 create → pytest over scenarios/ with the aiconform plugin → report → delete (unless --keep, or the cluster was up
-before the run).  ``--capability`` declares the facts of an existing cluster.
+before the run).  The facts of an existing cluster are detected from what its API serves (harness/detect.py, with
+the NetworkPolicy probe unless ``--no-probe``); ``--capability`` declares one instead.  Every fact reaches the
+report with its evidence.
 
 The cluster reaches the plugin as one file, ``cluster-info.json`` in the report directory
 (:class:`harness.testing.ClusterInfo`).  With ``--parallel N`` (N > 1) pytest runs twice over the same report:
@@ -23,9 +25,11 @@ import time
 from pathlib import Path
 
 from harness.bins import check_upgrade, load_versions, pinned_kubernetes
-from harness.config import load_profile, parse_profile, with_kubernetes
+from harness.config import Profile, load_profile, parse_profile, with_kubernetes
+from harness.detect import Evidence, declared_by_provider, detect_facts, merge
 from harness.errors import AiconformError, ConfigError
 from harness.facts import validate_facts
+from harness.kube import KubeClient, KubeConfig
 from harness.providers import provider_for
 from harness.providers.base import ClusterProvider, ProviderOptions, UpgradesControlPlane, unsupported
 from harness.report import RESULTS_FILE, ReportError, Status, load_results
@@ -188,6 +192,9 @@ def run_main(args: argparse.Namespace) -> int:
     if facts and not args.kubeconfig:
         raise ConfigError("--capability declares facts of an existing cluster (with --kubeconfig); a cluster the "
                           "harness brings up has the facts its provider declares")
+    if getattr(args, "no_probe", False) and not args.kubeconfig:
+        raise ConfigError("--no-probe skips a probe of fact detection on an existing cluster (with --kubeconfig); "
+                          "a cluster the harness brings up has the facts its provider declares")
     if args.kubeconfig and getattr(args, "kubernetes", None):
         raise ConfigError("--kubernetes picks the version of a cluster the harness brings up; an existing cluster "
                           "(--kubeconfig) runs the version it runs")
@@ -226,15 +233,17 @@ def run_main(args: argparse.Namespace) -> int:
               f"{args.name!r} (profile {profile.name}, tier {profile.tier})", file=sys.stderr, flush=True)
     kubeconfig = cluster.create(profile)
     info = cluster.info()
+    found: dict[str, Evidence] | None = None
     if args.kubeconfig:
-        print(f"aiconform run {run_id}: using the cluster in {kubeconfig} (tier {info.tier}"
-              f"{'; facts: ' + ', '.join(sorted(info.facts)) if info.facts else ''})", file=sys.stderr, flush=True)
+        print(f"aiconform run {run_id}: using the cluster in {kubeconfig} (tier {info.tier})", file=sys.stderr,
+              flush=True)
+        found = _detect(Path(kubeconfig), facts, run_id, probe=not getattr(args, "no_probe", False))
     seed = args.seed if args.seed is not None else secrets.randbelow(2**32)
     env = dict(os.environ)
     if args.examples is not None:
         env["AICONFORM_EXAMPLES"] = str(args.examples)
     t0 = time.monotonic()
-    suites = _Suites(files, cluster, Path(kubeconfig), profile.name, parallel, seed, args, env)
+    suites = _Suites(files, cluster, Path(kubeconfig), profile.name, parallel, seed, args, env, found)
     regression = False
     try:
         if upgrader is None or not upgrade_to:
@@ -309,15 +318,21 @@ class _Suites:
     pytest_sessions); ``run`` answers the sessions' combined pytest exit code."""
 
     def __init__(self, files: list[Path], cluster: ClusterProvider, kubeconfig: Path, profile: str, parallel: int,
-                 seed: int, args: argparse.Namespace, env: dict[str, str]) -> None:
+                 seed: int, args: argparse.Namespace, env: dict[str, str],
+                 facts: dict[str, Evidence] | None = None) -> None:
+        """``facts``: the detected (and declared) facts of an existing cluster; None: the provider's."""
         self.files, self.cluster, self.kubeconfig, self.profile = files, cluster, kubeconfig, profile
-        self.parallel, self.seed, self.args, self.env = parallel, seed, args, env
+        self.parallel, self.seed, self.args, self.env, self.facts = parallel, seed, args, env, facts
 
     def run(self, report_dir: Path, run_id: str, upgrade: dict[str, str] | None = None) -> int:
         info = self.cluster.info()  # asked anew: an upgrade changes the version
+        facts = self.facts if self.facts is not None else declared_by_provider(
+            frozenset(info.facts), info.provider, info.profile or self.profile)
         cluster_info = ClusterInfo(
             kubeconfig=str(self.kubeconfig.resolve()), run_id=run_id, provider=info.provider,
-            profile=info.profile or self.profile, tier=info.tier, capabilities=frozenset(info.facts),
+            profile=info.profile or self.profile, tier=info.tier,
+            capabilities=frozenset(f for f, e in facts.items() if e.present),
+            fact_evidence={f: e.to_dict() for f, e in facts.items()},
             kubernetes_version=info.kubernetes_version, allow_destructive=bool(self.args.allow_existing),
             fake=info.fake, component_pids=_component_pids(self.cluster), upgrade=upgrade or {},
         ).write(report_dir / CLUSTER_INFO_FILE)
@@ -335,6 +350,25 @@ class _Suites:
             if codes[-1] not in (0, 1, 5):
                 break
         return combined_exit(codes)
+
+
+def _detect(kubeconfig: Path, declared: frozenset[str], run_id: str, *, probe: bool) -> dict[str, Evidence]:
+    """The facts of an existing cluster: detected from what its API serves, the NetworkPolicy probe unless ``probe``
+    is off or the fact is declared, then the declarations on top.  One progress line before, one after."""
+    probe = probe and "networkpolicy" not in declared
+    print(f"aiconform run {run_id}: detecting the cluster's facts from what its API serves"
+          f"{' (and a NetworkPolicy probe: a server pod and client pods, at most 60 s)' if probe else ''}",
+          file=sys.stderr, flush=True)
+    client = KubeClient(KubeConfig.from_file(kubeconfig))
+    try:
+        found = merge(detect_facts(client, probe=probe, run_id=run_id), declared)
+    finally:
+        client.close()
+    detected = sorted(f for f, e in found.items() if e.present and e.source != "declared")
+    print(f"aiconform run {run_id}: facts detected: {', '.join(detected) or 'none'}"
+          f"{'; declared: ' + ', '.join(sorted(declared)) if declared else ''} (evidence in the report)",
+          file=sys.stderr, flush=True)
+    return found
 
 
 def _write_diff(before: Path, after: Path, out: Path) -> bool:

@@ -10,7 +10,8 @@ Two kinds of capability are kept apart:
   with the reason, never a silent no-op.
 - **Cluster facts** (harness/facts.py) are what a *cluster* offers to the checks (an enforcing NetworkPolicy
   implementation, a gang scheduler, DRA).  A provider declares them for the clusters it makes
-  (``ProviderInfo.facts``); a user declares them for an existing cluster (``aiconform run --capability``).
+  (``ProviderInfo.facts``); on an existing cluster ``aiconform run`` detects them from what the API serves
+  (harness/detect.py) and a user may declare them instead (``aiconform run --capability``).
 
 Providers are found through the registry (registry.py), never imported by name outside it.  Owns types only.
 """

@@ -4,8 +4,9 @@ GPU cluster, or a tier S/R cluster someone else started).
 It never creates or deletes the cluster.  ``create`` only checks that the kubeconfig's API answers and returns the
 kubeconfig; ``delete`` removes what the harness labelled with this run's id (``aiconform.io/run=<run id>``:
 tenant namespaces and sandbox nodes a crashed check left behind) and nothing else; without a run id it removes
-nothing.  The cluster's facts are what the user declared (``--capability``), never guessed; the tier is detected
-from the nodes' labels.  It has no abilities: it cannot add nodes, load images or restart anything it did not make.
+nothing.  Its facts here are the ones the user declared (``--capability``); ``aiconform run`` detects the others from
+what the API serves (harness/detect.py) and the report says which is which; the tier is detected from the nodes.
+It has no abilities: it cannot add nodes, load images or restart anything it did not make.
 It owns no profile section; its profile spec (``PROFILE_SECTION``) states tier G until the nodes say otherwise.
 """
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.report import writers
-from harness.report.model import CheckResult, ReportError, RunInfo, RunResults, Status, Tier
+from harness.report.model import CheckResult, ClusterFact, ReportError, RunInfo, RunResults, Status, Tier
 from harness.report.submission import Product
 
 
@@ -44,6 +44,7 @@ class ResultsCollector:
         profile: str,
         seed: int | str | None = None,
         started_at: datetime | None = None,
+        facts: tuple[ClusterFact, ...] = (),
     ) -> None:
         self._info = RunInfo(
             run_id=run_id,
@@ -54,6 +55,7 @@ class ResultsCollector:
             profile=profile,
             started_at=started_at or datetime.now(UTC),
             seed=seed,
+            facts=tuple(facts),
         )
         self._checks: dict[str, CheckResult] = {}
         self._pending_evidence: dict[str, dict[str, Any]] = {}

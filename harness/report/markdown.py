@@ -82,5 +82,9 @@ def render_markdown(results: RunResults) -> str:
                 reason = reason[: MAX_REASON_CHARS - 1] + "…"
             lines.append(f"- **{c.status.value}** `{_cell(c.id)}`{req}: {reason}")
         lines.append("")
+    if info.facts:
+        lines += ["### Cluster facts", "", "| Fact | Present | Source | Evidence |", "|:--|:--:|:--|:--|",
+                  *(f"| `{_cell(f.name)}` | {'yes' if f.present else 'no'} | {f.source} | {_cell(f.evidence)} |"
+                    for f in info.facts), ""]
     lines.append(f"Tier {info.tier.value}: {info.tier.note}. Full report: `report.html`.")
     return "\n".join(lines) + "\n"

@@ -68,6 +68,21 @@ class CheckResult:
 
 
 @dataclass(frozen=True)
+class ClusterFact:
+    """One cluster fact (harness/facts.py) as the run saw it: present or not, who said so, and what was read."""
+
+    name: str
+    present: bool
+    source: str
+    """``detected`` (from what the API serves), ``declared`` (``--capability``) or ``provider`` (the provider that
+    built the cluster declared it)."""
+    evidence: str = ""
+
+
+FACT_SOURCES = ("detected", "declared", "provider")
+
+
+@dataclass(frozen=True)
 class RunInfo:
     """What was tested, with what, and when."""
 
@@ -83,6 +98,8 @@ class RunInfo:
     finished_at: datetime | None = None
     seed: int | str | None = None
     """The Hypothesis seed of the run, to reproduce property-based checks."""
+    facts: tuple[ClusterFact, ...] = ()
+    """The cluster's facts, each detected or declared with its evidence (empty in results written before them)."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +147,8 @@ def to_dict(results: RunResults, derived: Mapping[str, Any] | None = None) -> di
             "finished_at": info.finished_at.isoformat() if info.finished_at else None,
             "seed": info.seed,
         },
+        **({"cluster": {"facts": [{"name": f.name, "present": f.present, "source": f.source, "evidence": f.evidence}
+                                  for f in info.facts]}} if info.facts else {}),
         "summary": {s.value: n for s, n in results.counts().items()},
         **dict(derived or {}),
         "checks": [
@@ -226,6 +245,7 @@ def from_dict(data: object, source: str = "results") -> RunResults:
         started_at=started,
         finished_at=run.time("finished_at", optional=True),
         seed=seed,
+        facts=_facts(top.data.get("cluster"), source),
     )
     raw_checks = top.data.get("checks")
     if not isinstance(raw_checks, list):
@@ -256,6 +276,25 @@ def from_dict(data: object, source: str = "results") -> RunResults:
             )
         )
     return RunResults(info=info, checks=tuple(checks))
+
+
+def _facts(data: object, source: str) -> tuple[ClusterFact, ...]:
+    """The ``cluster.facts`` list (absent in older results: none)."""
+    if data is None:
+        return ()
+    raw = _Fields(data, f"{source}: cluster").data.get("facts", [])
+    if not isinstance(raw, list):
+        raise ReportError(f"{source}: cluster.facts: expected a list, got {raw!r}")
+    out = []
+    for index, item in enumerate(raw):
+        f = _Fields(item, f"{source}: cluster.facts[{index}]")
+        if not isinstance(f.data.get("present"), bool):
+            raise f._bad("present", "true or false")
+        if f.data.get("source") not in FACT_SOURCES:
+            raise f._bad("source", "one of " + "/".join(FACT_SOURCES))
+        out.append(ClusterFact(f.text("name"), f.data["present"], f.data["source"],
+                               f.text("evidence", allow_empty=True)))
+    return tuple(out)
 
 
 # --- files ---------------------------------------------------------------------------------------------------

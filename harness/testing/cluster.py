@@ -57,7 +57,10 @@ class ClusterInfo:
     tier: str | None = None
     """S, R or G; None: detected from the nodes when a check first asks for the cluster."""
     capabilities: frozenset[str] = frozenset()
-    """Cluster facts a check may need (``networkpolicy``, ``simulated-nodes``, ...)."""
+    """Cluster facts a check may need (``networkpolicy``, ``simulated-nodes``, ...): the ones present."""
+    fact_evidence: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Every fact as the run saw it, for the report: ``{fact: {"present": bool, "source": "detected" | "declared" |
+    "provider", "evidence": "what was read"}}`` (harness/detect.py)."""
     kubernetes_version: str = ""
     """The apiserver's version without the ``v``; "" is asked from the apiserver."""
     allow_destructive: bool = False
@@ -84,6 +87,7 @@ class ClusterInfo:
         object.__setattr__(self, "capabilities", frozenset(self.capabilities))
         object.__setattr__(self, "component_pids", dict(self.component_pids))
         object.__setattr__(self, "upgrade", dict(self.upgrade))
+        object.__setattr__(self, "fact_evidence", {k: dict(v) for k, v in self.fact_evidence.items()})
         if self.upgrade:
             missing = [k for k in UPGRADE_KEYS if not self.upgrade.get(k)]
             if missing:
@@ -102,6 +106,7 @@ class ClusterInfo:
         d["capabilities"] = sorted(self.capabilities)
         d["component_pids"] = dict(sorted(self.component_pids.items()))
         d["upgrade"] = dict(self.upgrade)
+        d["fact_evidence"] = {k: dict(v) for k, v in sorted(self.fact_evidence.items())}
         return {"schema": self.SCHEMA, **d}
 
     def to_json(self) -> str:
@@ -131,6 +136,11 @@ class ClusterInfo:
         upgrade = d.get("upgrade", {})
         if not isinstance(upgrade, dict) or not all(isinstance(v, str) for v in upgrade.values()):
             raise ConfigError(f"{source}: upgrade must map keys to strings")
+        evidence = d.get("fact_evidence", {})
+        if not isinstance(evidence, dict) or not all(
+                isinstance(v, dict) and isinstance(v.get("present"), bool) and isinstance(v.get("source"), str)
+                and isinstance(v.get("evidence"), str) for v in evidence.values()):
+            raise ConfigError(f"{source}: fact_evidence must map facts to {{present, source, evidence}}")
         for key in ("provider", "profile", "kubernetes_version", "fake"):
             if key in d and not isinstance(d[key], str):
                 raise ConfigError(f"{source}: {key} must be a string")

@@ -47,7 +47,7 @@ from harness.errors import (
 )
 from harness.kube import KubeClient, KubeConfig
 from harness.proc import pid_alive
-from harness.report import ReportError, ResultsCollector, RunResults, load_results
+from harness.report import ClusterFact, ReportError, ResultsCollector, RunResults, load_results
 from harness.report.submission import Product, load_product
 from harness.testing.cluster import ClusterInfo, session_handle, session_info
 from harness.testing.evidence import evidence_of
@@ -304,14 +304,16 @@ class RunReport:
             seed = seed if seed is not None else self.prior.info.seed
         info = cluster or session_info(self.config)
         if info is not None and info.tier is not None:
+            facts = tuple(ClusterFact(name, bool(e["present"]), str(e["source"]), str(e["evidence"]))
+                          for name, e in info.fact_evidence.items())
             return ResultsCollector(run_id=info.run_id, harness_version=__version__,
                                     kubernetes_version=info.kubernetes_version, provider=info.provider,
-                                    tier=info.tier, profile=info.profile, seed=seed, started_at=started)
+                                    tier=info.tier, profile=info.profile, seed=seed, started_at=started, facts=facts)
         if self.prior is not None:
             p = self.prior.info
             return ResultsCollector(run_id=p.run_id, harness_version=__version__,
                                     kubernetes_version=p.kubernetes_version, provider=p.provider, tier=p.tier,
-                                    profile=p.profile, seed=seed, started_at=started)
+                                    profile=p.profile, seed=seed, started_at=started, facts=p.facts)
         return None
 
 

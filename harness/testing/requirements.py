@@ -120,7 +120,9 @@ def _aiconform_requirements(request: pytest.FixtureRequest) -> None:
         pytest.skip(f"needs tier {spec.tier}; this cluster is tier {handle.tier}")
     missing = [c for c in spec.capabilities if c not in handle.capabilities]
     if missing:
-        pytest.skip(f"cluster lacks capability {', '.join(missing)}")
+        why = [str(handle.info.fact_evidence.get(c, {}).get("evidence", "")) for c in missing]
+        pytest.skip(f"cluster lacks capability {', '.join(missing)}"
+                    + (f" ({'; '.join(w for w in why if w)})" if any(why) else ""))
     if spec.gpus and handle.gpu_total() < spec.gpus:
         pytest.skip(f"needs {spec.gpus} allocatable nvidia.com/gpu; cluster has {handle.gpu_total()}")
     if spec.destructive and handle.provider == "existing" and not handle.allow_destructive:

@@ -38,6 +38,17 @@ def test_ci_has_workflows() -> None:
 
 
 @pytest.mark.parametrize("workflow", _workflows(), ids=lambda p: str(p.relative_to(CI_DIR)))
+def test_workflows_let_the_cluster_facts_be_detected(workflow: Path) -> None:
+    """No lane declares facts: they are detected from what the cluster serves (a declaration would hide a fact
+    the cluster lost), and the real-GPU lane keeps the NetworkPolicy probe."""
+    text = workflow.read_text()
+    assert "--capability" not in text
+    assert "--no-probe" not in text
+    if workflow.name == "gpu-lane.yml":
+        assert "aiconform run --kubeconfig" in text
+
+
+@pytest.mark.parametrize("workflow", _workflows(), ids=lambda p: str(p.relative_to(CI_DIR)))
 def test_workflow_passes_actionlint(actionlint: Path, workflow: Path) -> None:
     try:
         proc.run(_argv(actionlint, workflow), timeout=120)

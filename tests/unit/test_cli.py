@@ -42,6 +42,11 @@ def test_unknown_profile(tmp_path: Path) -> None:
     assert res.returncode == 2 and "unknown profile 'nope'" in one_line(res)
 
 
+def test_no_probe_belongs_to_an_existing_cluster(tmp_path: Path) -> None:
+    res = cli(["run", "--no-probe", "--report-dir", str(tmp_path / "r")], tmp_path)
+    assert res.returncode == 2 and "--no-probe skips a probe of fact detection on an existing cluster" in one_line(res)
+
+
 def test_missing_kubeconfig(tmp_path: Path) -> None:
     res = cli(["run", "--kubeconfig", str(tmp_path / "missing"), "--report-dir", str(tmp_path / "r")], tmp_path)
     assert res.returncode != 0 and "does not exist" in one_line(res)

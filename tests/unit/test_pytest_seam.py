@@ -228,6 +228,16 @@ def test_cluster_info_round_trips_through_json(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "cluster-info.json").read_text())["capabilities"] == ["networkpolicy", "simulated-nodes"]
 
 
+def test_cluster_info_carries_each_facts_evidence(tmp_path: Path) -> None:
+    evidence = {"kueue": {"present": True, "source": "detected", "evidence": "webhook answered"},
+                "dra": {"present": False, "source": "detected", "evidence": "no DeviceClass"}}
+    info = ClusterInfo(kubeconfig="/k", run_id="r1", capabilities=frozenset({"kueue"}), fact_evidence=evidence)
+    back = ClusterInfo.load(info.write(tmp_path / "cluster-info.json"))
+    assert back.fact_evidence == evidence
+    with pytest.raises(ConfigError, match="fact_evidence must map facts to"):
+        ClusterInfo.from_dict({"kubeconfig": "k", "run_id": "r", "fact_evidence": {"kueue": {"present": "yes"}}})
+
+
 @pytest.mark.parametrize(("doc", "message"), [
     ({"run_id": "r"}, "kubeconfig must be a string"),
     ({"kubeconfig": "k", "run_id": "r", "tier": "X"}, "tier must be one of S, R, G"),

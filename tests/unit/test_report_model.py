@@ -14,6 +14,7 @@ import pytest
 from harness.errors import AiconformError
 from harness.report import (
     SCHEMA_VERSION,
+    ClusterFact,
     ReportError,
     ResultsCollector,
     Status,
@@ -207,3 +208,18 @@ def test_an_unevidenced_must_says_what_it_needed() -> None:
     assert _need_of(tier).startswith("needs tier R: a real kubelet node: run as root")
     assert _need_of(fact) == "needs capability gateway-api"
     assert _need_of(passed) == ""
+
+
+def test_cluster_facts_round_trip_and_older_results_have_none(tmp_path: Path) -> None:
+    facts = (ClusterFact("kueue", True, "detected", "ClusterQueue served; webhook answered"),
+             ClusterFact("networkpolicy", True, "declared", "declared with --capability networkpolicy"),
+             ClusterFact("dra", False, "detected", "no DeviceClass gpu.nvidia.com"))
+    results = dataclasses.replace(sample_results(), info=dataclasses.replace(sample_results().info, facts=facts))
+    data = json.loads(save_results(results, tmp_path).read_text())
+    assert data["cluster"]["facts"][1] == {"name": "networkpolicy", "present": True, "source": "declared",
+                                           "evidence": "declared with --capability networkpolicy"}
+    assert load_results(tmp_path).info.facts == facts
+    assert "cluster" not in to_dict(sample_results())  # no facts: no block, as results written before them
+    data["cluster"]["facts"][0]["source"] = "guessed"
+    with pytest.raises(ReportError, match=r"cluster.facts\[0\].source: expected one of detected/declared/provider"):
+        from_dict(data)

@@ -245,3 +245,18 @@ def test_empty_run_still_renders(tmp_path: Path) -> None:
     assert "No checks ran." in files["report.html"].read_text()
     assert ET.parse(files["junit.xml"]).getroot().get("tests") == "0"
     assert isinstance(yaml.safe_load(files["cncf/v1.34/product/PRODUCT.yaml"].read_text()), dict)
+
+
+
+def test_reports_list_each_cluster_fact_with_its_source_and_evidence() -> None:
+    from harness.report import ClusterFact
+
+    facts = (ClusterFact("custom-metrics", True, "detected", "APIService v1beta1.custom.metrics.k8s.io Available=True"),
+             ClusterFact("networkpolicy", False, "detected", "not detected: no node runs pods | <b>"))
+    results = dataclasses.replace(sample_results(), info=dataclasses.replace(sample_results().info, facts=facts))
+    md = render_markdown(results)
+    assert "| `custom-metrics` | yes | detected | APIService v1beta1.custom.metrics.k8s.io Available=True |" in md
+    assert "| `networkpolicy` | no | detected | not detected: no node runs pods \\| <b> |" in md
+    page = render_html(results)
+    assert "<h2>Cluster facts</h2>" in page and "no node runs pods | &lt;b&gt;" in page
+    assert "Cluster facts" not in render_markdown(sample_results())  # nothing to list, no table
