@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from harness.bins import check_upgrade, load_versions, pinned_kubernetes
-from harness.config import Profile, load_profile, parse_profile, with_kubernetes
+from harness.config import load_profile, parse_profile, with_kubernetes
 from harness.detect import Evidence, declared_by_provider, detect_facts, merge
 from harness.errors import AiconformError, ConfigError
 from harness.facts import validate_facts
