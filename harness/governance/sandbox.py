@@ -16,7 +16,7 @@ from fake_gpu_plugin.config import parse_gpu
 from harness.config import Pool, Taint
 from harness.errors import KubeError
 from harness.kube import KubeClient
-from harness.providers.local import register_nodes, simulated_node
+from harness.nodes import register_nodes, simulated_node
 from harness.testing.tenants import LABEL_RUN, label_value
 
 SANDBOX_TAINT = "aiconform.io/sandbox"

@@ -22,7 +22,8 @@ from harness.bins import BinaryResolver, Component, load_versions
 from harness.config import parse_profile
 from harness.errors import ApiError, ConfigError, NotFound
 from harness.kube import KubeClient, is_running
-from harness.providers.local import LocalCluster, ensure_addons
+from harness.providers import ensure_addons
+from harness.providers.local import LocalCluster
 from tests.integration.conftest import running_cluster
 
 POOL = {"name": "cpu", "nodes": 1, "cpu": "16", "memory": "64Gi"}
@@ -49,10 +50,9 @@ def _installed_nothing(c: LocalCluster, client: KubeClient, name: str) -> None:
 
 
 def _install(c: LocalCluster, addon: addons.Addon, resolver: BinaryResolver | None = None, **kw: Any) -> list[str]:
-    with c.client() as client:
-        return addons.install([addon], client=client, load_image=None, resolver=resolver or BinaryResolver(),
-                              node_selector={}, progress=lambda line: None, record_undo=lambda undo: None,
-                              pki=c.pki, workdir=c.dir / "addons", supervisor=c.procs, **kw)
+    """The one installer on the cluster's own addon site (tier S: host processes), with no undo record."""
+    site = c.addon_site(real=False, resolver=resolver or BinaryResolver(), record=False)
+    return addons.install([addon], site, **kw)
 
 
 @pytest.fixture(scope="module")

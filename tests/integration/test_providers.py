@@ -14,9 +14,10 @@ import pytest
 from harness.config import Profile
 from harness.errors import ConfigError
 from harness.kube import KubeClient
+from harness.nodes import node_ready
 from harness.providers import open_provider
 from harness.providers.base import ProviderOptions
-from harness.providers.local import LocalCluster, node_ready
+from harness.providers.local import LocalCluster
 from harness.testing import create_run_namespace
 
 

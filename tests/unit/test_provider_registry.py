@@ -204,7 +204,7 @@ def test_free_ports_are_below_the_ephemeral_range() -> None:
     listening ports come from below the kernel's ephemeral range."""
     from pathlib import Path
 
-    from harness.providers.common import free_port
+    from harness.hostproc import free_port
 
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     ports = {free_port() for _ in range(20)}
