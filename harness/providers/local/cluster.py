@@ -385,6 +385,8 @@ class LocalCluster:
     def _addon_running(self, addon: addons.Addon, real: bool) -> bool:
         if not real:
             return self.procs.alive(addons.host_process_name(addon))
+        if addon.workload is None:  # image or manifests only: nothing runs to be found; loading and applying again is harmless
+            return False
         kind, namespace, name = addon.workload
         with self.client() as client:
             try:

@@ -54,10 +54,8 @@ from harness.kube import KubeClient, KubeConfig
 from harness.providers.local import controlplane, netsvc
 from harness.providers.local import linuxhost as host
 from harness.providers.local.clusterview import ClusterView
-from harness.workloads import REAL_NODE_IP as NODE_IP
+from harness.workloads import REAL_NODE_IP, REAL_NODE_PREFIX, REAL_POD_CIDR
 from harness.workloads import REAL_NODE_LABEL as REAL_NODE_LABEL  # the one label of real nodes (re-exported)
-from harness.workloads import REAL_NODE_PREFIX as NODE_PREFIX
-from harness.workloads import REAL_POD_CIDR as POD_CIDR
 
 Progress = Callable[[str], None]
 
@@ -71,7 +69,9 @@ HOST_CLAIM = Path("/run/aiconform-realnode.json")
 CNI_BIN_DIR = Path("/usr/lib/cni")
 CNI_PLUGINS = ("bridge", "host-local", "loopback", "portmap")
 VETH, VETH_PEER = "aicf-node0", "aicf-node1"
+NODE_IP, NODE_PREFIX = REAL_NODE_IP, REAL_NODE_PREFIX  # the address plan is harness.workloads' (load targets read it)
 BRIDGE = "aicf-cni0"
+POD_CIDR = REAL_POD_CIDR
 CNI_NETWORK = "aiconform"
 NODE_STATUS_UPDATE_FREQUENCY = "4s"
 SYSCTLS = ("vm.overcommit_memory", "vm.panic_on_oom", "kernel.panic", "kernel.panic_on_oops",
