@@ -113,6 +113,7 @@ def ensure_addons(target: object, *names: str) -> list[str]:
     """Install the addons ``names`` (harness.addons registry) on the running cluster ``target`` (see
     :func:`cluster_of`) unless already there; returns the facts added.  A cluster the harness did not make, or one
     whose provider cannot install addons: UnsupportedCapability in one line."""
+    names = tuple(dict.fromkeys(names))
     what = f"installing addons ({', '.join(names)})"
     try:
         cluster = cluster_of(target)
@@ -120,5 +121,6 @@ def ensure_addons(target: object, *names: str) -> list[str]:
         raise UnsupportedCapability("existing", f"{what} into a cluster the harness did not make ({err}); only "
                                     "clusters a provider of this machine made take addons") from None
     if not isinstance(cluster, InstallsAddons):
-        raise unsupported(cluster, InstallsAddons, what, str(getattr(cluster, "provider_name", "")))
-    return cluster.ensure_addons(list(dict.fromkeys(names)))
+        name = str(getattr(cluster, "provider_name", "") or owner_of(cluster.kubeconfig().parent) or "")
+        raise unsupported(cluster, InstallsAddons, what, name)
+    return cluster.ensure_addons(list(names))

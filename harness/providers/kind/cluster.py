@@ -9,8 +9,8 @@ what ran.
 
 Owns one run directory ``<state root>/<name>`` (owner record, state.json, kind config, kubeconfig); ``delete`` runs
 ``kind delete cluster`` and removes that directory, nothing else (the engine, the kind network and the node image
-stay).  Abilities: ``load_image`` (``kind load image-archive``).  No ``upgrade_control_plane``: a kind cluster's
-control plane is fixed by its node image; ``aiconform upgrade`` says so.
+stay).  Abilities: ``load_image`` (``kind load image-archive``), ``ensure_addons`` (pods on the kind nodes).  No
+``upgrade_control_plane``: a kind cluster's control plane is fixed by its node image; ``aiconform upgrade`` says so.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from harness.providers.kind import gpustack, network
 from harness.providers.kind.engine import Engine, ensure_engine, kind_command
 from harness.providers.kind.kindconfig import control_plane_node_name, kind_config, worker_node_names
 from harness.providers.kind.nodeimage import build_node_image
-from harness.providers.kit import Action, bring_up, read_state, tear_down
+from harness.providers.kit import Action, bring_up, cluster_lock, read_state, tear_down
 from harness.workloads import REAL_NODE_LABEL
 
 PROVIDER = "kind"
@@ -146,6 +147,26 @@ class KindCluster:
         if self.state() is None:
             raise ClusterNotFound(f"no kind cluster named {self.name!r}")
         kind_command(self.kind_binary(), self.engine(), "load", "image-archive", str(archive), "--name", self.name)
+
+    def ensure_addons(self, names: Sequence[str]) -> list[str]:
+        """InstallsAddons: install the addons ``names`` this running cluster lacks, in order, as pods on its nodes
+        (the one installer, through :class:`KindSite`); returns the cluster facts they add.  An addon the profile
+        or an earlier call installed (``state.json``) is left alone."""
+        chosen = [addons.lookup(n) for n in names]  # unknown names: one line before anything happens
+        with cluster_lock(self.root, self.name, wait=300):  # parallel suites' fixtures: the second waits, then finds it
+            st = self.state()
+            if st is None or not self.is_up():
+                raise ClusterNotFound(f"no kind cluster named {self.name!r} is up")
+            have = list(st.get("addons", []))
+            added: list[str] = []
+            for addon in [a for a in chosen if a.name not in have]:  # recorded one by one, as local does
+                facts = addons.install([addon], KindSite(self))
+                have.append(addon.name)
+                added += [f for f in facts if f not in added]
+                st["addons"] = list(have)
+                st["facts"] = sorted({*st.get("facts", []), *facts})
+                self.state_file.write_text(json.dumps(st, indent=2))
+            return added
 
     # -- create / delete --
     def create(self, profile: Profile) -> Path:
@@ -327,6 +348,7 @@ class _Bringup:
                  "profile_source": self.profile.source, "fingerprint": self.fingerprint,
                  "kubernetes_version": self.kubernetes, "tier": "R", "node_image": self.node_image,
                  "nodes": self.nodes, "gpu_nodes": sorted(self.gpus), "facts": sorted(set(self.facts)),
+                 "addons": list(self.profile.addons),
                  "server": server, "created": time.time()}
         c.state_file.write_text(json.dumps(state, indent=2))
 
