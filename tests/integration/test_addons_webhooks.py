@@ -163,3 +163,26 @@ def test_down_stops_the_host_process_and_removes_its_files(cluster: LocalCluster
     cluster.delete()
     assert not proc.pid_alive(pid)
     assert not cluster.dir.exists()
+
+
+def test_a_third_party_addon_installs_through_the_registry_and_the_site(
+        bare: LocalCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """examples/third_party_addon, registered as pip would install it, asked for by name like aiconform's own: its
+    objects land in the real apiserver, the cluster records it, and a second ask changes nothing."""
+    import tomllib
+
+    from tests.unit.test_addon_registry import EXAMPLE, installed
+
+    project = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["project"]
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    monkeypatch.syspath_prepend(str(installed(tmp_path / "site", project["name"],
+                                              project["entry-points"]["aiconform.addons"])))
+    with bare.client() as client:
+        try:
+            assert ensure_addons(bare, "team-defaults") == []  # it adds no fact
+            assert client.get("ConfigMap", "gpu-defaults", "team-defaults")["data"] == {
+                "gpu.model": "A100-SXM4-80GB", "gpu.count": "1"}
+            assert "team-defaults" in bare.state()["addons"]  # type: ignore[index]
+            assert not bare.procs.alive("addon-team-defaults")  # manifests only: nothing runs
+        finally:
+            client.delete("Namespace", "team-defaults")
