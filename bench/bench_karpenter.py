@@ -21,7 +21,9 @@ import time
 from pathlib import Path
 
 from harness.config import Autoscale, load_profile
-from harness.providers.local.cluster import LocalCluster
+from harness.kube import KubeClient
+from harness.providers import open_provider
+from harness.providers.base import ProviderOptions
 from harness.workloads import gpu_pod, wait_bound
 
 PRODUCT = "nvidia.com/gpu.product"
@@ -46,12 +48,12 @@ def main() -> int:
     assert target.gpu is not None
     reps = []
     with tempfile.TemporaryDirectory(prefix="aiconform-bench-karpenter-") as tmp:
-        cluster = LocalCluster(f"bench-karp-{secrets.token_hex(2)}", root=Path(tmp))
+        cluster = open_provider("local", f"bench-karp-{secrets.token_hex(2)}", ProviderOptions(root=Path(tmp)))
         t_up = time.monotonic()
         cluster.create(profile)
         up_s = time.monotonic() - t_up
         try:
-            kube = cluster.client()
+            kube = KubeClient.from_kubeconfig(cluster.kubeconfig())
             ns = "bench"
             kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
             kube.wait_all("ServiceAccount", [f"{ns}/default"], lambda _o: True, timeout=60)

@@ -33,7 +33,8 @@ from harness.config import parse_profile  # noqa: E402
 from harness.contract import GPU_RESOURCE, POOL_LABEL  # noqa: E402
 from harness.governance import kueue as kq  # noqa: E402
 from harness.kube import KubeClient  # noqa: E402
-from harness.providers.local import LocalCluster  # noqa: E402
+from harness.providers import open_provider  # noqa: E402
+from harness.providers.base import ProviderOptions  # noqa: E402
 
 GPUS_PER_NODE = 8
 
@@ -107,12 +108,12 @@ def main() -> int:
     args = ap.parse_args()
     out: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()}}
     with tempfile.TemporaryDirectory(prefix="bench-kueue-") as root:
-        cluster = LocalCluster(f"bench-kueue-{os.getpid()}", root=Path(root))
+        cluster = open_provider("local", f"bench-kueue-{os.getpid()}", ProviderOptions(root=Path(root)))
         t0 = time.monotonic()
         cluster.create(parse_profile(profile(args.workloads), name="bench-kueue"))
         out["up_with_kueue_s"] = round(time.monotonic() - t0, 1)
         try:
-            out["admission"] = admission_throughput(cluster.client(), args.workloads)
+            out["admission"] = admission_throughput(KubeClient.from_kubeconfig(cluster.kubeconfig()), args.workloads)
         finally:
             cluster.delete()
     if args.cold_build:

@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from harness.config import parse_profile  # noqa: E402
 from harness.contract import SIMULATED_LABEL  # noqa: E402
 from harness.kube import KubeClient  # noqa: E402
-from harness.providers.local import LocalCluster, create_nodes, node_ready, simulated_node  # noqa: E402
+from harness.nodes import create_nodes, node_ready, simulated_node  # noqa: E402
+from harness.providers.local import LocalCluster  # noqa: E402
 from harness.workloads import gpu_pod  # noqa: E402
 
 PROFILE = {"name": "bench", "provider": "local", "pools": []}

@@ -40,7 +40,9 @@ from harness import images  # noqa: E402
 from harness.addons import prometheus, prometheus_adapter  # noqa: E402
 from harness.bins import BinaryResolver  # noqa: E402
 from harness.config import load_profile  # noqa: E402
-from harness.providers.local import LocalCluster  # noqa: E402
+from harness.kube import KubeClient  # noqa: E402
+from harness.providers import open_provider  # noqa: E402
+from harness.providers.base import ProviderOptions  # noqa: E402
 from harness.testing.tenants import create_run_namespace  # noqa: E402
 from reference_workloads.serving import autoscale, deploy  # noqa: E402
 from reference_workloads.serving.load import LoadResult, LoadSpec, run_load  # noqa: E402
@@ -147,7 +149,7 @@ def run(work: Path) -> int:
     print(f"images: {json.dumps(result['images'])}", flush=True)
     # The cluster first (the one real node per host is often taken), then both measurements while it runs: the bare
     # server and the pod see the same machine.
-    cluster = LocalCluster(f"srvb-{secrets.token_hex(2)}", root=work / "state", progress=lambda m: None)
+    cluster = open_provider("local", f"srvb-{secrets.token_hex(2)}", ProviderOptions(root=work / "state", progress=lambda m: None))
     t0 = time.monotonic()
     cluster.create(load_profile("local-serving"))
     result["up_s"] = round(time.monotonic() - t0, 1)
@@ -156,7 +158,7 @@ def run(work: Path) -> int:
         b = bare(args.users, args.seconds, work)
         result["bare"] = figures(b)
         print(f"bare loopback: {result['bare']}", flush=True)
-        client = cluster.client()
+        client = KubeClient.from_kubeconfig(cluster.kubeconfig())
         ns = f"bench-serving-{secrets.token_hex(2)}"
         create_run_namespace(client, ns, "bench")
         ep = deploy.deploy_model(client, ns, "v1", replicas=1, cpu="1500m", name="bench-model")

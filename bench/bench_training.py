@@ -72,7 +72,8 @@ def steps_per_second(n: int, steps: int, batch: int, warmup: int, hidden: int, t
 def tier_r(kubeconfig: Path) -> dict[str, Any]:
     from harness import images
     from harness.kube import KubeClient
-    from harness.providers.local import LocalCluster, ensure_addons
+    from harness.providers import cluster_of, ensure_addons
+    from harness.providers.base import LoadsImages, require
     from harness.testing.tenants import create_run_namespace, release_tenant
     from harness.workloads import real_node_selector
     from reference_workloads.training import cluster, manifests
@@ -82,7 +83,7 @@ def tier_r(kubeconfig: Path) -> dict[str, Any]:
     added = ensure_addons(path, "jobset", "trainer")
     bringup = time.monotonic() - t0
     built = images.build("jax-training", progress=lambda line: None)
-    LocalCluster(path.parent.name, root=path.parent.parent).load_image(built.archive)
+    require(cluster_of(path), LoadsImages, "loading the training image").load_image(built.archive)
     kube = KubeClient.from_kubeconfig(path)
     ns = f"bench-train-{os.getpid()}"
     pv = f"{ns}-ckpt"

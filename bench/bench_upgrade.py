@@ -33,7 +33,8 @@ from harness.bins import load_versions  # noqa: E402
 from harness.config import parse_profile  # noqa: E402
 from harness.contract import GPU_RESOURCE, REAL_NODE_LABEL  # noqa: E402
 from harness.kube import KubeClient  # noqa: E402
-from harness.providers.local import LocalCluster  # noqa: E402
+from harness.providers import open_provider  # noqa: E402
+from harness.providers.base import ProviderOptions, UpgradesControlPlane, require  # noqa: E402
 
 REPLICAS = 4
 
@@ -98,10 +99,10 @@ def disruption(real: bool, previous: str, current: str) -> dict[str, Any]:
     else:
         profile["pools"] = [{"name": "a100", "nodes": 2, "gpu": {"model": "A100-SXM4-80GB", "count": 8}}]
     root = Path(tempfile.mkdtemp(prefix="bup-", dir="/tmp"))
-    cluster = LocalCluster(f"bup-{secrets.token_hex(2)}", root=root)
+    cluster = open_provider("local", f"bup-{secrets.token_hex(2)}", ProviderOptions(root=root))
     cluster.create(parse_profile(profile, name="bench-upgrade"))
     try:
-        client = cluster.client()
+        client = KubeClient.from_kubeconfig(cluster.kubeconfig())
         client.wait_for("ServiceAccount", namespace="default", name="default", condition=bool, timeout=60)
         client.create(deployment(real), namespace="default")
         client.wait_for("Pod", namespace="default", label_selector="app=gpu-work", timeout=180,
@@ -112,13 +113,13 @@ def disruption(real: bool, previous: str, current: str) -> dict[str, Any]:
         prober = Prober(KubeClient.from_kubeconfig(cluster.kubeconfig()))
         prober.start()
         t0 = time.monotonic()
-        cluster.upgrade_control_plane(current)
+        require(cluster, UpgradesControlPlane, "upgrading the control plane").upgrade_control_plane(current)
         wall = time.monotonic() - t0
         time.sleep(2)  # a few probes after the last component came back
         prober.stop.set()
         prober.join()
         total, longest = prober.unavailable()
-        after = pods(cluster.client())
+        after = pods(KubeClient.from_kubeconfig(cluster.kubeconfig()))
         recreated = len(set(before) ^ set(after)) // 2 + sum(
             1 for n in before if n in after and before[n][0] != after[n][0])
         restarts = sum(after[n][1] - before[n][1] for n in before if n in after)

@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from harness.contract import GPU_RESOURCE as GPU
+from harness.contract import REAL_NODE_LABEL, SIMULATED_LABEL
 from harness.errors import AiconformError, ApiError, NotFound, WaitFailed, WaitTimeout
 from harness.facts import FACTS, NATIVE_GANG_API
 from harness.kube import KubeClient, Obj
@@ -31,8 +33,6 @@ SOURCES = (DETECTED, DECLARED, PROVIDER)
 that built the cluster."""
 
 KWOK_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
-SIMULATED_LABEL = ("aiconform.io/simulated", "true")
-GPU = "nvidia.com/gpu"
 PRODUCT_LABEL = "nvidia.com/gpu.product"
 TEST_IMAGE = "aiconform.local/busybox:latest"
 """The image of the NetworkPolicy probe's pods (``$AICONFORM_TEST_IMAGE`` overrides it, as for the isolation
@@ -147,7 +147,7 @@ def simulated(node: Obj) -> bool:
     """A node whose kubelet is KWOK (or that the harness marked simulated)."""
     md = node.get("metadata") or {}
     return ((md.get("annotations") or {}).get(KWOK_ANNOTATION[0]) == KWOK_ANNOTATION[1]
-            or (md.get("labels") or {}).get(SIMULATED_LABEL[0]) == SIMULATED_LABEL[1])
+            or (md.get("labels") or {}).get(SIMULATED_LABEL) == "true")
 
 
 def node_ready(node: Obj) -> bool:
@@ -509,7 +509,6 @@ def declared_by_provider(facts: frozenset[str], provider: str, profile: str) -> 
 def runnable_node(nodes: list[Obj]) -> str | None:
     """A node that runs pods: Ready, schedulable, not simulated, with no NoSchedule/NoExecute taint but the GPU
     one (which the probe tolerates); the real node the harness labels first."""
-    from harness.workloads import REAL_NODE_LABEL
 
     def fits(n: Obj) -> bool:
         taints = [t for t in (n.get("spec") or {}).get("taints") or []

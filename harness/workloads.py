@@ -20,6 +20,10 @@ PAUSE_IMAGE = "aiconform.local/pause:3.10"  # harness.images builds it for real 
 # REAL_NODE_LABEL (harness.contract): the one label of real (kubelet) nodes, ``"true"`` on them.  Workloads that
 # carry real traffic (serving, training, DNS or Service checks) are pinned to it with :func:`real_node_selector` /
 # :func:`pin_to_real_node`: a pod on a simulated node has a fake IP that is unreachable from this host by design.
+REAL_NODE_IP, REAL_NODE_PREFIX = "172.31.255.1", 30
+REAL_POD_CIDR = "10.244.0.0/24"
+"""Where a real node of this host lives (the ``local`` provider's veth address and pod bridge, realnode.py): with
+loopback, the only addresses a load generator of this host may send traffic to (reference_workloads/serving/load.py)."""
 
 
 def real_node_selector() -> dict[str, str]:

@@ -40,7 +40,7 @@ from harness.dra import (
 )
 from harness.errors import KubeError, NotFound, WaitTimeout
 from harness.kube import KubeClient, is_bound, unschedulable_message
-from harness.providers.local import register_nodes, simulated_node
+from harness.nodes import register_nodes, simulated_node
 from harness.testing import LABEL_RUN, ClusterHandle, Evidence, Tenant, create_run_namespace, label_value, release_tenant
 from harness.workloads import PAUSE_IMAGE, logs_until, wait_bound, wait_unschedulable
 

@@ -36,7 +36,7 @@ from harness.config import Pool, Taint
 from harness.contract import POOL_LABEL
 from harness.errors import Forbidden, KubeError, WaitTimeout
 from harness.kube import KubeClient, is_bound, unschedulable_message
-from harness.providers.local import register_nodes, simulated_node
+from harness.nodes import register_nodes, simulated_node
 from harness.testing import LABEL_RUN, ClusterHandle, Evidence, create_run_namespace, label_value, release_tenant
 from harness.workloads import GPU, gpu_pod, gpu_quota, pod_request, priority_class, wait_quota_published
 

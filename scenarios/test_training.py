@@ -42,18 +42,18 @@ class Stack:
 def trainer_stack(aiconform_cluster: ClusterHandle) -> Stack:
     """JobSet and Trainer through the one installer (idempotent), and the training image on the real node."""
     from harness import images
-    from harness.providers.local import LocalCluster, ensure_addons
+    from harness.providers import cluster_of, ensure_addons
+    from harness.providers.base import LoadsImages, require
 
     if aiconform_cluster.tier != "R":  # module scope: set up before the marker's (function-scope) tier skip
         pytest.skip(f"needs tier R; this cluster is tier {aiconform_cluster.tier}")
     t0 = time.monotonic()
-    path = aiconform_cluster.kubeconfig.resolve()
     try:
         ensure_addons(aiconform_cluster, "jobset", "trainer")
     except UnsupportedCapability as err:
-        pytest.skip(f"the training stack is installed by the harness on local clusters only: {err}")
+        pytest.skip(f"the training stack is installed by the harness on clusters it made only: {err}")
     built = images.build(IMAGE, progress=lambda line: None)
-    LocalCluster(path.parent.name, root=path.parent.parent).load_image(built.archive)
+    require(cluster_of(aiconform_cluster), LoadsImages, "loading the training image").load_image(built.archive)
     return Stack(built.ref, time.monotonic() - t0)
 
 

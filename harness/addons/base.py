@@ -116,15 +116,17 @@ class Addon:
     binary: str
     """The binary's name in ``versions.toml``; empty for an addon that brings no pinned binary (an image of this
     repository), which then shows ``version``."""
-    image: Callable[[Path, str], Image]
+    image: Callable[[Path, str], Image] | None
     """The image definition for the resolved binary and its version (harness.images builds and caches it); an addon
-    without a pinned binary gets an empty ``Path()`` and ignores it."""
+    without a pinned binary gets an empty ``Path()`` and ignores it.  None: the addon brings no image (manifests
+    only, with ``workload=None`` and ``needs_real_node=False``: it runs on any cluster a provider made)."""
     manifests: Callable[[AddonContext], list[Obj]]
     workload: tuple[str, str, str] | None
     """(kind, namespace, name) of the DaemonSet or Deployment whose availability means "installed"; None for an
-    image-only addon (loaded into the real node for checks to deploy, e.g. the model server)."""
+    image-only addon (loaded into the real node for checks to deploy, e.g. the model server) or a manifests-only one
+    (its objects applied, nothing to run)."""
     facts: tuple[str, ...] = ()
-    """Cluster facts the addon provides once installed (see harness.providers.base)."""
+    """Cluster facts the addon provides once installed (harness/facts.py)."""
     needs_real_node: bool = True
     host_undo: Callable[[Path], tuple[UndoCommand, ...]] = lambda binary: ()
     """Commands (given the resolved binary) that undo the host changes the addon's pods make, run at teardown after

@@ -39,18 +39,8 @@ from urllib.parse import urlsplit
 import yaml
 
 from harness import images, proc
-from harness.addons import (
-    jobset,
-    karpenter,
-    kube_router,
-    kueue,
-    model_server,
-    prometheus,
-    prometheus_adapter,
-    traefik,
-    trainer,
-)
 from harness.addons.base import Addon, AddonContext, HostContext, Obj, UndoCommand, Webhooks
+from harness.addons.site import AddonSite, HostProcesses, RealNodes, site_placement
 from harness.bins import BinaryResolver, Component, build_env
 from harness.errors import (
     AiconformError,
@@ -64,46 +54,21 @@ from harness.errors import (
     WaitTimeout,
     WebhookNotCalled,
 )
+from harness.hostproc import free_port
+from harness.kube import write_kubeconfig
 from harness.workloads import BAD_WAITING_REASONS, pod_ready
 
 if TYPE_CHECKING:
-    from harness.config import Pool, Profile
+    from harness.config import Pool
+    from harness.hostproc import Supervisor
     from harness.kube import KubeClient
     from harness.pki import Pki
-    from harness.providers.local.supervisor import Supervisor
 
 Progress = Callable[[str], None]
-_REGISTRY: tuple[Addon, ...] = (kube_router.ADDON, jobset.ADDON, kueue.ADDON, karpenter.ADDON, prometheus.ADDON,
-                                prometheus_adapter.ADDON, model_server.ADDON, traefik.ADDON,
-                                trainer.ADDON)
 WEBHOOK_KINDS = ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
 CRD = "CustomResourceDefinition"
 WEBHOOK_TIMEOUT = 60.0
 """Seconds the webhooks of one addon get to answer once its controller runs."""
-
-
-def known_addons() -> dict[str, Addon]:
-    return {a.name: a for a in _REGISTRY}
-
-
-def lookup(name: str) -> Addon:
-    try:
-        return known_addons()[name]
-    except KeyError:
-        raise ConfigError(f"unknown addon {name!r}; known addons: {', '.join(sorted(known_addons()))}") from None
-
-
-def check_profile(profile: Profile) -> None:
-    """A profile's ``addons``: each a known addon, and one that runs on a real node only where the cluster has
-    one; ConfigError naming the entry otherwise.  Providers call it before anything starts."""
-    real = profile.has_real_node
-    for i, name in enumerate(profile.addons):
-        try:
-            addon = lookup(name)
-        except ConfigError as err:
-            raise ConfigError(f"addons[{i}]: {err}") from None
-        if addon.needs_real_node and not real:
-            raise ConfigError(f"addons[{i}]: {name} runs on the real node; set realNode.enabled: true (tier R)")
 
 
 def preflight(addons: Iterable[Addon]) -> None:
@@ -119,58 +84,53 @@ class AddonFailed(ClusterError):
     """An addon did not install; the message is the whole line (names the addon and what failed)."""
 
 
-def install(
-    addons: Sequence[Addon],
-    *,
-    client: KubeClient,
-    load_image: Callable[[Path], None] | None,
-    resolver: BinaryResolver,
-    node_selector: dict[str, str],
-    progress: Progress,
-    record_undo: Callable[[list[UndoCommand]], None],
-    pki: Pki | None = None,
-    workdir: Path | None = None,
-    supervisor: Supervisor | None = None,
-    timeout: float = 120.0,
-    webhook_timeout: float = WEBHOOK_TIMEOUT,
-    cluster: str = "",
-    pools: tuple[Pool, ...] = (),
-    host_metrics: dict[str, str] | None = None,
-) -> list[str]:
-    """Install each addon in order; returns the cluster facts they provide.
+def install(addons: Sequence[Addon], site: AddonSite, *, timeout: float = 120.0,
+            webhook_timeout: float = WEBHOOK_TIMEOUT) -> list[str]:
+    """Install each addon in order on the cluster ``site`` stands for (a provider builds it: harness/addons/site.py);
+    returns the cluster facts they provide.
 
-    ``load_image`` given: pod mode (a real node).  None: host mode (tier S), which needs ``supervisor`` and
-    ``workdir``; an addon without :attr:`Addon.host` is refused there.  ``pki`` (the cluster CA) is needed for
-    webhooks and host processes.  ``record_undo`` receives the host undo commands of every addon resolved so far
-    before its pods can change anything, so a teardown after a crash mid-install still runs them.  An addon that
-    fails is removed again before the AddonFailed naming it is raised."""
+    Pod mode where the site has real nodes (:class:`RealNodes`), else host mode (:class:`HostProcesses`); an addon
+    that can run neither way there is one ConfigError naming it and the provider, before any addon starts.  The site's
+    ``record_undo`` receives the host undo commands of every addon resolved so far before its pods can change
+    anything, so a teardown after a crash mid-install still runs them.  An addon that fails is removed again before
+    the AddonFailed naming it is raised."""
+    modes = {addon.name: site_placement(addon, site) for addon in addons}
     undo: list[UndoCommand] = []
     facts: list[str] = []
 
     def add_undo(cmds: list[UndoCommand]) -> None:
         undo.extend(cmds)
-        record_undo(list(undo))
+        site.record_undo(list(undo))
 
-    for addon in addons:
-        t0 = time.monotonic()
-        job = _Install(addon, client=client, resolver=resolver, node_selector=node_selector, progress=progress,
-                       load_image=load_image, pki=pki, workdir=workdir, supervisor=supervisor, timeout=timeout,
-                       webhook_timeout=webhook_timeout, cluster=cluster, pools=pools,
-                       host_metrics=dict(host_metrics or {}))
-        try:
-            version = job.run(add_undo)
-        except (AddonFailed, PlatformFault):  # a PlatformFault is the platform's verdict: it stays one
-            job.undo()
-            raise
-        except (AiconformError, OSError) as err:
-            job.undo()
-            raise AddonFailed(f"addon {addon.name}: {job.step} failed: {_one_line(str(err))}") from err
-        except BaseException:  # Ctrl-C: nothing half-installed stays behind
-            job.undo()
-            raise
-        where = "as a host process" if job.mode == "host" else "on the real node"
-        progress(f"  addon {addon.name} {'v' if addon.binary else ''}{version} is running {where} ({time.monotonic() - t0:.1f}s)")
-        facts += [f for f in addon.facts if f not in facts]
+    nodes = site if isinstance(site, RealNodes) else None
+    host = site if isinstance(site, HostProcesses) else None
+    with site.client() as client:
+        for addon in addons:
+            t0 = time.monotonic()
+            pod = modes[addon.name] == "pod" and nodes is not None
+            job = _Install(addon, client=client, resolver=site.resolver(),
+                           node_selector=dict(nodes.node_selector) if nodes is not None else {},
+                           progress=site.progress, load_image=nodes.load_image if pod and nodes is not None else None,
+                           pki=site.ca(), workdir=host.workdir if host is not None else None,
+                           supervisor=host.supervisor() if host is not None else None, timeout=timeout,
+                           webhook_timeout=webhook_timeout, cluster=site.cluster, pools=site.pools,
+                           host_metrics=dict(nodes.host_metrics) if nodes is not None else {})
+            try:
+                version = job.run(add_undo)
+            except (AddonFailed, PlatformFault):  # a PlatformFault is the platform's verdict: it stays one
+                job.undo()
+                raise
+            except (AiconformError, OSError) as err:
+                job.undo()
+                raise AddonFailed(f"addon {addon.name}: {job.step} failed: {_one_line(str(err))}") from err
+            except BaseException:  # Ctrl-C: nothing half-installed stays behind
+                job.undo()
+                raise
+            done = ("is applied (manifests only)" if addon.workload is None and addon.image is None
+                    else "is running as a host process" if job.mode == "host" else "is running on the real node")
+            site.progress(f"  addon {addon.name} {'v' if addon.binary else ''}{version} {done} "
+                          f"({time.monotonic() - t0:.1f}s)")
+            facts += [f for f in addon.facts if f not in facts]
     return facts
 
 
@@ -223,6 +183,7 @@ class _Install:
 
     @property
     def mode(self) -> str:
+        """``pod`` when the installer was given the site's image loader (placement chose the real nodes)."""
         return "pod" if self.load_image is not None else "host"
 
     @property
@@ -231,9 +192,8 @@ class _Install:
 
     def run(self, record_undo: Callable[[list[UndoCommand]], None]) -> str:
         addon = self.addon
-        if self.mode == "host" and addon.host is None:
-            raise ConfigError("it runs on the real node; use a profile with realNode.enabled (tier R)")
-        if self.mode == "host" and (self.supervisor is None or self.workdir is None or self.pki is None):
+        runs_host_process = self.mode == "host" and addon.workload is not None
+        if runs_host_process and (self.supervisor is None or self.workdir is None or self.pki is None):
             raise ClusterError("host mode needs the cluster's supervisor, run directory and CA")
         if addon.webhooks is not None and self.pki is None:
             raise ClusterError("its webhooks need the cluster CA (pki)")
@@ -244,7 +204,7 @@ class _Install:
             binary, version = resolved.path, resolved.version
             record_undo(list(addon.host_undo(resolved.path)))
         tag = ""
-        if self.load_image is not None:
+        if self.load_image is not None and addon.image is not None:
             self.step = "image"
             image = addon.image(binary if binary is not None else Path(), version)
             archive = images.build(image, progress=_prefixed(self.progress, f"  addon {addon.name}: ")).archive
@@ -262,7 +222,8 @@ class _Install:
                            real_nodes=_real_nodes(self.client, self.node_selector) if self.mode == "pod" else (),
                            host_metrics=dict(self.host_metrics))
         objs = [copy.deepcopy(o) for o in addon.manifests(ctx)]
-        if addon.workload is None:  # image only: loaded, nothing to run
+        if addon.workload is None:  # image only (loaded) or manifests only: nothing to run
+            self._apply_ordered(objs)
             return version
         workload = self.workload = _find(objs, *addon.workload)
         if workload is None:
@@ -284,21 +245,7 @@ class _Install:
         workload_key = addon.workload
         rest = [o for o in objs if o["kind"] not in WEBHOOK_KINDS
                 and (self.mode == "pod" or _find([o], *workload_key) is None)]  # host mode: no workload
-        self.step = "manifests"
-        ordered = sorted(rest, key=_apply_order)
-        first = [o for o in ordered if _apply_order(o) <= _apply_order({"kind": CRD})]
-        for obj in first:  # namespaces and CRDs, Established before any object of their kinds is applied
-            self._apply(obj)
-        crds = [o["metadata"]["name"] for o in rest if o["kind"] == CRD]
-        if crds:
-            self.step = "CRDs"
-            self.client.wait_all(CRD, crds, _established, timeout=60,
-                                 what=f"addon {addon.name}'s CRDs to be Established")
-            wait_discovered(self.client, [o for o in rest if o["kind"] == CRD], timeout=60,
-                            what=f"addon {addon.name}'s CRDs")
-        self.step = "manifests"
-        for obj in ordered[len(first):]:
-            self._apply(obj)
+        self._apply_ordered(rest)
         self.step = "rollout"
         if hctx is not None:
             self._start_host_process(hctx)
@@ -324,6 +271,24 @@ class _Install:
 
     # -- steps -------------------------------------------------------------------------------------------------------
 
+    def _apply_ordered(self, objs: list[Obj]) -> None:
+        """Namespaces and CRDs first, the CRDs Established and discovered before any object of their kinds, then
+        the rest."""
+        self.step = "manifests"
+        ordered = sorted(objs, key=_apply_order)
+        first = [o for o in ordered if _apply_order(o) <= _apply_order({"kind": CRD})]
+        for obj in first:
+            self._apply(obj)
+        crds = [o for o in objs if o["kind"] == CRD]
+        if crds:
+            self.step = "CRDs"
+            self.client.wait_all(CRD, [o["metadata"]["name"] for o in crds], _established, timeout=60,
+                                 what=f"addon {self.name}'s CRDs to be Established")
+            wait_discovered(self.client, crds, timeout=60, what=f"addon {self.name}'s CRDs")
+        self.step = "manifests"
+        for obj in ordered[len(first):]:
+            self._apply(obj)
+
     def _wait_class_accepted(self, name: str, workload: Obj) -> None:
         """Watch the GatewayClass until the addon's controller marks it Accepted (its log lines otherwise)."""
         try:
@@ -345,8 +310,6 @@ class _Install:
         self.client.apply(obj)
 
     def _host_context(self, binary: Path, workload: Obj) -> HostContext:
-        from harness.providers.common import free_port, write_kubeconfig
-
         assert self.workdir is not None and self.pki is not None
         wd = self.workdir / self.name
         self.files.append(wd)

@@ -13,7 +13,7 @@ What shaped it (PLATFORM-NOTES, 2026-11-27, and the module's kwok/cloudprovider 
   requirements; its allocatable is the instance type less a fixed kube-reserved (100m CPU, 10Mi), its capacity
   only what the pods that caused it asked for (upstream's choice, ``toNode``);
 - so the template labels and taints are exactly what a simulated node of the pool carries
-  (``harness.providers.local.nodes.pool_labels``, itself from fake_gpu_plugin's ``node_labels``), and the instance
+  (``harness.nodes.pool_labels``, itself from fake_gpu_plugin's ``node_labels``), and the instance
   type's resources are the pool's node resources (``pool_resources``, from ``resource_counts``) plus that
   kube-reserved: an added node has the pool's shape (allocatable included) by construction, and
   tests/integration/test_autoscaling.py compares them;
@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any
 from harness import images
 from harness.addons.base import Addon, AddonContext, HostContext, HostProcess
 from harness.errors import ConfigError
-from harness.providers.common import free_port
+from harness.hostproc import free_port
+from harness.nodes import pool_labels, pool_resources
 
 if TYPE_CHECKING:
     from harness.config import Pool
@@ -68,8 +69,6 @@ def instance_types(pools: tuple[Pool, ...] | list[Pool]) -> list[Obj]:
     """The INSTANCE_TYPES_FILE_PATH document: one instance type per autoscaled pool, its resources the pool's node
     resources, one on-demand offering in one zone.  The price grows with GPUs (then CPUs), so that a pod that fits
     a cheaper shape never causes a GPU node."""
-    from harness.providers.local.nodes import pool_resources
-
     out = []
     for pool in autoscaled(pools):
         res = with_kube_reserved(pool_resources(pool))
@@ -119,8 +118,6 @@ def node_pools(pools: tuple[Pool, ...] | list[Pool], cluster: str) -> list[Obj]:
     """One NodePool per autoscaled pool: template labels and taints are the pool's, its only instance type is the
     pool's, its limit is ``maxNodes`` nodes' worth of CPU, and empty or underused nodes go after
     ``consolidateAfter`` (a 100% budget: all at once)."""
-    from harness.providers.local.nodes import pool_labels
-
     out = []
     for pool in autoscaled(pools):
         assert pool.autoscale is not None

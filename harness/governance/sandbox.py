@@ -17,7 +17,7 @@ from harness.config import Pool, Taint
 from harness.contract import POOL_LABEL
 from harness.errors import KubeError
 from harness.kube import KubeClient
-from harness.providers.local import register_nodes, simulated_node
+from harness.nodes import register_nodes, simulated_node
 from harness.testing.tenants import LABEL_RUN, label_value
 
 SANDBOX_TAINT = "aiconform.io/sandbox"

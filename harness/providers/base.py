@@ -2,8 +2,8 @@
 
 Two kinds of capability are kept apart:
 
-- **Abilities** are things a *provider* can do to a cluster it made (add nodes, load an image, restart a node,
-  upgrade the control plane).  Each is a protocol below; a provider has exactly the abilities whose methods it
+- **Abilities** are things a *provider* can do to a cluster it made (add nodes, install addons, load an image,
+  restart a node, upgrade the control plane).  Each is a protocol below; a provider has exactly the abilities whose methods it
   implements, and :func:`abilities_of` derives the list from ``isinstance`` checks, so there is no second list to
   keep in step.  Asking a provider for an ability it lacks raises UnsupportedCapability (:func:`require`); an
   ability that cannot apply to one particular cluster (loading an image where no real node runs) raises it too,
@@ -19,7 +19,7 @@ Providers are found through the registry (registry.py), never imported by name o
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar, runtime_checkable
@@ -147,7 +147,15 @@ class UpgradesControlPlane(Protocol):
         ...
 
 
-ABILITY_PROTOCOLS: tuple[type, ...] = (AddsNodes, LoadsImages, RestartsNodes, UpgradesControlPlane)
+@runtime_checkable
+class InstallsAddons(Protocol):
+    def ensure_addons(self, names: Sequence[str]) -> list[str]:
+        """Install the addons ``names`` (harness.addons registry) that this running cluster lacks, through the one
+        installer and the provider's addon site; returns the cluster facts they add (idempotent)."""
+        ...
+
+
+ABILITY_PROTOCOLS: tuple[type, ...] = (AddsNodes, InstallsAddons, LoadsImages, RestartsNodes, UpgradesControlPlane)
 
 
 def ability_name(protocol: type) -> str:

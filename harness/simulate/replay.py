@@ -26,7 +26,7 @@ from fake_gpu_plugin.config import parse_gpu
 from harness.config import ControlPlane, Pool, Profile, Taint
 from harness.contract import GPU_RESOURCE
 from harness.errors import AiconformError, ApiError, ClusterError
-from harness.kube import KubeClient
+from harness.kube import KubeClient, KubeConfig
 from harness.simulate.policies import LABEL_JOB, LABEL_SIM, LABEL_TEAM, JobContext, Policy, job_objects
 from harness.simulate.trace import GPUS_PER_NODE, Trace, TraceJob
 
@@ -99,12 +99,14 @@ def simulation_profile(policy: Policy, settings: ReplaySettings) -> Profile:
 
 @contextmanager
 def simulation_cluster(policy: Policy, settings: ReplaySettings, progress: Progress) -> Iterator[KubeClient]:
-    from harness.providers.local.cluster import LocalCluster
+    from harness.providers import provider_for
+    from harness.providers.base import ProviderOptions
 
-    cluster = LocalCluster(f"sim-{policy.name}-{secrets.token_hex(2)}", root=settings.root, progress=progress)
+    profile = simulation_profile(policy, settings)
+    cluster = provider_for(profile, f"sim-{policy.name}-{secrets.token_hex(2)}",
+                           ProviderOptions(root=settings.root, progress=progress))
     try:
-        cluster.create(simulation_profile(policy, settings))
-        client = cluster.client()
+        client = KubeClient(KubeConfig.from_file(cluster.create(profile)))
         try:
             yield client
         finally:

@@ -6,7 +6,7 @@ writes a JSON result (totals, percentiles, and a per-second timeline of sent / s
 that :class:`LoadResult` reads.
 
 Targets are checked before anything is sent: only loopback, the real node's own address (its NodePorts) or pod
-addresses on the harness's bridge (harness/providers/local/realnode.py) are allowed; any other address is refused
+addresses on the harness's bridge (harness.workloads.REAL_NODE_IP, REAL_POD_CIDR) are allowed; any other address is refused
 in one line.  Users and duration are bounded (``MAX_USERS``, ``MAX_DURATION_S``).
 """
 
@@ -32,10 +32,10 @@ PAYLOAD = ["The quick brown fox jumps over the lazy dog near the river bank."]
 
 
 def allowed_networks() -> list[ipaddress.IPv4Network]:
-    from harness.providers.local.realnode import NODE_IP, NODE_PREFIX, POD_CIDR
+    from harness.workloads import REAL_NODE_IP, REAL_NODE_PREFIX, REAL_POD_CIDR
 
-    return [ipaddress.IPv4Network("127.0.0.0/8"), ipaddress.IPv4Network(f"{NODE_IP}/{NODE_PREFIX}", strict=False),
-            ipaddress.IPv4Network(POD_CIDR)]
+    return [ipaddress.IPv4Network("127.0.0.0/8"),
+            ipaddress.IPv4Network(f"{REAL_NODE_IP}/{REAL_NODE_PREFIX}", strict=False), ipaddress.IPv4Network(REAL_POD_CIDR)]
 
 
 def check_target(url: str) -> None:

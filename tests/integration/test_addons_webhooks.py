@@ -22,7 +22,8 @@ from harness.bins import BinaryResolver, Component, load_versions
 from harness.config import parse_profile
 from harness.errors import ApiError, ConfigError, NotFound
 from harness.kube import KubeClient, is_running
-from harness.providers.local import LocalCluster, ensure_addons
+from harness.providers import ensure_addons
+from harness.providers.local import LocalCluster
 from tests.integration.conftest import running_cluster
 
 POOL = {"name": "cpu", "nodes": 1, "cpu": "16", "memory": "64Gi"}
@@ -49,10 +50,9 @@ def _installed_nothing(c: LocalCluster, client: KubeClient, name: str) -> None:
 
 
 def _install(c: LocalCluster, addon: addons.Addon, resolver: BinaryResolver | None = None, **kw: Any) -> list[str]:
-    with c.client() as client:
-        return addons.install([addon], client=client, load_image=None, resolver=resolver or BinaryResolver(),
-                              node_selector={}, progress=lambda line: None, record_undo=lambda undo: None,
-                              pki=c.pki, workdir=c.dir / "addons", supervisor=c.procs, **kw)
+    """The one installer on the cluster's own addon site (tier S: host processes), with no undo record."""
+    site = c.addon_site(real=False, resolver=resolver or BinaryResolver(), record=False)
+    return addons.install([addon], site, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -163,3 +163,26 @@ def test_down_stops_the_host_process_and_removes_its_files(cluster: LocalCluster
     cluster.delete()
     assert not proc.pid_alive(pid)
     assert not cluster.dir.exists()
+
+
+def test_a_third_party_addon_installs_through_the_registry_and_the_site(
+        bare: LocalCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """examples/third_party_addon, registered as pip would install it, asked for by name like aiconform's own: its
+    objects land in the real apiserver, the cluster records it, and a second ask changes nothing."""
+    import tomllib
+
+    from tests.unit.test_addon_registry import EXAMPLE, installed
+
+    project = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["project"]
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    monkeypatch.syspath_prepend(str(installed(tmp_path / "site", project["name"],
+                                              project["entry-points"]["aiconform.addons"])))
+    with bare.client() as client:
+        try:
+            assert ensure_addons(bare, "team-defaults") == []  # it adds no fact
+            assert client.get("ConfigMap", "gpu-defaults", "team-defaults")["data"] == {
+                "gpu.model": "A100-SXM4-80GB", "gpu.count": "1"}
+            assert "team-defaults" in bare.state()["addons"]  # type: ignore[index]
+            assert not bare.procs.alive("addon-team-defaults")  # manifests only: nothing runs
+        finally:
+            client.delete("Namespace", "team-defaults")

@@ -32,8 +32,8 @@ import pytest
 from harness.config import load_profile
 from harness.contract import POOL_LABEL
 from harness.kube import KubeClient
+from harness.nodes import FAKE_NODE_IP
 from harness.providers.local import LocalCluster, netsvc, realnode
-from harness.providers.local.nodes import FAKE_NODE_IP
 from harness.workloads import pin_to_real_node
 from tests.integration.conftest import running_cluster
 from tests.integration.test_real_node import _skip_reason, container, delete_pods, pod_log, run_pods

@@ -15,9 +15,10 @@ from harness.config import Profile
 from harness.contract import GPU_RESOURCE, POOL_LABEL
 from harness.errors import ConfigError
 from harness.kube import KubeClient
+from harness.nodes import node_ready
 from harness.providers import open_provider
 from harness.providers.base import ProviderOptions
-from harness.providers.local import LocalCluster, node_ready
+from harness.providers.local import LocalCluster
 from harness.testing import create_run_namespace
 
 

@@ -28,7 +28,8 @@ from harness.config import Profile, load_profile, parse_profile
 from harness.contract import DRA_DRIVER, FAKE_GPU_LABEL, GPU_RESOURCE
 from harness.errors import ApiError, ClusterError, UnsupportedCapability
 from harness.kube import KubeClient, is_running, unschedulable_message
-from harness.providers.local import LocalCluster, node_ready, realnode
+from harness.nodes import node_ready
+from harness.providers.local import LocalCluster, realnode
 from tests.integration.conftest import running_cluster
 
 NODE = "aiconform-real-0"
@@ -421,7 +422,7 @@ def test_jobset_installed_through_the_installer_serves_webhooks_the_apiserver_ca
     """JobSet v0.12.0 through the one installer at tier R: its controller pod on the real node serves its webhooks
     with the harness CA's certificate; the apiserver calls them, an invalid JobSet is refused with JobSet's own
     message, and a valid one's pods run on the real node."""
-    from harness.providers.local import ensure_addons
+    from harness.providers import ensure_addons
     from harness.workloads import pin_to_real_node
 
     assert ensure_addons(cluster, "jobset") == []

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from harness.contract import GPU_RESOURCE
 from harness.kube import KubeClient
-from harness.providers.local import LocalCluster, node_ready
+from harness.nodes import node_ready
+from harness.providers.local import LocalCluster
 
 
 def test_default_profile_nodes_carry_gpus_labels_and_taints(local_cluster: LocalCluster) -> None:

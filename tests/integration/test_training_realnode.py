@@ -19,7 +19,8 @@ from harness.addons import trainer
 from harness.config import load_profile
 from harness.errors import ApiError, WaitFailed, WaitTimeout
 from harness.kube import KubeClient
-from harness.providers.local import LocalCluster, ensure_addons, realnode
+from harness.providers import ensure_addons
+from harness.providers.local import LocalCluster, realnode
 from harness.testing.tenants import create_run_namespace
 from harness.workloads import real_node_selector
 from reference_workloads.training import cluster as tc

@@ -18,7 +18,8 @@ from harness.bins import CONTROL_PLANE, REAL_NODE, BinaryResolver
 from harness.config import parse_profile
 from harness.errors import ConfigError
 from harness.kube import KubeClient
-from harness.providers.local import LocalCluster, node_ready, realnode
+from harness.nodes import node_ready
+from harness.providers.local import LocalCluster, realnode
 from harness.workloads import gpu_pod, wait_bound
 
 RESOLVER = BinaryResolver(download="never")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.addons import AddonContext, known_addons, lookup
-from harness.config import parse_profile
+from harness.config import Profile, parse_profile
 from harness.contract import REAL_NODE_LABEL
 from harness.errors import ConfigError
 
@@ -43,14 +43,17 @@ def test_profile_addons_are_validated() -> None:
     """The profile keeps the names; the addon registry judges them before the provider starts anything."""
     from harness.addons import check_profile
 
+    def as_local(profile: Profile) -> None:  # what the local provider asks before bring-up
+        check_profile(profile, provider="local", real_nodes=profile.real_node.enabled, host_processes=True)
+
     profile = parse_profile({"realNode": REAL, "addons": ["kube-router", "kube-router"]})
     assert profile.addons == ("kube-router",)
-    check_profile(profile)
+    as_local(profile)
     with pytest.raises(ConfigError,
                        match=r"addons\[0\]: unknown addon 'calico'; known addons: jobset, karpenter, kube-router, kueue"):
-        check_profile(parse_profile({"realNode": REAL, "addons": ["calico"]}))
+        as_local(parse_profile({"realNode": REAL, "addons": ["calico"]}))
     with pytest.raises(ConfigError, match=r"addons\[0\]: kube-router runs on the real node"):
-        check_profile(parse_profile({"addons": ["kube-router"]}))
+        as_local(parse_profile({"addons": ["kube-router"]}))
     with pytest.raises(ConfigError, match="addons: must be a list"):
         parse_profile({"realNode": REAL, "addons": "kube-router"})
 

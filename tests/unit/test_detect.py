@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from harness.addons import known_addons
+from harness.contract import REAL_NODE_LABEL
 from harness.detect import (
     DECLARED,
     DETECTED,
@@ -362,7 +363,7 @@ def test_the_probe_picks_a_node_that_runs_pods() -> None:
     cp_taint = {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
     assert runnable_node([node("sim", kwok=True), node("down", ready=False), node("cp", taints=[cp_taint])]) is None
     assert runnable_node([node("b"), node("a", taints=[gpu_taint])]) == "a"
-    assert runnable_node([node("a"), node("z", labels={"aiconform.io/real-node": "true"})]) == "z"
+    assert runnable_node([node("a"), node("z", labels={REAL_NODE_LABEL: "true"})]) == "z"
 
 
 # -- the live view over HTTP -----------------------------------------------------------------------------------------------

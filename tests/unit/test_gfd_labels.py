@@ -20,7 +20,7 @@ from fake_gpu_plugin.config import config_from_pool
 from fake_gpu_plugin.inventory import build_inventory
 from fake_gpu_plugin.labels import node_labels
 from harness.config import parse_profile
-from harness.providers.local import simulated_node
+from harness.nodes import simulated_node
 
 A100_80 = {"nvidia.com/gpu.family": "ampere", "nvidia.com/gpu.compute.major": "8",
            "nvidia.com/gpu.compute.minor": "0", "nvidia.com/mig.capable": "true", "nvidia.com/mps.capable": "false",

@@ -9,7 +9,7 @@ from harness.addons import karpenter
 from harness.config import load_profile, parse_profile
 from harness.contract import GPU_RESOURCE
 from harness.errors import ConfigError
-from harness.providers.local.nodes import pool_labels, pool_resources, simulated_node
+from harness.nodes import pool_labels, pool_resources, simulated_node
 
 
 def test_instance_types_and_node_pools_have_each_pools_shape() -> None:

@@ -206,3 +206,17 @@ def test_up_without_docker_is_one_line_and_leaves_nothing(tmp_path: Path) -> Non
     assert lines == ["aiconform: the kind provider needs Docker: dockerd is not installed (Debian: apt-get install "
                      "docker.io)"]
     assert not (state / "nodocker").exists()
+
+
+def test_kind_takes_addons_as_pods_on_its_nodes_and_runs_no_host_process(tmp_path: Path) -> None:
+    """KindSite is the addon installer's view of a kind cluster: real nodes (images ``kind load``-ed), no host
+    process, so every addon goes on the nodes as pods, and one that could only run beside the control plane would be
+    refused naming kind."""
+    from harness.addons import AddonSite, HostProcesses, RealNodes, lookup, placement
+    from harness.providers.kind.cluster import KindCluster, KindSite
+
+    site = KindSite(KindCluster("k", root=tmp_path))
+    assert isinstance(site, AddonSite) and isinstance(site, RealNodes) and not isinstance(site, HostProcesses)
+    assert site.provider == "kind" and site.cluster == "k" and site.ca() is None
+    assert dict(site.node_selector) == {REAL_NODE_LABEL: "true"}
+    assert placement(lookup("jobset"), provider="kind", real_nodes=True, host_processes=False) == "pod"

@@ -10,9 +10,9 @@ import pytest
 
 from harness.config import parse_profile
 from harness.errors import ClusterError
+from harness.hostproc import Supervisor
+from harness.providers.kit import Action, run_actions
 from harness.providers.local import LocalCluster
-from harness.providers.local.actions import Action, run_actions
-from harness.providers.local.supervisor import Supervisor
 
 
 def recorder(log: list[str], fail_at: str = "", exc: BaseException | None = None) -> list[Action]:

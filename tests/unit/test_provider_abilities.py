@@ -30,15 +30,15 @@ from harness.providers.local import LocalCluster
 
 def test_an_ability_is_named_by_its_protocols_one_method() -> None:
     assert [ability_name(p) for p in ABILITY_PROTOCOLS] == [
-        "add_nodes", "load_image", "restart_node", "upgrade_control_plane"]
+        "add_nodes", "ensure_addons", "load_image", "restart_node", "upgrade_control_plane"]
 
 
 def test_abilities_are_derived_from_what_a_provider_implements(tmp_path: Path) -> None:
     class Upgrader:
         def upgrade_control_plane(self, version: str) -> None: ...
 
-    assert abilities_of(LocalCluster("a", root=tmp_path)) == {"add_nodes", "load_image", "restart_node",
-                                                              "upgrade_control_plane"}
+    assert abilities_of(LocalCluster("a", root=tmp_path)) == {"add_nodes", "ensure_addons", "load_image",
+                                                              "restart_node", "upgrade_control_plane"}
     assert abilities_of(ExistingCluster("e", tmp_path / "kc")) == frozenset()
     assert abilities_of(Upgrader()) == {"upgrade_control_plane"}
     assert isinstance(Upgrader(), UpgradesControlPlane) and not isinstance(Upgrader(), AddsNodes)

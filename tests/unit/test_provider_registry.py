@@ -138,6 +138,24 @@ def test_cli_commands_reach_a_third_party_provider_through_the_registry(paper: P
     assert again.returncode == 1 and again.stderr.strip() == "aiconform: no cluster named 'pp'; nothing to do"
 
 
+def test_suites_ask_the_registry_for_a_running_clusters_provider_and_its_abilities(paper: Path, tmp_path: Path) -> None:
+    from harness.errors import UnsupportedCapability
+    from harness.providers import cluster_of, ensure_addons
+
+    profile = parse_profile({"provider": "paper"}, name="p")
+    kubeconfig = provider_for(profile, "one", ProviderOptions(root=tmp_path / "state")).create(profile)
+    found = cluster_of(kubeconfig)  # from the owner record beside the kubeconfig: no provider named by the caller
+    assert type(found).__name__ == "PaperCluster" and found.name == "one"
+    with pytest.raises(UnsupportedCapability) as err:
+        ensure_addons(kubeconfig, "jobset", "jobset")
+    assert str(err.value) == "provider 'paper' does not support installing addons (jobset)"
+    foreign = tmp_path / "kubeconfig"
+    foreign.write_text("apiVersion: v1\n")
+    with pytest.raises(UnsupportedCapability, match=r"^provider 'existing' does not support installing addons "
+                                                    r"\(trainer\) into a cluster the harness did not make"):
+        ensure_addons(foreign, "trainer")
+
+
 def test_unknown_provider_is_one_line_listing_the_registered_ones(tmp_path: Path) -> None:
     profile = tmp_path / "foo.yaml"
     profile.write_text("provider: foo\n")
@@ -157,7 +175,7 @@ def test_unknown_provider_is_one_line_listing_the_registered_ones(tmp_path: Path
 def test_kind_opens_through_the_registry_without_the_upgrade_ability(tmp_path: Path) -> None:
     cluster = open_provider("kind", "k", ProviderOptions(root=tmp_path))
     assert type(cluster).__name__ == "KindCluster"
-    assert abilities_of(cluster) == {"load_image"}
+    assert abilities_of(cluster) == {"ensure_addons", "load_image"}
 
 
 def test_existing_needs_a_kubeconfig(tmp_path: Path) -> None:
@@ -204,7 +222,7 @@ def test_free_ports_are_below_the_ephemeral_range() -> None:
     listening ports come from below the kernel's ephemeral range."""
     from pathlib import Path
 
-    from harness.providers.common import free_port
+    from harness.hostproc import free_port
 
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     ports = {free_port() for _ in range(20)}

@@ -24,8 +24,9 @@ from fake_gpu_plugin.inventory import build_inventory
 from fake_gpu_plugin.labels import FAKE_LABEL, node_labels
 from fake_gpu_plugin.models import CATALOGUE, GpuModel
 from harness.config import RealNode, load_profile, parse_profile, profile_data, shipped_profiles
+from harness.nodes import simulated_node
 from harness.providers.kind import kind_spec
-from harness.providers.local import LocalCluster, realnode, simulated_node
+from harness.providers.local import LocalCluster, realnode
 
 
 def _gpu_part(labels: dict[str, str]) -> dict[str, str]:

@@ -1,28 +1,25 @@
 """The ``kind`` provider: a cluster of kind nodes (Docker containers of the offline node image), tier R.
 
-Bring-up is a list of named actions (the local provider's pipeline, harness/providers/local/actions.py): the
+Bring-up is a list of named actions run by the provider kit (harness/providers/kit.py, which local shares): the
 harness-managed dockerd, the node image (built or found in the engine), ``kind create cluster`` with the generated
 config (kind is driven through its CLI), pod networking (network.py), the fake GPU stack as a DaemonSet
-(gpustack.py: the plugin image built here, ``kind load``-ed into the GPU workers), and the profile's addons.  A
-failure or Ctrl-C undoes what ran.
+(gpustack.py: the plugin image built here, ``kind load``-ed into the GPU workers), and the profile's addons
+(through :class:`KindSite`: pods on the kind nodes; a kind cluster runs no host process).  A failure or Ctrl-C undoes
+what ran.
 
 Owns one run directory ``<state root>/<name>`` (owner record, state.json, kind config, kubeconfig); ``delete`` runs
 ``kind delete cluster`` and removes that directory, nothing else (the engine, the kind network and the node image
-stay).  Abilities: ``load_image`` (``kind load image-archive``).  No ``upgrade_control_plane``: a kind cluster's
-control plane is fixed by its node image; ``aiconform upgrade`` says so.
+stay).  Abilities: ``load_image`` (``kind load image-archive``), ``ensure_addons`` (pods on the kind nodes).  No
+``upgrade_control_plane``: a kind cluster's control plane is fixed by its node image; ``aiconform upgrade`` says so.
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +27,11 @@ import docker.errors
 import yaml
 
 from fake_gpu_plugin.config import InventoryConfig
+from harness import addons
 from harness.bins import BinaryResolver
-from harness.config import Profile
-from harness.errors import ClusterError, ClusterExists, ClusterNotFound, ConfigError, KubeError
+from harness.config import Pool, Profile
+from harness.contract import REAL_NODE_LABEL
+from harness.errors import ClusterError, ClusterNotFound, ConfigError, KubeError
 from harness.kube import KubeClient, KubeConfig, Obj
 from harness.providers.base import ClusterStatus, Progress, ProviderInfo, ProviderOptions, provider_info, stderr_progress
 from harness.providers.common import mark_owner, state_root, validate_cluster_name
@@ -41,19 +40,13 @@ from harness.providers.kind.engine import Engine, ensure_engine, kind_command
 from harness.providers.kind.kindconfig import control_plane_node_name, kind_config, worker_node_names
 from harness.providers.kind.nodeimage import build_node_image
 from harness.providers.kind.profile import kind_spec
-from harness.providers.local.actions import Action, run_actions
+from harness.providers.kit import Action, bring_up, cluster_lock, read_state, tear_down
 
 PROVIDER = "kind"
 NODES_READY_TIMEOUT = 180.0
 CREATE_TIMEOUT = 600.0
 NO_UPGRADE = ("a kind cluster has no control-plane upgrade path (its control plane is fixed by its node image); "
               "create a new cluster on the other version, or upgrade a 'local' cluster")
-
-
-def profile_fingerprint(profile: Profile) -> str:
-    data = asdict(profile)
-    data.pop("source", None)
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def gpu_specs(cluster: str, profile: Profile) -> dict[str, InventoryConfig]:
@@ -89,11 +82,7 @@ class KindCluster:
         return self.dir / "kubeconfig"
 
     def state(self) -> dict[str, Any] | None:
-        try:
-            data: dict[str, Any] = json.loads(self.state_file.read_text())
-            return data
-        except (OSError, ValueError):
-            return None
+        return read_state(self.dir)
 
     def resolver(self) -> BinaryResolver:
         if self._resolver is None:
@@ -161,40 +150,37 @@ class KindCluster:
             raise ClusterNotFound(f"no kind cluster named {self.name!r}")
         kind_command(self.kind_binary(), self.engine(), "load", "image-archive", str(archive), "--name", self.name)
 
+    def ensure_addons(self, names: Sequence[str]) -> list[str]:
+        """InstallsAddons: install the addons ``names`` this running cluster lacks, in order, as pods on its nodes
+        (the one installer, through :class:`KindSite`); returns the cluster facts they add.  An addon the profile
+        or an earlier call installed (``state.json``) is left alone."""
+        chosen = [addons.lookup(n) for n in names]  # unknown names: one line before anything happens
+        with cluster_lock(self.root, self.name, wait=300):  # parallel suites' fixtures: the second waits, then finds it
+            st = self.state()
+            if st is None or not self.is_up():
+                raise ClusterNotFound(f"no kind cluster named {self.name!r} is up")
+            have = list(st.get("addons", []))
+            added: list[str] = []
+            for addon in [a for a in chosen if a.name not in have]:  # recorded one by one, as local does
+                facts = addons.install([addon], KindSite(self))
+                have.append(addon.name)
+                added += [f for f in facts if f not in added]
+                st["addons"] = list(have)
+                st["facts"] = sorted({*st.get("facts", []), *facts})
+                self.state_file.write_text(json.dumps(st, indent=2))
+            return added
+
     # -- create / delete --
     def create(self, profile: Profile) -> Path:
         if profile.provider != PROVIDER or kind_spec(profile) is None:
             raise ConfigError(f"profile {profile.name!r} is for provider {profile.provider!r}, not kind")
-        from harness.addons import check_profile
-
-        check_profile(profile)
-        self.root.mkdir(parents=True, exist_ok=True)
-        with self._lock():
-            fp = profile_fingerprint(profile)
-            st = self.state()
-            if st is not None and self.is_up():
-                if st.get("fingerprint") == fp:
-                    self.progress(f"cluster {self.name!r} is already up with profile {st.get('profile')!r}")
-                    return self.kubeconfig()
-                raise ClusterExists(f"cluster {self.name!r} is already up with profile {st.get('profile')!r}; run "
-                                    f"`aiconform down --name {self.name}` first or pick another --name")
-            if self.dir.exists():
-                self.progress(f"removing leftovers of an earlier cluster {self.name!r}")
-                self._teardown()
-            t0 = time.monotonic()
-            run_actions(_Bringup(self, profile, fp).actions(), self.progress)
-            self.progress(f"cluster {self.name!r} is up ({time.monotonic() - t0:.1f}s)")
-            return self.kubeconfig()
+        addons.check_profile(profile, provider=PROVIDER, real_nodes=True, host_processes=False)
+        return bring_up(self, PROVIDER, profile, lambda fp: _Bringup(self, profile, fp).actions())
 
     def delete(self) -> bool:
-        with self._lock():
-            if not self.dir.exists():
-                return False
-            self._teardown()
-        (self.root / f".{self.name}.lock").unlink(missing_ok=True)
-        return True
+        return tear_down(self)
 
-    def _teardown(self) -> None:
+    def teardown(self) -> None:
         self.delete_kind_cluster()
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -231,19 +217,6 @@ class KindCluster:
             except docker.errors.DockerException as err:
                 self.progress(f"warning: logs of {node.name}: {err}")
         return out
-
-    @contextmanager
-    def _lock(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / f".{self.name}.lock", "w") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise ClusterError(f"another aiconform command is working on cluster {self.name!r}") from None
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 class _Bringup:
@@ -363,15 +336,8 @@ class _Bringup:
             wait([self._plugin_load])
 
     def install_addons(self) -> None:
-        from harness import addons
-        from harness.contract import REAL_NODE_LABEL
-
-        c = self.cluster
         chosen = [addons.lookup(n) for n in self.profile.addons]
-        with c.client() as client:
-            self.facts += addons.install(chosen, client=client, load_image=c.load_image, resolver=c.resolver(),
-                                         node_selector={REAL_NODE_LABEL: "true"}, progress=c.progress,
-                                         record_undo=lambda undo: None)  # host changes die with the nodes
+        self.facts += addons.install(chosen, KindSite(self.cluster, self.profile.pools))
 
     def write_state(self) -> None:
         c = self.cluster
@@ -384,8 +350,40 @@ class _Bringup:
                  "profile_source": self.profile.source, "fingerprint": self.fingerprint,
                  "kubernetes_version": self.kubernetes, "tier": "R", "node_image": self.node_image,
                  "nodes": self.nodes, "gpu_nodes": sorted(self.gpus), "facts": sorted(set(self.facts)),
+                 "addons": list(self.profile.addons),
                  "server": server, "created": time.time()}
         c.state_file.write_text(json.dumps(state, indent=2))
+
+
+class KindSite:
+    """A kind cluster as an addon site (harness/addons/site.py): real nodes only (AddonSite + RealNodes), their
+    images ``kind load``-ed; no host process (an addon that needs one is refused before bring-up) and no cluster CA
+    of the harness's (an addon that serves webhooks is refused by the installer)."""
+
+    provider = PROVIDER
+    node_selector = {REAL_NODE_LABEL: "true"}
+    host_metrics: dict[str, str] = {}
+
+    def __init__(self, cluster: KindCluster, pools: tuple[Pool, ...] = ()) -> None:
+        self._kind = cluster
+        self.cluster = cluster.name
+        self.pools = pools
+        self.progress = cluster.progress
+
+    def client(self) -> KubeClient:
+        return self._kind.client()
+
+    def resolver(self) -> BinaryResolver:
+        return self._kind.resolver()
+
+    def ca(self) -> None:
+        return None
+
+    def record_undo(self, commands: list[addons.UndoCommand]) -> None:
+        """Host changes of the addons' pods die with the node containers: nothing to keep."""
+
+    def load_image(self, archive: Path) -> None:
+        self._kind.load_image(archive)
 
 
 def _internal_ip(node: Obj) -> str:

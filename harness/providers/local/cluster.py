@@ -4,9 +4,10 @@ etcd, kube-apiserver, kube-controller-manager and kube-scheduler run as processe
 client-certificate auth (authorization Node,RBAC); KWOK plays the kubelets of the simulated nodes (tier S).  Every
 scheduling, admission and quota verdict comes from those real components.
 
-Creating a cluster is a list of named actions (:meth:`LocalCluster.create_actions`, run by actions.py), each with
-its own status line and undo.  Component argv come from components.py (pure); processes are started and watched by
-the supervisor (supervisor.py), which the real node (realnode.py) shares.
+Creating a cluster is a list of named actions (:meth:`LocalCluster.create_actions`, run by the provider kit's
+``bring_up``, harness/providers/kit.py, which kind shares), each with its own status line and undo.  Component
+argv come from components.py (pure); processes are started and watched by the supervisor (harness/hostproc.py),
+which the real node (realnode.py) and the addons' host processes share.
 
 Owns one run directory per cluster (``$AICONFORM_STATE_DIR/<name>`` or ``~/.local/state/aiconform/<name>``) with
 pidfiles, logs, PKI and kubeconfigs; ``delete`` stops every process recorded there and removes it.  Must not touch
@@ -16,28 +17,25 @@ anything outside its run directory (the real node, when enabled, owns its own ho
 from __future__ import annotations
 
 import dataclasses
-import fcntl
-import hashlib
 import json
 import os
 import shutil
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from harness import addons
 from harness.bins import CONTROL_PLANE, REAL_NODE, BinaryResolver, check_upgrade
 from harness.config import Pool, Profile, load_profile
 from harness.errors import (
     AiconformError,
     ClusterError,
-    ClusterExists,
     ClusterNotFound,
     ConfigError,
     KubeError,
@@ -46,22 +44,16 @@ from harness.errors import (
 )
 from harness.facts import control_plane_facts
 from harness.flags import component_settings
-from harness.kube import KubeClient, KubeConfig
+from harness.hostproc import Supervisor, check_port_free, free_port
+from harness.kube import KubeClient, KubeConfig, write_kubeconfig
+from harness.nodes import LABEL_CLUSTER, LABEL_POOL, register_nodes, simulated_node
 from harness.pki import Pki
 from harness.providers.base import ClusterStatus, Progress, ProviderInfo, ProviderOptions, provider_info, stderr_progress
-from harness.providers.common import (
-    check_port_free,
-    free_port,
-    mark_owner,
-    state_root,
-    validate_cluster_name,
-    write_kubeconfig,
-)
+from harness.providers.common import mark_owner, state_root, validate_cluster_name
+from harness.providers.kit import Action, bring_up, cluster_lock, profile_fingerprint, read_state, tear_down
 from harness.providers.local import components as comp
 from harness.providers.local import controlplane
-from harness.providers.local.actions import Action, run_actions
-from harness.providers.local.nodes import LABEL_CLUSTER, LABEL_POOL, register_nodes, simulated_node
-from harness.providers.local.supervisor import Supervisor
+from harness.providers.local.addonsite import LocalNodeSite, LocalSite, undo_recorded
 
 PROVIDER = "local"
 STOP_ORDER = ["coredns", "kube-proxy", "realnode-dra", "realnode-plugin", "kubelet", "containerd", "kwok",
@@ -71,8 +63,7 @@ FACTS_TIER_R = FACTS_TIER_S | {"device-plugin"}
 """What a local cluster offers the checks by itself.  Not ``networkpolicy``: the real node's bridge CNI does not
 enforce policies; an addon that does (kube-router) adds the fact when the profile installs it."""
 
-__all__ = ["STOP_ORDER", "LocalCluster", "free_port", "open_cluster", "profile_fingerprint", "state_root",
-           "write_kubeconfig"]
+__all__ = ["STOP_ORDER", "LocalCluster", "open_cluster"]
 
 
 UPGRADE_ORDER = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
@@ -97,12 +88,6 @@ def _https_healthz(argv: list[str]) -> bool:
             return bool(resp.status == 200)
     except (urllib.error.URLError, OSError):
         return False
-
-
-def profile_fingerprint(profile: Profile) -> str:
-    data = asdict(profile)
-    data.pop("source", None)
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 # -- the provider ---------------------------------------------------------------------------------------------------
@@ -148,11 +133,7 @@ class LocalCluster:
         return self.procs.logfile(component)
 
     def state(self) -> dict[str, Any] | None:
-        try:
-            data: dict[str, Any] = json.loads(self.state_file.read_text())
-            return data
-        except (OSError, ValueError):
-            return None
+        return read_state(self.dir)
 
     # -- status --
     def running_components(self) -> dict[str, int]:
@@ -277,7 +258,7 @@ class LocalCluster:
         whose new version does not become healthy is restarted on its old binary and the upgrade stops there
         (the message says which components run which version)."""
         resolver = self._resolver or BinaryResolver(progress=self.progress)
-        with self._lock():
+        with cluster_lock(self.root, self.name):
             st = self.state()
             if st is None or not self.is_up():
                 raise ClusterNotFound(f"no local cluster named {self.name!r} is up")
@@ -374,10 +355,9 @@ class LocalCluster:
         cluster, installing the missing ones in order through the one installer (pods on the real node at tier R,
         host processes at tier S); returns the cluster facts they add.  Idempotent: an addon already installed
         (by the profile or an earlier call) whose host process or workload still runs is left alone."""
-        from harness import addons
-
         chosen = [addons.lookup(n) for n in names]  # unknown names: one line before anything happens
-        with self._lock(wait=300):  # fixtures of parallel suites may ask at once: the second waits, then finds it
+        # fixtures of parallel suites may ask at once: the second waits, then finds it
+        with cluster_lock(self.root, self.name, wait=300):
             st = self.state()
             if st is None or not self.is_up():
                 raise ClusterNotFound(f"no local cluster named {self.name!r} is up")
@@ -402,11 +382,11 @@ class LocalCluster:
                 self.state_file.write_text(json.dumps(st, indent=2))
             return added
 
-    def _addon_running(self, addon: Any, real: bool) -> bool:
-        from harness.addons import host_process_name
-
+    def _addon_running(self, addon: addons.Addon, real: bool) -> bool:
         if not real:
-            return self.procs.alive(host_process_name(addon))
+            return self.procs.alive(addons.host_process_name(addon))
+        if addon.workload is None:  # image or manifests only: nothing runs to be found; loading and applying again is harmless
+            return False
         kind, namespace, name = addon.workload
         with self.client() as client:
             try:
@@ -415,80 +395,57 @@ class LocalCluster:
             except KubeError:
                 return False
 
-    def _install_addons(self, names: Sequence[str], *, real: bool, already: Sequence[str] = (),
-                        pools: tuple[Pool, ...] = ()) -> list[str]:
-        """Install ``names`` through harness.addons; host undo commands go to ``addons.json`` (run at teardown)."""
-        from harness import addons
+    def addon_site(self, *, real: bool, pools: Sequence[Pool] = (), recorded: Sequence[str] = (),
+                   resolver: BinaryResolver | None = None, record: bool = True) -> LocalSite:
+        """This cluster as an addon site (harness/addons/site.py): host processes under its supervisor, and at tier
+        R (``real``) its real node's containerd; ``recorded`` names the addons ``addons.json`` lists."""
+        resolver = resolver or self._resolver or BinaryResolver(progress=self.progress)
+        if not real:
+            return LocalSite(self, resolver=resolver, pools=pools, recorded=recorded, record=record)
         from harness.contract import REAL_NODE_LABEL
         from harness.providers.local.realnode import load_record
 
-        record_path = self.dir / "addons.json"
-        try:
-            earlier = json.loads(record_path.read_text()).get("undo", [])
-        except (OSError, ValueError):
-            earlier = []
+        port = (load_record(self) or {}).get("metrics_port")  # the fake GPU plugin's metrics
+        return LocalNodeSite(self, resolver=resolver, load_image=self.load_image, pools=pools, recorded=recorded,
+                             record=record, node_selector={REAL_NODE_LABEL: "true"},
+                             host_metrics={"fake-gpu-plugin": f"127.0.0.1:{port}"} if port else {})
 
-        def record(undo: list[tuple[str, ...]]) -> None:
-            record_path.write_text(json.dumps(
-                {"addons": [*already, *names], "undo": [*earlier, *[list(u) for u in undo]]}, indent=2))
-
-        resolver = self._resolver or BinaryResolver(progress=self.progress)
-        port = (load_record(self) or {}).get("metrics_port") if real else None  # the fake GPU plugin's metrics
-        with self.client() as client:
-            return addons.install([addons.lookup(n) for n in names], client=client,
-                                  load_image=self.load_image if real else None, resolver=resolver,
-                                  node_selector={REAL_NODE_LABEL: "true"}, progress=self.progress,
-                                  record_undo=record, pki=self.pki, workdir=self.dir / "addons", supervisor=self.procs,
-                                  cluster=self.name, pools=pools,
-                                  host_metrics={"fake-gpu-plugin": f"127.0.0.1:{port}"} if port else {})
+    def _install_addons(self, names: Sequence[str], *, real: bool, already: Sequence[str] = (),
+                        pools: Sequence[Pool] = ()) -> list[str]:
+        """Install ``names`` through harness.addons; host undo commands go to ``addons.json`` (run at teardown)."""
+        site = self.addon_site(real=real, pools=pools, recorded=[*already, *names])
+        return addons.install([addons.lookup(n) for n in names], site)
 
     # -- create -------------------------------------------------------------------------------------------------------
 
     def create(self, profile: Profile) -> Path:
-        """Bring the cluster up.  Same name and profile while up: a no-op.  Ctrl-C or a failure undoes what was
-        done (the caller sees the exception)."""
-        if profile.provider != PROVIDER:
-            raise ConfigError(f"profile {profile.name!r} is for provider {profile.provider!r}, not local")
-        self.root.mkdir(parents=True, exist_ok=True)
-        with self._lock():
-            fp = profile_fingerprint(profile)
-            st = self.state()
-            if st is not None and self.is_up():
-                if st.get("fingerprint") == fp:
-                    self.progress(f"cluster {self.name!r} is already up with profile {st.get('profile')!r}")
-                    self._profile = profile
-                    return self.kubeconfig()
-                raise ClusterExists(
-                    f"cluster {self.name!r} is already up with profile {st.get('profile')!r}; "
-                    f"run `aiconform down --name {self.name}` first or pick another --name"
-                )
-            if self.dir.exists():
-                self.progress(f"removing leftovers of an earlier cluster {self.name!r}")
-                self._teardown()
-            if profile.real_node.enabled and os.geteuid() != 0:
-                raise PrivilegeError(
-                    f"profile {profile.name!r} adds a real kubelet node (tier R), which needs root; "
-                    "run as root or use a tier S profile such as 'default'"
-                )
-            if profile.real_node.enabled:  # packages, address ranges, one real node per host: before anything starts
-                from harness.providers.local import netsvc, realnode
+        """Bring the cluster up (the kit's bring_up: lock, same profile while up a no-op, leftovers removed).
+        Ctrl-C or a failure undoes what was done (the caller sees the exception)."""
+        kubeconfig = bring_up(self, PROVIDER, profile, lambda fp: self._plan(profile, fp))
+        self._profile = profile
+        return kubeconfig
 
-                realnode.preflight(self)
-                netsvc.preflight(profile.control_plane, real_pod_cidr=realnode.POD_CIDR,
-                                 node_net=f"{realnode.NODE_IP}/{realnode.NODE_PREFIX}",
-                                 exclude_links=(realnode.VETH, realnode.VETH_PEER, realnode.BRIDGE))
-            if profile.addons:
-                from harness import addons
+    def _plan(self, profile: Profile, fingerprint: str) -> list[Action]:
+        """The checks that need no process (root, host packages, addresses, ports, flags against the binaries),
+        then the actions."""
+        if profile.real_node.enabled and os.geteuid() != 0:
+            raise PrivilegeError(
+                f"profile {profile.name!r} adds a real kubelet node (tier R), which needs root; "
+                "run as root or use a tier S profile such as 'default'"
+            )
+        if profile.real_node.enabled:  # packages, address ranges, one real node per host: before anything starts
+            from harness.providers.local import netsvc, realnode
 
-                addons.preflight([addons.lookup(n) for n in profile.addons])
-            if profile.control_plane.apiserver_port:
-                check_port_free(profile.control_plane.apiserver_port, "controlPlane.apiserverPort")
-            t0 = time.monotonic()
-            settings = self.checked_settings(profile)  # bad gates or flags: one line, before anything starts
-            run_actions(self.create_actions(profile, settings, fp), self.progress)
-            self._profile = profile
-            self.progress(f"cluster {self.name!r} is up ({time.monotonic() - t0:.1f}s)")
-            return self.kubeconfig()
+            realnode.preflight(self)
+            netsvc.preflight(profile.control_plane, real_pod_cidr=realnode.POD_CIDR,
+                             node_net=f"{realnode.NODE_IP}/{realnode.NODE_PREFIX}",
+                             exclude_links=(realnode.VETH, realnode.VETH_PEER, realnode.BRIDGE))
+        if profile.addons:
+            addons.preflight([addons.lookup(n) for n in profile.addons])
+        if profile.control_plane.apiserver_port:
+            check_port_free(profile.control_plane.apiserver_port, "controlPlane.apiserverPort")
+        settings = self.checked_settings(profile)  # bad gates or flags: one line, before anything starts
+        return self.create_actions(profile, settings, fingerprint)
 
     def settings_for(self, profile: Profile) -> comp.Settings:
         """Ports (free ones unless the profile fixes the apiserver's), paths and versions for a new cluster."""
@@ -507,9 +464,7 @@ class LocalCluster:
     def checked_settings(self, profile: Profile) -> comp.Settings:
         """settings_for, plus the profile's feature gates and component flags checked against the very binaries
         that will run (built now on first use): ConfigError naming the field and the component otherwise."""
-        from harness.addons import check_profile
-
-        check_profile(profile)
+        addons.check_profile(profile, provider=PROVIDER, real_nodes=profile.real_node.enabled, host_processes=True)
         s = self.settings_for(profile)
         resolver = self._resolver or BinaryResolver(progress=self.progress)
         names = list(CONTROL_PLANE) + (["kubelet"] if profile.real_node.enabled else [])
@@ -518,7 +473,7 @@ class LocalCluster:
         return dataclasses.replace(s, components=checked)
 
     def create_actions(self, profile: Profile, s: comp.Settings, fingerprint: str) -> list[Action]:
-        """The bring-up, as named actions in order (see actions.py for how they run and undo)."""
+        """The bring-up, as named actions in order (see harness/providers/kit.py for how they run and undo)."""
         up = _BringUp(self, profile, s, fingerprint)
         stop = up.stopper
         real = profile.real_node.enabled
@@ -586,14 +541,9 @@ class LocalCluster:
     # -- delete -------------------------------------------------------------------------------------------------------
 
     def delete(self) -> bool:
-        with self._lock():
-            if not self.dir.exists():
-                return False
-            self._teardown()
-        (self.root / f".{self.name}.lock").unlink(missing_ok=True)
-        return True
+        return tear_down(self)
 
-    def _teardown(self, keep_logs_to: Path | None = None) -> None:
+    def teardown(self, keep_logs_to: Path | None = None) -> None:
         """Stop everything the run directory records (the real node's host changes first), then remove it."""
         if (self.dir / "realnode.json").exists():
             from harness.providers.local.realnode import teardown_host
@@ -616,13 +566,7 @@ class LocalCluster:
 
     def _undo_addons(self) -> None:
         """Host changes the addons' pods made, undone after their containers are gone (nothing re-creates them)."""
-        try:
-            record = json.loads((self.dir / "addons.json").read_text())
-        except (OSError, ValueError):
-            return
-        from harness.addons import undo_host_changes
-
-        undo_host_changes(record.get("undo", []), self.progress)
+        addons.undo_host_changes(undo_recorded(self.dir), self.progress)
 
     def collect_logs(self, dest: Path) -> list[Path]:
         dest.mkdir(parents=True, exist_ok=True)
@@ -632,26 +576,6 @@ class LocalCluster:
             shutil.copyfile(log, target)
             out.append(target)
         return out
-
-    @contextmanager
-    def _lock(self, wait: float = 0) -> Iterator[None]:
-        """The cluster's lock; held by another command: ClusterError at once, or after ``wait`` seconds of
-        polling (flock has no timeout)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + wait
-        with open(self.root / f".{self.name}.lock", "w") as fh:
-            while True:
-                try:
-                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise ClusterError(f"another aiconform command is working on cluster {self.name!r}") from None
-                    time.sleep(0.2)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 class _BringUp:
@@ -690,7 +614,7 @@ class _BringUp:
 
     def remove_run_dir(self) -> None:
         """The last undo: stop whatever is still recorded, keep the logs beside the run dir, remove it."""
-        self.cluster._teardown(keep_logs_to=self.cluster.root / f"{self.cluster.name}.failed-logs")
+        self.cluster.teardown(keep_logs_to=self.cluster.root / f"{self.cluster.name}.failed-logs")
 
     def resolve_binaries(self) -> None:
         resolver = self.cluster._resolver or BinaryResolver(progress=self.cluster.progress)

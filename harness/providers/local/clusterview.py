@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness.hostproc import Supervisor
 from harness.kube import KubeClient
 from harness.pki import Pki
 from harness.providers.base import Progress
-from harness.providers.local.supervisor import Supervisor
 
 
 class ClusterView(Protocol):

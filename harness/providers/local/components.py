@@ -16,9 +16,9 @@ from typing import Any
 
 from harness.config import ControlPlane
 from harness.flags import ComponentSettings
+from harness.nodes import FAKE_NODE_IP, SIM_ANNOTATION
 from harness.pki import Pki
 from harness.providers.local import controlplane
-from harness.providers.local.nodes import FAKE_NODE_IP, SIM_ANNOTATION
 
 KWOK_STAGES = Path(__file__).resolve().parents[2] / "kwok" / "stages.yaml"
 APISERVER_SANS_DNS = ("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",

@@ -38,9 +38,9 @@ import yaml
 
 from harness import proc
 from harness.errors import ClusterError, CommandError, KubeError
+from harness.nodes import FAKE_NODE_IP
 from harness.providers.local import linuxhost as host
 from harness.providers.local.clusterview import ClusterView, NodeView
-from harness.providers.local.nodes import FAKE_NODE_IP
 
 if TYPE_CHECKING:
     from harness.config import ControlPlane
@@ -421,8 +421,7 @@ def _route_services(node: NodeView, spec: NetSpec) -> None:
 
 
 def _kubeconfig(node: NodeView, stem: str, user: str) -> Path:
-    from harness.kube import KubeConfig
-    from harness.providers.common import write_kubeconfig
+    from harness.kube import KubeConfig, write_kubeconfig
 
     cluster = node.cluster
     pair = cluster.pki.issue(f"{stem}-client", user, client=True)
@@ -433,7 +432,7 @@ def _kubeconfig(node: NodeView, stem: str, user: str) -> Path:
 
 
 def _start_kube_proxy(node: NodeView, spec: NetSpec) -> None:
-    from harness.providers.common import free_port
+    from harness.hostproc import free_port
 
     rec, net = node.record, node.record["netsvc"]
     workdir = node.dir / "netsvc"
@@ -482,7 +481,7 @@ def upgrade_kube_proxy(node: NodeView, binary: Path) -> None:
 
 
 def _start_coredns(node: NodeView, spec: NetSpec) -> None:
-    from harness.providers.common import free_port
+    from harness.hostproc import free_port
 
     rec, net = node.record, node.record["netsvc"]
     ready = free_port()

@@ -13,7 +13,7 @@ Owns the host state one real node needs and giving all of it back:
 Two actions of the cluster's bring-up: ``host-network`` (:meth:`RealNodeHost.prepare`: checks, the host claim, the
 record, the veth carrying the node's address and the CNI config) runs before etcd and the apiserver, so the control
 plane may bind to the node's address; ``real-node`` (:meth:`RealNodeHost.start`: images, containerd, kubelet,
-plugin) runs after KWOK.  Processes are started and watched by the cluster's Supervisor (supervisor.py).
+plugin) runs after KWOK.  Processes are started and watched by the cluster's Supervisor (harness/hostproc.py).
 
 Everything changed on the host is written to ``<run dir>/realnode.json`` *before* it is changed, so that
 ``teardown_host`` can undo a half-finished start as well as a full one.  Must not touch anything it did not record
@@ -50,11 +50,12 @@ from harness.errors import (
     WaitFailed,
     WaitTimeout,
 )
+from harness.hostproc import free_port
 from harness.kube import KubeClient, KubeConfig
-from harness.providers.common import free_port
 from harness.providers.local import controlplane, netsvc
 from harness.providers.local import linuxhost as host
 from harness.providers.local.clusterview import ClusterView
+from harness.workloads import REAL_NODE_IP, REAL_NODE_PREFIX, REAL_POD_CIDR
 
 Progress = Callable[[str], None]
 
@@ -68,9 +69,9 @@ HOST_CLAIM = Path("/run/aiconform-realnode.json")
 CNI_BIN_DIR = Path("/usr/lib/cni")
 CNI_PLUGINS = ("bridge", "host-local", "loopback", "portmap")
 VETH, VETH_PEER = "aicf-node0", "aicf-node1"
-NODE_IP, NODE_PREFIX = "172.31.255.1", 30
+NODE_IP, NODE_PREFIX = REAL_NODE_IP, REAL_NODE_PREFIX  # the address plan is harness.workloads' (load targets read it)
 BRIDGE = "aicf-cni0"
-POD_CIDR = "10.244.0.0/24"
+POD_CIDR = REAL_POD_CIDR
 CNI_NETWORK = "aiconform"
 NODE_STATUS_UPDATE_FREQUENCY = "4s"
 SYSCTLS = ("vm.overcommit_memory", "vm.panic_on_oom", "kernel.panic", "kernel.panic_on_oops",
@@ -470,7 +471,7 @@ class RealNodeHost:
         return True
 
     def _start_kubelet(self) -> None:
-        from harness.providers.common import write_kubeconfig
+        from harness.kube import write_kubeconfig
 
         name = self.spec.name
         pki = self.cluster.pki
@@ -596,7 +597,7 @@ class RealNodeHost:
                       + (f" with {', '.join(f'{k}={v}' for k, v in want.items())}" if want else ""))
 
         def done(node: dict[str, Any]) -> bool:
-            from harness.providers.local.nodes import node_ready
+            from harness.nodes import node_ready
 
             alloc = node.get("status", {}).get("allocatable", {})
             return node_ready(node) and all(alloc.get(k) == v for k, v in want.items())
@@ -631,7 +632,7 @@ class RealNodeHost:
         self.restart_kubelet()
 
         def upgraded(node: dict[str, Any]) -> bool:
-            from harness.providers.local.nodes import node_ready
+            from harness.nodes import node_ready
 
             return node_ready(node) and node.get("status", {}).get("nodeInfo", {}).get("kubeletVersion") == f"v{version}"
 

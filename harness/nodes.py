@@ -1,6 +1,8 @@
 """Simulated (tier S) Node objects: what KWOK plays, with the GPU resources and labels the fake plugin would give.
 
-Owns the Node manifests of simulated pools and their bulk registration; starts no process.  A simulated node's GPU
+Owns the Node manifests of simulated pools and their bulk registration; starts no process.  Neutral ground: the
+local provider registers its pools with it, the governance sandbox and scenarios add private pools, and the Karpenter
+addon gives the nodes it adds the same labels and resources, so none of them imports another for it.  A simulated node's GPU
 labels and extended resources come from fake_gpu_plugin (``labels.node_labels``, ``inventory.resource_counts``),
 the same functions that label the real node and count what its plugin serves; nothing GPU-specific is decided here.
 """

@@ -1,19 +1,26 @@
-"""The process supervisor of a local cluster: daemons with a pidfile and a log each under one run directory.
+"""Host processes of a cluster this machine runs, and the loopback ports they listen on.
 
-Owns starting a daemon (through harness.proc), waiting for its readiness probe with a deadline that fails fast
-when the process dies, the interesting line of its log, stopping it, and listing what runs.  The control plane
-(cluster.py) and the real node (realnode.py) both start their processes through it.  Knows nothing about
-Kubernetes: a probe is any ``() -> bool``.
+:class:`Supervisor`: daemons with a pidfile and a log each under one run directory.  Owns starting a daemon (through
+harness.proc), waiting for its readiness probe with a deadline that fails fast when the process dies, the
+interesting line of its log, stopping it, and listing what runs.  :func:`free_port` and :func:`check_port_free`:
+where a listening component may bind on 127.0.0.1.
+
+Neutral ground: the local provider's control plane and real node, and the addon installer's host processes (tier
+S), all start theirs through it, so neither package imports the other for it.  Knows nothing about Kubernetes: a
+probe is any ``() -> bool``.
 """
 
 from __future__ import annotations
 
+import errno
+import random
+import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from harness import proc
-from harness.errors import ClusterError, CommandError
+from harness.errors import ClusterError, CommandError, PortInUse
 
 LOG_KEYWORDS = ("error", "fatal", "panic", "in use")
 
@@ -94,3 +101,49 @@ class Supervisor:
         """Every daemon with a pidfile, alive or not."""
         piddir = self.dir / "pids"
         return sorted(p.stem for p in piddir.glob("*.pid")) if piddir.is_dir() else []
+
+
+# -- ports on 127.0.0.1 ------------------------------------------------------------------------------------------------
+
+
+LISTEN_PORTS = (20000, 32000)
+"""Where listening ports of components are chosen: below the kernel's ephemeral range (Linux default 32768-60999),
+so a component restarted on its port (an upgrade, a kubelet restart) never finds it taken by the source port of some
+outgoing connection made meanwhile, which a port picked by ``bind(0)`` (from the ephemeral range) can be."""
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 now, outside the ephemeral range when the kernel's range allows it."""
+    low, high = LISTEN_PORTS
+    ephemeral_low = _ephemeral_low()
+    if ephemeral_low is not None and ephemeral_low <= high:
+        high = ephemeral_low - 1
+    rng = random.SystemRandom()
+    for _ in range(64 if high - low > 1000 else 0):
+        port = rng.randint(low, high)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # a narrow range: let the kernel choose
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _ephemeral_low() -> int | None:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def check_port_free(port: int, what: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                raise PortInUse(f"port {port} ({what}) is already in use by another process") from None
+            raise
