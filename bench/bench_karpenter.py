@@ -24,6 +24,9 @@ from harness.config import Autoscale, load_profile
 from harness.providers.local.cluster import LocalCluster
 from harness.workloads import gpu_pod, wait_bound
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench._common when run as a script
+from bench._common import run_bench  # noqa: E402
+
 PRODUCT = "nvidia.com/gpu.product"
 
 
@@ -47,10 +50,10 @@ def main() -> int:
     reps = []
     with tempfile.TemporaryDirectory(prefix="aiconform-bench-karpenter-") as tmp:
         cluster = LocalCluster(f"bench-karp-{secrets.token_hex(2)}", root=Path(tmp))
-        t_up = time.monotonic()
-        cluster.create(profile)
-        up_s = time.monotonic() - t_up
         try:
+            t_up = time.monotonic()
+            cluster.create(profile)
+            up_s = time.monotonic() - t_up
             kube = cluster.client()
             ns = "bench"
             kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
@@ -88,4 +91,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_bench(main))

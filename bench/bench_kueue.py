@@ -28,6 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._common import run_bench  # noqa: E402
 from harness.bins import BinaryResolver  # noqa: E402
 from harness.config import parse_profile  # noqa: E402
 from harness.governance import kueue as kq  # noqa: E402
@@ -107,10 +108,10 @@ def main() -> int:
     out: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()}}
     with tempfile.TemporaryDirectory(prefix="bench-kueue-") as root:
         cluster = LocalCluster(f"bench-kueue-{os.getpid()}", root=Path(root))
-        t0 = time.monotonic()
-        cluster.create(parse_profile(profile(args.workloads), name="bench-kueue"))
-        out["up_with_kueue_s"] = round(time.monotonic() - t0, 1)
         try:
+            t0 = time.monotonic()
+            cluster.create(parse_profile(profile(args.workloads), name="bench-kueue"))
+            out["up_with_kueue_s"] = round(time.monotonic() - t0, 1)
             out["admission"] = admission_throughput(cluster.client(), args.workloads)
         finally:
             cluster.delete()
@@ -123,4 +124,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_bench(main))
