@@ -22,7 +22,7 @@ import tomllib
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -224,7 +224,10 @@ class BinaryResolver:
     def _fetch(self, comp: Component, names: list[str]) -> dict[str, Resolved]:
         errors: list[str] = []
         out: dict[str, Resolved] = {}
-        with _locked(self.cache_dir / "locks" / f"{comp.group}-v{comp.version}.lock"):
+        can_fetch = bool(self.go) or (self.download_mode == "auto" and bool(comp.release_url))
+        # A resolver that can neither build nor download only looks: it must not wait (minutes, cold) for the lock of
+        # another process's build of this group, only to find the binaries still missing.
+        with _locked(self.cache_dir / "locks" / f"{comp.group}-v{comp.version}.lock") if can_fetch else nullcontext():
             todo = []
             for name in names:  # another process may have fetched it while we waited for the lock
                 found = self._find_local(comp, name)

@@ -370,3 +370,25 @@ def test_go_names_binaries_after_the_package_so_clashing_names_build_apart() -> 
     comp = replace(base, group="tool", binaries=("a", "b", "c"),
                    packages={"a": "example.com/x/cmd/tool", "b": "example.com/y/tool/v2", "c": "example.com/cmd/other"})
     assert build_batches(comp, ["a", "b", "c"]) == [["a", "c"], ["b"]]
+
+
+def test_a_resolver_that_cannot_build_does_not_wait_for_another_build_of_the_group(tmp_path: Path) -> None:
+    """A lookup-only resolver (no Go, no downloads; e.g. a unit test asking for kube-proxy) answers at once while
+    another process holds the group's lock for a build of many minutes."""
+    import fcntl
+
+    v = load_versions()
+    r = _resolver(tmp_path, v, download="never")
+    lock = tmp_path / "cache" / "locks" / f"kubernetes-v{v.kubernetes_default}.lock"
+    lock.parent.mkdir(parents=True)
+    errors: list[BaseException] = []
+    with open(lock, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # the other process's build
+        t = threading.Thread(target=lambda: errors.append(pytest.raises(BinaryError, r.resolve, "kube-proxy").value))
+        t.start()
+        t.join(10)
+        alive = t.is_alive()
+        fcntl.flock(held, fcntl.LOCK_UN)
+    t.join(10)
+    assert not alive, "the lookup waited for the other build's lock"
+    assert "downloads are off" in str(errors[0])
