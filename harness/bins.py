@@ -207,6 +207,9 @@ class BinaryResolver:
         return {n: out[n] for n in wanted}
 
     def cached_path(self, comp: Component, name: str) -> Path:
+        """Keyed by group and version only.  Build flags that do not change what a binary does (``-trimpath``,
+        ``-s -w``, one ``go build`` or several) never invalidate a cached binary; the version stamps follow from the
+        version, and a binary built from a source of this repository carries its source digest beside it."""
         return self.cache_dir / "bin" / f"{comp.group}-v{comp.version}" / name
 
     # -- lookup ---------------------------------------------------------------------------------------------------
