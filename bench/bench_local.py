@@ -53,6 +53,8 @@ def watch_counts(kubeconfig: str, path: str, targets: dict[str, Any], n: int, ti
     out: dict[str, float] = {}
     try:
         _watch(client, path, targets, n, timeout, started, t0_box, out, **kw)
+    except KeyboardInterrupt:  # `timeout` and Ctrl-C signal the whole process group: the main process tears down
+        pass
     finally:
         results.put(out)
 
