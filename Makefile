@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 export AICONFORM_DOWNLOAD ?= never
 PROFILE ?= default
 
-.PHONY: venv bins test test-unit test-integration test-cluster bench lint docs clean
+.PHONY: venv bins bins-all test test-unit test-integration test-cluster bench lint docs clean
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -19,13 +19,20 @@ $(BIN)/.installed: pyproject.toml Makefile
 venv: $(BIN)/.installed
 
 ## Resolve (build on first use) the pinned upstream binaries: etcd, kube-*, kubelet, kube-proxy, CoreDNS, kwok,
-## for the default Kubernetes version and the previous minor (the upgrade tests start from it).
+## containerd, for the default Kubernetes version.  The previous minor is built when something first needs it (the
+## upgrade tests, `--kubernetes previous`), or up front with `aiconform bins --previous`.
 bins: venv
-	$(BIN)/aiconform bins --previous
+	$(BIN)/aiconform bins
 
-## The project's own tests: unit (no cluster) and integration (real local clusters).
+## Every pinned binary, the addons' too (Kueue, Traefik, Karpenter, ...): a failing build shows before the tests.
+bins-all: venv
+	$(BIN)/aiconform bins --all
+
+## The project's own tests: unit (no cluster), then integration (real local clusters) even when a unit test
+## failed (the exit status is then the unit tests').  .ci/run runs the same two steps around a background build.
 test: venv bins
-	$(BIN)/pytest tests
+	@unit=0; $(BIN)/pytest tests/unit || unit=$$?; \
+	$(BIN)/pytest tests/integration && exit $$unit
 
 test-unit: venv
 	$(BIN)/pytest tests/unit

@@ -35,6 +35,9 @@ from fake_gpu_plugin.inventory import build_inventory
 from fake_gpu_plugin.names import GPU_RESOURCE
 from fake_gpu_plugin.plugin import FakeGpuPlugin, PluginSettings
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench._common when run as a script
+from bench._common import run_bench  # noqa: E402
+
 
 def percentile(sorted_ms: Sequence[float], q: float) -> float:
     index = min(len(sorted_ms) - 1, max(0, round(q / 100 * len(sorted_ms)) - 1))
@@ -106,4 +109,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_bench(main))

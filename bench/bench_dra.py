@@ -35,6 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._common import run_bench  # noqa: E402
 from harness.config import load_profile, parse_profile  # noqa: E402
 from harness.dra import allocation, claim_pod, claim_template, device_request  # noqa: E402
 from harness.kube import KubeClient, is_bound, is_running  # noqa: E402
@@ -68,10 +69,10 @@ def namespace(client: KubeClient) -> str:
 
 def bench_prepare(root: Path, pods: int) -> dict[str, Any]:
     cluster = LocalCluster(f"bd-{secrets.token_hex(2)}", root=root)
-    t0 = time.monotonic()
-    cluster.create(parse_profile(PREPARE_PROFILE))
-    up_s = time.monotonic() - t0
     try:
+        t0 = time.monotonic()
+        cluster.create(parse_profile(PREPARE_PROFILE))
+        up_s = time.monotonic() - t0
         rec = realnode.load_record(cluster)
         assert rec is not None
         calls = Path(rec["dra"]["state_dir"]) / "dra" / "calls.jsonl"
@@ -112,10 +113,10 @@ def bench_scale(root: Path, nodes: int, pods: int) -> dict[str, Any]:
                "pools": [{"name": "dra", "nodes": nodes, "gpu": {"model": "A100-SXM4-80GB", "count": 8}, "dra": True}]}
         profile = parse_profile(raw)
     cluster = LocalCluster(f"bs-{secrets.token_hex(2)}", root=root)
-    t0 = time.monotonic()
-    cluster.create(profile)
-    up_s = time.monotonic() - t0
     try:
+        t0 = time.monotonic()
+        cluster.create(profile)
+        up_s = time.monotonic() - t0
         client = cluster.client()
         ns = namespace(client)
         client.create(claim_template("one", device_request()), namespace=ns)
@@ -199,4 +200,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_bench(main))

@@ -26,6 +26,9 @@ from harness.providers import open_provider
 from harness.providers.base import ProviderOptions
 from harness.workloads import gpu_pod, wait_bound
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench._common when run as a script
+from bench._common import run_bench  # noqa: E402
+
 PRODUCT = "nvidia.com/gpu.product"
 
 
@@ -49,10 +52,10 @@ def main() -> int:
     reps = []
     with tempfile.TemporaryDirectory(prefix="aiconform-bench-karpenter-") as tmp:
         cluster = open_provider("local", f"bench-karp-{secrets.token_hex(2)}", ProviderOptions(root=Path(tmp)))
-        t_up = time.monotonic()
-        cluster.create(profile)
-        up_s = time.monotonic() - t_up
         try:
+            t_up = time.monotonic()
+            cluster.create(profile)
+            up_s = time.monotonic() - t_up
             kube = KubeClient.from_kubeconfig(cluster.kubeconfig())
             ns = "bench"
             kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
@@ -90,4 +93,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_bench(main))

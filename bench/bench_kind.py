@@ -26,6 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench._common when run as a script
+from bench._common import child, run_bench, run_child  # noqa: E402
+
 PROFILE = "kind-gpu"
 ACTION = re.compile(r"^\[(\d+)/(\d+)\] ([\w-]+):")
 
@@ -35,7 +38,8 @@ def timed(argv: list[str], env: dict[str, str] | None = None, timeout: float = 1
     t0 = time.monotonic()
     marks: list[tuple[str, float]] = []
     lines: list[str] = []
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as p:
+    # stopped (or past the timeout), the bench hands the command one SIGTERM and waits for its teardown
+    with child(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env) as p:
         assert p.stderr is not None
         for line in p.stderr:
             lines.append(line)
@@ -43,7 +47,7 @@ def timed(argv: list[str], env: dict[str, str] | None = None, timeout: float = 1
             if m:
                 marks.append((m.group(3), time.monotonic() - t0))
             if time.monotonic() - t0 > timeout:
-                p.kill()
+                p.terminate()
         p.wait()
     wall = time.monotonic() - t0
     steps = {name: round((marks[i + 1][1] if i + 1 < len(marks) else wall) - start, 2)
@@ -56,7 +60,7 @@ def aiconform(*args: str) -> list[str]:
 
 
 def down(name: str) -> None:
-    subprocess.run(aiconform("down", "--name", name, "--ignore-missing"), capture_output=True, timeout=600)
+    run_child(aiconform("down", "--name", name, "--ignore-missing"), timeout=600)
 
 
 def cold_node_image() -> dict[str, object]:
@@ -130,4 +134,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_bench(main))

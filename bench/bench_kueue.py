@@ -28,6 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._common import run_bench  # noqa: E402
 from harness.bins import BinaryResolver  # noqa: E402
 from harness.config import parse_profile  # noqa: E402
 from harness.contract import GPU_RESOURCE, POOL_LABEL  # noqa: E402
@@ -109,10 +110,10 @@ def main() -> int:
     out: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()}}
     with tempfile.TemporaryDirectory(prefix="bench-kueue-") as root:
         cluster = open_provider("local", f"bench-kueue-{os.getpid()}", ProviderOptions(root=Path(root)))
-        t0 = time.monotonic()
-        cluster.create(parse_profile(profile(args.workloads), name="bench-kueue"))
-        out["up_with_kueue_s"] = round(time.monotonic() - t0, 1)
         try:
+            t0 = time.monotonic()
+            cluster.create(parse_profile(profile(args.workloads), name="bench-kueue"))
+            out["up_with_kueue_s"] = round(time.monotonic() - t0, 1)
             out["admission"] = admission_throughput(KubeClient.from_kubeconfig(cluster.kubeconfig()), args.workloads)
         finally:
             cluster.delete()
@@ -125,4 +126,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_bench(main))

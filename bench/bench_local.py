@@ -28,6 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._common import run_bench  # noqa: E402
 from harness.config import parse_profile  # noqa: E402
 from harness.contract import SIMULATED_LABEL  # noqa: E402
 from harness.kube import KubeClient  # noqa: E402
@@ -54,6 +55,8 @@ def watch_counts(kubeconfig: str, path: str, targets: dict[str, Any], n: int, ti
     out: dict[str, float] = {}
     try:
         _watch(client, path, targets, n, timeout, started, t0_box, out, **kw)
+    except KeyboardInterrupt:  # `timeout` and Ctrl-C signal the whole process group: the main process tears down
+        pass
     finally:
         results.put(out)
 
@@ -85,7 +88,7 @@ def _watcher(kubeconfig: str, path: str, targets: dict[str, Any], n: int, timeou
     ctx = mp.get_context("fork")
     started, t0, results = ctx.Event(), ctx.Value("d", 0.0), ctx.Queue()
     proc_ = ctx.Process(target=watch_counts, args=(kubeconfig, path, targets, n, timeout, started, t0, results),
-                        kwargs=kw)
+                        kwargs=kw, daemon=True)  # never outlives the bench, even an interrupted one
     proc_.start()
     if not started.wait(30):
         raise RuntimeError("the watcher did not start")
@@ -133,11 +136,11 @@ def timed_pods(client: KubeClient, kubeconfig: str, count: int, timeout: float =
 def one_rep(rep: int, root: Path, with_5k_nodes: bool) -> dict[str, Any]:
     res: dict[str, Any] = {}
     cluster = LocalCluster(f"bench-{rep}", root=root, progress=lambda m: None)
-    t0 = time.monotonic()
-    cluster.create(parse_profile(PROFILE, name="bench"))
-    res["up_s"] = time.monotonic() - t0
-    client = KubeClient.from_kubeconfig(cluster.kubeconfig())
     try:
+        t0 = time.monotonic()
+        cluster.create(parse_profile(PROFILE, name="bench"))
+        res["up_s"] = time.monotonic() - t0
+        client = KubeClient.from_kubeconfig(cluster.kubeconfig())
         kc = str(cluster.kubeconfig())
         n = timed_nodes(client, kc, 1000, 8, cluster.name)
         res["nodes_1000_ready_s"] = n.get("ready")
@@ -154,8 +157,8 @@ def one_rep(rep: int, root: Path, with_5k_nodes: bool) -> dict[str, Any]:
         cluster.delete()
     if with_5k_nodes:
         cluster = LocalCluster(f"bench5k-{rep}", root=root, progress=lambda m: None)
-        cluster.create(parse_profile(PROFILE, name="bench"))
         try:
+            cluster.create(parse_profile(PROFILE, name="bench"))
             n = timed_nodes(KubeClient.from_kubeconfig(cluster.kubeconfig()), str(cluster.kubeconfig()), 5000, 8,
                             cluster.name, timeout=600)
             res["nodes_5000_ready_s"] = n.get("ready")
@@ -186,11 +189,14 @@ def main() -> int:
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="aiconform-bench-"))
     reps = []
-    for i in range(args.reps):
-        r = one_rep(i, root, not args.skip_5k_nodes)
-        reps.append(r)
-        print(f"rep {i + 1}/{args.reps}: " + ", ".join(
-            f"{k}={v:.2f}" for k, v in r.items() if isinstance(v, float)), flush=True)
+    try:
+        for i in range(args.reps):
+            r = one_rep(i, root, not args.skip_5k_nodes)
+            reps.append(r)
+            print(f"rep {i + 1}/{args.reps}: " + ", ".join(
+                f"{k}={v:.2f}" for k, v in r.items() if isinstance(v, float)), flush=True)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     summary = summarize(reps)
     print("\nfigure                      min      median   max")
     for k, v in summary.items():
@@ -203,9 +209,8 @@ def main() -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(doc, indent=2))
     print(f"wrote {args.out}")
-    shutil.rmtree(root, ignore_errors=True)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_bench(main))

@@ -30,6 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._common import run_bench  # noqa: E402
 from harness.config import parse_profile  # noqa: E402
 from harness.contract import GPU_RESOURCE  # noqa: E402
 from harness.kube import KubeClient  # noqa: E402
@@ -77,13 +78,13 @@ def main() -> int:
     period = float(realnode.NODE_STATUS_UPDATE_FREQUENCY.rstrip("s"))
     root = Path(tempfile.mkdtemp(prefix="aicf-rnb-"))
     cluster = LocalCluster(f"rnb-{secrets.token_hex(2)}", root=root, progress=lambda m: None)
-    t0 = time.monotonic()
-    cluster.create(parse_profile(PROFILE, name="bench-realnode"))
-    up_s = time.monotonic() - t0
-    print(f"up (real node Ready with nvidia.com/gpu=4): {up_s:.1f}s", flush=True)
-    drops: list[float] = []
-    restores: list[float] = []
     try:
+        t0 = time.monotonic()
+        cluster.create(parse_profile(PROFILE, name="bench-realnode"))
+        up_s = time.monotonic() - t0
+        print(f"up (real node Ready with nvidia.com/gpu=4): {up_s:.1f}s", flush=True)
+        drops: list[float] = []
+        restores: list[float] = []
         rec = realnode.load_record(cluster)
         assert rec is not None
         client = cluster.client()
@@ -127,4 +128,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_bench(main))

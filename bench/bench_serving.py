@@ -36,6 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._common import run_bench  # noqa: E402
 from harness import images  # noqa: E402
 from harness.addons import prometheus, prometheus_adapter  # noqa: E402
 from harness.bins import BinaryResolver  # noqa: E402
@@ -150,11 +151,11 @@ def run(work: Path) -> int:
     # The cluster first (the one real node per host is often taken), then both measurements while it runs: the bare
     # server and the pod see the same machine.
     cluster = open_provider("local", f"srvb-{secrets.token_hex(2)}", ProviderOptions(root=work / "state", progress=lambda m: None))
-    t0 = time.monotonic()
-    cluster.create(load_profile("local-serving"))
-    result["up_s"] = round(time.monotonic() - t0, 1)
-    print(f"local-serving up in {result['up_s']}s", flush=True)
     try:
+        t0 = time.monotonic()
+        cluster.create(load_profile("local-serving"))
+        result["up_s"] = round(time.monotonic() - t0, 1)
+        print(f"local-serving up in {result['up_s']}s", flush=True)
         b = bare(args.users, args.seconds, work)
         result["bare"] = figures(b)
         print(f"bare loopback: {result['bare']}", flush=True)
@@ -193,4 +194,4 @@ def run(work: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_bench(main))

@@ -18,6 +18,9 @@ from pathlib import Path
 from harness.simulate import SimulateSettings, simulate
 from harness.simulate.replay import ReplaySettings
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench._common when run as a script
+from bench._common import run_bench  # noqa: E402
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
@@ -54,4 +57,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_bench(main))

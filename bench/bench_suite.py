@@ -12,20 +12,22 @@ import argparse
 import json
 import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench._common when run as a script
+from bench._common import run_bench, run_child  # noqa: E402
+
 
 def one_run(profile: str, examples: int, report_dir: Path, name: str, parallel: int | None) -> dict[str, object]:
     t0 = time.monotonic()
-    res = subprocess.run(
+    res = run_child(  # stopped, the bench hands `aiconform run` one SIGTERM and waits for its teardown
         [sys.executable, "-m", "harness.cli", "run", "--profile", profile, "--name", name,
          "--report-dir", str(report_dir), "--examples", str(examples),
          *(["--parallel", str(parallel)] if parallel is not None else [])],
-        capture_output=True, text=True, timeout=1800,
+        timeout=1800,
     )
     wall = time.monotonic() - t0
     results = json.loads((report_dir / "results.json").read_text())
@@ -78,4 +80,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_bench(main))

@@ -31,6 +31,9 @@ from typing import Any
 
 from reference_workloads.training import logs
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench._common when run as a script
+from bench._common import run_bench  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -150,4 +153,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_bench(main))

@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import secrets
-import subprocess
 import sys
 import tempfile
 import threading
@@ -29,6 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._common import run_bench, run_child  # noqa: E402
 from harness.bins import load_versions  # noqa: E402
 from harness.config import parse_profile  # noqa: E402
 from harness.contract import GPU_RESOURCE, REAL_NODE_LABEL  # noqa: E402
@@ -100,8 +100,8 @@ def disruption(real: bool, previous: str, current: str) -> dict[str, Any]:
         profile["pools"] = [{"name": "a100", "nodes": 2, "gpu": {"model": "A100-SXM4-80GB", "count": 8}}]
     root = Path(tempfile.mkdtemp(prefix="bup-", dir="/tmp"))
     cluster = open_provider("local", f"bup-{secrets.token_hex(2)}", ProviderOptions(root=root))
-    cluster.create(parse_profile(profile, name="bench-upgrade"))
     try:
+        cluster.create(parse_profile(profile, name="bench-upgrade"))
         client = KubeClient.from_kubeconfig(cluster.kubeconfig())
         client.wait_for("ServiceAccount", namespace="default", name="default", condition=bool, timeout=60)
         client.create(deployment(real), namespace="default")
@@ -135,9 +135,9 @@ def lane() -> dict[str, Any]:
     report = Path(tempfile.mkdtemp(prefix="bup-lane-"))
     cli = str(Path(sys.executable).parent / "aiconform")
     t0 = time.monotonic()
-    res = subprocess.run([cli, "run", "--profile", "default", "--name", f"bupl-{secrets.token_hex(2)}",
-                          "--kubernetes", "previous", "--upgrade-to", "default", "--report-dir", str(report)],
-                         capture_output=True, text=True, timeout=1800)
+    res = run_child([cli, "run", "--profile", "default", "--name", f"bupl-{secrets.token_hex(2)}",
+                     "--kubernetes", "previous", "--upgrade-to", "default", "--report-dir", str(report)],
+                    timeout=1800)
     wall = time.monotonic() - t0
     diff = (report / "diff.txt").read_text() if (report / "diff.txt").exists() else ""
     return {"lane_wall_s": round(wall, 1), "exit_code": res.returncode, "target_s": 600,
@@ -172,4 +172,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_bench(main))

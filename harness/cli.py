@@ -99,16 +99,24 @@ def cmd_kubeconfig(args: argparse.Namespace) -> int:
 
 
 def cmd_bins(args: argparse.Namespace) -> int:
-    from harness.bins import CONTROL_PLANE, REAL_NODE, BinaryResolver
+    import re
+
+    from harness.bins import CONTROL_PLANE, REAL_NODE, BinaryResolver, pinned_kubernetes
+    from harness.errors import ConfigError
 
     resolver = BinaryResolver(download="never" if args.no_download else None)
     names = resolver.versions.all_binaries() if args.all else CONTROL_PLANE + REAL_NODE
-    versions = [args.kubernetes]
+    first = pinned_kubernetes(args.kubernetes, resolver.versions) if args.kubernetes else None
+    if first is not None and not re.fullmatch(r"1\.\d+\.\d+", first):
+        raise ConfigError(f"--kubernetes: must look like 1.X.Y (or default, previous), got {args.kubernetes!r}")
+    versions = [first]
     if args.previous:  # the previous pinned minor as well: what `upgrade_control_plane` upgrades from
         versions.append(resolver.versions.kubernetes_previous)
-    for version in versions:
-        for name, res in resolver.resolve_many(names, kubernetes=version).items():
-            print(f"{name:<24} v{res.version:<8} {res.source:<8} {res.path}")
+    for i, version in enumerate(versions):
+        # the previous minor needs only its Kubernetes binaries; every other pin is shared with the first pass
+        wanted = names if i == 0 else [n for n in CONTROL_PLANE + REAL_NODE if resolver.versions.owner_of(n) == "kubernetes"]
+        for name, res in resolver.resolve_many(wanted, kubernetes=version).items():
+            print(f"{name:<28} v{res.version:<8} {res.source:<8} {res.path}", flush=True)
     return 0
 
 
@@ -259,8 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
     kc.set_defaults(func=cmd_kubeconfig)
 
     bins = sub.add_parser("bins", help="resolve the pinned upstream binaries and print where they are")
-    bins.add_argument("--kubernetes", default=None, help="Kubernetes version (default: pinned in versions.toml)")
-    bins.add_argument("--all", action="store_true", help="also kubectl")
+    bins.add_argument("--kubernetes", default=None,
+                      help="Kubernetes version: 1.X.Y, default or previous (default: the pinned default)")
+    bins.add_argument("--all", "--addons", dest="all", action="store_true",
+                      help="every pinned binary: also kubectl, kubeadm, kind and each addon's (Kueue, JobSet, Trainer, "
+                           "Karpenter, Traefik, Prometheus, prometheus-adapter, kube-router), so a failing build shows "
+                           "up front instead of in the test that first installs the addon")
     bins.add_argument("--previous", action="store_true",
                       help="also the previous pinned Kubernetes minor (upgrade checks start from it)")
     bins.add_argument("--no-download", action="store_true", help="never try release downloads; build instead")

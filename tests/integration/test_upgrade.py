@@ -1,7 +1,7 @@
 """The local provider's upgrade_control_plane ability, previous pinned minor -> current, against real components:
 the apiserver, controller-manager and scheduler come back on the new binaries, etcd's data (and so every object)
-is kept, and the new components make their decisions.  Needs both pinned versions' binaries in the cache
-(``aiconform bins --kubernetes <previous>``); the test never builds them."""
+is kept, and the new components make their decisions.  The previous minor's binaries are built on first use (``make
+bins`` builds only the default minor): the module's first test waits for that build, its progress lines shown."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.bins import CONTROL_PLANE, REAL_NODE, BinaryResolver
+from harness.bins import CONTROL_PLANE, REAL_NODE, BinaryResolver, load_versions
 from harness.config import parse_profile
 from harness.errors import ConfigError
 from harness.kube import KubeClient
@@ -22,26 +22,36 @@ from harness.nodes import node_ready
 from harness.providers.local import LocalCluster, realnode
 from harness.workloads import gpu_pod, wait_bound
 
-RESOLVER = BinaryResolver(download="never")
-PREVIOUS, CURRENT = RESOLVER.versions.kubernetes_previous, RESOLVER.versions.kubernetes_default
+VERSIONS = load_versions()
+PREVIOUS, CURRENT = VERSIONS.kubernetes_previous, VERSIONS.kubernetes_default
 
 
-def _missing(version: str, names: tuple[str, ...] = tuple(CONTROL_PLANE)) -> list[str]:
-    out = []
-    for name in names:
-        comp = RESOLVER.versions.component(RESOLVER.versions.owner_of(name),
-                                           version if RESOLVER.versions.owner_of(name) == "kubernetes" else None)
-        if not RESOLVER.cached_path(comp, name).is_file():
-            out.append(f"{name} v{comp.version}")
-    return out
+def build_previous(config: pytest.Config, names: list[str]) -> None:
+    """The previous minor's ``names``, from the cache or built now (minutes cold: the progress lines, with the
+    last measured duration, go to the terminal).  A failed build is an error of this test run, not a skip."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+
+    def say(msg: str) -> None:  # past pytest's output capture, as live logging does
+        if reporter is None:
+            return
+        if capture is None:
+            reporter.write_line(f"[previous minor] {msg}")
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"[previous minor] {msg}")
+
+    resolver = BinaryResolver(download="never", progress=say)
+    resolver.resolve_many(names, kubernetes=PREVIOUS)
 
 
-pytestmark = pytest.mark.skipif(bool(_missing(PREVIOUS)), reason=f"binaries not cached: {', '.join(_missing(PREVIOUS))} "
-                                f"(run `aiconform bins --kubernetes {PREVIOUS}`)")
+@pytest.fixture(scope="module")
+def previous_control_plane(pytestconfig: pytest.Config) -> None:
+    build_previous(pytestconfig, list(CONTROL_PLANE))
 
 
 @pytest.fixture
-def old_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
+def old_cluster(tmp_path: Path, previous_control_plane: None) -> Iterator[LocalCluster]:
     cluster = LocalCluster(f"up-{secrets.token_hex(2)}", root=tmp_path / "state")
     cluster.create(parse_profile({"controlPlane": {"kubernetesVersion": PREVIOUS},
                                   "pools": [{"name": "gpu", "nodes": 2, "gpu": {"model": "A100-SXM4-80GB", "count": 8}}]},
@@ -110,18 +120,19 @@ def _real_node_skip() -> str:
         return "tier R needs root"
     if realnode.missing_packages():
         return f"the real node needs: apt-get install {' '.join(realnode.missing_packages())}"
-    missing = _missing(PREVIOUS, tuple(CONTROL_PLANE) + tuple(REAL_NODE))
-    return f"binaries not cached: {', '.join(missing)}" if missing else ""
+    return ""
 
 
 @pytest.mark.realnode
 @pytest.mark.skipif(bool(_real_node_skip()), reason=_real_node_skip())
-def test_upgrade_lane_at_tier_r_keeps_gpu_pods_and_upgrades_kubelet_and_kube_proxy(tmp_path: Path) -> None:
+def test_upgrade_lane_at_tier_r_keeps_gpu_pods_and_upgrades_kubelet_and_kube_proxy(tmp_path: Path,
+                                                                                     pytestconfig: pytest.Config) -> None:
     """`aiconform run --suite upgrade --upgrade-to` on a real node: the upgrade suite holds before and after (the
     GPU pods keep their containers and devices, quota and priority hold, the plugin re-registers, nothing is
     handed out twice), and the kubelet and kube-proxy run the new version's binaries."""
     import json
 
+    build_previous(pytestconfig, list(CONTROL_PLANE) + list(REAL_NODE))
     profile = tmp_path / "previous-real.yaml"
     profile.write_text(f"name: previous-real\ncontrolPlane: {{kubernetesVersion: {PREVIOUS}}}\n"
                        "realNode: {enabled: true, gpu: {model: A100-SXM4-80GB, count: 4}}\n")
@@ -152,7 +163,7 @@ def test_upgrade_lane_at_tier_r_keeps_gpu_pods_and_upgrades_kubelet_and_kube_pro
         subprocess.run([cli, "down", "--name", name], env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_run_upgrade_to_writes_before_after_and_their_diff(tmp_path: Path) -> None:
+def test_run_upgrade_to_writes_before_after_and_their_diff(tmp_path: Path, previous_control_plane: None) -> None:
     """`aiconform run --upgrade-to`: the suites on the previous minor, the in-place upgrade, the suites again, one
     diff naming both versions; a bad target is refused in one line before anything starts."""
     profile = tmp_path / "previous.yaml"

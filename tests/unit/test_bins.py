@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
+import sys
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -164,28 +165,43 @@ def test_versions_pin_two_kubernetes_minors() -> None:
 
 
 def _fake_go(tmp_path: Path, module_dir: Path) -> tuple[Path, Path]:
-    """A `go` that answers `mod download -json` with ``module_dir`` and makes `build -o OUT PKG` write a script
-    naming its package, cwd and GOTOOLCHAIN; every call is logged."""
+    """A `go` that answers `mod download -json` with ``module_dir`` and makes `build -o DIR/ PKG...` write, like go,
+    one script per package into DIR named after the package (its major-version suffix dropped), saying its package;
+    every call is logged as ``cwd|GOTOOLCHAIN|argv`` (argv joined by tabs)."""
     log = tmp_path / "go.log"
     go = tmp_path / "go"
-    go.write_text(f"""#!/bin/sh
-echo "$PWD|${{GOTOOLCHAIN:-}}|$*" >> {log}
-if [ "$1" = mod ] && [ "$2" = download ]; then
-  printf '{{"Dir": "{module_dir}"}}'
-  exit 0
-fi
-if [ "$1" = build ]; then
-  while [ "$1" != -o ]; do shift; done
-  out=$2
-  for last; do :; done
-  test -w "$PWD/go.mod" || {{ echo "module copy is read-only" >&2; exit 1; }}
-  printf '#!/bin/sh\\necho %s\\n' "$last" > "$out"
-  exit 0
-fi
-exit 0
+    go.write_text(f"""#!{sys.executable}
+import json, os, re, sys
+args = sys.argv[1:]
+with open({str(log)!r}, "a") as fh:
+    fh.write(os.getcwd() + "|" + os.environ.get("GOTOOLCHAIN", "") + "|" + "\\t".join(args) + "\\n")
+if args[:2] == ["mod", "download"]:
+    print(json.dumps({{"Dir": {str(module_dir)!r}}}))
+elif args[:1] == ["build"]:
+    if not os.access("go.mod", os.W_OK):
+        sys.exit("module copy is read-only")
+    out, pkgs, i = None, [], 1
+    while i < len(args):
+        if args[i] in ("-o", "-ldflags"):
+            out = args[i + 1] if args[i] == "-o" else out
+            i += 2
+            continue
+        if not args[i].startswith("-"):
+            pkgs.append(args[i])
+        i += 1
+    assert out and out.endswith("/") and os.path.isdir(out), out
+    for pkg in pkgs:
+        parts = pkg.split("/")
+        name = parts[-2] if re.fullmatch(r"v[0-9]+", parts[-1]) else parts[-1]
+        with open(os.path.join(out, name), "w") as fh:
+            fh.write("#!/bin/sh\\necho " + pkg + "\\n")
 """)
     go.chmod(0o755)
     return go, log
+
+
+def _builds(log: Path) -> list[list[str]]:
+    return [line.split("|", 2)[2].split("\t") for line in log.read_text().splitlines() if "|build\t" in line]
 
 
 def test_in_module_build_copies_the_module_writable_and_builds_inside_it(tmp_path: Path) -> None:
@@ -205,7 +221,7 @@ def test_in_module_build_copies_the_module_writable_and_builds_inside_it(tmp_pat
     assert got.source == "build"
     assert "./cmd/tool" in got.path.read_text()
     calls = log.read_text().splitlines()
-    build = [c for c in calls if "|build " in c]
+    build = [c for c in calls if "|build\t" in c]
     assert build and all(c.split("|")[1] == "go1.27.3" for c in calls)
     assert build[0].split("|")[0].endswith("/build/tool-v1.2.3/src")
     for p in (mod / "go.mod", mod / "cmd" / "tool", mod / "cmd", mod):
@@ -259,4 +275,120 @@ def test_a_source_of_ours_is_built_in_the_scratch_module_and_rebuilt_when_it_cha
     (src / "main.go").write_text("package main\n\nfunc main() { println() }\n")
     assert bins.BinaryResolver(v, cache_dir=tmp_path / "c", download="never", go=str(go),
                                progress=lambda m: None).resolve("tool").source == "build"
-    assert sum("|build " in c for c in log.read_text().splitlines()) == 2
+    assert len(_builds(log)) == 2
+
+
+def _kubernetes_resolver(tmp_path: Path, go: Path, progress: list[str]) -> tuple[BinaryResolver, Path]:
+    """The pinned k8s.io/kubernetes component with its scratch module already tidied (as a first build leaves it),
+    so the fake go sees only the build."""
+    v = load_versions()
+    comp = v.groups["kubernetes"]
+    work = tmp_path / "c" / "build" / f"kubernetes-v{comp.version}"
+    work.mkdir(parents=True)
+    (work / "go.mod").write_text("module aiconform.local/build\n")
+    (work / ".ready").write_text("\n".join(sorted(comp.packages.values())) + "\n")
+    r = BinaryResolver(v, cache_dir=tmp_path / "c", bin_dir=None, download="never", go=str(go),
+                       progress=progress.append)
+    return r, work
+
+
+def test_the_binaries_of_one_module_come_from_one_go_build_with_trimpath_and_no_dwarf(tmp_path: Path) -> None:
+    from harness.bins import CONTROL_PLANE, REAL_NODE
+
+    go, log = _fake_go(tmp_path, tmp_path)
+    progress: list[str] = []
+    r, _work = _kubernetes_resolver(tmp_path, go, progress)
+    k8s = [n for n in CONTROL_PLANE + REAL_NODE if r.versions.owner_of(n) == "kubernetes"]
+    assert k8s == ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy"]
+    got = r.resolve_many(k8s)
+    builds = _builds(log)
+    assert len(builds) == 1, builds  # one invocation: the compiled packages are shared
+    argv = builds[0]
+    assert argv[:2] == ["build", "-trimpath"] and "-tags=providerless" in argv
+    ldflags = argv[argv.index("-ldflags") + 1].split()
+    assert ldflags[:2] == ["-s", "-w"]
+    assert f"k8s.io/component-base/version.gitVersion=v{r.versions.kubernetes_default}" in ldflags
+    assert argv[-5:] == [f"k8s.io/kubernetes/cmd/{n}" for n in k8s]
+    for name in k8s:
+        assert got[name].source == "build"
+        assert got[name].path.read_text() == f"#!/bin/sh\necho k8s.io/kubernetes/cmd/{name}\n"
+    assert not [p.name for p in got["kubelet"].path.parent.iterdir() if p.name.startswith(".build-")]
+    assert {n: res.source for n, res in r.resolve_many(k8s).items()} == dict.fromkeys(k8s, "cache")
+    assert len(_builds(log)) == 1
+
+
+def test_a_failed_build_installs_none_of_its_binaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    go, log = _fake_go(tmp_path, tmp_path)
+    go.write_text(go.read_text().replace("    for pkg in pkgs:", "    if os.environ.get('FAKE_GO_FAIL'):\n"
+                                          "        pkgs = pkgs[:1]\n    for pkg in pkgs:")
+                  + "if os.environ.get('FAKE_GO_FAIL'):\n    sys.exit('cmd/kubelet: compile error')\n")
+    monkeypatch.setenv("FAKE_GO_FAIL", "1")
+    r, _work = _kubernetes_resolver(tmp_path, go, [])
+    with pytest.raises(BinaryError, match="building kube-apiserver, kubelet v.* failed") as err:
+        r.resolve_many(["kube-apiserver", "kubelet"])
+    assert "compile error" in str(err.value)
+    bin_dir = r.cached_path(r.versions.groups["kubernetes"], "kubelet").parent
+    assert list(bin_dir.iterdir()) == []  # the apiserver go did write is not installed: no half-built set
+
+
+def test_progress_says_the_last_measured_duration_else_the_cold_figure(tmp_path: Path) -> None:
+    from harness.bins import BuildTimes
+
+    go, log = _fake_go(tmp_path, tmp_path)
+    progress: list[str] = []
+    r, _work = _kubernetes_resolver(tmp_path, go, progress)
+    comp = r.versions.groups["kubernetes"]
+    r.resolve("kube-apiserver")
+    first = next(m for m in progress if m.startswith("building kube-apiserver"))
+    # nothing measured yet: the README's cold figure (527 s measured on a fresh machine), not "about 2 minutes"
+    assert first.endswith("(about 10 min cold by the README's table; not measured on this machine yet)"), first
+    times = BuildTimes(tmp_path / "c")
+    assert times.key(comp, ["kube-apiserver"]) in times.entries()  # the fake build's own duration, recorded
+
+    times.record(comp, ["kube-apiserver"], 1234.0)  # as a slow real build would have
+    r.cached_path(comp, "kube-apiserver").unlink()
+    progress.clear()
+    r.resolve("kube-apiserver")
+    today = times.entries()[times.key(comp, ["kube-apiserver"])]["measured"][:10]
+    assert progress[0] == (f"building kube-apiserver v{comp.version} from the Go module proxy "
+                           f"(about 21 min, measured {today})")
+    # a new pin builds cold again: the slowest recorded build of the same binaries at another version
+    bumped = replace(comp, version="1.99.0")
+    times.record(replace(comp, version="1.98.0"), ["kube-apiserver"], 600)
+    assert times.estimate(bumped, ["kube-apiserver"]).startswith("about 10 min, as v1.98.0 took when measured ")
+    (tmp_path / "c" / "build-times.json").write_text("{not json")  # a broken record is "nothing measured"
+    assert "not measured on this machine yet" in times.estimate(comp, ["kube-apiserver", "kubelet"])
+
+
+def test_go_names_binaries_after_the_package_so_clashing_names_build_apart() -> None:
+    from harness.bins import build_batches, go_exe_name
+
+    assert go_exe_name("go.etcd.io/etcd/server/v3") == "server"
+    assert go_exe_name("k8s.io/kubernetes/cmd/kubelet") == "kubelet"
+    assert go_exe_name("sigs.k8s.io/karpenter/kwok") == "kwok"
+    base = load_versions().groups["etcd"]
+    comp = replace(base, group="tool", binaries=("a", "b", "c"),
+                   packages={"a": "example.com/x/cmd/tool", "b": "example.com/y/tool/v2", "c": "example.com/cmd/other"})
+    assert build_batches(comp, ["a", "b", "c"]) == [["a", "c"], ["b"]]
+
+
+def test_a_resolver_that_cannot_build_does_not_wait_for_another_build_of_the_group(tmp_path: Path) -> None:
+    """A lookup-only resolver (no Go, no downloads; e.g. a unit test asking for kube-proxy) answers at once while
+    another process holds the group's lock for a build of many minutes."""
+    import fcntl
+
+    v = load_versions()
+    r = _resolver(tmp_path, v, download="never")
+    lock = tmp_path / "cache" / "locks" / f"kubernetes-v{v.kubernetes_default}.lock"
+    lock.parent.mkdir(parents=True)
+    errors: list[BaseException] = []
+    with open(lock, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # the other process's build
+        t = threading.Thread(target=lambda: errors.append(pytest.raises(BinaryError, r.resolve, "kube-proxy").value))
+        t.start()
+        t.join(10)
+        alive = t.is_alive()
+        fcntl.flock(held, fcntl.LOCK_UN)
+    t.join(10)
+    assert not alive, "the lookup waited for the other build's lock"
+    assert "downloads are off" in str(errors[0])

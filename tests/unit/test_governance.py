@@ -64,6 +64,7 @@ def test_configuration_turns_on_what_the_checks_need() -> None:
     assert cfg["internalCertManagement"] == {"enable": False} and cfg["featureGates"]["VisibilityOnDemand"] is False
 
 
+@pytest.mark.bins  # kubectl (kustomize), built on first use
 def test_upstream_config_default_is_adapted_not_copied() -> None:
     """Upstream's config/default rendered from the pinned module (kubectl kustomize), as the installer does."""
     from harness.addons.base import AddonContext

@@ -118,6 +118,7 @@ def test_kube_proxy_listens_on_loopback_and_changes_no_sysctl(tmp_path: Path) ->
     assert conntrack["maxPerCore"] == 0 and conntrack["tcpEstablishedTimeout"] == "0s"  # nf_conntrack_* untouched
 
 
+@pytest.mark.bins
 def test_pinned_kube_proxy_accepts_the_config(tmp_path: Path) -> None:
     """The real kube-proxy loads and validates the config and writes it back (``--write-config-to`` returns before
     touching the host); skipped until the binary is cached."""
