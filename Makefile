@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # cached under ~/.cache/aiconform.  On a machine with internet, `make ... AICONFORM_DOWNLOAD=auto` fetches
 # official releases (checksum verified) instead.
 export AICONFORM_DOWNLOAD ?= never
-PROFILE ?= default
+PROFILE ?= conformance-s
 
 .PHONY: venv bins bins-all test test-unit test-integration test-cluster bench lint docs clean
 
@@ -40,7 +40,7 @@ test-unit: venv
 test-integration: venv bins
 	$(BIN)/pytest tests/integration
 
-## The main job: bring up the default local cluster, run the suites, write reports/<run-id>/, tear down.
+## The main job: bring up the conformance-s local cluster, run the suites, write reports/<run-id>/, tear down.
 test-cluster: venv bins
 	$(BIN)/aiconform run --profile $(PROFILE)
 
