@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from harness.addons import known_addons
-from harness.contract import REAL_NODE_LABEL
+from harness.contract import PROMETHEUS_PORT, REAL_NODE_LABEL
 from harness.detect import (
     DECLARED,
     DETECTED,
@@ -43,7 +43,7 @@ def node(name: str, *, ready: bool = True, kwok: bool = False, gpus: int = 0, la
     return {"metadata": md, "spec": {"taints": taints or []},
             "status": {"conditions": [cond("Ready", "True" if ready else "False")],
                        "allocatable": {"nvidia.com/gpu": str(gpus)} if gpus else {},
-                       "nodeInfo": {"kubeletVersion": "v1.37.2"},
+                       "nodeInfo": {"kubeletVersion": "v1.37.0"},
                        "images": [{"names": [i]} for i in images or []]}}
 
 
@@ -286,7 +286,7 @@ def test_simulated_nodes_need_a_ready_kwok_node() -> None:
 def test_device_plugin_needs_a_real_kubelet_advertising_gpus() -> None:
     real = node("gpu-0", gpus=8, labels={"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"})
     yes = detect(Recorded(objects={NODES: [real]}), "device-plugin")
-    assert yes.present and "gpu-0 (8 nvidia.com/gpu, NVIDIA-H100-80GB-HBM3, kubelet v1.37.2)" in yes.detail
+    assert yes.present and "gpu-0 (8 nvidia.com/gpu, NVIDIA-H100-80GB-HBM3, kubelet v1.37.0)" in yes.detail
     only_simulated = Recorded(objects={NODES: [node("sim", kwok=True, gpus=8), node("down", gpus=8, ready=False)]})
     assert not detect(only_simulated, "device-plugin").present
 
@@ -309,11 +309,11 @@ def prom_pod(ready: str = "True") -> Obj:
 
 
 def test_prometheus_must_answer_through_the_pod_proxy() -> None:
-    api = Recorded(objects={PODS: [prom_pod()]}, proxy={"mon/prometheus-0:9090/-/ready": "Prometheus Server is Ready.\n"})
+    api = Recorded(objects={PODS: [prom_pod()]}, proxy={f"mon/prometheus-0:{PROMETHEUS_PORT}/-/ready": "Prometheus Server is Ready.\n"})
     yes = detect(api, "prometheus")
     assert yes.present and "pod mon/prometheus-0 on node real, hostNetwork answered /-/ready" in yes.detail
     silent = detect(Recorded(objects={PODS: [prom_pod()]}), "prometheus")
-    assert not silent.present and "did not answer /-/ready on port 9090: no endpoint" in silent.detail
+    assert not silent.present and f"did not answer /-/ready on port {PROMETHEUS_PORT}: no endpoint" in silent.detail
     assert "(1 not Ready)" in detect(Recorded(objects={PODS: [prom_pod("False")]}), "prometheus").detail
 
 

@@ -226,7 +226,8 @@ def test_aiconform_s_own_providers_state_their_tiers() -> None:
 
     kind = load_profile("kind-gpu")
     assert isinstance(kind.provider_spec, KindSpec)
-    check_profile(dataclasses.replace(kind, addons=("kube-router",)))  # tier R: every kind node is a real kubelet
+    check_profile(dataclasses.replace(kind, addons=("kube-router",)),  # tier R: every kind node is a real kubelet
+                  provider="kind", real_nodes=kind.has_real_node, host_processes=False)
     assert parse_profile({"provider": "existing"}).tier == "G"
     assert parse_profile({}).provider_spec == GenericSpec() and parse_profile({}).tier == "S"
     unregistered = parse_profile({"provider": "not-installed", "pools": [{"name": "x", "nodes": 3}]})
