@@ -33,6 +33,9 @@ _FEATURE_GATE = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 _FLAG_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _RUNTIME_CONFIG_KEY = re.compile(r"^(api/(all|ga|beta|alpha)|[a-z0-9.-]+/[a-z0-9]+(/[a-z0-9]+)?|v1)$")
 CONTROL_PLANE_COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+SCHEDULER_EXTENSION_POINTS = ("multiPoint", "queueSort", "preEnqueue", "preFilter", "filter", "postFilter",
+                              "preScore", "score", "reserve", "permit", "preBind", "bind", "postBind")
+_PLUGIN_NAME = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 
 
@@ -160,6 +163,10 @@ class ControlPlane:
     """Extra flags per control-plane component (``kube-apiserver``, ``kube-controller-manager``,
     ``kube-scheduler``): ``flag-name`` (no dashes) → value, checked against that binary's ``--help``; flags the
     harness sets itself are refused."""
+    scheduler_disabled_plugins: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """kube-scheduler plugins turned off in its KubeSchedulerConfiguration, per extension point (``multiPoint``:
+    everywhere; ``permit``, ``filter``...: only there), e.g. ``{"permit": ("GangScheduling",)}`` (local provider
+    only; kube-scheduler itself refuses a plugin name it does not know)."""
 
 
 @dataclass(frozen=True)
@@ -316,7 +323,8 @@ class _Parser:
             return None
         local_only = [k for k in ("pools", "realNode") if d.get(k)]
         cp = d.get("controlPlane") or {}
-        local_only += [f"controlPlane.{k}" for k in ("liftLimits", "apiserverPort") if isinstance(cp, dict) and k in cp]
+        local_only += [f"controlPlane.{k}" for k in ("liftLimits", "apiserverPort", "schedulerDisabledPlugins")
+                       if isinstance(cp, dict) and k in cp]
         if local_only:
             raise ConfigError(f"{local_only[0]}: a local-provider field in a 'provider: kind' profile; kind nodes and "
                               "their GPUs go under kind.workers")
@@ -419,7 +427,7 @@ class _Parser:
     def control_plane(self, data: Any, at: str) -> ControlPlane:
         d = self._map(data, at)
         self._known(d, at, {"kubernetesVersion", "apiserverPort", "liftLimits", "serviceCIDR", "podCIDR",
-                            "featureGates", "runtimeConfig", "extraArgs"})
+                            "featureGates", "runtimeConfig", "extraArgs", "schedulerDisabledPlugins"})
         version = str(d.get("kubernetesVersion", "") or "").lstrip("v")
         if version in PIN_NAMES:  # the version versions.toml pins under that name
             version = pinned_kubernetes(version)
@@ -441,7 +449,25 @@ class _Parser:
                 for comp, args in self._map(d.get("extraArgs", {}) or {}, f"{at}.extraArgs").items()
                 if self._component(comp, f"{at}.extraArgs", CONTROL_PLANE_COMPONENTS)
             },
+            scheduler_disabled_plugins=self.disabled_plugins(d.get("schedulerDisabledPlugins", {}),
+                                                             f"{at}.schedulerDisabledPlugins"),
         )
+
+    def disabled_plugins(self, data: Any, at: str) -> dict[str, tuple[str, ...]]:
+        """Extension point → plugin names (``{permit: [GangScheduling]}``)."""
+        out: dict[str, tuple[str, ...]] = {}
+        for point, names in self._map(data or {}, at).items():
+            if point not in SCHEDULER_EXTENSION_POINTS:
+                raise ConfigError(f"{at}.{point}: not a kube-scheduler extension point "
+                                  f"(one of {', '.join(SCHEDULER_EXTENSION_POINTS)})")
+            if not isinstance(names, list) or not names:
+                raise ConfigError(f"{at}.{point}: must be a non-empty list of plugin names")
+            for i, name in enumerate(names):
+                if not isinstance(name, str) or not _PLUGIN_NAME.match(name):
+                    raise ConfigError(f"{at}.{point}[{i}]: not a plugin name (CamelCase, e.g. GangScheduling), "
+                                      f"got {name!r}")
+            out[str(point)] = tuple(dict.fromkeys(names))
+        return out
 
     def real_node(self, data: Any, at: str) -> RealNode:
         d = self._map(data, at)

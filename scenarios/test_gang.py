@@ -26,7 +26,8 @@ the gang on every node and pod event; a partial bind would show in well under th
 
 # exclusive: sandbox nodes are visible to checks that count nodes or GPUs.
 @pytest.mark.aiconform(requirement="gang_scheduling", tier="S", capabilities=("native-gang", "simulated-nodes"),
-                       exclusive=True)
+                       exclusive=True,
+                       mutations=("gang-plugin-off", "gang-permit-off"))
 def test_native_gang_is_bound_all_or_nothing(aiconform_cluster: ClusterHandle, kube: KubeClient, tenant: Tenant,
                                              evidence: Evidence) -> None:
     """N one-GPU pods in one PodGroup (minCount N) on N-1 free GPUs: none is bound; a node more: all N are."""

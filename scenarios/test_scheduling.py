@@ -153,7 +153,8 @@ def test_mig_mixed_requests_land_on_mig_slices(kube: KubeClient, tenant: Tenant,
 
 
 # exclusive: it takes every free replica of one node (the product-selection check may pick the same node).
-@pytest.mark.aiconform(requirement="gpu_sharing", tier="S", exclusive=True)
+@pytest.mark.aiconform(requirement="gpu_sharing", tier="S", exclusive=True,
+                       mutations=("time-slicing-off",))
 def test_time_sliced_gpu_is_shared_by_replicas(kube: KubeClient, tenant: Tenant, evidence: Evidence) -> None:
     """On a time-sliced node (GPUs x replicas advertised), more one-GPU pods than physical GPUs run side by side."""
     shared = [n for n in _nodes(kube) if int(_label(n, "nvidia.com/gpu.replicas") or 1) > 1 and _alloc(n) > 0]
