@@ -128,7 +128,8 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     report_dir = Path(args.report_dir) if args.report_dir else Path("reports") / f"selftest-{int(time.time())}"
     return selftest_main(SelftestSettings(
         report_dir=report_dir, requirements=tuple(args.requirement or ()), checks=tuple(args.check or ()),
-        mutations=tuple(args.mutation or ()), suite=args.suite, max_tier=args.tier, baseline=not args.no_baseline))
+        mutations=tuple(args.mutation or ()), suite=args.suite, max_tier=args.tier, baseline=not args.no_baseline,
+        musts_only=args.must))
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -315,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--check", action="append", metavar="ID", help="only this check (node id or function name; "
                     "repeatable) and the mutations it names")
     st.add_argument("--mutation", action="append", metavar="ID", help="only this mutation (repeatable)")
+    st.add_argument("--must", action="store_true", help="only the mutations of the CNCF MUST requirements")
     st.add_argument("--suite", default=None, metavar="PATH", help="a folder or file of checks instead of the shipped "
                     "suites")
     st.add_argument("--tier", default="S", choices=("S", "R"), help="the highest tier to bring up (R: a real node, "

@@ -195,12 +195,14 @@ MUTATIONS: tuple[Mutation, ...] = (
              base="local-real", tier="R",
              edits=(_controllers_off("job-controller"),)),
     # gpu_sharing (SHOULD): the shared pool is not shared.
-    Mutation("time-slicing-off", "gpu_sharing",
-             "the inference pool's GPU time-slicing configuration was left out: each GPU is advertised once",
+    Mutation("gpu-sharing-left-out", "gpu_sharing",
+             "the GPU sharing configuration was left out: no time-slicing on the inference pool, no MIG partitions "
+             "on the MIG pool; every GPU is advertised once, whole",
              base="default",
-             edits=(Edit("pools[name=t4-shared].gpu.sharing"),),
-             note="known blind spot: the time-slicing check skips when no node advertises time-sliced GPUs, so "
-                  "this mutation ends missed until the check fails instead"),
+             edits=(Edit("pools[name=t4-shared].gpu.sharing"), Edit("pools[name=a100-mig].gpu.mig")),
+             note="known blind spot: the sharing checks skip when no node advertises time-sliced or MIG GPUs, so "
+                  "this mutation ends missed (a SHOULD: `make selftest` runs the MUSTs; ask for it with "
+                  "--requirement gpu_sharing)"),
 )
 
 REGISTRY: dict[str, Mutation] = {m.id: m for m in MUTATIONS}

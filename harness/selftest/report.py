@@ -107,7 +107,7 @@ def write_report(report_dir: Path, results: Sequence[MutationResult], *, baselin
         "finished_at": datetime.now(UTC).isoformat(),
         "selection": {"requirements": list(settings.requirements), "checks": list(settings.checks),
                       "mutations": list(settings.mutations), "suite": settings.suite, "max_tier": settings.max_tier,
-                      "baseline": settings.baseline},
+                      "baseline": settings.baseline, "musts_only": settings.musts_only},
         "summary": counts,
         "baselines": dict(baselines),
         "mutations": [

@@ -142,9 +142,13 @@ def why_not_here(mutation: Mutation, owners: Sequence[Owner], max_tier: str) -> 
 
 
 def choose(owners: Sequence[Owner], *, requirements: Sequence[str] = (), checks: Sequence[str] = (),
-           mutation_ids: Sequence[str] = ()) -> list[MutationResult]:
-    """The mutations selected by ``--requirement``, ``--check`` and ``--mutation`` (all when none is given), each
-    with its owning checks (only the named ones with ``--check``).  ConfigError for an id that selects nothing."""
+           mutation_ids: Sequence[str] = (), musts_only: bool = False) -> list[MutationResult]:
+    """The mutations selected by ``--requirement``, ``--check``, ``--mutation`` and ``--must`` (all when none is
+    given), each with its owning checks (only the named ones with ``--check``).  ConfigError for an id that selects
+    nothing."""
+    from harness.selftest.report import must_ids
+
+    musts = set(must_ids())
     for r in requirements:
         if not is_known(r):
             raise ConfigError(f"--requirement: unknown requirement {r!r}")
@@ -161,6 +165,8 @@ def choose(owners: Sequence[Owner], *, requirements: Sequence[str] = (), checks:
         if requirements and not set(requirements) & set(m.requirements):
             continue
         if mutation_ids and m.id not in mutation_ids:
+            continue
+        if musts_only and not musts & set(m.requirements):
             continue
         mine = owners_of(m, owners)
         if checks:
@@ -313,6 +319,8 @@ class SelftestSettings:
     """The highest tier this run may bring up: S (simulated nodes) or R (a real node; needs root)."""
     baseline: bool = True
     """Run the owning checks on the unmutated platform first: a check that fails there proves nothing."""
+    musts_only: bool = False
+    """Only the mutations of the CNCF MUST requirements (``make selftest``)."""
 
 
 def selftest(settings: SelftestSettings, progress: Callable[[str], None]) -> list[MutationResult]:
@@ -329,7 +337,7 @@ def selftest(settings: SelftestSettings, progress: Callable[[str], None]) -> lis
     try:
         owners = collect_owners(check_files(settings.suite), workdir=state_dir)
         results = choose(owners, requirements=settings.requirements, checks=settings.checks,
-                         mutation_ids=settings.mutations)
+                         mutation_ids=settings.mutations, musts_only=settings.musts_only)
         for r in results:
             r.why = why_not_here(r.mutation, r.owners, settings.max_tier)
         runnable = [r for r in results if not r.why]
