@@ -14,6 +14,7 @@ GangScheduling plugin off, and a gang plugin that admits partial gangs.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -112,11 +113,11 @@ def test_two_competing_gangs_one_binds_whole_the_other_none(aiconform_cluster: C
         def states() -> dict[str, gang.GangState]:
             return {g: gang.gang_state(kube, tenant.name, g) for g in gangs}
 
-        def by_gang(pods: dict[str, dict[str, object]]) -> dict[str, int]:
+        def by_gang(pods: dict[str, Any]) -> dict[str, int]:
             bound = {g: 0 for g in gangs}
             for p in pods.values():
                 if is_bound(p):
-                    bound[str(p["metadata"]["labels"][gang.GANG_LABEL])] += 1  # type: ignore[index]
+                    bound[p["metadata"]["labels"][gang.GANG_LABEL]] += 1
             return bound
 
         # The scheduler's verdict: as many pods bound as one gang has (a whole gang, or a partial mix).

@@ -149,14 +149,7 @@ def choose(owners: Sequence[Owner], *, requirements: Sequence[str] = (), checks:
     from harness.selftest.report import must_ids
 
     musts = set(must_ids())
-    for r in requirements:
-        if not is_known(r):
-            raise ConfigError(f"--requirement: unknown requirement {r!r}")
-        if not any(r in m.requirements for m in MUTATIONS):
-            raise ConfigError(f"--requirement {r}: no mutation is registered for it")
-    for m in mutation_ids:
-        if m not in REGISTRY:
-            raise ConfigError(f"--mutation: unknown mutation {m!r}; known: {', '.join(sorted(REGISTRY))}")
+    validate_ids(requirements, mutation_ids)
     for c in checks:
         if not any(_is_check(o, c) for o in owners):
             raise ConfigError(f"--check {c}: no check of that id or name names a mutation in its marker")
@@ -177,6 +170,18 @@ def choose(owners: Sequence[Owner], *, requirements: Sequence[str] = (), checks:
     if not chosen:
         raise ConfigError("the selection (--requirement/--check/--mutation) leaves no mutation to run")
     return chosen
+
+
+def validate_ids(requirements: Sequence[str], mutation_ids: Sequence[str]) -> None:
+    """ConfigError for a ``--requirement`` or ``--mutation`` the registry cannot serve (before anything is collected)."""
+    for r in requirements:
+        if not is_known(r):
+            raise ConfigError(f"--requirement: unknown requirement {r!r}")
+        if not any(r in m.requirements for m in MUTATIONS):
+            raise ConfigError(f"--requirement {r}: no mutation is registered for it")
+    for m in mutation_ids:
+        if m not in REGISTRY:
+            raise ConfigError(f"--mutation: unknown mutation {m!r}; known: {', '.join(sorted(REGISTRY))}")
 
 
 def _is_check(owner: Owner, wanted: str) -> bool:
@@ -331,11 +336,12 @@ def selftest(settings: SelftestSettings, progress: Callable[[str], None]) -> lis
         raise ConfigError(f"--tier: must be one of {', '.join(TIERS_HERE)}, got {settings.max_tier!r}")
     if settings.max_tier == "R" and os.geteuid() != 0:
         raise ConfigError("--tier R brings up a real node, which needs root")
-    report_dir = prepare_report_dir(settings.report_dir)
+    validate_ids(settings.requirements, settings.mutations)
+    files = check_files(settings.suite)
     started = datetime.now(UTC)
     state_dir = Path(tempfile.mkdtemp(prefix="aiconform-selftest-"))
     try:
-        owners = collect_owners(check_files(settings.suite), workdir=state_dir)
+        owners = collect_owners(files, workdir=state_dir)
         results = choose(owners, requirements=settings.requirements, checks=settings.checks,
                          mutation_ids=settings.mutations, musts_only=settings.musts_only)
         for r in results:
@@ -344,6 +350,7 @@ def selftest(settings: SelftestSettings, progress: Callable[[str], None]) -> lis
         if not runnable:
             raise ConfigError("no selected mutation can run here: "
                               + "; ".join(f"{r.mutation.id} {r.why}" for r in results))
+        report_dir = prepare_report_dir(settings.report_dir)
         baselines: dict[str, PlatformRun] = {}
         if settings.baseline:
             for key in dict.fromkeys(r.mutation.baseline_key() for r in runnable):
