@@ -78,7 +78,7 @@ class Mutation:
     def document(self) -> dict[str, Any]:
         """The mutated profile document."""
         doc = apply_edits(self.baseline_document(), self.edits)
-        doc["name"] = f"{doc.get('name', self.base)}-{self.id}"
+        # The name stays the base's: checks may look their profile up by name (a shipped one).
         doc["description"] = f"selftest mutation {self.id} of profile {self.base}: {self.mistake}"
         return doc
 
