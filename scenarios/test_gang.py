@@ -8,7 +8,7 @@ same nodes (each could bind partially: the deadlock gang scheduling exists to pr
 and the other bound not at all; once the winner goes, the other binds whole.  Every binding is the real scheduler's.
 
 Each check names the platform mutations it must catch (``aiconform selftest``, harness/selftest/mutations.py): the
-GangScheduling plugin off, and a gang plugin that admits partial gangs.
+GangScheduling plugin off.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ the gang on every node and pod event; a partial bind would show in well under th
 # exclusive: sandbox nodes are visible to checks that count nodes or GPUs.
 @pytest.mark.aiconform(requirement="gang_scheduling", tier="S", capabilities=("native-gang", "simulated-nodes"),
                        exclusive=True,
-                       mutations=("gang-plugin-off", "gang-permit-off"))
+                       mutations=("gang-plugin-off",))
 def test_native_gang_is_bound_all_or_nothing(aiconform_cluster: ClusterHandle, kube: KubeClient, tenant: Tenant,
                                              evidence: Evidence) -> None:
     """N one-GPU pods in one PodGroup (minCount N) on N-1 free GPUs: none is bound; a node more: all N are."""
@@ -91,7 +91,7 @@ def test_native_gang_is_bound_all_or_nothing(aiconform_cluster: ClusterHandle, k
 
 # exclusive: sandbox nodes are visible to checks that count nodes or GPUs.
 @pytest.mark.aiconform(requirement="gang_scheduling", tier="S", capabilities=("native-gang", "simulated-nodes"),
-                       exclusive=True, mutations=("gang-plugin-off", "gang-permit-off"))
+                       exclusive=True, mutations=("gang-plugin-off",))
 def test_two_competing_gangs_one_binds_whole_the_other_none(aiconform_cluster: ClusterHandle, kube: KubeClient,
                                                              tenant: Tenant, evidence: Evidence) -> None:
     """Two gangs of 3 one-GPU pods, created interleaved, on 4 one-GPU nodes: one gang is bound whole and the other

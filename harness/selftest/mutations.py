@@ -145,17 +145,17 @@ def _controllers_off(*names: str) -> Edit:
 _NATIVE_GANG_BASE = (Edit("addons", []),)  # gang.yaml's Kueue and JobSet serve the Kueue checks, not the native ones
 
 MUTATIONS: tuple[Mutation, ...] = (
-    # gang_scheduling: the two halves are "a gang scheduler is there" and "it admits a gang all or nothing".
+    # gang_scheduling.  Its second half, "a gang plugin that admits partial gangs", has no mutation yet: in
+    # kube-scheduler 1.37 the all-or-nothing test (GangScheduling's PlacementFeasible, in the pod-group cycle) runs
+    # whenever the plugin is enabled at any extension point, so no scheduler configuration keeps the plugin and
+    # admits a partial gang (turning it off at Permit alone changes nothing), and minCount is the user's PodGroup
+    # field, not the platform's.  The Kueue path has one (waitForPodsReady off: a partial gang keeps its quota and
+    # runs), but the Kueue addon's settings are not a profile field yet (docs/selftest.md).
     Mutation("gang-plugin-off", "gang_scheduling",
              "kube-scheduler runs with its GangScheduling plugin disabled (the PodGroup API is served, nobody "
              "honours it): pods of a gang are placed one by one",
              base="gang", base_edits=_NATIVE_GANG_BASE,
              edits=(Edit("controlPlane.schedulerDisabledPlugins.multiPoint", ["GangScheduling"]),)),
-    Mutation("gang-permit-off", "gang_scheduling",
-             "a gang plugin that admits partial gangs: GangScheduling still gates a gang until all its pods exist "
-             "(PreEnqueue) but is off at Permit, so the pods that fit are bound without waiting for the rest",
-             base="gang", base_edits=_NATIVE_GANG_BASE,
-             edits=(Edit("controlPlane.schedulerDisabledPlugins.permit", ["GangScheduling"]),)),
     # cluster_autoscaling: an autoscaler is installed, but the GPU node groups are not autoscaled.
     Mutation("gpu-pools-not-autoscaled", "cluster_autoscaling",
              "the node autoscaler is installed, but the GPU node groups were left out of it (fixed size): pending GPU "
