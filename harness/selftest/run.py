@@ -36,7 +36,7 @@ import yaml
 from harness.errors import ConfigError
 from harness.report import ReportError, load_results
 from harness.report.requirements import is_known
-from harness.runner import SCENARIOS, known_suites, prepare_report_dir, user_suite_files
+from harness.runner import SCENARIOS, known_suites, prepare_report_dir, suite_rootdir, user_suite_files
 from harness.selftest.mutations import MUTATIONS, REGISTRY, Mutation
 
 EXIT_MISSED = 1
@@ -112,7 +112,8 @@ def collect_owners(files: Sequence[Path], *, workdir: Path) -> list[Owner]:
     collection fails or a marker names a mutation the registry does not have."""
     out = workdir / "collected.json"
     argv = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-            "-p", "harness.selftest.collect", f"--aiconform-selftest-collect={out}", *map(str, files)]
+            "-p", "harness.selftest.collect", f"--aiconform-selftest-collect={out}",
+            f"--rootdir={suite_rootdir(list(files))}", *map(str, files)]  # check ids as `aiconform run` names them
     res = subprocess.run(argv, cwd=SCENARIOS.parent, capture_output=True, text=True, check=False)
     if res.returncode not in (0, 5) or not out.exists():
         tail = (res.stdout + res.stderr).strip().splitlines()[-1:] or [f"exit status {res.returncode}"]
