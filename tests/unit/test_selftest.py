@@ -197,3 +197,39 @@ def test_scheduler_disabled_plugins_reach_the_scheduler_configuration() -> None:
 def test_scheduler_disabled_plugins_are_validated(value: object, message: str) -> None:
     with pytest.raises(ConfigError, match=f"controlPlane.schedulerDisabledPlugins.{message}"):
         parse_profile({"controlPlane": {"schedulerDisabledPlugins": value}})
+
+
+def test_ctrl_c_is_passed_once_to_the_child_run_which_cleans_up_before_selftest_stops(tmp_path: Path) -> None:
+    """A stand-in for the child ``aiconform run``: it tears down (writes a file) on SIGINT.  Ctrl-C in selftest
+    reaches it once, and selftest waits for its teardown before stopping."""
+    import subprocess
+    import sys
+    import time
+
+    done = tmp_path / "torn-down"
+    child_code = (
+        "import pathlib, signal, sys, time\n"
+        "def stop(*_):\n"
+        f"    pathlib.Path({str(done)!r}).write_text(str(len(hits) + 1)); hits.append(1); sys.exit(130)\n"
+        "hits = []\n"
+        "signal.signal(signal.SIGINT, stop)\n"
+        f"pathlib.Path({str(tmp_path / 'ready')!r}).touch()\n"
+        "time.sleep(60)\n")
+
+    class Interrupted(subprocess.Popen[bytes]):
+        calls = 0
+
+        def wait(self, timeout: float | None = None) -> int:
+            Interrupted.calls += 1
+            if Interrupted.calls == 1:  # the user's Ctrl-C, while selftest waits for the run
+                deadline = time.monotonic() + 30
+                while not (tmp_path / "ready").exists() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                raise KeyboardInterrupt
+            return super().wait(timeout)
+
+    child = Interrupted([sys.executable, "-c", child_code], start_new_session=True)
+    with pytest.raises(KeyboardInterrupt):
+        st._wait(child)
+    assert child.returncode == 130
+    assert done.read_text() == "1", "the child got exactly one SIGINT and finished its teardown"
