@@ -34,6 +34,16 @@ HOLD_S = 4.0
 the gang on every node and pod event; a partial bind would show in well under this)."""
 
 
+def _scheduled_while_short(groups: dict[str, Any], n: int) -> str | None:
+    """Why the wait for the short gang's verdict can stop at once: the scheduler said it scheduled the gang."""
+    for g in groups.values():
+        cond = gang.condition(g, "PodGroupInitiallyScheduled") or {}
+        if cond.get("status") == "True":
+            return (f"the scheduler judged the short gang ({n} pods, {n - 1} GPUs) scheduled: "
+                    f"{cond.get('reason')} {cond.get('message') or ''}").rstrip()
+    return None
+
+
 # exclusive: sandbox nodes are visible to checks that count nodes or GPUs.
 @pytest.mark.aiconform(requirement="gang_scheduling", tier="S", capabilities=("native-gang", "simulated-nodes"),
                        exclusive=True,
@@ -57,6 +67,7 @@ def test_native_gang_is_bound_all_or_nothing(aiconform_cluster: ClusterHandle, k
         kube.wait_for("PodGroup", namespace=tenant.name, name="train", timeout=60,
                       condition=lambda s: any((gang.condition(g, "PodGroupInitiallyScheduled") or {}).get("reason")
                                               == "Unschedulable" for g in s.values()),
+                      failure=lambda s: _scheduled_while_short(s, n),
                       what="the scheduler to judge the short gang Unschedulable")
         with pytest.raises(WaitTimeout):
             kube.wait_for("Pod", namespace=tenant.name, label_selector=f"{gang.GANG_LABEL}=train",
