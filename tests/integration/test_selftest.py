@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-WEAK = Path(__file__).with_name("data") / "weak_gang_check.py"
+WEAK = REPO / "tests" / "selftest_data" / "weak_gang_check.py"  # outside tests/integration: its conftest would
+# hand the check the integration session's own (default) cluster
 
 
 def _selftest(*argv: str, state_dir: Path, timeout: float = 900) -> subprocess.CompletedProcess[str]:

@@ -1,7 +1,8 @@
 """A deliberately weakened gang check, for tests/integration/test_selftest.py: the native gang check with its main
 assertion deleted (no pod of a short gang may be bound).  It only checks that the gang is bound whole once there is
 room, which a scheduler without gang scheduling does too, so ``aiconform selftest`` must grade the mutation it names
-missed.  Not a shipped check: the file name keeps pytest from collecting it; selftest is pointed at it with --suite.
+missed.  Not a shipped check: the file name keeps pytest from collecting it, and it lives outside tests/integration, whose
+conftest would hand it that session's own cluster; selftest is pointed at it with --suite.
 """
 
 from __future__ import annotations
