@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 export AICONFORM_DOWNLOAD ?= never
 PROFILE ?= conformance-s
 
-.PHONY: venv bins bins-all test test-unit test-integration test-cluster bench lint docs clean
+.PHONY: venv bins bins-all test test-unit test-integration test-cluster selftest bench lint docs clean
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,12 @@ test-integration: venv bins
 ## The main job: bring up the conformance-s local cluster, run the suites, write reports/<run-id>/, tear down.
 test-cluster: venv bins
 	$(BIN)/aiconform run --profile $(PROFILE)
+
+## Power: bring up every mutated platform of the MUST requirements that this machine can run (tier S) and show that
+## each check naming a mutation fails on it; exit 1 on a blind spot (docs/selftest.md).  `make test` runs the gang
+## subset (tests/integration/test_selftest.py).
+selftest: venv bins
+	$(BIN)/aiconform selftest --must --report-dir reports/selftest
 
 ## Benchmarks: print figures and write bench/results.json.
 bench: venv bins

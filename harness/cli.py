@@ -1,4 +1,4 @@
-"""The ``aiconform`` command line: up / down / upgrade / status / kubeconfig / bins / run / report / images /
+"""The ``aiconform`` command line: up / down / upgrade / status / kubeconfig / bins / run / selftest / report / images /
 node-image / plugin.
 
 Progress goes to stderr; results (a kubeconfig path, a table) to stdout.  Every error a user can cause ends in one
@@ -11,6 +11,7 @@ import argparse
 import json
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from types import FrameType
 
@@ -124,6 +125,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.runner import run_main
 
     return run_main(args)
+
+
+def cmd_selftest(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from harness.selftest.run import SelftestSettings, list_main, selftest_main
+
+    if args.list:
+        return list_main(args.suite, args.tier)
+    report_dir = Path(args.report_dir) if args.report_dir else Path("reports") / f"selftest-{int(time.time())}"
+    return selftest_main(SelftestSettings(
+        report_dir=report_dir, requirements=tuple(args.requirement or ()), checks=tuple(args.check or ()),
+        mutations=tuple(args.mutation or ()), suite=args.suite, max_tier=args.tier, baseline=not args.no_baseline,
+        musts_only=args.must))
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -313,6 +328,24 @@ def build_parser() -> argparse.ArgumentParser:
                           "the pinned default), run them again: reports in REPORT_DIR/before and /after, their diff in "
                           "REPORT_DIR/diff.txt; exit 1 on a regression")
     run.set_defaults(func=cmd_run)
+
+    st = sub.add_parser("selftest", help="bring up mutated platforms (a plugin off, a controller left out...) and show "
+                        "that every check naming them fails there; power table in the report; exit 1 on a miss")
+    st.add_argument("--list", action="store_true", help="list the mutations per requirement and their checks; run nothing")
+    st.add_argument("--requirement", action="append", metavar="ID", help="only the mutations of this requirement "
+                    "(repeatable)")
+    st.add_argument("--check", action="append", metavar="ID", help="only this check (node id or function name; "
+                    "repeatable) and the mutations it names")
+    st.add_argument("--mutation", action="append", metavar="ID", help="only this mutation (repeatable)")
+    st.add_argument("--must", action="store_true", help="only the mutations of the CNCF MUST requirements")
+    st.add_argument("--suite", default=None, metavar="PATH", help="a folder or file of checks instead of the shipped "
+                    "suites")
+    st.add_argument("--tier", default="S", choices=("S", "R"), help="the highest tier to bring up (R: a real node, "
+                    "needs root); mutations that need more are listed as not run (default: S)")
+    st.add_argument("--no-baseline", action="store_true", help="skip running the checks on the unmutated platform "
+                    "first (a check that fails there proves nothing; faster)")
+    st.add_argument("--report-dir", default=None, help="default: reports/selftest-<time>")
+    st.set_defaults(func=cmd_selftest)
 
     sim = sub.add_parser("simulate", help="replay a workload trace under scheduling policies; utilization and "
                          "fairness report")

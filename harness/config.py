@@ -57,6 +57,9 @@ _FEATURE_GATE = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 _FLAG_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _RUNTIME_CONFIG_KEY = re.compile(r"^(api/(all|ga|beta|alpha)|[a-z0-9.-]+/[a-z0-9]+(/[a-z0-9]+)?|v1)$")
 CONTROL_PLANE_COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+SCHEDULER_EXTENSION_POINTS = ("multiPoint", "queueSort", "preEnqueue", "preFilter", "filter", "postFilter",
+                              "preScore", "score", "reserve", "permit", "preBind", "bind", "postBind")
+_PLUGIN_NAME = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 
 
@@ -152,6 +155,10 @@ class ControlPlane:
     """Extra flags per control-plane component (``kube-apiserver``, ``kube-controller-manager``,
     ``kube-scheduler``): ``flag-name`` (no dashes) → value, checked against that binary's ``--help``; flags the
     harness sets itself are refused."""
+    scheduler_disabled_plugins: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """kube-scheduler plugins turned off in its KubeSchedulerConfiguration, per extension point (``multiPoint``:
+    everywhere; ``permit``, ``filter``...: only there), e.g. ``{"permit": ("GangScheduling",)}`` (local provider
+    only; kube-scheduler itself refuses a plugin name it does not know)."""
 
 
 class ProviderSpec(Protocol):
@@ -624,7 +631,7 @@ class _Parser(Fields):
     def control_plane(self, data: Any, at: str) -> ControlPlane:
         d = self.mapping(data, at)
         self.known(d, at, {"kubernetesVersion", "apiserverPort", "liftLimits", "serviceCIDR", "podCIDR",
-                            "featureGates", "runtimeConfig", "extraArgs"})
+                           "featureGates", "runtimeConfig", "extraArgs", "schedulerDisabledPlugins"})
         version = str(d.get("kubernetesVersion", "") or "").lstrip("v")
         if version in PIN_NAMES:  # the version versions.toml pins under that name
             version = pinned_kubernetes(version)
@@ -646,7 +653,25 @@ class _Parser(Fields):
                 for comp, args in self.mapping(d.get("extraArgs", {}) or {}, f"{at}.extraArgs").items()
                 if self._component(comp, f"{at}.extraArgs", CONTROL_PLANE_COMPONENTS)
             },
+            scheduler_disabled_plugins=self.disabled_plugins(d.get("schedulerDisabledPlugins", {}),
+                                                             f"{at}.schedulerDisabledPlugins"),
         )
+
+    def disabled_plugins(self, data: Any, at: str) -> dict[str, tuple[str, ...]]:
+        """Extension point → plugin names (``{permit: [GangScheduling]}``)."""
+        out: dict[str, tuple[str, ...]] = {}
+        for point, names in self.mapping(data or {}, at).items():
+            if point not in SCHEDULER_EXTENSION_POINTS:
+                raise ConfigError(f"{at}.{point}: not a kube-scheduler extension point "
+                                  f"(one of {', '.join(SCHEDULER_EXTENSION_POINTS)})")
+            if not isinstance(names, list) or not names:
+                raise ConfigError(f"{at}.{point}: must be a non-empty list of plugin names")
+            for i, name in enumerate(names):
+                if not isinstance(name, str) or not _PLUGIN_NAME.match(name):
+                    raise ConfigError(f"{at}.{point}[{i}]: not a plugin name (CamelCase, e.g. GangScheduling), "
+                                      f"got {name!r}")
+            out[str(point)] = tuple(dict.fromkeys(names))
+        return out
 
     def real_node(self, data: Any, at: str) -> RealNode:
         d = self.mapping(data, at)

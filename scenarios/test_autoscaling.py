@@ -69,7 +69,8 @@ def _wait_node_gone(kube: KubeClient, name: str, timeout: float) -> float:
 
 
 @pytest.mark.aiconform(requirement="cluster_autoscaling", tier="S", gpus=1, capabilities=("node-autoscaling",),
-                       exclusive=True, destructive=True)
+                       exclusive=True, destructive=True,
+                       mutations=("gpu-pools-not-autoscaled",))
 def test_pending_gpu_pods_add_a_node_of_the_requested_type_and_it_goes_when_empty(
         kube: KubeClient, tenant: Tenant, evidence: Evidence) -> None:
     """N+1 one-GPU pods of one GPU product on N free GPUs of that product: N bind on the existing nodes, Karpenter

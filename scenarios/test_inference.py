@@ -37,7 +37,8 @@ def models_cleanup(kube: KubeClient, tenant: Tenant) -> Iterator[None]:
         remove_model(kube, tenant.name, f"model-{version}")
 
 
-@pytest.mark.aiconform(requirement="ai_inference", tier="R", gpus=2, capabilities=NEEDS)
+@pytest.mark.aiconform(requirement="ai_inference", tier="R", gpus=2, capabilities=NEEDS,
+                       mutations=("endpointslice-controller-off",))
 def test_gateway_splits_model_versions_by_weight_and_routes_by_header(
     kube: KubeClient, tenant: Tenant, evidence: Evidence, models_cleanup: None
 ) -> None:

@@ -206,7 +206,8 @@ def _accelerator_pod(name: str, containers: list[tuple[str, int]], image: str, s
 
 
 # exclusive: it needs two of the real node's few GPUs, which GPU pods of other checks may land on.
-@pytest.mark.aiconform(requirement="secure_accelerator_access", tier="R", gpus=2, exclusive=True)
+@pytest.mark.aiconform(requirement="secure_accelerator_access", tier="R", gpus=2, exclusive=True,
+                       mutations=("gpu-handed-to-many",))
 def test_container_sees_only_its_allocated_accelerators(
     kube: KubeClient, tenant: Tenant, evidence: Evidence, aiconform_cluster: ClusterHandle
 ) -> None:

@@ -37,7 +37,8 @@ def _drive(kube: KubeClient, tenant: Tenant) -> tuple[str, str, str]:
     return ep.pods[0], gpu, prom.prometheus_url(kube)
 
 
-@pytest.mark.aiconform(requirement="ai_service_metrics", tier="R", gpus=1, capabilities=SERVING)
+@pytest.mark.aiconform(requirement="ai_service_metrics", tier="R", gpus=1, capabilities=SERVING,
+                       mutations=("monitoring-left-out",))
 @pytest.mark.usefixtures("model_cleanup")
 def test_model_server_metrics_are_in_prometheus_per_pod(kube: KubeClient, tenant: Tenant, evidence: Evidence) -> None:
     """Request count, latency histogram and queue depth of the model server are scraped by Prometheus (found by
@@ -59,7 +60,8 @@ def test_model_server_metrics_are_in_prometheus_per_pod(kube: KubeClient, tenant
     assert queue and queue[0]["metric"].get("namespace") == tenant.name and queue[0]["metric"].get("pod") == pod
 
 
-@pytest.mark.aiconform(requirement="accelerator_metrics", tier="R", gpus=1, capabilities=SERVING)
+@pytest.mark.aiconform(requirement="accelerator_metrics", tier="R", gpus=1, capabilities=SERVING,
+                       mutations=("monitoring-left-out",))
 @pytest.mark.usefixtures("model_cleanup")
 def test_gpu_metrics_are_attributed_to_the_pod_holding_the_gpu(kube: KubeClient, tenant: Tenant,
                                                                evidence: Evidence) -> None:

@@ -34,7 +34,8 @@ def hpa_sync_period(cluster: ClusterHandle) -> str:
     return f"{value} (profile {cluster.profile}, controlPlane.extraArgs)" if value else "15s (upstream default)"
 
 
-@pytest.mark.aiconform(requirement="pod_autoscaling", tier="R", gpus=4, capabilities=SERVING, exclusive=True)
+@pytest.mark.aiconform(requirement="pod_autoscaling", tier="R", gpus=4, capabilities=SERVING, exclusive=True,
+                       mutations=("hpa-controller-off",))
 def test_hpa_scales_model_server_on_queue_depth(
     aiconform_cluster: ClusterHandle, kube: KubeClient, tenant: Tenant, evidence: Evidence, tmp_path: Path
 ) -> None:

@@ -125,7 +125,7 @@ def test_taints_keep_non_gpu_pods_off_gpu_pools(kube: KubeClient, tenant: Tenant
 
 
 # exclusive: it takes every slice of one MIG profile in the cluster and expects one more to find no room.
-@pytest.mark.aiconform(requirement="gpu_sharing", tier="S", exclusive=True)
+@pytest.mark.aiconform(requirement="gpu_sharing", tier="S", exclusive=True, mutations=("gpu-sharing-left-out",))
 def test_mig_mixed_requests_land_on_mig_slices(kube: KubeClient, tenant: Tenant, evidence: Evidence) -> None:
     """Pods asking for ``nvidia.com/mig-<profile>`` resources are bound to nodes advertising those slices, up to
     the slice count and not beyond."""
@@ -154,7 +154,8 @@ def test_mig_mixed_requests_land_on_mig_slices(kube: KubeClient, tenant: Tenant,
 
 
 # exclusive: it takes every free replica of one node (the product-selection check may pick the same node).
-@pytest.mark.aiconform(requirement="gpu_sharing", tier="S", exclusive=True)
+@pytest.mark.aiconform(requirement="gpu_sharing", tier="S", exclusive=True,
+                       mutations=("gpu-sharing-left-out",))
 def test_time_sliced_gpu_is_shared_by_replicas(kube: KubeClient, tenant: Tenant, evidence: Evidence) -> None:
     """On a time-sliced node (GPUs x replicas advertised), more one-GPU pods than physical GPUs run side by side."""
     shared = [n for n in _nodes(kube) if int(_label(n, "nvidia.com/gpu.replicas") or 1) > 1 and _alloc(n) > 0]

@@ -124,7 +124,8 @@ def _worker_pods(kube: KubeClient, ns: str, job: str) -> list[str]:
     return sorted(p["metadata"]["name"] for p in pods if p.get("status", {}).get("phase") in ("Running", "Succeeded"))
 
 
-@pytest.mark.aiconform(requirement="robust_controller", tier="R", gpus=2)
+@pytest.mark.aiconform(requirement="robust_controller", tier="R", gpus=2,
+                       mutations=("job-controller-off",))
 def test_trainer_crds_webhook_and_reconcile_across_a_controller_restart(
     kube: KubeClient, workspace: Workspace, trainer_stack: Stack, evidence: Evidence
 ) -> None:

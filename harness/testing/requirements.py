@@ -4,6 +4,8 @@
     def test_time_sliced_gpus_are_shared(kube, tenant, evidence): ...
 
 On a cluster below the tier, without the capabilities or with fewer GPUs the check is skipped with the reason.
+``mutations=("gang-plugin-off",)`` names the platform mutations the check must catch (``failed`` on the mutated
+platform): ids of the registry in harness/selftest/mutations.py, run by ``aiconform selftest``.
 ``exclusive=True`` says the check needs the cluster to itself (it fills a whole pool, adds nodes, preempts, or takes
 every unit of a scarce resource): under ``aiconform run --parallel N`` it runs alone, never beside another check.
 ``destructive=True`` (cluster-wide objects; refused on an existing cluster without ``--allow-existing``) implies
@@ -21,8 +23,9 @@ from harness.testing.cluster import ClusterHandle, remember_handle
 
 MARKER = "aiconform"
 MARKER_HELP = (
-    "aiconform(requirement, tier='S', gpus=0, capabilities=(), destructive=False, exclusive=False): a conformance "
-    "check; skipped on a cluster that cannot satisfy it; exclusive (or destructive) checks never run beside another"
+    "aiconform(requirement, tier='S', gpus=0, capabilities=(), destructive=False, exclusive=False, mutations=()): a "
+    "conformance check; skipped on a cluster that cannot satisfy it; exclusive (or destructive) checks never run beside "
+    "another; mutations: the platform mutations it must catch (aiconform selftest)"
 )
 SELECT_CHOICES = ("all", "exclusive", "shared")
 
@@ -43,6 +46,8 @@ class CheckSpec:
     """Creates cluster-wide objects: refused on an existing cluster unless allowed; implies exclusive."""
     exclusive: bool = False
     """Needs the cluster to itself: never runs beside another check."""
+    mutations: tuple[str, ...] = ()
+    """Platform mutations the check must catch (ids in harness/selftest/mutations.py; ``aiconform selftest``)."""
 
     @property
     def runs_alone(self) -> bool:
@@ -65,7 +70,8 @@ def spec_of(item: pytest.Item) -> CheckSpec | None:
         if "requirement" in kw:
             raise MarkerError("requirement given twice")
         kw["requirement"] = m.args[0]
-    unknown = sorted(set(kw) - {"requirement", "tier", "gpus", "capabilities", "destructive", "exclusive"})
+    unknown = sorted(set(kw) - {"requirement", "tier", "gpus", "capabilities", "destructive", "exclusive",
+                                 "mutations"})
     if unknown:
         raise MarkerError(f"unknown field {unknown[0]!r}")
     tier = kw.get("tier", "S")
@@ -77,6 +83,9 @@ def spec_of(item: pytest.Item) -> CheckSpec | None:
     caps = kw.get("capabilities", ())
     if isinstance(caps, str) or not all(isinstance(c, str) for c in caps):
         raise MarkerError(f"capabilities must be a tuple of names, got {caps!r}")
+    muts = kw.get("mutations", ())
+    if isinstance(muts, str) or not isinstance(muts, tuple | list) or not all(isinstance(m, str) for m in muts):
+        raise MarkerError(f"mutations must be a tuple of mutation ids, got {muts!r}")
     for flag in ("destructive", "exclusive"):
         if not isinstance(kw.get(flag, False), bool):
             raise MarkerError(f"{flag} must be True or False, got {kw[flag]!r}")
@@ -84,7 +93,8 @@ def spec_of(item: pytest.Item) -> CheckSpec | None:
     if req is not None and not isinstance(req, str):
         raise MarkerError(f"requirement must be a string, got {req!r}")
     return CheckSpec(requirement=req or None, tier=tier, gpus=gpus, capabilities=tuple(caps),
-                     destructive=bool(kw.get("destructive", False)), exclusive=bool(kw.get("exclusive", False)))
+                     destructive=bool(kw.get("destructive", False)), exclusive=bool(kw.get("exclusive", False)),
+                     mutations=tuple(muts))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -16,7 +16,7 @@ from harness.errors import ConfigError
 
 LOCAL_ONLY = ("pools", "realNode")
 """Top-level fields of the local provider that a kind profile refuses (its nodes go under ``kind.workers``)."""
-LOCAL_ONLY_CONTROL_PLANE = ("liftLimits", "apiserverPort")
+LOCAL_ONLY_CONTROL_PLANE = ("liftLimits", "apiserverPort", "schedulerDisabledPlugins")
 """``controlPlane`` fields only the local provider's own processes honour."""
 
 

@@ -203,13 +203,18 @@ def controller_manager_argv(binary: Path, s: Settings) -> list[str]:
 def scheduler_config(s: Settings) -> dict[str, Any]:
     """The KubeSchedulerConfiguration written to ``s.paths.scheduler_config``."""
     lift = s.control_plane.lift_limits
-    return {
+    config: dict[str, Any] = {
         "apiVersion": "kubescheduler.config.k8s.io/v1",
         "kind": "KubeSchedulerConfiguration",
         "clientConnection": {"kubeconfig": str(s.paths.component_kubeconfig("scheduler")),
                              "qps": 5000 if lift else 50, "burst": 10000 if lift else 100},
         "leaderElection": {"leaderElect": False},
     }
+    disabled = s.control_plane.scheduler_disabled_plugins
+    if disabled:  # the profile turns plugins off (controlPlane.schedulerDisabledPlugins): the default profile only
+        config["profiles"] = [{"schedulerName": "default-scheduler", "plugins": {
+            point: {"disabled": [{"name": n} for n in names]} for point, names in sorted(disabled.items())}}]
+    return config
 
 
 def scheduler_argv(binary: Path, s: Settings) -> list[str]:
