@@ -309,7 +309,8 @@ def prom_pod(ready: str = "True") -> Obj:
 
 
 def test_prometheus_must_answer_through_the_pod_proxy() -> None:
-    api = Recorded(objects={PODS: [prom_pod()]}, proxy={f"mon/prometheus-0:{PROMETHEUS_PORT}/-/ready": "Prometheus Server is Ready.\n"})
+    api = Recorded(objects={PODS: [prom_pod()]},
+                   proxy={f"mon/prometheus-0:{PROMETHEUS_PORT}/-/ready": "Prometheus Server is Ready.\n"})
     yes = detect(api, "prometheus")
     assert yes.present and "pod mon/prometheus-0 on node real, hostNetwork answered /-/ready" in yes.detail
     silent = detect(Recorded(objects={PODS: [prom_pod()]}), "prometheus")
