@@ -12,14 +12,11 @@ import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from harness.bins import load_versions
 from harness.report.requirements import Level, cncf_checklist, lookup
+from harness.selftest.model import MutationResult, Owner, SelftestSettings, owners_of, why_not_here
 from harness.selftest.mutations import MUTATIONS, Mutation
-
-if TYPE_CHECKING:
-    from harness.selftest.run import MutationResult, Owner, SelftestSettings
 
 LISTED_SHOULDS = ("gpu_sharing",)
 """SHOULDs ``--list`` always shows, covered or not."""
@@ -46,7 +43,6 @@ def _order(requirements: Sequence[str]) -> list[str]:
 def render_list(owners: Sequence[Owner], max_tier: str) -> str:
     """``aiconform selftest --list``: every MUST (and the listed SHOULDs), its mutations, their owning checks and
     whether they can run here."""
-    from harness.selftest.run import owners_of, why_not_here
 
     lines: list[str] = []
     wanted = _order([*must_ids(), *LISTED_SHOULDS, *(r for m in MUTATIONS for r in m.requirements)])

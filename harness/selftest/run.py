@@ -26,9 +26,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 
 import yaml
@@ -37,66 +36,24 @@ from harness.errors import ConfigError
 from harness.report import ReportError, load_results
 from harness.report.requirements import is_known
 from harness.runner import SCENARIOS, known_suites, prepare_report_dir, suite_rootdir, user_suite_files
-from harness.selftest.mutations import MUTATIONS, REGISTRY, Mutation
+from harness.selftest.model import (
+    CheckGrade,
+    CheckOutcome,
+    MutationResult,
+    Owner,
+    SelftestSettings,
+    Verdict,
+    owners_of,
+    why_not_here,
+)
+from harness.selftest.mutations import MUTATIONS, REGISTRY
+from harness.selftest.report import must_ids, render_list, write_report
 
 EXIT_MISSED = 1
 EXIT_ERROR = 3
 TIERS_HERE = ("S", "R")
 CHILD_STOP_S = 300.0
 """How long a child ``aiconform run`` gets to tear its cluster down after Ctrl-C."""
-_TIER_ORDER = {"S": 0, "R": 1, "G": 2}
-
-
-class Verdict(StrEnum):
-    CAUGHT = "caught"
-    MISSED = "missed"
-    ERROR = "error"
-    NOT_RUN = "not run"
-
-
-@dataclass(frozen=True)
-class Owner:
-    """A check whose marker names mutations it must catch."""
-
-    id: str
-    """pytest node id, as results.json names it (``scenarios/test_gang.py::test_x``)."""
-    name: str
-    """The test function's name (what ``-k`` selects)."""
-    file: str
-    requirement: str | None
-    tier: str
-    mutations: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class CheckOutcome:
-    """What one owning check said on one platform (None: no verdict: it never ran)."""
-
-    status: str | None
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class CheckGrade:
-    check: str
-    verdict: Verdict
-    reason: str
-    status: str | None = None
-    """The check's own verdict on the mutated platform."""
-
-
-@dataclass
-class MutationResult:
-    mutation: Mutation
-    owners: list[Owner]
-    verdict: Verdict = Verdict.NOT_RUN
-    why: str = ""
-    """For a mutation that did not run: why; otherwise a summary line."""
-    checks: list[CheckGrade] = field(default_factory=list)
-    report_dir: str = ""
-    duration_s: float = 0.0
-
-
 # -- finding the owning checks --------------------------------------------------------------------------------------
 
 
@@ -128,26 +85,11 @@ def collect_owners(files: Sequence[Path], *, workdir: Path) -> list[Owner]:
     return owners
 
 
-def owners_of(mutation: Mutation, owners: Sequence[Owner]) -> list[Owner]:
-    return [o for o in owners if mutation.id in o.mutations]
-
-
-def why_not_here(mutation: Mutation, owners: Sequence[Owner], max_tier: str) -> str:
-    """Why this mutation cannot run here (empty: it can)."""
-    if not owners:
-        return "no check names it in its marker"
-    need = max([mutation.tier, *(o.tier for o in owners)], key=_TIER_ORDER.__getitem__)
-    if _TIER_ORDER[need] > _TIER_ORDER[max_tier]:
-        return f"needs tier {need} (a real node: run with --tier R as root)" if need == "R" else f"needs tier {need}"
-    return ""
-
-
 def choose(owners: Sequence[Owner], *, requirements: Sequence[str] = (), checks: Sequence[str] = (),
            mutation_ids: Sequence[str] = (), musts_only: bool = False) -> list[MutationResult]:
     """The mutations selected by ``--requirement``, ``--check``, ``--mutation`` and ``--must`` (all when none is
     given), each with its owning checks (only the named ones with ``--check``).  ConfigError for an id that selects
     nothing."""
-    from harness.selftest.report import must_ids
 
     musts = set(must_ids())
     validate_ids(requirements, mutation_ids)
@@ -313,25 +255,8 @@ def _wait(child: subprocess.Popen[bytes]) -> int:
 # -- the command ----------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SelftestSettings:
-    report_dir: Path
-    requirements: tuple[str, ...] = ()
-    checks: tuple[str, ...] = ()
-    mutations: tuple[str, ...] = ()
-    suite: str | None = None
-    """A folder (or file) of checks instead of the shipped suites (a user's own checks, or a test's)."""
-    max_tier: str = "S"
-    """The highest tier this run may bring up: S (simulated nodes) or R (a real node; needs root)."""
-    baseline: bool = True
-    """Run the owning checks on the unmutated platform first: a check that fails there proves nothing."""
-    musts_only: bool = False
-    """Only the mutations of the CNCF MUST requirements (``make selftest``)."""
-
-
 def selftest(settings: SelftestSettings, progress: Callable[[str], None]) -> list[MutationResult]:
     """Run the chosen mutations; every result graded (or marked not run, with why)."""
-    from harness.selftest.report import write_report
 
     if settings.max_tier not in TIERS_HERE:
         raise ConfigError(f"--tier: must be one of {', '.join(TIERS_HERE)}, got {settings.max_tier!r}")
@@ -397,7 +322,6 @@ def selftest_main(settings: SelftestSettings) -> int:
 
 def list_main(suite: str | None, max_tier: str) -> int:
     """``aiconform selftest --list``."""
-    from harness.selftest.report import render_list
 
     with tempfile.TemporaryDirectory(prefix="aiconform-selftest-") as tmp:
         owners = collect_owners(check_files(suite), workdir=Path(tmp))
