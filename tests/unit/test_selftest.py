@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.bins import pinned_kubernetes
 from harness.cli import build_parser
 from harness.config import parse_profile
 from harness.errors import ConfigError
@@ -181,12 +182,12 @@ def test_scheduler_disabled_plugins_reach_the_scheduler_configuration() -> None:
     assert p.control_plane.scheduler_disabled_plugins == {"permit": ("GangScheduling",)}
     s = comp.Settings(paths=comp.Paths(Path("/run/c1")),
                       ports=comp.Ports(etcd=1, etcd_peer=2, apiserver=3, controller_manager=4, scheduler=5, kwok=6),
-                      control_plane=p.control_plane, kubernetes_version="1.37.2")
+                      control_plane=p.control_plane, kubernetes_version=pinned_kubernetes("default"))
     assert comp.scheduler_config(s)["profiles"] == [
         {"schedulerName": "default-scheduler", "plugins": {"permit": {"disabled": [{"name": "GangScheduling"}]}}}]
     assert "profiles" not in comp.scheduler_config(
         comp.Settings(paths=s.paths, ports=s.ports, control_plane=parse_profile({}).control_plane,
-                      kubernetes_version="1.37.2"))
+                      kubernetes_version=pinned_kubernetes("default")))
 
 
 @pytest.mark.parametrize(("value", "message"), [
