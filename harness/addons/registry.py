@@ -9,9 +9,9 @@ addon asked for is imported, so a broken third-party addon fails only where it i
 
 from __future__ import annotations
 
-from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING
 
+from harness import plugins
 from harness.addons.base import Addon
 from harness.addons.site import placement
 from harness.errors import ConfigError
@@ -22,44 +22,20 @@ if TYPE_CHECKING:
 GROUP = "aiconform.addons"
 
 
-def _entry_points() -> dict[str, list[EntryPoint]]:
-    found: dict[str, list[EntryPoint]] = {}
-    for ep in entry_points(group=GROUP):
-        same = found.setdefault(ep.name, [])
-        if all(other.value != ep.value for other in same):  # one package seen twice on sys.path is no conflict
-            same.append(ep)
-    return found
-
-
 def registered() -> list[str]:
     """The names of every registered addon, sorted (nothing is imported)."""
-    return sorted(_entry_points())
-
-
-def _describe(ep: EntryPoint) -> str:
-    dist = getattr(ep, "dist", None)
-    return f"{ep.value}" + (f" from {dist.name}" if dist is not None else "")
+    return sorted(plugins.by_name(GROUP))
 
 
 def lookup(name: str) -> Addon:
     """The addon registered as ``name``; ConfigError (one line) when there is none, two, or it does not load."""
-    eps = _entry_points()
-    if name not in eps:
-        known = ", ".join(sorted(eps)) or "none (is aiconform installed? run `make venv`)"
-        raise ConfigError(f"unknown addon {name!r}; known addons: {known}")
-    if len(eps[name]) > 1:
-        raise ConfigError(f"addon {name!r} is registered twice ({'; '.join(map(_describe, eps[name]))}); uninstall one "
-                          "of them")
-    ep = eps[name][0]
-    try:
-        loaded = ep.load()
-    except (ImportError, AttributeError) as err:
-        raise ConfigError(f"addon {name!r} ({_describe(ep)}) cannot be loaded: {type(err).__name__}: {err}") from err
+    ep, loaded = plugins.load(plugins.by_name(GROUP), "addon", name,
+                              lambda known: f"unknown addon {name!r}; known addons: {known}")
     if not isinstance(loaded, Addon):
-        raise ConfigError(f"addon {name!r} ({_describe(ep)}) is not an Addon (harness/addons/base.py): got "
+        raise ConfigError(f"addon {name!r} ({plugins.describe(ep)}) is not an Addon (harness/addons/base.py): got "
                           f"{type(loaded).__name__}")
     if loaded.name != name:
-        raise ConfigError(f"addon {name!r} ({_describe(ep)}) calls itself {loaded.name!r}; the entry point's name and "
+        raise ConfigError(f"addon {name!r} ({plugins.describe(ep)}) calls itself {loaded.name!r}; the entry point's name and "
                           "Addon.name must agree")
     return loaded
 

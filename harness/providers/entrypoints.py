@@ -1,15 +1,16 @@
 """The ``aiconform.providers`` entry-point group, read: the registered names, the one entry point of a name, its
 factory loaded, and what else the module holding the factory publishes (``PROFILE_SECTION``, the provider's hook into
-profile parsing).  Imports nothing of aiconform but its errors, so harness/config.py can ask here for a provider's
-profile section while the registry (registry.py: opening clusters) imports config.  Entry points are read on each
-lookup (no cache to go stale).
+profile parsing).  Imports nothing of aiconform but its errors and harness/plugins.py (the entry-point reading both
+groups share), so harness/config.py can ask here for a provider's profile section while the registry (registry.py:
+opening clusters) imports config.  Entry points are read on each lookup (no cache to go stale).
 """
 
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint
 
+from harness import plugins
 from harness.errors import ConfigError
 
 GROUP = "aiconform.providers"
@@ -17,12 +18,7 @@ GROUP = "aiconform.providers"
 
 def by_name() -> dict[str, list[EntryPoint]]:
     """Every registered name with its entry points (more than one: registered twice)."""
-    found: dict[str, list[EntryPoint]] = {}
-    for ep in entry_points(group=GROUP):
-        same = found.setdefault(ep.name, [])
-        if all(other.value != ep.value for other in same):  # one package seen twice on sys.path is no conflict
-            same.append(ep)
-    return found
+    return plugins.by_name(GROUP)
 
 
 def registered() -> list[str]:
@@ -30,28 +26,15 @@ def registered() -> list[str]:
     return sorted(by_name())
 
 
-def describe(ep: EntryPoint) -> str:
-    dist = getattr(ep, "dist", None)
-    return f"{ep.value}" + (f" from {dist.name}" if dist is not None else "")
+describe = plugins.describe
 
 
 def load(provider: str, eps: dict[str, list[EntryPoint]] | None = None) -> tuple[EntryPoint, object]:
     """The entry point registered as ``provider`` (in ``eps``, else as read now) and what it names, loaded;
     ConfigError (one line, listing the registered ones) for an unknown name, a name registered twice, or one that
     cannot be loaded."""
-    eps = by_name() if eps is None else eps
-    if provider not in eps:
-        known = ", ".join(sorted(eps)) or "none (is aiconform installed? run `make venv`)"
-        raise ConfigError(f"provider: unknown provider {provider!r}; registered providers: {known}")
-    if len(eps[provider]) > 1:
-        raise ConfigError(f"provider {provider!r} is registered twice ({'; '.join(map(describe, eps[provider]))}); "
-                          "uninstall one of them")
-    ep = eps[provider][0]
-    try:
-        return ep, ep.load()
-    except (ImportError, AttributeError) as err:
-        raise ConfigError(f"provider {provider!r} ({describe(ep)}) cannot be loaded: "
-                          f"{type(err).__name__}: {err}") from err
+    return plugins.load(by_name() if eps is None else eps, "provider", provider,
+                        lambda known: f"provider: unknown provider {provider!r}; registered providers: {known}")
 
 
 def published(provider: str, attribute: str) -> object | None:
