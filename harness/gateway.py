@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.addons import lookup
-from harness.addons.installer import pod_log_tail
+from harness.addons.installer import addon_log_tail
 from harness.addons.traefik import GATEWAY_CLASS, NAME, WEB_PORT
 from harness.contract import REAL_NODE_LABEL
 from harness.errors import AiconformError, ClusterError, PlatformFault
@@ -109,7 +109,7 @@ def _summary(conds: Mapping[str, Mapping[str, Any]]) -> str:
 
 def controller_logs(client: KubeClient, *, lines: int = 6) -> str:
     """The Gateway controller's last log lines (for errors), one line per pod."""
-    return pod_log_tail(client, lookup(NAME), lines)
+    return addon_log_tail(client, lookup(NAME), lines)
 
 
 def wait_programmed(client: KubeClient, namespace: str, name: str, *, timeout: float = 60.0) -> Obj:

@@ -15,12 +15,11 @@ from __future__ import annotations
 import errno
 import random
 import socket
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from harness import proc
-from harness.errors import ClusterError, CommandError, PortInUse
+from harness.errors import ClusterError, CommandError, PortInUse, WaitTimeout
 
 LOG_KEYWORDS = ("error", "fatal", "panic", "in use")
 
@@ -60,16 +59,18 @@ class Supervisor:
     def wait_ready(self, name: str, probe: Callable[[], bool], *, timeout: float, what: str = "") -> None:
         """Poll ``probe`` (a health endpoint or socket: no watch exists for those) until it answers, with a
         deadline; fail at once if the process exits meanwhile."""
-        deadline = time.monotonic() + timeout
-        delay = 0.05
-        while time.monotonic() < deadline:
+
+        def answers() -> bool:
             if probe():
-                return
+                return True
             if not self.alive(name):
                 raise ClusterError(f"{name} exited during start-up: {self.log_tail(name)}")
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.5)
-        raise ClusterError(f"{what or name} was not ready after {timeout:.0f}s: {self.log_tail(name)}")
+            return False
+
+        try:
+            proc.poll_until(answers, timeout=timeout, interval=0.05, backoff=1.5, max_interval=0.5, what=what or name)
+        except WaitTimeout:
+            raise ClusterError(f"{what or name} was not ready after {timeout:.0f}s: {self.log_tail(name)}") from None
 
     def log_tail(self, name: str) -> str:
         """The last line of the log that looks like an error (else the last line), with the log's path."""

@@ -1,7 +1,8 @@
 """The one subprocess helper: argv lists only, deadlines always, failures as CommandError.
 
-Owns running short commands to completion and starting long-lived daemons with pidfiles.  Must not know about
-Kubernetes; providers build argv lists and hand them here.
+Owns running short commands to completion and starting long-lived daemons with pidfiles, and the one deadline loop
+(:func:`poll_until`) for what has no watch (a socket, a health endpoint, API discovery, a metric).  Must not know
+about Kubernetes; providers build argv lists and hand them here.
 """
 
 from __future__ import annotations
@@ -10,11 +11,14 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
-from harness.errors import CommandError
+from harness.errors import CommandError, WaitTimeout
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -190,3 +194,25 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
+
+
+def poll_until(predicate: Callable[[], T], *, timeout: float, interval: float, what: str,
+               backoff: float = 1.0, max_interval: float | None = None) -> T:
+    """Call ``predicate`` until it returns something truthy, and return that; WaitTimeout naming ``what`` once
+    ``timeout`` seconds have passed.  For what has no watch only: a Kubernetes object is awaited with a watch.
+
+    ``predicate`` is always called at least once, and once more at the deadline; an exception it raises (a process
+    that exited: no point waiting on) ends the wait at once.  Between calls it sleeps ``interval`` seconds, which
+    grows ``backoff``-fold up to ``max_interval`` (default: ``interval``), never past the deadline.
+    """
+    deadline = time.monotonic() + timeout
+    delay = interval
+    while True:
+        found = predicate()
+        if found:
+            return found
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(min(delay, left))
+        delay = min(delay * backoff, interval if max_interval is None else max_interval)

@@ -56,7 +56,7 @@ from harness.errors import (
 )
 from harness.hostproc import free_port
 from harness.kube import write_kubeconfig
-from harness.workloads import BAD_WAITING_REASONS, pod_ready
+from harness.workloads import BAD_WAITING_REASONS, pod_log_tail, pod_ready
 
 if TYPE_CHECKING:
     from harness.config import Pool
@@ -297,7 +297,7 @@ class _Install:
                                  condition=lambda st: any(_condition(o, "Accepted") == "True" for o in st.values()))
         except AiconformError as err:
             raise ClusterError(f"{err}; {self.addon.name} log: "
-                               f"{pod_log_tail(self.client, self.addon, 20, workload)}") from err
+                               f"{addon_log_tail(self.client, self.addon, 20, workload)}") from err
 
     def _apply(self, obj: Obj) -> None:
         """Server-side apply; an object that did not exist before is recorded for the undo (one that did, e.g. a
@@ -428,7 +428,7 @@ class _Install:
                 return "(no log)"
             tail = [ln for ln in text.splitlines() if ln.strip()][-lines:]
             return _one_line("\n".join(tail))[:1500] + f" (log: {log})"
-        return pod_log_tail(self.client, self.addon, lines, self.workload)
+        return addon_log_tail(self.client, self.addon, lines, self.workload)
 
     # -- undo --------------------------------------------------------------------------------------------------------
 
@@ -548,10 +548,10 @@ def wait_discovered(client: KubeClient, crds: list[Obj], *, timeout: float, what
     (Kubeflow Trainer v2.3.0 did, 1 of 2 installs here).  Discovery has no watch: polled, with a deadline."""
     wanted = {(c["spec"]["group"], v["name"], c["spec"]["names"]["plural"])
               for c in crds for v in c["spec"].get("versions", []) if v.get("served", True)}
-    deadline = time.monotonic() + timeout
-    delay = 0.1
-    while True:
-        missing = []
+    missing: list[str] = []
+
+    def discovered() -> bool:
+        missing[:] = []
         for group, version, plural in sorted(wanted):
             try:
                 found = client.request("GET", f"/apis/{group}/{version}")
@@ -559,13 +559,14 @@ def wait_discovered(client: KubeClient, crds: list[Obj], *, timeout: float, what
                 found = {}
             if plural not in {r.get("name") for r in found.get("resources", []) or []}:
                 missing.append(f"{plural}.{group}/{version}")
-        if not missing:
-            return
-        if time.monotonic() >= deadline:
-            raise ApiNotServed("kube-apiserver API discovery",
-                               f"{what}: Established but not in API discovery after {timeout:.0f}s: {', '.join(missing)}")
-        time.sleep(delay)
-        delay = min(delay * 2, 1.0)
+        return not missing
+
+    try:
+        proc.poll_until(discovered, timeout=timeout, interval=0.1, backoff=2.0, max_interval=1.0,
+                        what=f"{what} in API discovery")
+    except WaitTimeout:
+        raise ApiNotServed("kube-apiserver API discovery",
+                           f"{what}: Established but not in API discovery after {timeout:.0f}s: {', '.join(missing)}") from None
 
 
 def _listening(port: int) -> bool:
@@ -665,21 +666,20 @@ def wait_ready(client: KubeClient, addon: Addon, *, timeout: float, workload: Ob
                     failure=broken, timeout=timeout, what=f"{kind} {namespace}/{name} pods to be Ready")
 
 
-def pod_log_tail(client: KubeClient, addon: Addon, lines: int = 5, workload: Obj | None = None) -> str:
-    """The last log lines of the addon's workload pods (the kubelet's log endpoint), as one line."""
+def addon_log_tail(client: KubeClient, addon: Addon, lines: int = 5, workload: Obj | None = None) -> str:
+    """The last log lines of the addon's workload pods (:func:`harness.workloads.pod_log_tail` each), as one line."""
     if addon.workload is None:
         return ""
     _, namespace, _ = addon.workload
-    out = []
     try:
         pods = client.list("Pod", namespace, label_selector=_selector(addon, workload))["items"]
-        for p in pods:
-            name = p["metadata"]["name"]
-            text = client.request("GET", f"/api/v1/namespaces/{namespace}/pods/{name}/log",
-                                  params={"tailLines": str(lines)}, raw=True)
-            out.append(f"pod {name}: {_one_line(str(text))}")
     except (AiconformError, OSError) as err:
         return f"(no controller log: {err})"
+    out = []
+    for p in pods:
+        name = p["metadata"]["name"]
+        tail = "\n".join(pod_log_tail(client, namespace, name, lines=lines))
+        out.append(f"pod {name}: {_one_line(tail)}")
     return " ; ".join(out)[:1500] or "(no controller pod)"
 
 

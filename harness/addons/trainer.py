@@ -43,10 +43,7 @@ WEBHOOK_SECRET = "kubeflow-trainer-webhook-cert"
 CONFIG_MAP = "kubeflow-trainer-config"
 CONFIG_KEY = "controller_manager_config.yaml"
 VALIDATING_WEBHOOK = "validator.trainer.kubeflow.org"
-MUTATING_WEBHOOK = "defaulter.trainer.kubeflow.org"
 TRAINJOB_VALIDATOR = "validator.trainjob.trainer.kubeflow.org"
-CRDS = ("trainjobs.trainer.kubeflow.org", "trainingruntimes.trainer.kubeflow.org",
-        "clustertrainingruntimes.trainer.kubeflow.org")
 RUN_AS = 65532
 _CLUSTER_SCOPED = {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding",
                    "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"}

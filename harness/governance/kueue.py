@@ -162,10 +162,6 @@ def jobset(name: str, *, queue: str, replicas: int, pods_per_job: int, gpus_per_
                                                           "template": {"spec": spec}}]}}
 
 
-def workload_priority_class(name: str, value: int) -> dict[str, Any]:
-    return {"apiVersion": API, "kind": "WorkloadPriorityClass", "metadata": {"name": name}, "value": value}
-
-
 # -- apply / remove -------------------------------------------------------------------------------------------------
 
 

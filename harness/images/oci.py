@@ -19,7 +19,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import stat
 import tarfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -33,7 +32,6 @@ MEDIA_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 WHITEOUT_PREFIX = ".wh."
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -327,10 +325,3 @@ def write_archive(out: Path, ref: str, layers: Sequence[Layer], config: ImageCon
         add("index.json", _json_bytes(index))
         add("manifest.json", _json_bytes(docker_manifest))
     return manifest_digest
-
-
-def copy_layer(layer: Layer, dest_dir: Path) -> Layer:
-    """The same layer blob under ``dest_dir`` (named by digest)."""
-    dest = dest_dir / (layer.digest.split(":", 1)[1] + ".tar.gz")
-    shutil.copyfile(layer.path, dest)
-    return Layer(dest, layer.digest, layer.diff_id, layer.size)

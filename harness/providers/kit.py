@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness.config import Profile
-from harness.errors import AiconformError, ClusterError, ClusterExists, ConfigError
+from harness.errors import AiconformError, ClusterError, ClusterExists, ConfigError, WaitTimeout
+from harness.proc import poll_until
 from harness.providers.base import Progress
 
 # -- the action pipeline ----------------------------------------------------------------------------------------------
@@ -99,16 +100,19 @@ def cluster_lock(root: Path, name: str, wait: float = 0) -> Iterator[None]:
     """The lock of cluster ``name``; held by another command: ClusterError at once, or after ``wait`` seconds of
     polling (flock has no timeout)."""
     root.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + wait
     with open(lock_file(root, name), "w") as fh:
-        while True:
+
+        def locked() -> bool:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
             except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise ClusterError(f"another aiconform command is working on cluster {name!r}") from None
-                time.sleep(0.2)
+                return False
+            return True
+
+        try:
+            poll_until(locked, timeout=wait, interval=0.2, what=f"the lock of cluster {name!r}")
+        except WaitTimeout:
+            raise ClusterError(f"another aiconform command is working on cluster {name!r}") from None
         try:
             yield
         finally:

@@ -21,6 +21,7 @@ from typing import Any
 
 from harness.errors import ApiError, ControllerInactive, KubeError, PlatformFault, WaitFailed, WaitTimeout, WorkloadError
 from harness.kube import KubeClient
+from harness.proc import poll_until
 from reference_workloads.serving.deploy import ModelEndpoint, apply_model, logs_of, model_image, remove_model
 from reference_workloads.serving.load import LoadResult, LoadSpec, start_load
 from reference_workloads.serving.manifests import QUEUE_METRIC, ModelSpec, queue_depth_hpa
@@ -105,16 +106,19 @@ def wait_queue_metric(client: KubeClient, namespace: str, selector: str, pod: st
     """Until custom.metrics.k8s.io serves ``pod``'s queue depth (Prometheus scrapes it, the adapter relists);
     PlatformFault (custom.metrics.k8s.io) at the deadline.  The aggregated API has no watch for metric values: a
     bounded 1 s poll."""
-    deadline = time.monotonic() + timeout
-    while True:
+    depths: dict[str, float] = {}
+
+    def served() -> dict[str, float] | None:
+        nonlocal depths
         depths = queue_depths(client, namespace, selector)
-        if pod in depths:
-            return depths
-        if time.monotonic() >= deadline:
-            raise PlatformFault("custom.metrics.k8s.io", f"{CUSTOM_METRICS} did not serve {QUEUE_METRIC} of pod "
-                                                         f"{namespace}/{pod} in {timeout:.0f}s; it served "
-                                                         f"{depths or 'nothing'}")
-        time.sleep(1.0)
+        return depths if pod in depths else None
+
+    try:
+        return poll_until(served, timeout=timeout, interval=1.0, what=f"{QUEUE_METRIC} of pod {namespace}/{pod}")
+    except WaitTimeout:
+        raise PlatformFault("custom.metrics.k8s.io", f"{CUSTOM_METRICS} did not serve {QUEUE_METRIC} of pod "
+                                                     f"{namespace}/{pod} in {timeout:.0f}s; it served "
+                                                     f"{depths or 'nothing'}") from None
 
 
 def _sample(client: KubeClient, namespace: str, name: str, selector: str, t: float,

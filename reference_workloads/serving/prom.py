@@ -7,7 +7,6 @@ Prometheus listens on the real node's own address; :func:`prometheus_url` finds 
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -17,6 +16,7 @@ from typing import Any
 from harness.contract import PROMETHEUS_PORT
 from harness.errors import WaitTimeout, WorkloadError
 from harness.kube import KubeClient
+from harness.proc import poll_until
 from reference_workloads.serving.deploy import real_node_ip
 
 PORT = PROMETHEUS_PORT
@@ -62,13 +62,16 @@ def value(sample: Sample) -> float:
 def wait_query(base: str, promql: str, condition: Callable[[list[Sample]], bool], *, timeout: float = 60.0,
                interval: float = 1.0, what: str = "") -> list[Sample]:
     """Poll ``promql`` until ``condition(result)`` holds; WaitTimeout naming the query and the last result."""
-    deadline = time.monotonic() + timeout
     last: list[Sample] = []
-    while True:
+
+    def holds() -> bool:
+        nonlocal last
         last = query(base, promql)
-        if condition(last):
-            return last
-        if time.monotonic() >= deadline:
-            shown = [{**s["metric"], "value": s["value"][1]} for s in last][:5]
-            raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what or promql}; last result: {shown}")
-        time.sleep(interval)  # Prometheus has no watch: a bounded poll
+        return condition(last)
+
+    try:  # Prometheus has no watch: a bounded poll
+        poll_until(holds, timeout=timeout, interval=interval, what=what or promql)
+    except WaitTimeout as err:
+        shown = [{**s["metric"], "value": s["value"][1]} for s in last][:5]
+        raise WaitTimeout(f"{err}; last result: {shown}") from None
+    return last

@@ -173,30 +173,6 @@ def pod_log(client: KubeClient, namespace: str, pod: str) -> str:
     return str(client.request("GET", client.kind_path("Pod", namespace, pod) + "/log", raw=True))
 
 
-def follow_log(client: KubeClient, namespace: str, pod: str, until: Callable[[logs.Record], bool], *,
-               timeout: float) -> list[logs.Record]:
-    """Follow a pod's log until a record satisfies ``until``; returns the records so far.  WaitTimeout at the
-    deadline, WaitFailed when the log ends first (the container exited)."""
-    path = client.kind_path("Pod", namespace, pod) + "/log?follow=true"
-    deadline = time.monotonic() + timeout
-    seen: list[logs.Record] = []
-    resp, lines = client.transport.stream(path, client._headers(None), timeout)  # noqa: SLF001 - the watch headers
-    if resp.status >= 400:
-        raise WaitFailed(f"log of pod {namespace}/{pod}: HTTP {resp.status}: {resp.body.decode(errors='replace')}")
-    for raw in lines:
-        for rec in logs.parse([raw.decode(errors="replace")]):
-            seen.append(rec)
-            if until(rec):
-                close = getattr(lines, "close", None)
-                if close is not None:
-                    close()
-                return seen
-    tail = json.dumps(seen[-3:])
-    if time.monotonic() >= deadline:
-        raise WaitTimeout(f"pod {namespace}/{pod}: the awaited log line did not come in {timeout:.0f}s (last: {tail})")
-    raise WaitFailed(f"pod {namespace}/{pod}: its log ended before the awaited line (last: {tail})")
-
-
 class LogFollower:
     """Follows one pod's log in a thread from its first line until the container ends (or ``timeout``), so the
     records written right up to a kill are kept even when the pod is deleted soon after."""

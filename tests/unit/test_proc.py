@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from harness import proc
-from harness.errors import CommandError
+from harness.errors import CommandError, WaitTimeout
 
 
 def test_run_returns_output() -> None:
@@ -57,3 +58,36 @@ def test_stop_ignores_pid_reused_by_another_program(tmp_path: Path) -> None:
     finally:
         other.kill()
         other.wait()
+
+
+def test_poll_until_returns_the_predicates_value_once_truthy() -> None:
+    answers = iter([None, "", {"ready": True}])
+    assert proc.poll_until(lambda: next(answers), timeout=5, interval=0.01, what="x") == {"ready": True}
+
+
+def test_poll_until_times_out_naming_what_it_waited_for() -> None:
+    calls = []
+    started = time.monotonic()
+    with pytest.raises(WaitTimeout, match=r"timed out after 0s waiting for the apiserver's /readyz"):
+        proc.poll_until(lambda: calls.append(1), timeout=0.3, interval=0.05, what="the apiserver's /readyz")
+    took = time.monotonic() - started
+    assert 0.3 <= took < 1.0  # the deadline holds: no sleep runs past it
+    assert 4 <= len(calls) <= 8  # about one call per interval, and one more at the deadline
+
+
+def test_poll_until_backs_off_up_to_the_cap() -> None:
+    stamps: list[float] = []
+    with pytest.raises(WaitTimeout):
+        proc.poll_until(lambda: stamps.append(time.monotonic()), timeout=0.5, interval=0.02, backoff=2.0,
+                        max_interval=0.16, what="x")
+    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    assert gaps[0] < 0.1 and max(gaps) >= 0.15  # grew from 20 ms towards the cap
+    assert max(gaps) < 0.3  # and never past it (plus scheduling slack)
+
+
+def test_poll_until_lets_a_fail_fast_error_through() -> None:
+    def exited() -> bool:
+        raise CommandError(["dockerd"], 1, "exited")
+
+    with pytest.raises(CommandError):
+        proc.poll_until(exited, timeout=5, interval=0.01, what="dockerd")

@@ -17,7 +17,6 @@ import hashlib
 import os
 import shutil
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import docker
 import docker.errors
 
 from harness import proc
-from harness.errors import ClusterError, CommandError, PrivilegeError
+from harness.errors import ClusterError, CommandError, PrivilegeError, WaitTimeout
 from harness.providers.base import Progress, stderr_progress
 from harness.providers.common import state_root
 
@@ -185,18 +184,21 @@ def ensure_engine(root: Path | None = None, progress: Progress = stderr_progress
         daemon = proc.start_daemon("dockerd", dockerd_argv(dockerd, s), log=s.log, pidfile=s.pidfile)
     except CommandError as err:
         raise ClusterError(f"cannot start dockerd: {err}") from err
-    deadline = time.monotonic() + START_TIMEOUT
-    delay = 0.1
-    while time.monotonic() < deadline:  # a socket has no watch: poll it, failing at once if dockerd exits
+
+    def answers() -> bool:  # a socket has no watch: poll it, failing at once if dockerd exits
         if _answers(s):
-            return Engine(s)
+            return True
         if not proc.pid_alive(daemon.pid):
             proc.stop_pidfile(s.pidfile)
             raise ClusterError(f"dockerd exited during start-up: {_log_tail(s)}")
-        time.sleep(delay)
-        delay = min(delay * 1.5, 1.0)
-    proc.stop_pidfile(s.pidfile)
-    raise ClusterError(f"dockerd did not answer on {s.socket} within {START_TIMEOUT:.0f}s: {_log_tail(s)}")
+        return False
+
+    try:
+        proc.poll_until(answers, timeout=START_TIMEOUT, interval=0.1, backoff=1.5, max_interval=1.0, what="dockerd")
+    except WaitTimeout:
+        proc.stop_pidfile(s.pidfile)
+        raise ClusterError(f"dockerd did not answer on {s.socket} within {START_TIMEOUT:.0f}s: {_log_tail(s)}") from None
+    return Engine(s)
 
 
 def stop_engine(root: Path | None = None) -> bool:

@@ -10,7 +10,6 @@ Owns filling in that file (the ConfigMap's ``<node>.yaml`` entries, the image na
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -84,7 +83,3 @@ def wait_ready(client: KubeClient, specs: dict[str, InventoryConfig], *, timeout
         failure = _pod_failure(pods) or str(err)
     if failure:
         raise ClusterError(failure)
-
-
-def pool_dict(node: str, spec: InventoryConfig) -> dict[str, Any]:
-    return to_pool(spec, name=node)

@@ -34,7 +34,7 @@ from docker.models.containers import Container
 
 from harness import proc
 from harness.bins import BinaryResolver, cache_root
-from harness.errors import BinaryError, ClusterError, CommandError, ImageBuildError
+from harness.errors import BinaryError, ClusterError, CommandError, ImageBuildError, WaitTimeout
 from harness.images import cache, oci, registry, static
 from harness.images.oci import ImageConfig
 from harness.images.registry import REGISTRY_HOST, DebianImage, Image, static_binary_image
@@ -230,18 +230,20 @@ def _prune_older(engine: Engine, p: NodeImagePlan, steps: Steps) -> None:
 def _wait_containerd(container: Container) -> None:
     """containerd's socket has no watch: ask ``ctr version`` until it answers, within a deadline, failing at once
     if the container exits."""
-    deadline = time.monotonic() + CONTAINERD_START_TIMEOUT
-    delay = 0.1
-    while time.monotonic() < deadline:
+
+    def answers() -> bool:
         container.reload()
         if container.status not in ("created", "running"):
             tail = container.logs(tail=5).decode(errors="replace").strip().splitlines()[-1:]
             raise ClusterError(f"containerd exited in the build container: {tail[0] if tail else '(no log)'}")
-        if container.exec_run(["ctr", "version"]).exit_code == 0:
-            return
-        time.sleep(delay)
-        delay = min(delay * 1.5, 1.0)
-    raise ClusterError(f"containerd did not answer in the build container within {CONTAINERD_START_TIMEOUT:.0f}s")
+        return bool(container.exec_run(["ctr", "version"]).exit_code == 0)
+
+    try:
+        proc.poll_until(answers, timeout=CONTAINERD_START_TIMEOUT, interval=0.1, backoff=1.5, max_interval=1.0,
+                        what="containerd in the build container")
+    except WaitTimeout:
+        raise ClusterError("containerd did not answer in the build container within "
+                           f"{CONTAINERD_START_TIMEOUT:.0f}s") from None
 
 
 def _exec(container: Container, argv: list[str]) -> str:

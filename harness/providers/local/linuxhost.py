@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from harness import proc
-from harness.errors import CommandError
+from harness.errors import CommandError, WaitTimeout
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -158,18 +158,21 @@ def kill_pids(pids: Iterable[int], *, timeout: float = 10.0) -> list[int]:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def all_gone() -> bool:
         alive = [p for p in pids if proc.pid_alive(p)]
-        if not alive:
-            return []
         for p in alive:
             try:
                 os.waitpid(p, os.WNOHANG)
             except ChildProcessError:
                 pass
-        time.sleep(0.05)
-    return [p for p in pids if proc.pid_alive(p)]
+        return not alive
+
+    try:
+        proc.poll_until(all_gone, timeout=timeout, interval=0.05, what="the killed processes to exit")
+    except WaitTimeout:
+        return [p for p in pids if proc.pid_alive(p)]
+    return []
 
 
 # -- cgroups (v1: one hierarchy per controller; v2: one) ---------------------------------------------------------------
@@ -200,16 +203,19 @@ def cgroup_pids(top: Path) -> list[int]:
 
 def remove_cgroup_tree(top: Path, *, timeout: float = 10.0) -> bool:
     """rmdir ``top`` and every cgroup below it, deepest first (retrying while exiting tasks leave); True when gone."""
-    deadline = time.monotonic() + timeout
-    while top.exists():
+
+    def removed() -> bool:
         for dirpath, _dirs, _files in sorted(os.walk(top), key=lambda w: w[0].count("/"), reverse=True):
             try:
                 os.rmdir(dirpath)
             except OSError:
                 pass
-        if not top.exists() or time.monotonic() >= deadline:
-            break
-        time.sleep(0.05)
+        return not top.exists()
+
+    try:
+        proc.poll_until(removed, timeout=timeout, interval=0.05, what=f"cgroup {top} to be removed")
+    except WaitTimeout:
+        pass
     return not top.exists()
 
 
