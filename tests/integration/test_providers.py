@@ -61,20 +61,28 @@ def test_existing_provider_uses_the_cluster_and_removes_only_its_runs_objects(lo
         client.delete("Namespace", "prov-other", grace_period=0)
 
 
-def test_a_fact_declared_with_capability_makes_a_check_reachable(local_cluster: LocalCluster, tmp_path: Path) -> None:
-    """The property checks need the ``simulated-nodes`` fact: skipped on an existing cluster that does not declare
-    it, run where the user declares it."""
+def test_a_fact_is_detected_on_an_existing_cluster_or_declared_with_capability(local_cluster: LocalCluster,
+                                                                              tmp_path: Path) -> None:
+    """The property checks need the ``simulated-nodes`` fact.  On a cluster aiconform did not build it is detected
+    from what the API serves (KWOK-managed nodes), and the report says so with its evidence; declared with
+    ``--capability``, the report says declared."""
     check = "test_random_inventories_and_requests_respect_capacity"
 
-    def run(*extra: str) -> dict[str, str]:
+    def run(*extra: str) -> tuple[dict[str, str], dict[str, dict[str, object]]]:
         report = tmp_path / f"r{len(extra)}"
         res = subprocess.run(
             [sys.executable, "-m", "harness.cli", "run", "--kubeconfig", str(local_cluster.kubeconfig()),
              "--suite", "properties", "-k", check, "--examples", "1", "--report-dir", str(report), *extra],
             capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         assert res.returncode == 0, res.stderr[-2000:]
-        checks = json.loads((report / "results.json").read_text())["checks"]
-        return {c["id"].rsplit("::", 1)[-1]: c["status"] for c in checks}
+        data = json.loads((report / "results.json").read_text())
+        facts = {f["name"]: f for f in (data.get("cluster") or {}).get("facts", [])}
+        return {c["id"].rsplit("::", 1)[-1]: c["status"] for c in data["checks"]}, facts
 
-    assert run() == {check: "skipped"}
-    assert run("--capability", "simulated-nodes") == {check: "passed"}
+    checks, facts = run("--no-probe")
+    assert checks == {check: "passed"}
+    assert facts["simulated-nodes"]["present"] and facts["simulated-nodes"]["source"] == "detected", facts
+    assert facts["simulated-nodes"]["evidence"], facts
+    checks, facts = run("--no-probe", "--capability", "simulated-nodes")
+    assert checks == {check: "passed"}
+    assert facts["simulated-nodes"]["source"] == "declared", facts
