@@ -80,7 +80,8 @@ def test_governance_suites_pass(cluster: LocalCluster, tmp_path: Path) -> None:
     assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-2000:]
     checks = {c["id"].rsplit("::", 1)[-1]: c for c in json.loads((tmp_path / "results.json").read_text())["checks"]}
     assert all(c["status"] == "passed" for c in checks.values()), {k: c["status"] for k, c in checks.items()}
-    assert len(checks) == 7, sorted(checks)
+    assert len(checks) == 8, sorted(checks)
+    assert checks["test_two_competing_gangs_one_binds_whole_the_other_none"]["status"] == "passed"
     prop = checks["test_kueue_admission_respects_quota_model"]["evidence"]["invariants"]
     assert set(prop) == {"usage_within_limits", "gang_whole_or_nothing", "no_starved_nominal"}
     assert all(v["checked"] > 0 for k, v in prop.items() if k != "no_starved_nominal"), prop
