@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import tomllib
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from harness import images
 from harness.config import load_profile, parse_profile
 from harness.contract import GPU_RESOURCE
 from harness.errors import ClusterError
+from harness.hostproc import Supervisor
 from harness.providers.local import LocalCluster, linuxhost, realnode
 
 
@@ -93,13 +96,35 @@ def test_one_real_node_per_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(realnode, "HOST_CLAIM", tmp_path / "claim.json")
     first, second = LocalCluster("one", root=tmp_path), LocalCluster("two", root=tmp_path)
     first.dir.mkdir()
-    realnode.claim_host(first)
-    with pytest.raises(ClusterError, match="one real node per host"):
-        realnode.claim_host(second)
-    realnode.release_host(second)  # not the holder: no effect
-    assert realnode.HOST_CLAIM.exists()
-    realnode.release_host(first)
-    realnode.claim_host(second)  # free again
+    daemons = Supervisor(first.dir)
+    daemons.start("kubelet", ["sleep", "60"])  # the holder's cluster still runs a process
+    try:
+        realnode.claim_host(first)
+        with pytest.raises(ClusterError, match="one real node per host"):
+            realnode.claim_host(second)
+        realnode.release_host(second)  # not the holder: no effect
+        assert realnode.HOST_CLAIM.exists()
+        realnode.release_host(first)
+        realnode.claim_host(second)  # free again
+    finally:
+        daemons.stop("kubelet")
+
+
+def test_claim_of_a_cluster_whose_processes_all_died_is_taken_over(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a crash or a reboot the holder's run directory can survive with only dead pidfiles: a new cluster
+    takes the real node instead of being refused until someone removes the claim by hand."""
+    monkeypatch.setattr(realnode, "HOST_CLAIM", tmp_path / "claim.json")
+    crashed, new = LocalCluster("crashed", root=tmp_path), LocalCluster("new", root=tmp_path)
+    crashed.dir.mkdir()
+    daemons = Supervisor(crashed.dir)
+    kubelet = daemons.start("kubelet", ["sleep", "60"])
+    realnode.claim_host(crashed)
+    os.kill(kubelet.pid, signal.SIGKILL)  # dies without its pidfile being removed, as in a crash
+    os.waitpid(kubelet.pid, 0)
+    assert daemons.recorded() == ["kubelet"] and not daemons.running()
+    realnode.claim_host(new)
+    assert json.loads(realnode.HOST_CLAIM.read_text())["cluster"] == "new"
 
 
 def test_stale_claim_is_taken_over(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

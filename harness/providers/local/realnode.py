@@ -50,7 +50,7 @@ from harness.errors import (
     WaitFailed,
     WaitTimeout,
 )
-from harness.hostproc import free_port
+from harness.hostproc import Supervisor, free_port
 from harness.kube import KubeClient, KubeConfig
 from harness.providers.local import controlplane, netsvc
 from harness.providers.local import linuxhost as host
@@ -126,7 +126,10 @@ def preflight(cluster: ClusterView | None = None) -> None:
 
 
 def _held_by_other(holder: dict[str, Any], cluster: ClusterView) -> bool:
-    return holder.get("run_dir") != str(cluster.dir) and Path(holder.get("run_dir", "")).is_dir()
+    """Another cluster holds the real node while its run directory exists and one of its daemons still runs; a
+    claim whose cluster is gone (removed, or every process dead after a crash or a reboot) is stale."""
+    run_dir = Path(holder.get("run_dir", ""))
+    return run_dir != cluster.dir and run_dir.is_dir() and bool(Supervisor(run_dir).running())
 
 
 def _taken_error(holder: dict[str, Any]) -> ClusterError:
