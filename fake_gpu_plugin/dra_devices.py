@@ -10,8 +10,14 @@ The slices of one pool (pool name = node name, ``nodeName`` set):
 - every unit (a whole GPU, or a MIG device where the spec carves one) is a device named ``gpu-<i>`` or
   ``gpu-<i>-mig-<slot>-<profile>`` (dots turned into dashes), with attributes under the driver's domain
   (``device.attributes["gpu.nvidia.com"]``): ``type`` (``gpu``/``mig``), ``uuid``, ``productName``, ``index``,
-  ``minor``, ``architecture``, ``cudaComputeCapability`` (a semver ``version``), ``numaNode``; MIG devices add
-  ``profile``, ``parentUUID``, ``parentIndex``; capacity ``memory`` (a quantity, ``device.capacity[...]``);
+  ``minor``, ``architecture``, ``numaNode``, and as ``version`` values (semver, so CEL compares them with
+  ``semver(...)``) ``cudaComputeCapability``, ``driverVersion`` and ``cudaDriverVersion``; MIG devices add
+  ``profile``, ``parentUUID``, ``parentIndex``; capacity ``memory`` (a quantity, ``device.capacity[...]``).  The
+  PCI placement goes under Kubernetes' standard domain (``device.attributes["resource.kubernetes.io"]``), as
+  NVIDIA's DRA driver publishes it: ``pciBusID`` (extended BDF, ``0000:10:00.0``) and ``pcieRoot`` (``pci0000:00``).
+  A fake GPU's bus id is derived from its place: domain = its NUMA node, bus = 0x10 + its index; its root complex is
+  its NUMA node's (GPUs of one NUMA node share a ``pcieRoot``).  A real GPU (nvml backend) publishes NVML's bus id
+  and no ``pcieRoot`` (that needs the host's sysfs, which this module never reads);
 - MIG as *partitionable devices* (DRAPartitionableDevices): a carved GPU is published whole *and* as its MIG
   devices; each consumes counters (``memory-slices``/``compute-slices``) of that GPU's counter set, so the
   allocator hands out either the whole GPU or partitions of it, never both.  The counter sets go in a slice of
@@ -31,13 +37,18 @@ from typing import Any
 
 from fake_gpu_plugin.config import COMPUTE_SLICES, MEMORY_SLICES, InventoryConfig
 from fake_gpu_plugin.inventory import Inventory, MigDevice, PhysicalGpu, Unit, parent_gpu
-from fake_gpu_plugin.names import DRA_DRIVER, FAKE_DRIVER_VERSION
+from fake_gpu_plugin.names import DRA_DRIVER, FAKE_CUDA_DRIVER_VERSION, FAKE_DRIVER_VERSION
+from fake_gpu_plugin.nvml_backend import sysfs_bus_id
 
 DRIVER = DRA_DRIVER
 """The DRA driver name (fake_gpu_plugin.names), also the attribute domain and the name of the whole-GPU DeviceClass."""
 MIG_CLASS = "mig.nvidia.com"
 """The DeviceClass of every MIG device (NVIDIA's own name); one more per profile: ``<profile>.mig.nvidia.com``."""
 API_VERSION = "resource.k8s.io/v1"
+STANDARD_DOMAIN = "resource.kubernetes.io"
+"""The domain of Kubernetes' standard device attributes (``pciBusID``, ``pcieRoot``), shared by every driver."""
+PCI_BUS_ID = f"{STANDARD_DOMAIN}/pciBusID"
+PCIE_ROOT = f"{STANDARD_DOMAIN}/pcieRoot"
 UNHEALTHY_TAINT = {"key": f"{DRIVER}/unhealthy", "value": "true", "effect": "NoSchedule"}
 SHARES = "shares"
 MAX_DEVICES_PER_SLICE = 64
@@ -101,6 +112,25 @@ def _quantity_mib(mib: int) -> str:
     return f"{mib}Mi"
 
 
+def semver(version: str) -> str:
+    """A dotted version as the strict semver a ``version`` attribute must hold, as NVIDIA's driver normalizes it:
+    missing parts are 0, leading zeros dropped (``12.4`` → ``12.4.0``, ``535.104.05`` → ``535.104.5``)."""
+    parts = [str(int(p)) for p in version.strip().split(".")[:3]]
+    return ".".join(parts + ["0"] * (3 - len(parts)))
+
+
+def pci_bus_id(gpu: PhysicalGpu) -> str:
+    """The GPU's PCI address in extended BDF (``0000:10:00.0``): NVML's for a real GPU, else derived (module doc)."""
+    if gpu.pci_bus_id:
+        return sysfs_bus_id(gpu.pci_bus_id)
+    return f"{gpu.numa_node:04x}:{(0x10 + gpu.index) % 0x100:02x}:00.0"
+
+
+def pcie_root(gpu: PhysicalGpu) -> str | None:
+    """The GPU's PCIe root complex (``pci<domain>:<bus>``); None for a real GPU (module doc)."""
+    return None if gpu.pci_bus_id else f"pci{gpu.numa_node:04x}:00"
+
+
 def _attributes(unit: Unit) -> dict[str, dict[str, Any]]:
     gpu = parent_gpu(unit)
     model = gpu.model
@@ -110,12 +140,17 @@ def _attributes(unit: Unit) -> dict[str, dict[str, Any]]:
         "productName": {"string": model.product},
         "brand": {"string": "Nvidia"},
         "architecture": {"string": model.family},
-        "cudaComputeCapability": {"version": f"{model.compute_major}.{model.compute_minor}.0"},
-        "driverVersion": {"version": FAKE_DRIVER_VERSION},
+        "cudaComputeCapability": {"version": semver(f"{model.compute_major}.{model.compute_minor}")},
+        "driverVersion": {"version": semver(FAKE_DRIVER_VERSION)},
+        "cudaDriverVersion": {"version": semver(FAKE_CUDA_DRIVER_VERSION)},
         "index": {"int": gpu.index},
         "minor": {"int": gpu.minor},
         "numaNode": {"int": unit.numa_node},
+        PCI_BUS_ID: {"string": pci_bus_id(gpu)},
     }
+    root = pcie_root(gpu)
+    if root:
+        attrs[PCIE_ROOT] = {"string": root}
     if isinstance(unit, MigDevice):
         attrs |= {"profile": {"string": unit.profile.name}, "parentUUID": {"string": gpu.uuid},
                   "parentIndex": {"int": gpu.index}}

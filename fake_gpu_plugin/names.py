@@ -4,7 +4,8 @@ driver version the fake reports, the label that declares the fake on a node, and
 The fake GPU stack is their owner (it advertises, publishes and serves them); the harness, the scenarios, the
 reference workloads, the benchmarks and the tests import them from here (or through :mod:`harness.contract`).
 Plain constants only: this module imports nothing, so importing it never pulls in gRPC stubs.  The shell script
-``deploy/nvidia-smi`` repeats :data:`FAKE_DRIVER_VERSION` (it cannot import Python).
+``deploy/nvidia-smi`` repeats :data:`FAKE_DRIVER_VERSION` and :data:`FAKE_CUDA_DRIVER_VERSION` (it cannot import
+Python).
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ DRA_DRIVER = "gpu.nvidia.com"
 """The DRA driver name (NVIDIA's own), also the attribute domain and the name of the whole-GPU DeviceClass."""
 FAKE_DRIVER_VERSION = "550.54.15"
 """The driver version the fake reports (DRA attribute ``driverVersion``, the fake nvidia-smi)."""
+FAKE_CUDA_DRIVER_VERSION = "12.4"
+"""The CUDA version the fake's driver supports (DRA attribute ``cudaDriverVersion`` as ``12.4.0``, the fake
+nvidia-smi's "CUDA Version")."""
 FAKE_GPU_LABEL = "aiconform.io/fake-gpu"
 """``true`` on every node whose GPUs the fake plays (real kubelet nodes and simulated nodes alike)."""
 DCGM_EXPORTER_PORT = 9400

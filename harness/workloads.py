@@ -174,8 +174,11 @@ def wait_bound(
     }
 
 
-def wait_unschedulable(client: KubeClient, namespace: str, name: str, *, timeout: float = 30.0) -> str:
-    """Watch until the scheduler marks the pod Unschedulable; returns its message.  Fails if the pod is bound."""
+def wait_unschedulable(client: KubeClient, namespace: str, name: str, *, timeout: float = 30.0,
+                       containing: str = "") -> str:
+    """Watch until the scheduler marks the pod Unschedulable (with a message ``containing`` that text, when given:
+    an earlier verdict, e.g. on a DeviceClass its informer has not seen yet, is waited past); returns its message.
+    Fails if the pod is bound."""
     msg: dict[str, str] = {}
 
     def cond(state: dict[str, Obj]) -> bool:
@@ -183,7 +186,7 @@ def wait_unschedulable(client: KubeClient, namespace: str, name: str, *, timeout
         m = unschedulable_message(obj) if obj else None
         if m:
             msg["m"] = m
-        return bool(m)
+        return bool(m) and containing in (m or "")
 
     def fail(state: dict[str, Obj]) -> str | None:
         obj = state.get(f"{namespace}/{name}")

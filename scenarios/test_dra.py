@@ -38,7 +38,7 @@ from harness.dra import (
     slice_devices,
     wait_claim_allocated,
 )
-from harness.errors import KubeError, NotFound, WaitTimeout
+from harness.errors import KubeError, NotFound, PlatformFault, WaitTimeout
 from harness.kube import KubeClient, is_bound, unschedulable_message
 from harness.nodes import register_nodes, simulated_node
 from harness.testing import LABEL_RUN, ClusterHandle, Evidence, Tenant, create_run_namespace, label_value, release_tenant
@@ -48,7 +48,7 @@ A = f'device.attributes["{DRIVER}"]'
 MEM = f'device.capacity["{DRIVER}"].memory'
 IMAGE = os.environ.get("AICONFORM_TEST_IMAGE", "aiconform.local/busybox:latest")
 SCRIPT = ("nvidia-smi -L 2>&1; echo ---; ls /dev/ 2>&1 | grep -i nvidia; echo ---; env | grep NVIDIA_VISIBLE; "
-          "echo END; exec sleep 3600")
+          "echo ---; nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>&1; echo END; exec sleep 3600")
 UUID = re.compile(r"UUID: ((?:GPU|MIG)-[0-9a-fA-F-]+)")
 
 
@@ -65,6 +65,18 @@ def _free(kube: KubeClient, devices: dict[tuple[str, str], dict[str, Any]]) -> d
 
 def _uuid_cel(uuid: str) -> str:
     return f'{A}.uuid == "{uuid}"'
+
+
+def _version(device: dict[str, Any], name: str) -> str | None:
+    """A device attribute's value if it is published as a ``version`` (what CEL's semver comparisons need)."""
+    value = ((device.get("attributes") or {}).get(name) or {}).get("version")
+    return str(value) if value else None
+
+
+def _semver_key(version: str) -> tuple[int, ...]:
+    """``535.104.05`` → (535, 104, 5), ``12.4`` → (12, 4, 0): major, minor, patch (pre-release and build dropped)."""
+    parts = [int(p) for p in re.split(r"[-+]", version, maxsplit=1)[0].split(".")]
+    return tuple((parts + [0, 0, 0])[:3])
 
 
 def _logs(kube: KubeClient, t: Tenant, manifest: dict[str, Any], timeout: float = 90) -> dict[str, str]:
@@ -122,10 +134,15 @@ def test_claimed_gpu_is_visible_only_to_the_claiming_container(
     evidence["claiming_container"] = logs["main"].strip()[:400]
     evidence["sidecar"] = logs["sidecar"].strip()[:300]
     evidence["pod_without_claim"] = lonely["main"].strip()[:300]
+    advertised, seen = _version(device, "driverVersion"), logs["main"].split("---")[3].replace("END", "").strip()
+    evidence["driver_version"] = {"advertised_in_slice": advertised, "nvidia_smi_in_container": seen}
     main_dev = logs["main"].split("---")[1].split()
     assert UUID.findall(logs["main"]) == [uuid], logs["main"]
     assert [d for d in main_dev if re.fullmatch(r"nvidia\d+", d)] == [f"nvidia{minor}"], main_dev
     assert f"NVIDIA_VISIBLE_DEVICES={uuid}" in logs["main"], logs["main"]
+    if advertised:  # the driver the container talks to is the one its slice advertised (driver_runtime_management)
+        assert re.fullmatch(r"\d+(\.\d+)*", seen) and _semver_key(seen) == _semver_key(advertised), \
+            f"the slice advertises driverVersion {advertised}, nvidia-smi in the container says {seen!r}"
     for who, out in (("sidecar", logs["sidecar"]), ("pod without a claim", lonely["main"])):
         assert not UUID.findall(out), f"{who} sees a GPU: {out}"
         assert not re.search(r"\bnvidia\d+\b", out.split("---")[1]), f"{who} sees a GPU device node: {out}"
@@ -304,6 +321,76 @@ def test_time_sliced_device_is_shared_up_to_its_shares(kube: KubeClient, tenant:
     evidence["over_the_limit"] = reason
     assert {(r["pool"], r["device"]) for r in got} == {(pool, name)}
     assert len({r.get("shareID") for r in got}) == shares and all(r.get("shareID") for r in got)
+
+
+
+# -- driver versions through DRA: a DeviceClass demands a minimum driver --------------------------------------------
+
+
+def _min_driver_class(name: str, minimum: str, run_id: str) -> dict[str, Any]:
+    """A DeviceClass of whole GPUs whose driver is at least ``minimum`` (a device without the attribute is no match,
+    not a CEL error that would abort the allocation)."""
+    cel = (f'device.driver == "{DRIVER}" && {A}.type == "gpu" && has({A}.driverVersion) && '
+           f'{A}.driverVersion.compareTo(semver("{minimum}")) >= 0')
+    return {"apiVersion": "resource.k8s.io/v1", "kind": "DeviceClass",
+            "metadata": {"name": name, "labels": {LABEL_RUN: label_value(run_id)}},
+            "spec": {"selectors": [{"cel": {"expression": cel}}]}}
+
+
+@pytest.mark.aiconform(requirement="driver_runtime_management", tier="S", capabilities=("dra",), exclusive=True)
+def test_device_class_demanding_a_minimum_driver_allocates_only_where_the_driver_meets_it(
+    kube: KubeClient, tenant: Tenant, evidence: Evidence, aiconform_cluster: ClusterHandle
+) -> None:
+    """The GPUs' driver version is published through DRA (``driverVersion``, a version value) and enforced by the
+    scheduler: a DeviceClass demanding at least the newest driver a free GPU has gets a claim a GPU with that driver;
+    a DeviceClass demanding a driver newer than any node's leaves its claim unallocated and its pod Pending with the
+    scheduler's own reason.  No GPU advertising a driver version is the platform lacking the mechanism."""
+    everything = _gpus(kube)
+    if not everything:
+        pytest.skip("no whole GPU published through DRA")
+    advertised = {k: v for k, d in everything.items() if (v := _version(d, "driverVersion"))}
+    if not advertised:
+        other = sorted({str(attr(d, "driverVersion")) for d in everything.values()} - {"None"})
+        raise PlatformFault(f"the DRA driver {DRIVER}", (
+            f"none of its {len(everything)} GPUs advertises driverVersion as a version value"
+            + (f" (published otherwise: {', '.join(other)})" if other else "")
+            + ": a DeviceClass cannot demand a minimum driver version"))
+    free = {k: advertised[k] for k in _free(kube, everything) if k in advertised}
+    if not free:
+        pytest.skip("no free whole GPU that advertises its driver version")
+    floor = max(free.values(), key=_semver_key)
+    beyond = f"{_semver_key(max(advertised.values(), key=_semver_key))[0] + 1}.0.0"
+    suffix = secrets.token_hex(3)
+    classes = {"meets": f"aiconform-driver-min-{suffix}", "too-new": f"aiconform-driver-too-new-{suffix}"}
+    try:
+        for case, minimum in (("meets", floor), ("too-new", beyond)):
+            kube.create(_min_driver_class(classes[case], minimum, aiconform_cluster.run_id))
+            tenant.create(claim(case, device_request(device_class=classes[case])))
+            tenant.create(claim_pod(f"p-{case}", claims={"gpu": ("claim", case)}, containers=[("main", ["gpu"], "")],
+                                    image=PAUSE_IMAGE))
+        # not fail-fast: a pod tried before the scheduler's informer saw its new DeviceClass is retried on its add
+        placed = wait_bound(kube, tenant.name, ["p-meets"], timeout=60, fail_fast=False)
+        reason = wait_unschedulable(kube, tenant.name, "p-too-new", timeout=60, containing="cannot allocate all claims")
+        results = wait_claim_allocated(kube, tenant.name, "meets")
+        too_new = allocation(kube.get("ResourceClaim", "too-new", tenant.name, api_version="resource.k8s.io/v1"))
+    finally:
+        for name in classes.values():
+            try:
+                kube.delete("DeviceClass", name, api_version="resource.k8s.io/v1")
+            except NotFound:
+                pass
+    got = slice_devices(kube)[(results[0]["pool"], results[0]["device"])]
+    by_version: dict[str, int] = {}
+    for v in advertised.values():
+        by_version[v] = by_version.get(v, 0) + 1
+    evidence["advertised_driver_versions"] = by_version
+    evidence["device_classes"] = {"meets": f">= {floor}", "too_new": f">= {beyond}"}
+    evidence["allocated"] = {"pool": results[0]["pool"], "device": results[0]["device"], "node": placed["p-meets"].node,
+                             "driverVersion": _version(got, "driverVersion"),
+                             "cudaDriverVersion": _version(got, "cudaDriverVersion")}
+    evidence["too_new_reason"] = reason
+    assert _semver_key(_version(got, "driverVersion") or "0") >= _semver_key(floor), got.get("attributes")
+    assert not too_new, f"a claim demanding driver >= {beyond} was allocated: {too_new}"
 
 
 # -- property: random slices x random claims, the real allocator against a model ------------------------------------

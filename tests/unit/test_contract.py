@@ -23,6 +23,7 @@ OWNED = {
     contract.GATEWAY_PORT: "harness/contract.py",
     gpu_names.FAKE_GPU_LABEL: "fake_gpu_plugin/names.py",
     gpu_names.FAKE_DRIVER_VERSION: "fake_gpu_plugin/names.py",
+    gpu_names.FAKE_CUDA_DRIVER_VERSION: "fake_gpu_plugin/names.py",
     gpu_names.DCGM_EXPORTER_PORT: "fake_gpu_plugin/names.py",
 }
 

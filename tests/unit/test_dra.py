@@ -6,6 +6,8 @@ reads claims from is an in-memory stand-in: this is the plugin's unit, not the c
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +20,21 @@ from fake_gpu_plugin.api import dra_pb2_grpc as dra_grpc
 from fake_gpu_plugin.api import pluginregistration_pb2 as reg_pb
 from fake_gpu_plugin.api import pluginregistration_pb2_grpc as reg_grpc
 from fake_gpu_plugin.config import parse_gpu
-from fake_gpu_plugin.dra_devices import DRIVER, UNHEALTHY_TAINT, device_classes, features_used, resource_slices
+from fake_gpu_plugin.dra_devices import (
+    DRIVER,
+    UNHEALTHY_TAINT,
+    device_classes,
+    features_used,
+    resource_slices,
+    semver,
+)
 from fake_gpu_plugin.dra_plugin import DraDriver, DraSettings
 from fake_gpu_plugin.errors import PluginError
 from fake_gpu_plugin.hostfiles import HostPaths
-from fake_gpu_plugin.inventory import build_inventory
+from fake_gpu_plugin.inventory import assemble_inventory, build_inventory
 from fake_gpu_plugin.kubeapi import ApiError
 from harness.config import parse_profile
-from harness.contract import FAKE_GPU_LABEL
+from harness.contract import FAKE_DRIVER_VERSION, FAKE_GPU_LABEL
 from harness.dra import memory_mib
 from harness.errors import ConfigError
 from harness.providers.local.realnode import containerd_config
@@ -78,6 +87,45 @@ def test_time_sliced_gpu_is_one_device_with_consumable_shares() -> None:
     assert dev["capacity"]["shares"]["value"] == "4"
     assert dev["capacity"]["shares"]["requestPolicy"]["default"] == "1"
     assert dev["capacity"]["memory"]["requestPolicy"]["default"] == "3840Mi"
+
+
+def test_devices_carry_the_driver_versions_and_pci_placement_nvidias_driver_publishes() -> None:
+    """driverVersion and cudaDriverVersion are version values (CEL compares them with semver()), on every device;
+    the PCI address and root complex are Kubernetes' standard attributes: one bus id per GPU, one root per NUMA
+    node, the same on every build for the node, a MIG device placed on its parent GPU."""
+    gpu = {**MIG, "count": 4, "numaNodes": 2, "mig": {"strategy": "mixed", "layout": [[], [], [], ["3g.40gb"]]}}
+    devs = _devices(resource_slices(build_inventory(parse_gpu(gpu), "n1")))
+    assert devs == _devices(resource_slices(build_inventory(parse_gpu(gpu), "n1")))
+    for dev in devs.values():
+        attrs = dev["attributes"]
+        assert attrs["driverVersion"] == {"version": FAKE_DRIVER_VERSION}
+        assert attrs["cudaDriverVersion"] == {"version": "12.4.0"}
+        assert attrs["cudaComputeCapability"] == {"version": "8.0.0"}
+        assert re.fullmatch(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]", attrs["resource.kubernetes.io/pciBusID"]["string"])
+        assert re.fullmatch(r"pci[0-9a-f]{4}:[0-9a-f]{2}", attrs["resource.kubernetes.io/pcieRoot"]["string"])
+    whole = {n: d["attributes"] for n, d in devs.items() if d["attributes"]["type"]["string"] == "gpu"}
+    bus = {n: a["resource.kubernetes.io/pciBusID"]["string"] for n, a in whole.items()}
+    root = {n: a["resource.kubernetes.io/pcieRoot"]["string"] for n, a in whole.items()}
+    assert len(set(bus.values())) == 4
+    assert root["gpu-0"] == root["gpu-1"] != root["gpu-2"] == root["gpu-3"]
+    mig = devs["gpu-3-mig-0-3g-40gb"]["attributes"]
+    assert mig["resource.kubernetes.io/pciBusID"]["string"] == bus["gpu-3"]
+    assert mig["resource.kubernetes.io/pcieRoot"]["string"] == root["gpu-3"]
+
+
+def test_a_real_gpu_publishes_nvmls_bus_id_in_sysfs_form_and_no_made_up_root() -> None:
+    fake = build_inventory(parse_gpu({"model": "H100-SXM5-80GB", "count": 1}), "n")
+    real = replace(fake.gpus[0], pci_bus_id="00000000:3B:00.0")
+    inv = assemble_inventory("n", fake.config, (real,), (), fingerprint="f", hardware="nvml")
+    attrs = _devices(resource_slices(inv))["gpu-0"]["attributes"]
+    assert attrs["resource.kubernetes.io/pciBusID"] == {"string": "0000:3b:00.0"}
+    assert "resource.kubernetes.io/pcieRoot" not in attrs
+
+
+@pytest.mark.parametrize(("dotted", "strict"), [("560.35.03", "560.35.3"), ("535.104.05", "535.104.5"),
+                                                 ("13.0", "13.0.0"), ("9", "9.0.0"), ("570.86.10.1", "570.86.10")])
+def test_versions_are_published_as_strict_semver(dotted: str, strict: str) -> None:
+    assert semver(dotted) == strict
 
 
 def test_device_classes_cover_gpus_mig_and_each_profile() -> None:
