@@ -58,7 +58,8 @@ selftest: venv bins
 ## Benchmarks: print figures and write bench/results.json.
 bench: venv bins
 	$(BIN)/python bench/bench_local.py --out bench/results.json
-	$(BIN)/python bench/bench_suite.py --out bench/results-suite.json
+	$(BIN)/python bench/bench_suite.py --profile $(PROFILE) --reps 1 --out bench/results-conformance.json
+	$(BIN)/python bench/bench_suite.py --examples 8 --out bench/results-suite.json
 	$(BIN)/python bench/bench_allocate.py --out bench/results-allocate.json
 	$(BIN)/python bench/bench_serving.py --out bench/results-serving.json
 	$(BIN)/python bench/bench_kueue.py --out bench/results-kueue.json

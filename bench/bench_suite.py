@@ -1,9 +1,11 @@
 """Benchmark of the full conformance run: wall time of `aiconform run` on a profile (default: the embedded default,
-all suites) and Hypothesis examples per minute against the real cluster.  Prints figures and writes JSON; not a test.
+all suites), where it goes (bring-up and teardown, then each suite's checks), the CNCF verdict, and Hypothesis
+examples per minute against the real cluster.  Prints figures and writes JSON; not a test.
 
-Usage: ``python bench/bench_suite.py [--reps 3] [--profile default] [--examples 8] [--parallel N]
-[--out bench/results-suite.json]`` (``--parallel``: checks at a time, as ``aiconform run --parallel``; default: its
-default).
+Usage: ``python bench/bench_suite.py [--reps 3] [--profile default] [--examples N] [--parallel N]
+[--out bench/results-suite.json]`` (``--examples``: Hypothesis examples per property, as ``aiconform run
+--examples``; ``--parallel``: checks at a time, as ``aiconform run --parallel``; both default to the run's default).
+``make bench`` runs it on the main job's profile once (the one-run verdict's breakdown) and on ``default``.
 """
 
 from __future__ import annotations
@@ -15,17 +17,19 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench._common when run as a script
 from bench._common import run_bench, run_child  # noqa: E402
 
 
-def one_run(profile: str, examples: int, report_dir: Path, name: str, parallel: int | None) -> dict[str, object]:
+def one_run(profile: str, examples: int | None, report_dir: Path, name: str, parallel: int | None) -> dict[str, object]:
     t0 = time.monotonic()
     res = run_child(  # stopped, the bench hands `aiconform run` one SIGTERM and waits for its teardown
         [sys.executable, "-m", "harness.cli", "run", "--profile", profile, "--name", name,
-         "--report-dir", str(report_dir), "--examples", str(examples),
+         "--report-dir", str(report_dir),
+         *(["--examples", str(examples)] if examples is not None else []),
          *(["--parallel", str(parallel)] if parallel is not None else [])],
         timeout=1800,
     )
@@ -35,11 +39,21 @@ def one_run(profile: str, examples: int, report_dir: Path, name: str, parallel: 
     examples_run = sum(int(c["evidence"].get("examples", 0)) for c in props)
     prop_seconds = sum(float(c["duration_s"]) for c in props)
     counts: dict[str, int] = {}
+    per_suite: dict[str, float] = {}
     for c in results["checks"]:
         counts[c["status"]] = counts.get(c["status"], 0) + 1
+        per_suite[c["suite"]] = per_suite.get(c["suite"], 0.0) + float(c["duration_s"])
+    run = results["run"]
+    suites_s = (datetime.fromisoformat(run["finished_at"]) - datetime.fromisoformat(run["started_at"])).total_seconds()
     return {
         "exit_code": res.returncode,
         "wall_s": round(wall, 2),
+        "verdict": (results.get("conformance") or {}).get("verdict"),
+        "musts": f"{(results.get('conformance') or {}).get('musts_evidenced')} of "
+                 f"{(results.get('conformance') or {}).get('musts_total')}",
+        "bring_up_and_teardown_s": round(wall - suites_s, 1),
+        "suites_s": round(suites_s, 1),
+        "suite_check_seconds": {k: round(v, 1) for k, v in sorted(per_suite.items(), key=lambda kv: -kv[1])},
         "checks": counts,
         "property_examples": examples_run,
         "property_seconds": round(prop_seconds, 2),
@@ -51,7 +65,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--profile", default="default")
-    ap.add_argument("--examples", type=int, default=8)
+    ap.add_argument("--examples", type=int, default=None, help="examples per property (default: the run's)")
     ap.add_argument("--parallel", type=int, default=None, help="checks at a time (aiconform run --parallel)")
     ap.add_argument("--out", default="bench/results-suite.json")
     args = ap.parse_args()

@@ -161,7 +161,8 @@ class MustEvidence:
 
 
 _TIER_REMEDY = {
-    "R": "a real kubelet node: run as root on Linux with the tier R packages (docs/tiers.md)",
+    "R": "a real kubelet node: the conformance profile (every MUST in one run) or another tier R one, as root on "
+         "Linux with the tier R packages (docs/tiers.md)",
     "G": "real GPUs: run against a GPU cluster with --kubeconfig",
 }
 

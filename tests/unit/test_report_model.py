@@ -205,7 +205,7 @@ def test_an_unevidenced_must_says_what_it_needed() -> None:
     fact = CheckResult(id="b", name="b", suite="s", requirement="gang_scheduling", status=Status.SKIPPED,
                        reason="cluster lacks capability gateway-api")
     passed = CheckResult(id="c", name="c", suite="s", requirement="gang_scheduling", status=Status.PASSED)
-    assert _need_of(tier).startswith("needs tier R: a real kubelet node: run as root")
+    assert _need_of(tier).startswith("needs tier R: a real kubelet node: the conformance profile")
     assert _need_of(fact) == "needs capability gateway-api"
     assert _need_of(passed) == ""
 
