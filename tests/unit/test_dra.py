@@ -275,6 +275,24 @@ def test_cdi_spec_per_claim(tmp_path: Path) -> None:
     assert cdi.remove_claim_spec(tmp_path / "cdi", "uid-1", paths) and cdi.our_specs(tmp_path / "cdi") == []
 
 
+def test_cdi_spec_of_a_passthrough_claim_names_the_pci_address_and_injects_no_gpu(tmp_path: Path) -> None:
+    inv = build_inventory(parse_gpu(PASSTHROUGH), "n")
+    paths = HostPaths(tmp_path / "state")
+    paths.alloc_dir.mkdir(parents=True)
+    bus = _devices(resource_slices(inv))["gpu-vfio-1"]["attributes"]["resource.kubernetes.io/pciBusID"]["string"]
+    spec = json.loads(cdi.write_claim_spec(tmp_path / "cdi", "uid-2", [cdi.ClaimDevice("gpu-vfio-1", inv.gpus[1],
+                                                                                       passthrough=True)],
+                                           paths).read_text())
+    assert spec["devices"] == [{"name": "uid-2-gpu-vfio-1", "containerEdits": {"env": [f"AICONFORM_FAKE_VFIO_1={bus}"]}}]
+    assert spec["containerEdits"] == {"env": ["AICONFORM_FAKE_GPU=1", f"AICONFORM_FAKE_VFIO_DEVICES={bus}"]}
+    assert not cdi.claim_data_file(paths, "uid-2").exists()
+    both = cdi.claim_spec("uid-3", [cdi.ClaimDevice("gpu-0", inv.gpus[0]),
+                                    cdi.ClaimDevice("gpu-vfio-1", inv.gpus[1], passthrough=True)], paths, tmp_path / "d")
+    assert f"NVIDIA_VISIBLE_DEVICES={inv.gpus[0].uuid}" in both["containerEdits"]["env"]
+    assert f"AICONFORM_FAKE_VFIO_DEVICES={bus}" in both["containerEdits"]["env"]
+    assert [d["name"] for d in both["devices"]] == ["uid-3-gpu-vfio-1", "uid-3-gpu-0"]
+
+
 class _Api:
     """An in-memory apiserver for the driver's few requests (slices by name, claims by namespace/name)."""
 
@@ -336,6 +354,26 @@ def test_driver_serves_registration_and_prepares_claims_over_its_sockets(tmp_pat
         assert ops == ["prepare", "prepare", "unprepare"]
     assert not settings.registration_socket.exists() and not settings.dra_socket.exists()
     assert not [k for k in api.objects if "/resourceslices/" in k]
+
+
+def test_driver_prepares_a_passthrough_claim(tmp_path: Path) -> None:
+    inv = build_inventory(parse_gpu(PASSTHROUGH), "node-a")
+    api = _Api()
+    api.objects["/apis/resource.k8s.io/v1/namespaces/ns/resourceclaims/vm"] = {
+        "metadata": {"uid": "u9", "name": "vm", "namespace": "ns"},
+        "status": {"allocation": {"devices": {"results": [
+            {"request": "vm", "driver": DRIVER, "pool": "node-a", "device": "gpu-vfio-0"}]}}}}
+    settings = DraSettings(node_name="node-a", kubelet_root=tmp_path / "k", cdi_dir=tmp_path / "cdi",
+                           state_dir=tmp_path / "s", device_nodes=False)
+    with DraDriver(inv, settings, api) as driver:
+        (dev,) = driver.prepare("ns", "vm", "u9")
+        assert (dev.device_name, list(dev.cdi_device_ids)) == ("gpu-vfio-0",
+                                                               ["k8s.gpu.nvidia.com/claim=u9-gpu-vfio-0"])
+        (spec,) = cdi.our_specs(settings.cdi_dir)
+        edits = json.loads(spec.read_text())["containerEdits"]
+        assert "deviceNodes" not in edits and not any(e.startswith("NVIDIA_VISIBLE_DEVICES") for e in edits["env"])
+        driver.unprepare("u9")
+        assert not cdi.our_specs(settings.cdi_dir)
 
 
 class _Lister:
