@@ -253,16 +253,16 @@ def resource_slices(inventory: Inventory, *, unhealthy: frozenset[str] = frozens
     """
     node = inventory.node_name
     published = devices(inventory)
-    carved = [g for g in inventory.gpus if any(d.whole_counters and d.unit is g for d in published)]
+    counted = [g for g in inventory.gpus if any(d.whole_counters and d.unit is g for d in published)]
     bodies = [_device(d, inventory.config, bool({d.unit.uuid, parent_gpu(d.unit).uuid} & unhealthy))
               for d in published]
     chunks = [bodies[i:i + MAX_DEVICES_PER_SLICE] for i in range(0, len(bodies), MAX_DEVICES_PER_SLICE)] or [[]]
     specs: list[tuple[str, dict[str, Any]]] = []
-    if carved:
+    if counted:
         specs.append(("counters", {"sharedCounters": [
             {"name": counter_set_name(g), "counters": {"memory-slices": {"value": str(MEMORY_SLICES)},
                                                        "compute-slices": {"value": str(COMPUTE_SLICES)}}}
-            for g in carved]}))
+            for g in counted]}))
     specs += [(f"devices-{i}", {"devices": chunk}) for i, chunk in enumerate(chunks)]
     out = []
     for part, body in specs:
