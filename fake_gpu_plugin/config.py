@@ -22,6 +22,7 @@ The format is the pool dict of an aiconform profile::
           replicas: 4
           renameByDefault: false
           failRequestsGreaterThanOne: false
+      passthrough: false      # optional: DRA also offers each whole GPU as a VFIO passthrough device
 
 Every error names the bad field by its path, e.g. ``gpu.mig.layout[1]: ...``; ``parse_gpu(..., at="pools[1].gpu")``
 roots the path where the caller found the mapping (``pools[1].gpu.count: ...``).
@@ -99,6 +100,10 @@ class InventoryConfig:
     time_slicing: TimeSlicing = field(default_factory=TimeSlicing)
     pool: str = ""
     """Name of the profile pool this config came from (informational)."""
+    passthrough: bool = False
+    """The DRA driver also offers each whole GPU as a ``vfio`` passthrough device (NVIDIA's ``PassthroughSupport``),
+    never handed out together with the same GPU as a ``gpu`` device (fake_gpu_plugin.dra_devices); not with
+    time-slicing (a passthrough GPU goes to one claim whole).  The device plugin ignores it."""
 
     @property
     def gpu_model(self) -> GpuModel:
@@ -143,13 +148,14 @@ def config_from_pool(pool: Any, *, source: str = "") -> InventoryConfig:
 
 def parse_gpu(gpu: Any, *, at: str = "gpu", source: str = "", pool: str = "",
               allow_zero_count: bool = False) -> InventoryConfig:
-    """Parse one ``gpu:`` mapping (``{model, count, numaNodes, mig, sharing}``), naming bad fields under ``at``.
+    """Parse one ``gpu:`` mapping (``{model, count, numaNodes, mig, sharing, passthrough}``), naming bad fields
+    under ``at``.
 
     ``count`` defaults to 1; ``allow_zero_count`` lets a caller accept ``count: 0`` (the harness reads it as "no
     GPUs"); the plugin itself always needs at least one GPU.
     """
     reader = _Reader(source, at)
-    data = reader.mapping(gpu, at, {"model", "count", "numaNodes", "mig", "sharing"})
+    data = reader.mapping(gpu, at, {"model", "count", "numaNodes", "mig", "sharing", "passthrough"})
     model = reader.model(data)
     count = reader.positive_int(data.get("count", 1), reader.at("count"), allow_zero=allow_zero_count,
                                 maximum=MAX_GPUS)
@@ -160,8 +166,12 @@ def parse_gpu(gpu: Any, *, at: str = "gpu", source: str = "", pool: str = "",
     mig = reader.mig(data.get("mig", {}), model, count)
     sharing = reader.mapping(data.get("sharing", {}), reader.at("sharing"), {"timeSlicing"})
     slicing = reader.time_slicing(sharing.get("timeSlicing", {}))
+    passthrough = reader.boolean(data.get("passthrough", False), reader.at("passthrough"))
+    if passthrough and slicing.enabled:
+        raise reader.error(reader.at("passthrough"), "cannot be combined with sharing.timeSlicing (a passthrough GPU "
+                           "is handed out whole, to one claim)")
     return InventoryConfig(model=model.key, count=count, numa_nodes=numa_nodes, mig=mig, time_slicing=slicing,
-                           pool=pool)
+                           pool=pool, passthrough=passthrough)
 
 
 def to_pool(config: InventoryConfig, *, name: str | None = None) -> dict[str, Any]:
@@ -172,6 +182,8 @@ def to_pool(config: InventoryConfig, *, name: str | None = None) -> dict[str, An
     slicing = config.time_slicing
     gpu["sharing"] = {"timeSlicing": {"replicas": slicing.replicas, "renameByDefault": slicing.rename_by_default,
                                       "failRequestsGreaterThanOne": slicing.fail_requests_greater_than_one}}
+    if config.passthrough:
+        gpu["passthrough"] = True
     return {"name": config.pool if name is None else name, "nodes": 1, "gpu": gpu}
 
 

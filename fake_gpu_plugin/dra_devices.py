@@ -25,6 +25,13 @@ The slices of one pool (pool name = node name, ``nodeName`` set):
 - time-slicing (``sharing.timeSlicing.replicas`` > 1) as *consumable capacity* (DRAConsumableCapacity): the device
   has ``allowMultipleAllocations`` and a ``shares`` capacity of ``replicas`` (each allocation takes 1 by default) and
   ``memory`` (each takes ``memory / replicas`` by default), so at most ``replicas`` claims share it;
+- VFIO passthrough (``passthrough: true`` in the GPU spec, NVIDIA's ``PassthroughSupport``): every GPU is also
+  published as ``gpu-vfio-<index>``, ``type`` ``vfio`` (DeviceClass ``vfio.gpu.nvidia.com``), with the GPU's
+  ``uuid``, ``productName``, PCI and NUMA attributes, NVIDIA's PCI ``vendorID``/``deviceID``, ``iommuFDEnabled``
+  false and capacity ``addressableMemory``.  The GPU and its vfio device each consume the whole of the GPU's
+  counter set (the one MIG uses), so the scheduler's allocator never hands out both at once.  (NVIDIA's driver
+  instead withdraws the sibling from its slice once one is prepared; counters let the real scheduler do the
+  exclusion before any node acts.)  A fake of the interface only: nothing is bound to vfio-pci;
 - an unhealthy unit carries the device taint ``gpu.nvidia.com/unhealthy=true:NoSchedule`` (DRADeviceTaints): the
   scheduler does not allocate it unless a request tolerates that taint.
 """
@@ -44,6 +51,10 @@ DRIVER = DRA_DRIVER
 """The DRA driver name (fake_gpu_plugin.names), also the attribute domain and the name of the whole-GPU DeviceClass."""
 MIG_CLASS = "mig.nvidia.com"
 """The DeviceClass of every MIG device (NVIDIA's own name); one more per profile: ``<profile>.mig.nvidia.com``."""
+VFIO_CLASS = "vfio.gpu.nvidia.com"
+"""The DeviceClass of every VFIO passthrough device (NVIDIA's own name)."""
+VFIO_TYPE = "vfio"
+NVIDIA_PCI_VENDOR = "0x10de"
 API_VERSION = "resource.k8s.io/v1"
 STANDARD_DOMAIN = "resource.kubernetes.io"
 """The domain of Kubernetes' standard device attributes (``pciBusID``, ``pcieRoot``), shared by every driver."""
@@ -70,13 +81,18 @@ class PublishedDevice:
     unit: Unit
     whole_of_carved: bool = False
     """A carved GPU published whole (partitionable): its MIG devices are published as well."""
+    passthrough: bool = False
+    """The VFIO passthrough face of the (whole) GPU ``unit``."""
+    whole_counters: bool = False
+    """Consumes the whole of its GPU's counter set (a carved GPU published whole, or a GPU or vfio device of a
+    passthrough spec): nothing else of that GPU can be allocated beside it."""
 
 
 def features_used(config: InventoryConfig) -> list[str]:
     """The DRA features a pool with this spec publishes (keys of ``FEATURE_GATES``); taints are always used (a
     device may turn unhealthy)."""
     out = []
-    if config.mig.enabled and any(config.mig.layout):
+    if (config.mig.enabled and any(config.mig.layout)) or config.passthrough:
         out.append("partitionable")
     if config.time_slicing.enabled:
         out.append("consumable-capacity")
@@ -90,13 +106,21 @@ def device_name(unit: Unit) -> str:
     return f"gpu-{unit.index}"
 
 
+def vfio_device_name(gpu: PhysicalGpu) -> str:
+    return f"gpu-vfio-{gpu.index}"
+
+
 def devices(inventory: Inventory) -> list[PublishedDevice]:
-    """Every device of the pool, in a stable order: per GPU the whole GPU, then its MIG devices."""
+    """Every device of the pool, in a stable order: per GPU the whole GPU, its MIG devices, its vfio device."""
     out: list[PublishedDevice] = []
+    passthrough = inventory.config.passthrough
     for gpu in inventory.gpus:
         migs = [m for m in inventory.mig_devices if m.parent.index == gpu.index]
-        out.append(PublishedDevice(device_name(gpu), gpu, whole_of_carved=bool(migs)))
+        out.append(PublishedDevice(device_name(gpu), gpu, whole_of_carved=bool(migs),
+                                   whole_counters=bool(migs) or passthrough))
         out += [PublishedDevice(device_name(m), m) for m in migs]
+        if passthrough:
+            out.append(PublishedDevice(vfio_device_name(gpu), gpu, passthrough=True, whole_counters=True))
     return out
 
 
@@ -157,8 +181,42 @@ def _attributes(unit: Unit) -> dict[str, dict[str, Any]]:
     return attrs
 
 
+def _vfio_attributes(gpu: PhysicalGpu) -> dict[str, dict[str, Any]]:
+    """What NVIDIA's driver publishes for a GPU bound to vfio-pci (its ``gpu`` attributes mostly come from NVML,
+    which a vfio-bound GPU no longer answers); the PCI ids are the model's."""
+    attrs: dict[str, dict[str, Any]] = {
+        "type": {"string": VFIO_TYPE},
+        "uuid": {"string": gpu.uuid},
+        "productName": {"string": gpu.model.product},
+        "vendorID": {"string": NVIDIA_PCI_VENDOR},
+        "iommuFDEnabled": {"bool": False},
+        "index": {"int": gpu.index},
+        "numaNode": {"int": gpu.numa_node},
+        PCI_BUS_ID: {"string": pci_bus_id(gpu)},
+    }
+    if gpu.model.pci_device_id is not None:
+        attrs["deviceID"] = {"string": f"0x{gpu.model.pci_device_id:04x}"}
+    root = pcie_root(gpu)
+    if root:
+        attrs[PCIE_ROOT] = {"string": root}
+    return attrs
+
+
+def _whole_counters(gpu: PhysicalGpu) -> list[dict[str, Any]]:
+    return [{"counterSet": counter_set_name(gpu), "counters": {
+        "memory-slices": {"value": str(MEMORY_SLICES)}, "compute-slices": {"value": str(COMPUTE_SLICES)}}}]
+
+
 def _device(dev: PublishedDevice, config: InventoryConfig, unhealthy: bool) -> dict[str, Any]:
     unit = dev.unit
+    if dev.passthrough:
+        assert isinstance(unit, PhysicalGpu)
+        vfio: dict[str, Any] = {"name": dev.name, "attributes": _vfio_attributes(unit),
+                                "capacity": {"addressableMemory": {"value": _quantity_mib(unit.memory_mib)}},
+                                "consumesCounters": _whole_counters(unit)}
+        if unhealthy:
+            vfio["taints"] = [dict(UNHEALTHY_TAINT)]
+        return vfio
     out: dict[str, Any] = {"name": dev.name, "attributes": _attributes(unit)}
     memory: dict[str, Any] = {"value": _quantity_mib(unit.memory_mib)}
     capacity: dict[str, Any] = {"memory": memory}
@@ -171,9 +229,8 @@ def _device(dev: PublishedDevice, config: InventoryConfig, unhealthy: bool) -> d
                             "requestPolicy": {"default": "1", "validRange": {"min": "1", "step": "1"}}}
     out["capacity"] = capacity
     gpu = parent_gpu(unit)
-    if dev.whole_of_carved:
-        out["consumesCounters"] = [{"counterSet": counter_set_name(gpu), "counters": {
-            "memory-slices": {"value": str(MEMORY_SLICES)}, "compute-slices": {"value": str(COMPUTE_SLICES)}}}]
+    if dev.whole_counters:
+        out["consumesCounters"] = _whole_counters(gpu)
     elif isinstance(unit, MigDevice):
         out["consumesCounters"] = [{"counterSet": counter_set_name(gpu), "counters": {
             "memory-slices": {"value": str(unit.profile.memory_slices)},
@@ -196,16 +253,16 @@ def resource_slices(inventory: Inventory, *, unhealthy: frozenset[str] = frozens
     """
     node = inventory.node_name
     published = devices(inventory)
-    carved = [g for g in inventory.gpus if any(d.whole_of_carved and d.unit is g for d in published)]
+    counted = [g for g in inventory.gpus if any(d.whole_counters and d.unit is g for d in published)]
     bodies = [_device(d, inventory.config, bool({d.unit.uuid, parent_gpu(d.unit).uuid} & unhealthy))
               for d in published]
     chunks = [bodies[i:i + MAX_DEVICES_PER_SLICE] for i in range(0, len(bodies), MAX_DEVICES_PER_SLICE)] or [[]]
     specs: list[tuple[str, dict[str, Any]]] = []
-    if carved:
+    if counted:
         specs.append(("counters", {"sharedCounters": [
             {"name": counter_set_name(g), "counters": {"memory-slices": {"value": str(MEMORY_SLICES)},
                                                        "compute-slices": {"value": str(COMPUTE_SLICES)}}}
-            for g in carved]}))
+            for g in counted]}))
     specs += [(f"devices-{i}", {"devices": chunk}) for i, chunk in enumerate(chunks)]
     out = []
     for part, body in specs:
@@ -228,12 +285,14 @@ def _class(name: str, expression: str, labels: Mapping[str, str] | None) -> dict
 
 def device_classes(configs: Iterable[InventoryConfig], *,
                    labels: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
-    """``gpu.nvidia.com`` (whole GPUs), ``mig.nvidia.com`` (every MIG device) and ``<profile>.mig.nvidia.com`` per
-    MIG profile any of ``configs`` carves."""
+    """``gpu.nvidia.com`` (whole GPUs), ``mig.nvidia.com`` (every MIG device), ``vfio.gpu.nvidia.com`` (every VFIO
+    passthrough device) and ``<profile>.mig.nvidia.com`` per MIG profile any of ``configs`` carves (NVIDIA's driver
+    ships the first three whatever it publishes)."""
     attr = f'device.attributes["{DRIVER}"]'
     base = f'device.driver == "{DRIVER}"'
     out = [_class(DRIVER, f'{base} && {attr}.type == "gpu"', labels),
-           _class(MIG_CLASS, f'{base} && {attr}.type == "mig"', labels)]
+           _class(MIG_CLASS, f'{base} && {attr}.type == "mig"', labels),
+           _class(VFIO_CLASS, f'{base} && {attr}.type == "{VFIO_TYPE}"', labels)]
     profiles = sorted({name for c in configs if c.mig.enabled for per_gpu in c.mig.layout for name in per_gpu})
     out += [_class(f"{p}.{MIG_CLASS}", f'{base} && {attr}.type == "mig" && {attr}.profile == "{p}"', labels)
             for p in profiles]

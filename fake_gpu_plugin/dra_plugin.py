@@ -291,7 +291,7 @@ class DraDriver:
             if dev is None:
                 raise PluginError(f"claim {namespace}/{name}: device {r['device']!r} is not one this driver publishes")
             if all(c.name != dev.name for c in claim_devices):
-                claim_devices.append(cdi.ClaimDevice(dev.name, dev.unit))
+                claim_devices.append(cdi.ClaimDevice(dev.name, dev.unit, passthrough=dev.passthrough))
             entry: dict[str, Any] = {"requests": [r["request"]], "pool": r["pool"], "device": r["device"],
                                      "cdi": [cdi.qualified(uid, dev.name)]}
             if r.get("shareID"):

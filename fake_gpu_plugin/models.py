@@ -39,6 +39,8 @@ class GpuModel:
     compute_minor: int
     power_watts: int
     mig_profiles: tuple[MigProfile, ...] = field(default=())
+    pci_device_id: int | None = None
+    """The PCI device id (vendor NVIDIA, 0x10de) of the model, as ``lspci -n`` shows it; None where not known."""
 
     @property
     def mig_capable(self) -> bool:
@@ -72,12 +74,16 @@ _MIG_141 = [("1g.18gb", 1, 1, 7), ("1g.35gb", 1, 2, 4), ("2g.35gb", 2, 2, 3), ("
 CATALOGUE: dict[str, GpuModel] = {
     m.key: m
     for m in (
-        GpuModel("A100-SXM4-40GB", "NVIDIA A100-SXM4-40GB", 40960, "ampere", 8, 0, 400, _mig(40, _MIG_40)),
-        GpuModel("A100-SXM4-80GB", "NVIDIA A100-SXM4-80GB", 81920, "ampere", 8, 0, 400, _mig(80, _MIG_80)),
-        GpuModel("H100-SXM5-80GB", "NVIDIA H100 80GB HBM3", 81559, "hopper", 9, 0, 700, _mig(80, _MIG_80)),
-        GpuModel("H200-SXM5-141GB", "NVIDIA H200", 143771, "hopper", 9, 0, 700, _mig(141, _MIG_141)),
-        GpuModel("L40S", "NVIDIA L40S", 46068, "ada-lovelace", 8, 9, 350),
-        GpuModel("T4", "Tesla T4", 15360, "turing", 7, 5, 70),
+        GpuModel("A100-SXM4-40GB", "NVIDIA A100-SXM4-40GB", 40960, "ampere", 8, 0, 400, _mig(40, _MIG_40),
+                 pci_device_id=0x20b0),
+        GpuModel("A100-SXM4-80GB", "NVIDIA A100-SXM4-80GB", 81920, "ampere", 8, 0, 400, _mig(80, _MIG_80),
+                 pci_device_id=0x20b2),
+        GpuModel("H100-SXM5-80GB", "NVIDIA H100 80GB HBM3", 81559, "hopper", 9, 0, 700, _mig(80, _MIG_80),
+                 pci_device_id=0x2330),
+        GpuModel("H200-SXM5-141GB", "NVIDIA H200", 143771, "hopper", 9, 0, 700, _mig(141, _MIG_141),
+                 pci_device_id=0x2335),
+        GpuModel("L40S", "NVIDIA L40S", 46068, "ada-lovelace", 8, 9, 350, pci_device_id=0x26b9),
+        GpuModel("T4", "Tesla T4", 15360, "turing", 7, 5, 70, pci_device_id=0x1eb8),
     )
 }
 

@@ -259,6 +259,12 @@ def check_dra(pools: tuple[Pool, ...], real: RealNode, cp: ControlPlane) -> None
     for i, p in enumerate(pools):
         if p.dra and p.gpu is None:
             raise ConfigError(f"pools[{i}].dra: the pool has no GPUs to offer through DRA")
+        if p.gpu is not None and p.gpu.passthrough and not p.dra:
+            raise ConfigError(f"pools[{i}].gpu.passthrough: VFIO passthrough devices are offered through DRA only; "
+                              f"set pools[{i}].dra: true")
+    if real.gpu is not None and real.gpu.passthrough:
+        raise ConfigError("realNode.gpu.passthrough: VFIO passthrough devices are offered through DRA only; "
+                          "set it in realNode.dra.gpu")
     used = dra_configs(pools, real)
     if not used:
         return

@@ -21,10 +21,10 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from fake_gpu_plugin.config import parse_gpu
-from fake_gpu_plugin.dra_devices import DRIVER, resource_slices
+from fake_gpu_plugin.dra_devices import DRIVER, PCI_BUS_ID, VFIO_CLASS, VFIO_TYPE, resource_slices
 from fake_gpu_plugin.inventory import build_inventory
 from harness.config import Pool, Taint
-from harness.contract import POOL_LABEL, REAL_NODE_LABEL
+from harness.contract import FAKE_GPU_LABEL, POOL_LABEL, REAL_NODE_LABEL, is_simulated
 from harness.dra import (
     allocated_devices,
     allocation,
@@ -391,6 +391,91 @@ def test_device_class_demanding_a_minimum_driver_allocates_only_where_the_driver
     evidence["too_new_reason"] = reason
     assert _semver_key(_version(got, "driverVersion") or "0") >= _semver_key(floor), got.get("attributes")
     assert not too_new, f"a claim demanding driver >= {beyond} was allocated: {too_new}"
+
+
+# -- virtualized accelerators: a GPU offered for VFIO passthrough, never also handed out whole ---------------------
+
+
+VFIO_SCRIPT = "env | grep -i vfio; echo ---; ls /dev/vfio 2>&1; echo END; exec sleep 3600"
+
+
+def _is_fake(kube: KubeClient, node: str) -> bool:
+    """Whether the node's GPUs are aiconform's fakes (a simulated node, or fake_gpu_plugin's label)."""
+    obj = kube.get("Node", node)
+    return is_simulated(obj) or (obj.get("metadata", {}).get("labels") or {}).get(FAKE_GPU_LABEL) == "true"
+
+
+def _passthrough_pairs(kube: KubeClient) -> list[tuple[tuple[str, str], dict[str, Any], tuple[str, str]]]:
+    """Free, untainted vfio devices with their GPU published whole (same pool, same uuid) and free too:
+    (vfio key, vfio device, whole-GPU key)."""
+    devices = slice_devices(kube)
+    held = {(p, d) for _, drv, p, d, _ in allocated_devices(kube) if drv == DRIVER}
+    whole = {(k[0], attr(d, "uuid")): k for k, d in _free(kube, _gpus(kube)).items()}
+    out = []
+    for key, dev in sorted(devices.items()):
+        if attr(dev, "type") == VFIO_TYPE and key not in held and not dev.get("taints"):
+            sibling = whole.get((key[0], attr(dev, "uuid")))
+            if sibling:
+                out.append((key, dev, sibling))
+    return out
+
+
+@pytest.mark.aiconform(requirement="virtualized_accelerator", tier="S", capabilities=("dra",), exclusive=True)
+def test_passthrough_gpu_is_allocated_and_never_handed_out_whole_meanwhile(
+    kube: KubeClient, tenant: Tenant, evidence: Evidence
+) -> None:
+    """A GPU offered for VFIO passthrough through DRA (a device of ``type`` vfio, DeviceClass
+    ``vfio.gpu.nvidia.com``, as NVIDIA's driver offers it behind ``PassthroughSupport``): a claim for it is allocated
+    by the scheduler; while that claim holds it, a claim for the same physical GPU as a whole ``gpu`` device (same
+    uuid, same pool) stays unallocated with the scheduler's own reason; once the first pod is gone, the second gets
+    the GPU.  On a node with a real kubelet the pod must run: its driver prepared the claim and the runtime started
+    the container with what the driver named (its view of the device is recorded).  No passthrough device published
+    anywhere is the platform lacking virtualized accelerators."""
+    vfio = {k: d for k, d in slice_devices(kube).items() if attr(d, "type") == VFIO_TYPE}
+    if not vfio:
+        raise PlatformFault(f"the DRA driver {DRIVER}", (
+            f"publishes no VFIO passthrough device (type {VFIO_TYPE}, DeviceClass {VFIO_CLASS}) on any node: no "
+            "accelerator is offered for virtualized use through DRA"))
+    pairs = _passthrough_pairs(kube)
+    if not pairs:
+        pytest.skip(f"no free passthrough device whose GPU is published whole and free ({len(vfio)} published)")
+    (pool, name), device, (gpu_pool, gpu_name) = pairs[0]
+    uuid = str(attr(device, "uuid"))
+    tenant.create(claim_template("passthrough", device_request("vm", device_class=VFIO_CLASS,
+                                                               cel=(_uuid_cel(uuid),))))
+    node_name = str(device.get("nodeName") or "")
+    simulated = not node_name or is_simulated(kube.get("Node", node_name))
+    if simulated:
+        tenant.create(claim_pod("vm", claims={"vm": ("template", "passthrough")}, containers=[("main", ["vm"], "")],
+                                image=PAUSE_IMAGE))
+        node_name = wait_bound(kube, tenant.name, ["vm"], timeout=60)["vm"].node
+    else:  # prepared by the node's DRA driver, started by its runtime with the CDI devices the driver named
+        seen = _logs(kube, tenant, claim_pod("vm", claims={"vm": ("template", "passthrough")}, image=IMAGE,
+                                             containers=[("main", ["vm"], VFIO_SCRIPT)]))["main"]
+        evidence["prepared_container_sees"] = seen.replace("END", "").strip()[:400]
+    vm_claim = pod_claim_name(kube.get("Pod", "vm", tenant.name), "vm")
+    assert vm_claim
+    got = wait_claim_allocated(kube, tenant.name, vm_claim)
+    tenant.create(claim("whole", device_request(cel=(_uuid_cel(uuid),))))
+    tenant.create(claim_pod("whole", claims={"gpu": ("claim", "whole")}, containers=[("main", ["gpu"], "")],
+                            image=PAUSE_IMAGE))
+    waiting = wait_unschedulable(kube, tenant.name, "whole", timeout=60, containing="cannot allocate all claims")
+    meanwhile = allocation(kube.get("ResourceClaim", "whole", tenant.name, api_version="resource.k8s.io/v1"))
+    evidence["passthrough"] = {
+        "pool": pool, "device": name, "class": VFIO_CLASS, "uuid": uuid, "node": node_name,
+        "pciBusID": attr(device, PCI_BUS_ID), "allocated": [(r["pool"], r["device"]) for r in got],
+        "what": ("a fake of the interface, not of the hardware: the device is published and allocated as NVIDIA's "
+                 "driver publishes a GPU for VFIO passthrough; nothing is bound to vfio-pci")
+        if _is_fake(kube, node_name)
+        else "published by the cluster's own DRA driver"}
+    evidence["whole_gpu_meanwhile"] = {"device": gpu_name, "allocation": meanwhile, "reason": waiting}
+    assert [(r["pool"], r["device"]) for r in got] == [(pool, name)], got
+    assert not meanwhile, f"the GPU {uuid} was handed out whole while it is held for passthrough: {meanwhile}"
+    kube.delete("Pod", "vm", tenant.name, grace_period=0)
+    wait_bound(kube, tenant.name, ["whole"], timeout=60, fail_fast=False)
+    after = wait_claim_allocated(kube, tenant.name, "whole")
+    evidence["whole_gpu_after"] = [(r["pool"], r["device"]) for r in after]
+    assert [(r["pool"], r["device"]) for r in after] == [(gpu_pool, gpu_name)], after
 
 
 # -- property: random slices x random claims, the real allocator against a model ------------------------------------

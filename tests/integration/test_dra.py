@@ -53,7 +53,7 @@ def test_dra_suite_passes_on_simulated_dra_nodes(cluster: LocalCluster, state_ro
     skipped = {n for n, o in outcomes.items() if o == "skipped"}
     assert skipped == {"test_claimed_gpu_is_visible_only_to_the_claiming_container"}, outcomes
     assert all(o == "passed" for n, o in outcomes.items() if n not in skipped), outcomes
-    assert len(outcomes) >= 9
+    assert len(outcomes) >= 10
 
 
 def test_cel_that_does_not_compile_is_the_apiservers_one_line(cluster: LocalCluster, state_root: Path) -> None:

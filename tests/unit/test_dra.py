@@ -19,16 +19,18 @@ from fake_gpu_plugin.api import dra_pb2 as dra_pb
 from fake_gpu_plugin.api import dra_pb2_grpc as dra_grpc
 from fake_gpu_plugin.api import pluginregistration_pb2 as reg_pb
 from fake_gpu_plugin.api import pluginregistration_pb2_grpc as reg_grpc
-from fake_gpu_plugin.config import parse_gpu
+from fake_gpu_plugin.config import config_from_pool, parse_gpu, to_pool
 from fake_gpu_plugin.dra_devices import (
     DRIVER,
     UNHEALTHY_TAINT,
+    VFIO_CLASS,
     device_classes,
     features_used,
     resource_slices,
     semver,
 )
 from fake_gpu_plugin.dra_plugin import DraDriver, DraSettings
+from fake_gpu_plugin.errors import ConfigError as PluginConfigError
 from fake_gpu_plugin.errors import PluginError
 from fake_gpu_plugin.hostfiles import HostPaths
 from fake_gpu_plugin.inventory import assemble_inventory, build_inventory
@@ -130,7 +132,88 @@ def test_versions_are_published_as_strict_semver(dotted: str, strict: str) -> No
 
 def test_device_classes_cover_gpus_mig_and_each_profile() -> None:
     names = [c["metadata"]["name"] for c in device_classes([parse_gpu(MIG)])]
-    assert names == ["gpu.nvidia.com", "mig.nvidia.com", "1g.10gb.mig.nvidia.com", "3g.40gb.mig.nvidia.com"]
+    assert names == ["gpu.nvidia.com", "mig.nvidia.com", "vfio.gpu.nvidia.com", "1g.10gb.mig.nvidia.com",
+                     "3g.40gb.mig.nvidia.com"]
+    vfio = next(c for c in device_classes([]) if c["metadata"]["name"] == VFIO_CLASS)
+    assert vfio["spec"]["selectors"][0]["cel"]["expression"] == (
+        'device.driver == "gpu.nvidia.com" && device.attributes["gpu.nvidia.com"].type == "vfio"')
+
+
+PASSTHROUGH = {"model": "H100-SXM5-80GB", "count": 2, "passthrough": True}
+
+
+def _counters_used(device: dict[str, Any]) -> dict[str, dict[str, int]]:
+    return {c["counterSet"]: {k: int(v["value"]) for k, v in c["counters"].items()}
+            for c in device.get("consumesCounters", [])}
+
+
+def test_passthrough_publishes_each_gpu_also_as_a_vfio_device_never_allocatable_beside_it() -> None:
+    """Each GPU is also ``gpu-vfio-<i>`` (type vfio, the GPU's uuid and PCI address, NVIDIA's PCI ids); the GPU and
+    its vfio device each consume the whole of the GPU's counter set, so the allocator can hand out one, not both;
+    another GPU's devices use another set."""
+    slices = resource_slices(build_inventory(parse_gpu(PASSTHROUGH), "n1"))
+    assert [s["metadata"]["name"] for s in slices] == ["n1-gpu.nvidia.com-counters", "n1-gpu.nvidia.com-devices-0"]
+    sets = {c["name"]: {k: int(v["value"]) for k, v in c["counters"].items()}
+            for c in slices[0]["spec"]["sharedCounters"]}
+    devs = _devices(slices)
+    assert list(devs) == ["gpu-0", "gpu-vfio-0", "gpu-1", "gpu-vfio-1"]
+    for i in (0, 1):
+        gpu, vfio = devs[f"gpu-{i}"], devs[f"gpu-vfio-{i}"]
+        assert vfio["attributes"]["type"] == {"string": "vfio"} and gpu["attributes"]["type"] == {"string": "gpu"}
+        for name in ("uuid", "productName", "resource.kubernetes.io/pciBusID", "resource.kubernetes.io/pcieRoot"):
+            assert vfio["attributes"][name] == gpu["attributes"][name], name
+        assert _counters_used(gpu) == _counters_used(vfio) == {f"gpu-{i}-slices": sets[f"gpu-{i}-slices"]}
+        for counter, total in sets[f"gpu-{i}-slices"].items():  # both together overdraw the set: one or the other
+            assert _counters_used(gpu)[f"gpu-{i}-slices"][counter] + _counters_used(vfio)[f"gpu-{i}-slices"][counter] \
+                > total
+    attrs = devs["gpu-vfio-0"]["attributes"]
+    assert attrs["vendorID"] == {"string": "0x10de"} and attrs["deviceID"] == {"string": "0x2330"}
+    assert attrs["iommuFDEnabled"] == {"bool": False}
+    assert devs["gpu-vfio-0"]["capacity"] == {"addressableMemory": {"value": "81559Mi"}}
+    assert "driverVersion" not in attrs  # a GPU bound to vfio-pci no longer answers NVML
+    assert features_used(parse_gpu(PASSTHROUGH)) == ["partitionable", "device-taints"]
+    plain = _devices(resource_slices(build_inventory(parse_gpu({**PASSTHROUGH, "passthrough": False}), "n1")))
+    assert list(plain) == ["gpu-0", "gpu-1"] and not any("consumesCounters" in d for d in plain.values())
+
+
+def test_passthrough_of_a_carved_gpu_excludes_its_partitions_too() -> None:
+    gpu = {**MIG, "passthrough": True}
+    devs = _devices(resource_slices(build_inventory(parse_gpu(gpu), "n1")))
+    assert sorted(devs) == ["gpu-0", "gpu-1", "gpu-1-mig-0-3g-40gb", "gpu-1-mig-1-1g-10gb", "gpu-vfio-0",
+                            "gpu-vfio-1"]
+    full = {"memory-slices": 8, "compute-slices": 7}
+    assert _counters_used(devs["gpu-vfio-1"]) == _counters_used(devs["gpu-1"]) == {"gpu-1-slices": full}
+    assert set(_counters_used(devs["gpu-1-mig-0-3g-40gb"])) == {"gpu-1-slices"}
+
+
+def test_unhealthy_gpu_taints_its_vfio_device() -> None:
+    inv = build_inventory(parse_gpu(PASSTHROUGH), "n1")
+    devs = _devices(resource_slices(inv, unhealthy=frozenset({inv.gpus[1].uuid})))
+    assert devs["gpu-vfio-1"]["taints"] == [UNHEALTHY_TAINT] and "taints" not in devs["gpu-vfio-0"]
+
+
+@pytest.mark.parametrize(("gpu", "message"), [
+    ({**PASSTHROUGH, "passthrough": "yes"}, "gpu.passthrough: must be true or false, got 'yes'"),
+    ({**PASSTHROUGH, "sharing": {"timeSlicing": {"replicas": 2}}},
+     "gpu.passthrough: cannot be combined with sharing.timeSlicing"),
+])
+def test_passthrough_setting_is_validated(gpu: dict[str, Any], message: str) -> None:
+    with pytest.raises(PluginConfigError, match=re.escape(message)):
+        parse_gpu(gpu)
+
+
+def test_passthrough_survives_the_real_nodes_config_file_and_needs_dra() -> None:
+    assert config_from_pool(to_pool(parse_gpu(PASSTHROUGH))).passthrough is True
+    assert "passthrough" not in to_pool(parse_gpu({"model": "T4"}))["gpu"]
+    pool = {"name": "p", "gpu": PASSTHROUGH}
+    with pytest.raises(ConfigError, match=re.escape("pools[0].gpu.passthrough: VFIO passthrough devices are offered "
+                                                    "through DRA only; set pools[0].dra: true")):
+        parse_profile({"name": "t", "controlPlane": {"featureGates": GATES}, "pools": [pool]})
+    with pytest.raises(ConfigError, match="DRAPartitionableDevices"):
+        parse_profile({"name": "t", "controlPlane": {"featureGates": {"DRADeviceTaints": True}},
+                       "pools": [{**pool, "dra": True}]})
+    assert parse_profile({"name": "t", "controlPlane": {"featureGates": GATES},
+                          "pools": [{**pool, "dra": True}]}).pools[0].gpu.passthrough  # type: ignore[union-attr]
 
 
 def test_dra_pool_gpus_are_not_the_device_plugin_gpus() -> None:
@@ -190,6 +273,24 @@ def test_cdi_spec_per_claim(tmp_path: Path) -> None:
         "/usr/local/bin/nvidia-smi", "/etc/aiconform-fake-gpu/devices"}
     assert cdi.qualified("uid-1", "gpu-9") == "k8s.gpu.nvidia.com/claim=uid-1-gpu-9"
     assert cdi.remove_claim_spec(tmp_path / "cdi", "uid-1", paths) and cdi.our_specs(tmp_path / "cdi") == []
+
+
+def test_cdi_spec_of_a_passthrough_claim_names_the_pci_address_and_injects_no_gpu(tmp_path: Path) -> None:
+    inv = build_inventory(parse_gpu(PASSTHROUGH), "n")
+    paths = HostPaths(tmp_path / "state")
+    paths.alloc_dir.mkdir(parents=True)
+    bus = _devices(resource_slices(inv))["gpu-vfio-1"]["attributes"]["resource.kubernetes.io/pciBusID"]["string"]
+    spec = json.loads(cdi.write_claim_spec(tmp_path / "cdi", "uid-2", [cdi.ClaimDevice("gpu-vfio-1", inv.gpus[1],
+                                                                                       passthrough=True)],
+                                           paths).read_text())
+    assert spec["devices"] == [{"name": "uid-2-gpu-vfio-1", "containerEdits": {"env": [f"AICONFORM_FAKE_VFIO_1={bus}"]}}]
+    assert spec["containerEdits"] == {"env": ["AICONFORM_FAKE_GPU=1", f"AICONFORM_FAKE_VFIO_DEVICES={bus}"]}
+    assert not cdi.claim_data_file(paths, "uid-2").exists()
+    both = cdi.claim_spec("uid-3", [cdi.ClaimDevice("gpu-0", inv.gpus[0]),
+                                    cdi.ClaimDevice("gpu-vfio-1", inv.gpus[1], passthrough=True)], paths, tmp_path / "d")
+    assert f"NVIDIA_VISIBLE_DEVICES={inv.gpus[0].uuid}" in both["containerEdits"]["env"]
+    assert f"AICONFORM_FAKE_VFIO_DEVICES={bus}" in both["containerEdits"]["env"]
+    assert [d["name"] for d in both["devices"]] == ["uid-3-gpu-vfio-1", "uid-3-gpu-0"]
 
 
 class _Api:
@@ -253,6 +354,26 @@ def test_driver_serves_registration_and_prepares_claims_over_its_sockets(tmp_pat
         assert ops == ["prepare", "prepare", "unprepare"]
     assert not settings.registration_socket.exists() and not settings.dra_socket.exists()
     assert not [k for k in api.objects if "/resourceslices/" in k]
+
+
+def test_driver_prepares_a_passthrough_claim(tmp_path: Path) -> None:
+    inv = build_inventory(parse_gpu(PASSTHROUGH), "node-a")
+    api = _Api()
+    api.objects["/apis/resource.k8s.io/v1/namespaces/ns/resourceclaims/vm"] = {
+        "metadata": {"uid": "u9", "name": "vm", "namespace": "ns"},
+        "status": {"allocation": {"devices": {"results": [
+            {"request": "vm", "driver": DRIVER, "pool": "node-a", "device": "gpu-vfio-0"}]}}}}
+    settings = DraSettings(node_name="node-a", kubelet_root=tmp_path / "k", cdi_dir=tmp_path / "cdi",
+                           state_dir=tmp_path / "s", device_nodes=False)
+    with DraDriver(inv, settings, api) as driver:
+        (dev,) = driver.prepare("ns", "vm", "u9")
+        assert (dev.device_name, list(dev.cdi_device_ids)) == ("gpu-vfio-0",
+                                                               ["k8s.gpu.nvidia.com/claim=u9-gpu-vfio-0"])
+        (spec,) = cdi.our_specs(settings.cdi_dir)
+        edits = json.loads(spec.read_text())["containerEdits"]
+        assert "deviceNodes" not in edits and not any(e.startswith("NVIDIA_VISIBLE_DEVICES") for e in edits["env"])
+        driver.unprepare("u9")
+        assert not cdi.our_specs(settings.cdi_dir)
 
 
 class _Lister:

@@ -80,8 +80,10 @@ SHIPPED = _shipped_pools()
 
 @pytest.mark.parametrize(("where", "raw_pool"), SHIPPED, ids=[w for w, _ in SHIPPED])
 def test_shipped_pool_simulated_node_equals_real_node(where: str, raw_pool: dict[str, Any], tmp_path: Path) -> None:
-    # a DRA pool's spec and labels agree the same way; its GPUs are then offered as ResourceSlices instead
-    assert_tiers_agree({k: v for k, v in raw_pool.items() if k != "dra"}, tmp_path)
+    # a DRA pool's spec and labels agree the same way; its GPUs are then offered as ResourceSlices instead (and
+    # passthrough, a DRA-only setting, goes with it)
+    gpu = {k: v for k, v in raw_pool["gpu"].items() if k != "passthrough"}
+    assert_tiers_agree({k: v for k, v in raw_pool.items() if k != "dra"} | {"gpu": gpu}, tmp_path)
     profile_name, pool_name = where.split("/")
     profile = load_profile(profile_name)
     spec = kind_spec(profile)
