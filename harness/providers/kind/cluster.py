@@ -44,6 +44,7 @@ from harness.providers.kit import Action, bring_up, cluster_lock, read_state, te
 
 PROVIDER = "kind"
 NODES_READY_TIMEOUT = 180.0
+DNS_READY_TIMEOUT = 120.0
 CREATE_TIMEOUT = 600.0
 NO_UPGRADE = ("a kind cluster has no control-plane upgrade path (its control plane is fixed by its node image); "
               "create a new cluster on the other version, or upgrade a 'local' cluster")
@@ -246,7 +247,8 @@ class _Bringup:
             Action("run-dir", f"owner record in {c.dir}", self.make_run_dir, self.remove_run_dir),
             Action("node-image", "offline node image: build, or find it in the engine", self.resolve_node_image),
             Action("kind", f"kind create cluster ({len(self.nodes)} nodes)", self.create_kind, self.delete_kind),
-            Action("network", "CNI config per node (ptp + host-local) and routes between nodes; nodes Ready",
+            Action("network", "CNI config per node (ptp + host-local) and routes between nodes; nodes Ready, "
+                   "cluster DNS serving",
                    self.pod_network, self.wait_plugin_load),
         ]
         if self.gpus:
@@ -319,6 +321,12 @@ class _Bringup:
             nets = [network.NodeNet(n, _internal_ip(found[n]), found[n]["spec"]["podCIDR"]) for n in self.nodes]
             network.configure(c.engine(), nets)
             client.wait_all("Node", self.nodes, _node_ready, timeout=NODES_READY_TIMEOUT, what="kind nodes Ready")
+            # CoreDNS starts only once the pod network exists: a pod created right after `up` must resolve names,
+            # so the step ends when the kube-dns Service has a ready endpoint (what kube-proxy programs).
+            client.wait_for("EndpointSlice", namespace="kube-system",
+                            label_selector="kubernetes.io/service-name=kube-dns",
+                            condition=_has_ready_endpoint, timeout=DNS_READY_TIMEOUT,
+                            what="a ready CoreDNS endpoint behind the kube-dns Service")
 
     def gpu_stack(self) -> None:
         c = self.cluster
@@ -391,6 +399,10 @@ def _internal_ip(node: Obj) -> str:
         if addr.get("type") == "InternalIP":
             return str(addr.get("address", ""))
     return ""
+
+
+def _has_ready_endpoint(slices: dict[str, Obj]) -> bool:
+    return any((ep.get("conditions") or {}).get("ready") for s in slices.values() for ep in s.get("endpoints") or [])
 
 
 def _node_ready(node: Obj) -> bool:
