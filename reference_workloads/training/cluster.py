@@ -61,6 +61,18 @@ def recent_events(client: KubeClient, namespace: str, reasons: tuple[str, ...] =
     return out
 
 
+TRANSIENT_MOUNT_ERRORS = ("no relationship found between node",)
+"""FailedMount messages the kubelet recovers from by itself: the apiserver's node authorizer lets a kubelet read a
+pod's PVC only once its graph holds the pod's binding, which can lag the pod's arrival on the node (seen here under
+load; kubernetes/kubernetes#113429).  The kubelet retries the mount; a wait must not end on it."""
+
+
+def mount_failures(client: KubeClient, namespace: str) -> list[str]:
+    """The namespace's FailedMount events that are not :data:`TRANSIENT_MOUNT_ERRORS` (newest last)."""
+    return [m for m in recent_events(client, namespace, ("FailedMount",))
+            if not any(t in m for t in TRANSIENT_MOUNT_ERRORS)]
+
+
 def _diagnose(client: KubeClient, namespace: str, name: str, job: Obj | None) -> str:
     parts = []
     if job is not None:
@@ -146,7 +158,7 @@ def wait_pods_running(client: KubeClient, namespace: str, job: str, count: int, 
             problem = pod_problem(p)
             if problem:
                 return problem
-        mounts = recent_events(client, namespace, ("FailedMount",))
+        mounts = mount_failures(client, namespace)
         return mounts[-1] if mounts else None
 
     # A FailedMount is an Event, not a change of the pod (it stays ContainerCreating): the pod watch runs in slices
@@ -162,7 +174,7 @@ def wait_pods_running(client: KubeClient, namespace: str, job: str, count: int, 
                                     what=f"{count} pods of TrainJob {namespace}/{job} to run")
             return running(state)
         except WaitTimeout:
-            mounts = recent_events(client, namespace, ("FailedMount",))
+            mounts = mount_failures(client, namespace)
             if mounts:
                 raise WaitFailed(mounts[-1]) from None
             if time.monotonic() >= deadline:

@@ -25,6 +25,7 @@ from harness.errors import (
     KubeConfigError,
     KubeUnreachable,
     PlatformFault,
+    WaitFailed,
     WaitTimeout,
     WebhookNotCalled,
     WorkloadError,
@@ -178,3 +179,32 @@ def test_a_training_webhook_that_never_learns_the_runtime_is_the_webhooks_fault(
     with pytest.raises(type(api_error_for(500, "x", "y"))):  # the apiserver could not call it: not its verdict
         server_error = StubClient(create_raises=api_error_for(500, "InternalError", "x"))
         training.wait_runtime_known(server_error, "ns", "jax", timeout=0)  # type: ignore[arg-type]
+
+
+class EventsClient(StubClient):
+    """A namespace whose only answers are these FailedMount events."""
+
+    def __init__(self, *messages: str) -> None:
+        super().__init__()
+        self.events = [{"reason": "FailedMount", "message": m, "involvedObject": {"kind": "Pod", "name": "w-0"}}
+                       for m in messages]
+
+    def list(self, kind: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return {"items": self.events if kind == "Event" else []}
+
+
+NODE_AUTHORIZER_LAG = ('Unable to attach or mount volumes: failed to process volumes=[checkpoints]: error processing '
+                       'PVC ns/ckpt: failed to fetch PVC from API server: persistentvolumeclaims "ckpt" is forbidden: '
+                       'User "system:node:aiconform-real-0" cannot get resource "persistentvolumeclaims": node: no '
+                       "relationship found between node 'aiconform-real-0' and this object")
+
+
+def test_a_mount_the_kubelet_retries_by_itself_does_not_end_the_training_wait() -> None:
+    """The node authorizer's graph can lag a pod's binding: the kubelet's first mount is refused and retried.  The
+    wait goes on to its deadline instead of failing the check on that event; a real mount failure still ends it."""
+    with pytest.raises(WaitTimeout):
+        training.wait_pods_running(EventsClient(NODE_AUTHORIZER_LAG), "ns", "job", 2,  # type: ignore[arg-type]
+                                   timeout=0.2)
+    with pytest.raises(WaitFailed, match="MountVolume.SetUp failed"):
+        training.wait_pods_running(EventsClient(NODE_AUTHORIZER_LAG, "MountVolume.SetUp failed for volume ckpt"),
+                                   "ns", "job", 2, timeout=0.2)  # type: ignore[arg-type]
