@@ -79,8 +79,6 @@ class PublishedDevice:
 
     name: str
     unit: Unit
-    whole_of_carved: bool = False
-    """A carved GPU published whole (partitionable): its MIG devices are published as well."""
     passthrough: bool = False
     """The VFIO passthrough face of the (whole) GPU ``unit``."""
     whole_counters: bool = False
@@ -116,8 +114,7 @@ def devices(inventory: Inventory) -> list[PublishedDevice]:
     passthrough = inventory.config.passthrough
     for gpu in inventory.gpus:
         migs = [m for m in inventory.mig_devices if m.parent.index == gpu.index]
-        out.append(PublishedDevice(device_name(gpu), gpu, whole_of_carved=bool(migs),
-                                   whole_counters=bool(migs) or passthrough))
+        out.append(PublishedDevice(device_name(gpu), gpu, whole_counters=bool(migs) or passthrough))
         out += [PublishedDevice(device_name(m), m) for m in migs]
         if passthrough:
             out.append(PublishedDevice(vfio_device_name(gpu), gpu, passthrough=True, whole_counters=True))
@@ -155,6 +152,16 @@ def pcie_root(gpu: PhysicalGpu) -> str | None:
     return None if gpu.pci_bus_id else f"pci{gpu.numa_node:04x}:00"
 
 
+def _pci_attributes(gpu: PhysicalGpu) -> dict[str, dict[str, Any]]:
+    """The GPU's place on the PCI bus, under Kubernetes' standard domain: ``pciBusID`` and, where known,
+    ``pcieRoot``."""
+    attrs = {PCI_BUS_ID: {"string": pci_bus_id(gpu)}}
+    root = pcie_root(gpu)
+    if root:
+        attrs[PCIE_ROOT] = {"string": root}
+    return attrs
+
+
 def _attributes(unit: Unit) -> dict[str, dict[str, Any]]:
     gpu = parent_gpu(unit)
     model = gpu.model
@@ -170,11 +177,8 @@ def _attributes(unit: Unit) -> dict[str, dict[str, Any]]:
         "index": {"int": gpu.index},
         "minor": {"int": gpu.minor},
         "numaNode": {"int": unit.numa_node},
-        PCI_BUS_ID: {"string": pci_bus_id(gpu)},
+        **_pci_attributes(gpu),
     }
-    root = pcie_root(gpu)
-    if root:
-        attrs[PCIE_ROOT] = {"string": root}
     if isinstance(unit, MigDevice):
         attrs |= {"profile": {"string": unit.profile.name}, "parentUUID": {"string": gpu.uuid},
                   "parentIndex": {"int": gpu.index}}
@@ -192,19 +196,20 @@ def _vfio_attributes(gpu: PhysicalGpu) -> dict[str, dict[str, Any]]:
         "iommuFDEnabled": {"bool": False},
         "index": {"int": gpu.index},
         "numaNode": {"int": gpu.numa_node},
-        PCI_BUS_ID: {"string": pci_bus_id(gpu)},
+        **_pci_attributes(gpu),
     }
     if gpu.model.pci_device_id is not None:
         attrs["deviceID"] = {"string": f"0x{gpu.model.pci_device_id:04x}"}
-    root = pcie_root(gpu)
-    if root:
-        attrs[PCIE_ROOT] = {"string": root}
     return attrs
 
 
+def _all_slices() -> dict[str, dict[str, str]]:
+    """Every memory and compute slice of one GPU: its counter set's size, and what the whole GPU consumes of it."""
+    return {"memory-slices": {"value": str(MEMORY_SLICES)}, "compute-slices": {"value": str(COMPUTE_SLICES)}}
+
+
 def _whole_counters(gpu: PhysicalGpu) -> list[dict[str, Any]]:
-    return [{"counterSet": counter_set_name(gpu), "counters": {
-        "memory-slices": {"value": str(MEMORY_SLICES)}, "compute-slices": {"value": str(COMPUTE_SLICES)}}}]
+    return [{"counterSet": counter_set_name(gpu), "counters": _all_slices()}]
 
 
 def _device(dev: PublishedDevice, config: InventoryConfig, unhealthy: bool) -> dict[str, Any]:
@@ -260,9 +265,7 @@ def resource_slices(inventory: Inventory, *, unhealthy: frozenset[str] = frozens
     specs: list[tuple[str, dict[str, Any]]] = []
     if counted:
         specs.append(("counters", {"sharedCounters": [
-            {"name": counter_set_name(g), "counters": {"memory-slices": {"value": str(MEMORY_SLICES)},
-                                                       "compute-slices": {"value": str(COMPUTE_SLICES)}}}
-            for g in counted]}))
+            {"name": counter_set_name(g), "counters": _all_slices()} for g in counted]}))
     specs += [(f"devices-{i}", {"devices": chunk}) for i, chunk in enumerate(chunks)]
     out = []
     for part, body in specs:
