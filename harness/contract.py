@@ -74,6 +74,11 @@ def is_simulated(node: Mapping[str, Any]) -> bool:
     return bool(node.get("metadata", {}).get("labels", {}).get(SIMULATED_LABEL) == "true")
 
 
+def declares_fake_gpus(node: Mapping[str, Any]) -> bool:
+    """Whether a Node object carries the fake's label (``FAKE_GPU_LABEL``): its GPUs are fake_gpu_plugin's."""
+    return bool((node.get("metadata", {}).get("labels") or {}).get(FAKE_GPU_LABEL) == "true")
+
+
 # -- ports -------------------------------------------------------------------------------------------------------
 
 PROMETHEUS_PORT = 9090

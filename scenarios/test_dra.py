@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +25,7 @@ from fake_gpu_plugin.config import parse_gpu
 from fake_gpu_plugin.dra_devices import DRIVER, PCI_BUS_ID, VFIO_CLASS, VFIO_TYPE, resource_slices
 from fake_gpu_plugin.inventory import build_inventory
 from harness.config import Pool, Taint
-from harness.contract import FAKE_GPU_LABEL, POOL_LABEL, REAL_NODE_LABEL, is_simulated
+from harness.contract import POOL_LABEL, REAL_NODE_LABEL, declares_fake_gpus, is_simulated
 from harness.dra import (
     allocated_devices,
     allocation,
@@ -323,7 +324,6 @@ def test_time_sliced_device_is_shared_up_to_its_shares(kube: KubeClient, tenant:
     assert len({r.get("shareID") for r in got}) == shares and all(r.get("shareID") for r in got)
 
 
-
 # -- driver versions through DRA: a DeviceClass demands a minimum driver --------------------------------------------
 
 
@@ -380,10 +380,7 @@ def test_device_class_demanding_a_minimum_driver_allocates_only_where_the_driver
             except NotFound:
                 pass
     got = slice_devices(kube)[(results[0]["pool"], results[0]["device"])]
-    by_version: dict[str, int] = {}
-    for v in advertised.values():
-        by_version[v] = by_version.get(v, 0) + 1
-    evidence["advertised_driver_versions"] = by_version
+    evidence["advertised_driver_versions"] = dict(Counter(advertised.values()))
     evidence["device_classes"] = {"meets": f">= {floor}", "too_new": f">= {beyond}"}
     evidence["allocated"] = {"pool": results[0]["pool"], "device": results[0]["device"], "node": placed["p-meets"].node,
                              "driverVersion": _version(got, "driverVersion"),
@@ -402,7 +399,7 @@ VFIO_SCRIPT = "env | grep -i vfio; echo ---; ls /dev/vfio 2>&1; echo END; exec s
 def _is_fake(kube: KubeClient, node: str) -> bool:
     """Whether the node's GPUs are aiconform's fakes (a simulated node, or fake_gpu_plugin's label)."""
     obj = kube.get("Node", node)
-    return is_simulated(obj) or (obj.get("metadata", {}).get("labels") or {}).get(FAKE_GPU_LABEL) == "true"
+    return is_simulated(obj) or declares_fake_gpus(obj)
 
 
 def _passthrough_pairs(kube: KubeClient) -> list[tuple[tuple[str, str], dict[str, Any], tuple[str, str]]]:

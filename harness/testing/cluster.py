@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from harness.contract import FAKE_GPU_LABEL, GPU_RESOURCE, TIERS, Tier, highest_tier, is_simulated
+from harness.contract import GPU_RESOURCE, TIERS, Tier, declares_fake_gpus, highest_tier, is_simulated
 from harness.errors import ConfigError, KubeError, KubeUnreachable
 from harness.kube import KubeClient, KubeConfig
 
@@ -254,10 +254,9 @@ def detect_tier(client: KubeClient) -> str:
     tier = Tier.S
     dra = gpus_by_node(client)
     for n in client.list("Node")["items"]:
-        labels = n.get("metadata", {}).get("labels", {})
         if is_simulated(n):
             continue
-        if labels.get(FAKE_GPU_LABEL) == "true":
+        if declares_fake_gpus(n):
             tier = highest_tier(tier, Tier.R)
         elif (int(n.get("status", {}).get("allocatable", {}).get(GPU_RESOURCE, 0) or 0) > 0
               or dra.get(n["metadata"]["name"], 0) > 0):
