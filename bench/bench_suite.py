@@ -43,14 +43,13 @@ def one_run(profile: str, examples: int | None, report_dir: Path, name: str, par
     for c in results["checks"]:
         counts[c["status"]] = counts.get(c["status"], 0) + 1
         per_suite[c["suite"]] = per_suite.get(c["suite"], 0.0) + float(c["duration_s"])
-    run = results["run"]
+    run, verdict = results["run"], results.get("conformance") or {}
     suites_s = (datetime.fromisoformat(run["finished_at"]) - datetime.fromisoformat(run["started_at"])).total_seconds()
     return {
         "exit_code": res.returncode,
         "wall_s": round(wall, 2),
-        "verdict": (results.get("conformance") or {}).get("verdict"),
-        "musts": f"{(results.get('conformance') or {}).get('musts_evidenced')} of "
-                 f"{(results.get('conformance') or {}).get('musts_total')}",
+        "verdict": verdict.get("verdict"),
+        "musts": f"{verdict.get('musts_evidenced')} of {verdict.get('musts_total')}",
         "bring_up_and_teardown_s": round(wall - suites_s, 1),
         "suites_s": round(suites_s, 1),
         "suite_check_seconds": {k: round(v, 1) for k, v in sorted(per_suite.items(), key=lambda kv: -kv[1])},
