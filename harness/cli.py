@@ -130,7 +130,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_selftest(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from harness.selftest.run import SelftestSettings, list_main, selftest_main
+    from harness.selftest.model import SelftestSettings
+    from harness.selftest.run import list_main, selftest_main
 
     if args.list:
         return list_main(args.suite, args.tier)

@@ -196,7 +196,7 @@ def _reap(pid: int) -> None:
         pass
 
 
-def poll_until(predicate: Callable[[], T], *, timeout: float, interval: float, what: str,
+def poll_until(predicate: Callable[[], T | None], *, timeout: float, interval: float, what: str,
                backoff: float = 1.0, max_interval: float | None = None) -> T:
     """Call ``predicate`` until it returns something truthy, and return that; WaitTimeout naming ``what`` once
     ``timeout`` seconds have passed.  For what has no watch only: a Kubernetes object is awaited with a watch.
