@@ -328,6 +328,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run the suites (and the upgrade suite), upgrade the cluster in place to VERSION (`default`: "
                           "the pinned default), run them again: reports in REPORT_DIR/before and /after, their diff in "
                           "REPORT_DIR/diff.txt; exit 1 on a regression")
+    run.add_argument("--upgrade-with", default=None, metavar="COMMAND",
+                     help="with --kubeconfig: run the suites (and the upgrade suite), then COMMAND in a shell "
+                          "(KUBECONFIG set; your kubeadm, cloud CLI or script; output kept in "
+                          "REPORT_DIR/upgrade-command.log), wait until the API serves the new version, run them "
+                          "again: REPORT_DIR/before, /after and diff.txt as with --upgrade-to")
+    run.add_argument("--upgrade-timeout", type=float, default=None, metavar="SECONDS",
+                     help="with --upgrade-with: how long the API may take, once COMMAND ended, to serve another "
+                          "version (default 1800; 0: compare at the version it serves then, for a node-only upgrade)")
     run.set_defaults(func=cmd_run)
 
     st = sub.add_parser("selftest", help="bring up mutated platforms (a plugin off, a controller left out...) and show "

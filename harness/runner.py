@@ -2,7 +2,10 @@
 create → pytest over scenarios/ with the aiconform plugin → report → delete (unless --keep, or the cluster was up
 before the run).  The facts of an existing cluster are detected from what its API serves (harness/detect.py, with
 the NetworkPolicy probe unless ``--no-probe``); ``--capability`` declares one instead.  Every fact reaches the
-report with its evidence.
+report with its evidence.  ``--upgrade-to`` (a cluster the harness brings up) and ``--upgrade-with`` (an existing
+one, upgraded by the user's command: harness/upgrade_command.py) run the suites before and after the upgrade and
+write the diff; the facts detected before it stand for both phases, so a capability the upgrade broke fails its
+checks instead of skipping them.
 
 The cluster reaches the plugin as one file, ``cluster-info.json`` in the report directory
 (:class:`harness.testing.ClusterInfo`).  With ``--parallel N`` (N > 1) pytest runs twice over the same report:
@@ -22,6 +25,7 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from harness.bins import check_upgrade, load_versions, pinned_kubernetes
@@ -36,6 +40,7 @@ from harness.report import RESULTS_FILE, ReportError, Status, load_results
 from harness.report.submission import load_product
 from harness.testing import ClusterInfo, new_run_id
 from harness.testing.cluster import CLUSTER_INFO_FILE
+from harness.upgrade_command import LOG_FILE, run_command, wait_new_version
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 EXIT_FAILED = 1
@@ -86,7 +91,8 @@ def upgrade_suite_files(files: list[Path], upgrade_to: str | None) -> list[Path]
     if not upgrade_to:
         chosen = [f.stem.removeprefix("test_") for f in files if f in upgrade_files]
         if chosen:
-            raise ConfigError(f"--suite {chosen[0]}: its checks span an upgrade; run it with --upgrade-to VERSION")
+            raise ConfigError(f"--suite {chosen[0]}: its checks span an upgrade; run it with --upgrade-to VERSION "
+                              "(or --upgrade-with COMMAND on an existing cluster)")
         return files
     return list(dict.fromkeys(files + upgrade_files))
 
@@ -185,7 +191,19 @@ def _component_pids(cluster: object) -> dict[str, int]:
 
 
 def run_main(args: argparse.Namespace) -> int:
-    files = upgrade_suite_files(suite_files(args.suite), getattr(args, "upgrade_to", None))
+    upgrade_with = getattr(args, "upgrade_with", None)
+    if upgrade_with is not None and not upgrade_with.strip():
+        raise ConfigError("--upgrade-with: give the command that upgrades the cluster, e.g. --upgrade-with "
+                          "'./upgrade.sh 1.37'")
+    if upgrade_with and not args.kubeconfig:
+        raise ConfigError("--upgrade-with runs your own upgrade command on an existing cluster (with --kubeconfig); "
+                          "a cluster the harness brings up is upgraded with --upgrade-to VERSION")
+    if upgrade_with and getattr(args, "upgrade_to", None):
+        raise ConfigError("--upgrade-to and --upgrade-with: give one (--upgrade-to for a cluster the harness brings "
+                          "up, --upgrade-with for an existing one)")
+    if getattr(args, "upgrade_timeout", None) is not None and args.upgrade_timeout < 0:
+        raise ConfigError(f"--upgrade-timeout: seconds, 0 or more, got {args.upgrade_timeout:g}")
+    files = upgrade_suite_files(suite_files(args.suite), getattr(args, "upgrade_to", None) or upgrade_with)
     if getattr(args, "product", None):
         load_product(args.product)  # a bad product file is one line now, not after the run
     facts = validate_facts(args.capability or [])
@@ -246,22 +264,23 @@ def run_main(args: argparse.Namespace) -> int:
     suites = _Suites(files, cluster, Path(kubeconfig), profile.name, parallel, seed, args, env, found)
     regression = False
     try:
-        if upgrader is None or not upgrade_to:
+        if upgrader is not None and upgrade_to:
+            target = upgrade_to.removeprefix("v")
+
+            def upgrade() -> str:
+                print(f"aiconform run {run_id}: upgrading to Kubernetes v{target}", file=sys.stderr, flush=True)
+                upgrader.upgrade_control_plane(upgrade_to)
+                return target
+            rc, outputs, regression = _around_upgrade(suites, report_dir, run_id, current, target, upgrade)
+        elif upgrade_with:
+            current = info.kubernetes_version.removeprefix("v")
+            rc, outputs, regression = _around_upgrade(
+                suites, report_dir, run_id, current, WITH_COMMAND,
+                lambda: _upgrade_with(upgrade_with, Path(kubeconfig), report_dir, run_id, current,
+                                      getattr(args, "upgrade_timeout", None)))
+        else:
             rc = suites.run(report_dir, run_id)
             outputs = [report_dir]
-        else:
-            before, after = report_dir / "before", report_dir / "after"
-            phase = {"from": current, "to": upgrade_to.removeprefix("v"), "key": run_id}
-            rc_before = suites.run(prepare_report_dir(before), f"{run_id}-before", {**phase, "phase": "before"})
-            if rc_before not in (0, 1):
-                rc = rc_before
-            else:
-                print(f"aiconform run {run_id}: upgrading to Kubernetes v{upgrade_to.removeprefix('v')}",
-                      file=sys.stderr, flush=True)
-                upgrader.upgrade_control_plane(upgrade_to)
-                rc = suites.run(prepare_report_dir(after), f"{run_id}-after", {**phase, "phase": "after"})
-                regression = _write_diff(before, after, report_dir / "diff.txt")
-            outputs = [before, after]
     finally:
         try:
             cluster.collect_logs(report_dir / "logs")
@@ -278,7 +297,7 @@ def run_main(args: argparse.Namespace) -> int:
     for d in outputs:
         for line in conformance_lines(d):
             print(f"aiconform run {run_id}: {line}", file=sys.stderr)
-    if upgrade_to and (report_dir / "diff.txt").exists():
+    if (upgrade_to or upgrade_with) and (report_dir / "diff.txt").exists():
         print((report_dir / "diff.txt").read_text(), file=sys.stderr, end="")
     print(report_dir)
     errored = sum(_errored_checks(d) for d in outputs) if rc in (0, 1) else 0
@@ -369,6 +388,46 @@ def _detect(kubeconfig: Path, declared: frozenset[str], run_id: str, *, probe: b
           f"{'; declared: ' + ', '.join(sorted(declared)) if declared else ''} (evidence in the report)",
           file=sys.stderr, flush=True)
     return found
+
+
+WITH_COMMAND = "(the upgrade command's)"
+"""The target version an --upgrade-with run's before phase names: the user's command decides it."""
+UPGRADE_TIMEOUT = 1800.0
+"""--upgrade-with: seconds the API may take, after the command ended, to serve another version."""
+
+
+def _around_upgrade(suites: _Suites, report_dir: Path, run_id: str, current: str, target: str,
+                    upgrade: Callable[[], str]) -> tuple[int, list[Path], bool]:
+    """The suites before, ``upgrade()`` (which answers the version it brought), the suites after, their diff:
+    the combined exit code, the two report folders and whether the diff holds a regression.  A before phase that
+    broke (exit other than 0 or 1) stops there, upgrading nothing."""
+    before, after = report_dir / "before", report_dir / "after"
+    phase = {"from": current, "to": target, "key": run_id}
+    rc = suites.run(prepare_report_dir(before), f"{run_id}-before", {**phase, "phase": "before"})
+    if rc not in (0, 1):
+        return rc, [before, after], False
+    reached = upgrade()
+    rc = suites.run(prepare_report_dir(after), f"{run_id}-after", {**phase, "to": reached, "phase": "after"})
+    return rc, [before, after], _write_diff(before, after, report_dir / "diff.txt")
+
+
+def _upgrade_with(command: str, kubeconfig: Path, report_dir: Path, run_id: str, before: str,
+                  timeout: float | None) -> str:
+    """--upgrade-with: the user's command (output to the terminal and REPORT_DIR/upgrade-command.log), then the
+    wait until the API serves the version it brought; that version."""
+    def say(line: str) -> None:
+        print(f"aiconform run {run_id}: {line}", file=sys.stderr, flush=True)
+
+    say(f"upgrading with your command (Kubernetes v{before} now; output in {report_dir / LOG_FILE}): {command}")
+    took = run_command(command, kubeconfig, report_dir / LOG_FILE)
+    client = KubeClient(KubeConfig.from_file(kubeconfig))
+    try:
+        reached = wait_new_version(client.server_version, before,
+                                   UPGRADE_TIMEOUT if timeout is None else timeout, progress=say)
+    finally:
+        client.close()
+    say(f"the upgrade command ended after {took:.0f}s; the API serves Kubernetes v{reached}")
+    return reached
 
 
 def _write_diff(before: Path, after: Path, out: Path) -> bool:

@@ -159,7 +159,8 @@ def test_gpu_workload_survives_the_upgrade(
     now = _record(kube, survivors.namespace, aiconform_cluster)
     deploy = kube.get("Deployment", "survivor", namespace=survivors.namespace)
     evidence["phase"] = upgrade_phase.phase
-    evidence["versions"] = f"v{upgrade_phase.from_version} -> v{upgrade_phase.to_version}"
+    to = upgrade_phase.to_version  # before --upgrade-with's command: not a version, the command decides it
+    evidence["versions"] = f"v{upgrade_phase.from_version} -> {'v' + to if to[:1].isdigit() else to}"
     evidence["before"] = survivors.snapshot["pods"]
     evidence["now"] = now["pods"]
     evidence["available_replicas"] = deploy.get("status", {}).get("availableReplicas", 0)

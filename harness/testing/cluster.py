@@ -375,5 +375,6 @@ def upgrade_phase(aiconform_cluster: ClusterHandle) -> UpgradePhase:
     """The upgrade phase of this run; the check is skipped (with the reason) outside ``--upgrade-to``."""
     up = aiconform_cluster.info.upgrade
     if not up:
-        pytest.skip("spans an in-place upgrade: runs only under `aiconform run --upgrade-to VERSION`")
+        pytest.skip("spans an in-place upgrade: runs only under `aiconform run --upgrade-to VERSION` "
+                    "(or `--upgrade-with COMMAND` on an existing cluster)")
     return UpgradePhase(up["phase"], up["from"], up["to"], up["key"])

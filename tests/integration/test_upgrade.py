@@ -5,6 +5,7 @@ bins`` builds only the default minor): the module's first test waits for that bu
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -130,8 +131,6 @@ def test_upgrade_lane_at_tier_r_keeps_gpu_pods_and_upgrades_kubelet_and_kube_pro
     """`aiconform run --suite upgrade --upgrade-to` on a real node: the upgrade suite holds before and after (the
     GPU pods keep their containers and devices, quota and priority hold, the plugin re-registers, nothing is
     handed out twice), and the kubelet and kube-proxy run the new version's binaries."""
-    import json
-
     build_previous(pytestconfig, list(CONTROL_PLANE) + list(REAL_NODE))
     profile = tmp_path / "previous-real.yaml"
     profile.write_text(f"name: previous-real\ncontrolPlane: {{kubernetesVersion: {PREVIOUS}}}\n"
@@ -163,23 +162,17 @@ def test_upgrade_lane_at_tier_r_keeps_gpu_pods_and_upgrades_kubelet_and_kube_pro
         subprocess.run([cli, "down", "--name", name], env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_run_upgrade_to_writes_before_after_and_their_diff(tmp_path: Path, previous_control_plane: None) -> None:
-    """`aiconform run --upgrade-to`: the suites on the previous minor, the in-place upgrade, the suites again, one
-    diff naming both versions; a bad target is refused in one line before anything starts."""
+def _previous_profile(tmp_path: Path) -> Path:
     profile = tmp_path / "previous.yaml"
     profile.write_text(f"name: previous\ncontrolPlane: {{kubernetesVersion: {PREVIOUS}}}\n"
                        "pools: [{name: a100, nodes: 2, gpu: {model: A100-SXM4-80GB, count: 8},\n"
                        "         taints: [{key: nvidia.com/gpu, value: present, effect: NoSchedule}]},\n"
                        "        {name: cpu, nodes: 1}]\n")
-    cli = str(Path(sys.executable).parent / "aiconform")
-    env = {**os.environ, "AICONFORM_STATE_DIR": str(tmp_path / "state")}
-    report = tmp_path / "report"
-    res = subprocess.run([cli, "run", "--profile", str(profile), "--name", f"upr-{secrets.token_hex(2)}",
-                          "--suite", "smoke", "--upgrade-to", CURRENT, "--report-dir", str(report)],
-                         env=env, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
-    import json
+    return profile
 
+
+def _assert_before_after(report: Path) -> None:
+    """Both phases' versions, the upgrade suite held in both, and the diff names both versions."""
     versions = {phase: json.loads((report / phase / "results.json").read_text())["run"]["kubernetes_version"]
                 for phase in ("before", "after")}
     assert versions == {"before": PREVIOUS, "after": CURRENT}
@@ -191,9 +184,52 @@ def test_run_upgrade_to_writes_before_after_and_their_diff(tmp_path: Path, previ
         assert survived["evidence"]["phase"] == phase
     diff = (report / "diff.txt").read_text()
     assert f"Kubernetes v{PREVIOUS} -> v{CURRENT}" in diff and "result: no regression" in diff
+
+
+def test_run_upgrade_to_writes_before_after_and_their_diff(tmp_path: Path, previous_control_plane: None) -> None:
+    """`aiconform run --upgrade-to`: the suites on the previous minor, the in-place upgrade, the suites again, one
+    diff naming both versions; a bad target is refused in one line before anything starts."""
+    profile = _previous_profile(tmp_path)
+    cli = str(Path(sys.executable).parent / "aiconform")
+    env = {**os.environ, "AICONFORM_STATE_DIR": str(tmp_path / "state")}
+    report = tmp_path / "report"
+    res = subprocess.run([cli, "run", "--profile", str(profile), "--name", f"upr-{secrets.token_hex(2)}",
+                          "--suite", "smoke", "--upgrade-to", CURRENT, "--report-dir", str(report)],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    _assert_before_after(report)
     assert not list((tmp_path / "state").glob("upr-*")), "the cluster was not torn down"
 
     bad = subprocess.run([cli, "run", "--profile", str(profile), "--name", "upr-bad", "--upgrade-to", PREVIOUS],
                          env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0
     assert bad.stderr.strip() == "aiconform: --upgrade-to: the profile already runs Kubernetes v" + PREVIOUS
+
+
+def test_run_upgrade_with_upgrades_an_existing_cluster_by_the_users_command(tmp_path: Path,
+                                                                           previous_control_plane: None) -> None:
+    """`aiconform run --kubeconfig KC --upgrade-with COMMAND` on a cluster the run did not bring up: the suites, the
+    user's own upgrade command (here `aiconform upgrade`, standing for their kubeadm or cloud CLI; KUBECONFIG set for
+    it, its output kept), the wait for the new version, the suites again, the diff."""
+    cli = str(Path(sys.executable).parent / "aiconform")
+    env = {**os.environ, "AICONFORM_STATE_DIR": str(tmp_path / "state")}
+    name = f"upw-{secrets.token_hex(2)}"
+    up = subprocess.run([cli, "up", "--profile", str(_previous_profile(tmp_path)), "--name", name], env=env,
+                        capture_output=True, text=True, timeout=300)
+    assert up.returncode == 0, up.stderr[-3000:]
+    try:
+        kubeconfig = subprocess.run([cli, "kubeconfig", "--name", name], env=env, capture_output=True, text=True,
+                                    timeout=30, check=True).stdout.strip()
+        command = f'test -r "$KUBECONFIG" && {cli} upgrade --name {name} --to {CURRENT}'
+        report = tmp_path / "report"
+        res = subprocess.run([cli, "run", "--kubeconfig", kubeconfig, "--no-probe", "--suite", "smoke",
+                              "--upgrade-with", command, "--report-dir", str(report)],
+                             env=env, capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr[-3000:]
+        _assert_before_after(report)
+        log = (report / "upgrade-command.log").read_text()
+        assert log.startswith(f"$ {command}\n") and "# exit status 0 after" in log
+        assert f"the API serves Kubernetes v{CURRENT}" in res.stderr
+        assert KubeClient.from_kubeconfig(Path(kubeconfig)).server_version().removeprefix("v") == CURRENT
+    finally:
+        subprocess.run([cli, "down", "--name", name], env=env, capture_output=True, text=True, timeout=300)
