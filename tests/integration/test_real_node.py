@@ -13,6 +13,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -29,7 +30,8 @@ from harness.contract import DRA_DRIVER, FAKE_GPU_LABEL, GPU_RESOURCE
 from harness.errors import ApiError, ClusterError, UnsupportedCapability
 from harness.kube import KubeClient, is_running, unschedulable_message
 from harness.nodes import node_ready
-from harness.providers.local import LocalCluster, realnode
+from harness.proc import pid_alive
+from harness.providers.local import LocalCluster, linuxhost, realnode
 from tests.integration.conftest import running_cluster
 
 NODE = "aiconform-real-0"
@@ -536,3 +538,42 @@ def first_cluster_down(cluster: LocalCluster) -> None:
     """Orders the MIG cluster after the module's cluster is down (one real node per host)."""
     if cluster.dir.exists():
         cluster.delete()
+
+
+def _crash(c: LocalCluster, rec: dict[str, Any]) -> None:
+    """Every process of the cluster killed at once, as a machine restart or an OOM kill of the CLI's whole session
+    would leave it: no teardown runs, the run dir, the host claim and every host change stay behind."""
+    pids = [p for name in c.procs.recorded() if (p := c.procs.pid(name)) is not None]
+    pids += linuxhost.pids_with_arg(rec["containerd"]["socket"])  # the container shims
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 10
+    while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def test_the_next_bring_up_undoes_what_a_crashed_real_node_left(state_root: Path, first_cluster_down: None) -> None:
+    """A crashed tier R cluster leaves its routes (the unreachable podCIDR route), links, iptables chains and host
+    claim; the next tier R bring-up says so and undoes them (as that cluster's `down` would) instead of refusing
+    with "podCIDR overlaps"."""
+    crashed = LocalCluster(f"rnc-{secrets.token_hex(2)}", root=state_root, progress=lambda m: None)
+    crashed.create(mig_profile())
+    rec = realnode.load_record(crashed)
+    assert rec is not None
+    pids = component_pids(crashed)
+    _crash(crashed, rec)
+    assert realnode.host_leftovers(rec, crashed.dir, pids), "the crash left nothing: the test proves nothing"
+    lines: list[str] = []
+    after = LocalCluster(f"rnc-{secrets.token_hex(2)}", root=state_root, progress=lines.append)
+    try:
+        after.create(mig_profile())
+        assert any(f"the real node of cluster {crashed.name!r}" in line and "crashed" in line for line in lines), lines
+        assert realnode.host_leftovers(rec, crashed.dir, pids) == []
+        assert node_ready(node(after.client()))
+    finally:
+        after_rec, after_pids = realnode.load_record(after), component_pids(after)
+        after.delete()
+    assert after_rec is not None and realnode.host_leftovers(after_rec, after.dir, after_pids) == []

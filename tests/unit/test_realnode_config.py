@@ -127,6 +127,28 @@ def test_claim_of_a_cluster_whose_processes_all_died_is_taken_over(tmp_path: Pat
     assert json.loads(realnode.HOST_CLAIM.read_text())["cluster"] == "new"
 
 
+def test_a_crashed_holder_with_its_host_record_is_named_for_cleanup(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next bring-up undoes what a crashed real node left only when its claim is stale and its record of the
+    host's changes survives; never a live holder's, never its own."""
+    monkeypatch.setattr(realnode, "HOST_CLAIM", tmp_path / "claim.json")
+    crashed, new = LocalCluster("crashed", root=tmp_path), LocalCluster("new", root=tmp_path)
+    crashed.dir.mkdir()
+    assert realnode.crashed_holder(new) is None  # no claim at all
+    realnode.claim_host(crashed)
+    assert realnode.crashed_holder(new) is None  # no record of host changes: nothing to undo
+    (crashed.dir / "realnode.json").write_text("{}")
+    assert realnode.crashed_holder(new) == crashed.dir
+    assert realnode.crashed_holder(crashed) is None  # its own claim
+    daemons = Supervisor(crashed.dir)
+    daemons.start("kubelet", ["sleep", "60"])
+    try:
+        assert realnode.crashed_holder(new) is None  # alive: refused by the one-real-node rule instead
+    finally:
+        daemons.stop("kubelet")
+    assert realnode.crashed_holder(new) == crashed.dir
+
+
 def test_stale_claim_is_taken_over(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(realnode, "HOST_CLAIM", tmp_path / "claim.json")
     realnode.HOST_CLAIM.write_text(json.dumps({"cluster": "gone", "run_dir": str(tmp_path / "gone")}))

@@ -436,6 +436,11 @@ class LocalCluster:
         if profile.real_node.enabled:  # packages, address ranges, one real node per host: before anything starts
             from harness.providers.local import netsvc, realnode
 
+            crashed = realnode.crashed_holder(self)
+            if crashed is not None:  # what `aiconform down` of that cluster would do, before the checks it would fail
+                self.progress(f"the real node of cluster {crashed.name!r} ({crashed}) crashed: none of its daemons "
+                              "runs; undoing what it left on this host first")
+                LocalCluster(crashed.name, root=crashed.parent, progress=self.progress).teardown()
             realnode.preflight(self)
             netsvc.preflight(profile.control_plane, real_pod_cidr=realnode.POD_CIDR,
                              node_net=f"{realnode.NODE_IP}/{realnode.NODE_PREFIX}",

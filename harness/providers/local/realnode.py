@@ -132,6 +132,20 @@ def _held_by_other(holder: dict[str, Any], cluster: ClusterView) -> bool:
     return run_dir != cluster.dir and run_dir.is_dir() and bool(Supervisor(run_dir).running())
 
 
+def crashed_holder(cluster: ClusterView) -> Path | None:
+    """The run directory of another cluster whose real node crashed (the host claim is its, none of its daemons
+    runs, and its record of what it changed on the host survives): what it left (routes, links, iptables chains,
+    mounts, cgroups) would make this bring-up refuse, e.g. "podCIDR overlaps", until someone ran its ``down``.
+    None when there is no such cluster."""
+    holder = _claim_holder()
+    if holder is None:
+        return None
+    run_dir = Path(holder.get("run_dir", ""))
+    if run_dir == cluster.dir or not (run_dir / "realnode.json").is_file() or _held_by_other(holder, cluster):
+        return None
+    return run_dir
+
+
 def _taken_error(holder: dict[str, Any]) -> ClusterError:
     return ClusterError(
         f"a real node already runs on this host (cluster {holder.get('cluster')!r}, run dir {holder.get('run_dir')}); "
