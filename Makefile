@@ -7,9 +7,23 @@ BIN    := $(VENV)/bin
 # official releases (checksum verified) instead.
 export AICONFORM_DOWNLOAD ?= never
 # The main job's profile: the most complete run this machine allows.  `conformance` (every MUST, tier R) needs root on
-# Linux and containerd; elsewhere `conformance-s` (tier S, no root).  `make test-cluster PROFILE=NAME` picks another.
-PROFILE ?= $(shell if [ "$$(id -u)" = 0 ] && [ "$$(uname -s)" = Linux ] && command -v containerd >/dev/null; \
-                   then echo conformance; else echo conformance-s; fi)
+# Linux and the Debian packages of the real node (runc, iproute2, iptables, the CNI plugins, busybox-static; the
+# real node's own containerd is built like every upstream binary); elsewhere `conformance-s` (tier S, no root).
+# `make test-cluster PROFILE=NAME` picks another.  TIER_R_MISSING: why tier R is out here (empty: it is not).
+TIER_R_MISSING := $(shell if [ "$$(uname -s)" != Linux ]; then echo "not Linux"; \
+                   elif [ "$$(id -u)" != 0 ]; then echo "not root"; \
+                   else m=""; for x in runc ip iptables; do command -v $$x >/dev/null || m="$$m $$x"; done; \
+                        [ -x /usr/lib/cni/bridge ] || m="$$m containernetworking-plugins"; \
+                        [ -x /bin/busybox ] || m="$$m busybox-static"; \
+                        [ -z "$$m" ] || echo "missing:$$m"; fi)
+PROFILE ?= $(if $(TIER_R_MISSING),conformance-s,conformance)
+ifneq ($(origin PROFILE),file)
+PROFILE_WHY := you named it (PROFILE=$(PROFILE))
+else ifeq ($(TIER_R_MISSING),)
+PROFILE_WHY := tier R, every CNCF MUST: root on Linux with the real node's packages
+else
+PROFILE_WHY := tier S ($(TIER_R_MISSING); tier R's real node needs root on Linux and its packages): gang scheduling and cluster autoscaling of the 8 MUSTs
+endif
 
 .PHONY: venv bins bins-all test test-unit test-integration test-cluster selftest bench lint docs clean
 
@@ -46,7 +60,7 @@ test-integration: venv bins
 ## The main job: bring up the $(PROFILE) local cluster (see PROFILE above), run every suite, write reports/<run-id>/,
 ## tear down.  The run's last lines give the verdict: how many CNCF MUSTs were evidenced, and what each other one needs.
 test-cluster: venv bins
-	@echo "make test-cluster: profile $(PROFILE) (PROFILE=conformance needs root and containerd; PROFILE=conformance-s does not)"
+	@echo "make test-cluster: profile $(PROFILE), $(PROFILE_WHY)"
 	$(BIN)/aiconform run --profile $(PROFILE)
 
 ## Power: bring up every mutated platform of the MUST requirements that this machine can run (tier S) and show that
