@@ -312,6 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--capability", action="append", default=None, metavar="FACT",
                      help="declare a fact of the existing cluster (--kubeconfig), e.g. networkpolicy, instead of "
                           "detecting it; repeatable")
+    run.add_argument("--claim", action="append", default=None, metavar="REQ",
+                     help="a requirement the platform claims to implement (repeatable or comma-separated; `musts`: "
+                          "every CNCF MUST of the cluster's checklist): a check of it on a cluster that lacks a "
+                          "capability it needs is failed (CNCF Not Implemented) instead of skipped")
     run.add_argument("--no-probe", action="store_true",
                      help="with --kubeconfig: detect facts from what the API serves only, without the NetworkPolicy "
                           "probe (a server pod, client pods and a default-deny policy, at most 60 s)")

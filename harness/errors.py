@@ -12,7 +12,9 @@ Whose fault it is (the one rule; ``harness.testing.outcome.is_platform_failure``
   ``Not Implemented`` (or ``Partially Implemented`` next to passed checks).  So is a wait that saw the wrong answer
   or none (:class:`WaitFailed`, :class:`WaitTimeout`), a failed assertion and a 4xx answer the check did not expect,
   inside the check itself.  A PlatformFault counts also when raised while a check's fixture sets it up (the
-  platform refused what the check needs); nothing else raised there does.
+  platform refused what the check needs); nothing else raised there does.  A capability the platform lacks is a
+  skip (not evidenced) unless the platform claims the requirement (``aiconform run --claim``): then it is a
+  PlatformFault naming the capability, raised before the check runs (``harness.testing.requirements``).
 * aiconform broke: its own bug (any other exception), its own install step (:class:`ClusterError`,
   :class:`WorkloadError` of a component it deployed, :class:`BinaryError`, :class:`ImageBuildError`), a command it
   ran (:class:`CommandError`), an unreachable or refused kubeconfig (:class:`KubeError` other than a 4xx answer),

@@ -37,6 +37,7 @@ from harness.kube import KubeClient, KubeConfig
 from harness.providers import provider_for
 from harness.providers.base import ClusterProvider, ProviderOptions, UpgradesControlPlane, unsupported
 from harness.report import RESULTS_FILE, ReportError, Status, load_results
+from harness.report.requirements import CNCF_REQUIREMENTS, Level, cncf_checklist, is_known
 from harness.report.submission import load_product
 from harness.testing import ClusterInfo, new_run_id
 from harness.testing.cluster import CLUSTER_INFO_FILE
@@ -207,6 +208,7 @@ def run_main(args: argparse.Namespace) -> int:
     if getattr(args, "product", None):
         load_product(args.product)  # a bad product file is one line now, not after the run
     facts = validate_facts(args.capability or [])
+    args.claims = validate_claims(getattr(args, "claim", None) or [])
     if facts and not args.kubeconfig:
         raise ConfigError("--capability declares facts of an existing cluster (with --kubeconfig); a cluster the "
                           "harness brings up has the facts its provider declares")
@@ -315,6 +317,29 @@ def run_main(args: argparse.Namespace) -> int:
     raise _PytestBroke(f"the test runner stopped with exit code {rc}; see the output above and {report_dir}")
 
 
+MUSTS = "musts"
+"""``--claim musts``: every MUST of the checklist the run is judged against (by the cluster's version)."""
+
+
+def validate_claims(values: list[str]) -> frozenset[str]:
+    """The requirement ids of ``--claim`` (repeatable, comma-separated; ``musts`` for every MUST): an unknown id is
+    one line naming the known ones."""
+    claims = {v.strip() for value in values for v in value.split(",") if v.strip()}
+    unknown = sorted(c for c in claims if c != MUSTS and not is_known(c))
+    if unknown:
+        known = ", ".join(r.id for r in CNCF_REQUIREMENTS)
+        raise ConfigError(f"--claim: unknown requirement {unknown[0]!r}; give '{MUSTS}' or requirement ids: {known}")
+    return frozenset(claims)
+
+
+def expand_claims(claims: frozenset[str], kubernetes_version: str) -> frozenset[str]:
+    """``claims`` with ``musts`` replaced by the MUST ids of the checklist for ``kubernetes_version``."""
+    if MUSTS not in claims:
+        return claims
+    musts = {r.id for r in cncf_checklist(kubernetes_version) if r.level == Level.MUST}
+    return frozenset(claims - {MUSTS}) | musts
+
+
 def conformance_lines(report_dir: Path) -> list[str]:
     """The run's CNCF MUST coverage from its results.json, as lines for the terminal: the count, then each MUST
     not evidenced with what it needed (empty when there is no results.json)."""
@@ -352,6 +377,7 @@ class _Suites:
             profile=info.profile or self.profile, tier=info.tier,
             capabilities=frozenset(f for f, e in facts.items() if e.present),
             fact_evidence={f: e.to_dict() for f, e in facts.items()},
+            claims=expand_claims(getattr(self.args, "claims", frozenset()), info.kubernetes_version),
             kubernetes_version=info.kubernetes_version, allow_destructive=bool(self.args.allow_existing),
             fake=info.fake, component_pids=_component_pids(self.cluster), upgrade=upgrade or {},
         ).write(report_dir / CLUSTER_INFO_FILE)

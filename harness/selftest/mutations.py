@@ -179,9 +179,7 @@ MUTATIONS: tuple[Mutation, ...] = (
              "the monitoring stack (Prometheus and its adapter) was left out of the platform",
              base="local-serving", tier="R",
              edits=(Edit("addons", ["kube-router", "model-server", "traefik"]),),
-             also=("accelerator_metrics",),
-             note="the metrics checks ask for the 'prometheus' fact, which a local cluster derives from its addons: "
-                  "until a check can be told the platform claims it, this mutation ends skipped, so missed"),
+             also=("accelerator_metrics",)),
     # secure_accelerator_access: one GPU handed to several containers.
     Mutation("gpu-handed-to-many", "secure_accelerator_access",
              "the device plugin is configured to time-slice every GPU 8 ways on a node meant for exclusive "

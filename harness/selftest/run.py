@@ -217,6 +217,9 @@ def run_platform(doc: dict[str, object], checks: Sequence[Owner], out_dir: Path,
             "--report-dir", str(out_dir / "run"), "--parallel", "1", "-k", " or ".join(names)]
     for f in files:
         argv += ["--suite", f]
+    claimed = sorted({o.requirement for o in checks if o.requirement})
+    if claimed:  # the platform claims what its mutation breaks: a capability it lacks is then failed, not skipped
+        argv += ["--claim", ",".join(claimed)]
     env = {**os.environ, "AICONFORM_STATE_DIR": str(state_dir), "PYTHONUNBUFFERED": "1"}
     log = out_dir / "run.log"
     progress(f"{label}: bringing up {name} and running {', '.join(names)} (log: {log})")

@@ -70,6 +70,11 @@ class ClusterInfo:
     component_pids: Mapping[str, int] = field(default_factory=dict)
     """Local processes of the cluster's components (local provider); a check that fails after one of them exited
     is graded ``error``, not ``failed``."""
+    claims: frozenset[str] = frozenset()
+    """Requirement ids the platform claims to implement (``aiconform run --claim``; ``musts`` is expanded by the
+    runner): a check of one of them on a cluster that lacks a capability it needs is ``failed`` (CNCF "Not
+    Implemented", the capability named with its evidence), not skipped.  A tier the cluster does not reach still
+    skips: that is what aiconform cannot judge here, not what the platform lacks."""
     upgrade: Mapping[str, str] = field(default_factory=dict)
     """Set by ``aiconform run --upgrade-to`` only: ``phase`` (``before`` or ``after`` the in-place upgrade),
     ``from`` and ``to`` (versions without the ``v``) and ``key`` (one id shared by both phases, so a check can find
@@ -85,6 +90,7 @@ class ClusterInfo:
         if self.tier is not None and self.tier not in TIERS:
             raise ConfigError(f"cluster info: tier must be one of {', '.join(TIERS)}, got {self.tier!r}")
         object.__setattr__(self, "capabilities", frozenset(self.capabilities))
+        object.__setattr__(self, "claims", frozenset(self.claims))
         object.__setattr__(self, "component_pids", dict(self.component_pids))
         object.__setattr__(self, "upgrade", dict(self.upgrade))
         object.__setattr__(self, "fact_evidence", {k: dict(v) for k, v in self.fact_evidence.items()})
@@ -104,6 +110,7 @@ class ClusterInfo:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["capabilities"] = sorted(self.capabilities)
+        d["claims"] = sorted(self.claims)
         d["component_pids"] = dict(sorted(self.component_pids.items()))
         d["upgrade"] = dict(self.upgrade)
         d["fact_evidence"] = {k: dict(v) for k, v in sorted(self.fact_evidence.items())}
@@ -130,6 +137,9 @@ class ClusterInfo:
         caps = d.get("capabilities", [])
         if not isinstance(caps, list) or not all(isinstance(c, str) for c in caps):
             raise ConfigError(f"{source}: capabilities must be a list of strings")
+        claims = d.get("claims", [])
+        if not isinstance(claims, list) or not all(isinstance(c, str) for c in claims):
+            raise ConfigError(f"{source}: claims must be a list of requirement ids")
         pids = d.get("component_pids", {})
         if not isinstance(pids, dict) or not all(isinstance(v, int) and not isinstance(v, bool) for v in pids.values()):
             raise ConfigError(f"{source}: component_pids must map component names to process ids")
@@ -149,6 +159,7 @@ class ClusterInfo:
         if "allow_destructive" in d and not isinstance(d["allow_destructive"], bool):
             raise ConfigError(f"{source}: allow_destructive must be true or false")
         d["capabilities"] = frozenset(caps)
+        d["claims"] = frozenset(claims)
         return cls(**d)
 
     @classmethod

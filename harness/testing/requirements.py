@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import pytest
 
 from harness.contract import TIERS, Tier
+from harness.errors import PlatformFault
 from harness.testing.cluster import ClusterHandle, remember_handle
 
 MARKER = "aiconform"
@@ -131,8 +132,11 @@ def _aiconform_requirements(request: pytest.FixtureRequest) -> None:
     missing = [c for c in spec.capabilities if c not in handle.capabilities]
     if missing:
         why = [str(handle.info.fact_evidence.get(c, {}).get("evidence", "")) for c in missing]
-        pytest.skip(f"cluster lacks capability {', '.join(missing)}"
-                    + (f" ({'; '.join(w for w in why if w)})" if any(why) else ""))
+        seen = f" ({'; '.join(w for w in why if w)})" if any(why) else ""
+        if spec.requirement in handle.info.claims:  # claimed but lacking: the platform's fault (Not Implemented)
+            raise PlatformFault(f"capability {', '.join(missing)}",
+                                f"the platform claims {spec.requirement} (--claim) but lacks it{seen}")
+        pytest.skip(f"cluster lacks capability {', '.join(missing)}{seen}")
     if spec.gpus and handle.gpu_total() < spec.gpus:
         pytest.skip(f"needs {spec.gpus} allocatable nvidia.com/gpu; cluster has {handle.gpu_total()}")
     if spec.destructive and handle.provider == "existing" and not handle.allow_destructive:

@@ -453,3 +453,39 @@ def test_the_run_writes_the_cncf_submission_for_the_product_file(pytester: pytes
     res = pytester.runpytest(f"--aiconform-cluster-info={info}", f"--aiconform-report-dir={report}",
                              f"--aiconform-product={product}")
     assert res.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_a_claimed_requirement_without_its_capability_is_failed_not_skipped(pytester: pytest.Pytester) -> None:
+    """A check of a requirement the platform claims (``--claim``), on a cluster that lacks a capability it needs, is
+    the platform's fault (CNCF Not Implemented), with the capability and its evidence named; unclaimed, it skips;
+    a tier the cluster does not reach skips either way."""
+    pytester.makepyfile(test_checks='''
+import pytest
+
+@pytest.mark.aiconform(requirement="ai_service_metrics", capabilities=("prometheus",))
+def test_claimed():
+    pass
+
+@pytest.mark.aiconform(requirement="pod_autoscaling", capabilities=("custom-metrics",))
+def test_unclaimed():
+    pass
+
+@pytest.mark.aiconform(requirement="ai_service_metrics", tier="R", capabilities=("prometheus",))
+def test_claimed_but_above_the_tier():
+    pass
+''')
+    pytester.makeconftest(STAND_IN)
+    evidence = {"prometheus": {"present": False, "source": "provider", "evidence": "addon prometheus not installed"}}
+    info = write_info(pytester.path / "cluster-info.json", claims=frozenset({"ai_service_metrics"}),
+                      fact_evidence=evidence)
+    report = pytester.path / "report"
+    res = pytester.runpytest(f"--aiconform-cluster-info={info}", f"--aiconform-report-dir={report}")
+    assert res.ret == pytest.ExitCode.TESTS_FAILED
+    by_id = {c["id"]: c for c in results(report)["checks"]}
+    claimed = by_id["test_checks.py::test_claimed"]
+    assert claimed["status"] == "failed"
+    assert claimed["reason"] == ("PlatformFault: capability prometheus: the platform claims ai_service_metrics "
+                                 "(--claim) but lacks it (addon prometheus not installed)")
+    assert by_id["test_checks.py::test_unclaimed"]["status"] == "skipped"
+    assert by_id["test_checks.py::test_claimed_but_above_the_tier"]["status"] == "skipped"
+    assert ClusterInfo.load(info).claims == frozenset({"ai_service_metrics"})

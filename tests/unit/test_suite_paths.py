@@ -98,3 +98,25 @@ def test_check_ids_are_relative_to_the_folder_above_a_user_suite(tmp_path: Path)
     files = [tmp_path / "my-checks" / "test_a.py", tmp_path / "my-checks" / "gpu" / "test_b.py"]
     assert suite_rootdir(files) == tmp_path  # ids: my-checks/test_a.py::…, my-checks/gpu/test_b.py::…
     assert suite_rootdir(suite_files(["smoke"])) == SCENARIOS.parent  # ids of shipped suites stay scenarios/…
+
+
+def test_claims_are_requirement_ids_and_musts_is_the_checklists_musts() -> None:
+    from harness.runner import expand_claims, validate_claims
+
+    assert validate_claims(["pod_autoscaling,gang_scheduling", " musts "]) == {"pod_autoscaling", "gang_scheduling",
+                                                                               "musts"}
+    with pytest.raises(ConfigError, match=r"^--claim: unknown requirement 'gpu_metrics'; give 'musts' or "
+                                          r"requirement ids: dra_support, "):
+        validate_claims(["gpu_metrics"])
+    assert expand_claims(frozenset({"gpu_sharing"}), "1.37.2") == {"gpu_sharing"}
+    musts_137 = expand_claims(frozenset({"musts"}), "1.37.2")
+    assert len(musts_137) == 8 and "dra_support" not in musts_137 and "ai_service_metrics" in musts_137
+    assert "dra_support" in expand_claims(frozenset({"musts"}), "1.35.0")  # a MUST in the 1.35 checklist
+
+
+def test_an_unknown_claim_is_one_line_before_anything_starts(tmp_path: Path) -> None:
+    res = _cli(["run", "--profile", "default", "--claim", "musts,gpu_metrics", "--report-dir", str(tmp_path / "r")],
+               tmp_path)
+    assert res.returncode == 2
+    assert _one_line(res).startswith("aiconform: --claim: unknown requirement 'gpu_metrics'")
+    assert not (tmp_path / "r").exists() and not (tmp_path / "state").exists()
