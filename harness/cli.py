@@ -84,6 +84,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"profile     {st.profile} (tier {st.tier})")
         print(f"kubernetes  v{st.kubernetes_version} at {st.server}")
         print(f"kubeconfig  {st.kubeconfig}")
+        for label, text in st.notes.items():
+            print(f"{label:<11} {text}")
         for comp, pid in st.components.items():
             print(f"  {comp:<24} {'pid ' + str(pid) if pid else 'NOT RUNNING'}")
     return 0 if st.healthy else 1

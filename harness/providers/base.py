@@ -84,6 +84,8 @@ class ClusterStatus:
     server: str = ""
     components: dict[str, int | None] = field(default_factory=dict)
     """Component → pid (None: not running), in start order."""
+    notes: dict[str, str] = field(default_factory=dict)
+    """Provider-specific lines for ``aiconform status`` (label → text), e.g. kind's ``engine``: which Docker."""
 
 
 @runtime_checkable

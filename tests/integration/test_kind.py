@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from harness.contract import GPU_RESOURCE
-from harness.errors import ImageBuildError
+from harness.errors import ClusterError, ImageBuildError
 from harness.images import cache, debian
 from harness.images.registry import Built
 from harness.kube import KubeClient, KubeConfig
@@ -81,6 +81,10 @@ def test_run_on_a_kind_cluster_then_nothing_is_left(engine: Engine, tmp_path: Pa
             assert owners and not any("aiconform" in o or "kubeadm" in o for o in owners), owners
             assert len(_nodes_of(engine, name)) == 2
             _dns_across_nodes(client, f"{name}-worker")
+        status = subprocess.run([sys.executable, "-m", "harness.cli", "status", "--name", name],
+                                capture_output=True, text=True, timeout=60, env=env)
+        engine_line = next(ln for ln in status.stdout.splitlines() if ln.startswith("engine"))
+        assert engine.description in engine_line  # the engine the nodes run on, as the bring-up chose it
         report = tmp_path / "report"
         run = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--profile", str(profile), "--name", name,
                               "--suite", "smoke", "--report-dir", str(report)],
@@ -145,3 +149,23 @@ def test_a_node_image_build_that_fails_half_way_leaves_nothing(engine: Engine, m
     ref = f"{nodeimage.NODE_REPO}:v{plan.kubernetes}-{key[:12]}"
     assert not engine.image_exists(ref)
     assert not [c for c in engine.client.containers.list(all=True) if c.name.startswith("aiconform-node-build-")]
+
+
+def test_a_docker_engine_that_answers_is_used_as_kind_would(engine: Engine, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """DOCKER_HOST (as on a laptop with Docker Desktop or a hosted runner) names the engine the nodes run on: used as
+    it is, no dockerd started; AICONFORM_KIND_ENGINE=user refuses to start one when none answers, and the default
+    falls back to aiconform's own."""
+    monkeypatch.setenv("DOCKER_HOST", engine.host)  # a real engine that answers, standing for the user's
+    monkeypatch.setenv("AICONFORM_KIND_ENGINE", "user")
+    users = ensure_engine(root=tmp_path / "unused", progress=lambda m: None)
+    assert users.description == f"your Docker engine (DOCKER_HOST, {engine.host})" and users.client.ping()
+    users.close()
+    assert not (tmp_path / "unused").exists()  # nothing of aiconform's own engine was set up
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path / 'nobody.sock'}")
+    with pytest.raises(ClusterError, match=r"^AICONFORM_KIND_ENGINE=user: no Docker engine answers: unix://"):
+        ensure_engine(root=tmp_path / "unused", progress=lambda m: None)
+    monkeypatch.delenv("AICONFORM_KIND_ENGINE")
+    own = ensure_engine(progress=lambda m: None)  # auto: the dead DOCKER_HOST is passed over for our own engine
+    assert own.description.startswith("aiconform's own dockerd") and own.client.ping()
+    own.close()

@@ -220,3 +220,17 @@ def test_kind_takes_addons_as_pods_on_its_nodes_and_runs_no_host_process(tmp_pat
     assert site.provider == "kind" and site.cluster == "k" and site.ca() is None
     assert dict(site.node_selector) == {REAL_NODE_LABEL: "true"}
     assert placement(lookup("jobset"), provider="kind", real_nodes=True, host_processes=False) == "pod"
+
+
+def test_the_engine_kind_would_use_is_docker_host_then_the_default_socket(monkeypatch: pytest.MonkeyPatch,
+                                                                          tmp_path: Path) -> None:
+    from harness.providers.kind import engine as eng
+
+    monkeypatch.setattr(eng, "DEFAULT_SOCKET", tmp_path / "docker.sock")
+    assert eng.user_engine({}) is None
+    (tmp_path / "docker.sock").touch()
+    assert eng.user_engine({}) == (f"unix://{tmp_path / 'docker.sock'}", "the default socket")
+    assert eng.user_engine({"DOCKER_HOST": "tcp://127.0.0.1:2375"}) == ("tcp://127.0.0.1:2375", "DOCKER_HOST")
+    assert eng.engine_choice({}) == "auto" and eng.engine_choice({"AICONFORM_KIND_ENGINE": "own"}) == "own"
+    with pytest.raises(ConfigError, match=r"^AICONFORM_KIND_ENGINE='docker': give one of auto, own, user$"):
+        eng.engine_choice({"AICONFORM_KIND_ENGINE": "docker"})

@@ -1,7 +1,7 @@
 """The ``kind`` provider: a cluster of kind nodes (Docker containers of the offline node image), tier R.
 
 Bring-up is a list of named actions run by the provider kit (harness/providers/kit.py, which local shares): the
-harness-managed dockerd, the node image (built or found in the engine), ``kind create cluster`` with the generated
+Docker engine (the user's where one answers, else a harness-managed dockerd: engine.py), the node image (built or found in the engine), ``kind create cluster`` with the generated
 config (kind is driven through its CLI), pod networking (network.py), the fake GPU stack as a DaemonSet
 (gpustack.py: the plugin image built here, ``kind load``-ed into the GPU workers), and the profile's addons
 (through :class:`KindSite`: pods on the kind nodes; a kind cluster runs no host process).  A failure or Ctrl-C undoes
@@ -118,7 +118,8 @@ class KindCluster:
         return ClusterStatus(name=self.name, provider=PROVIDER, healthy=self.is_up(), kubeconfig=str(self.kubeconfig()),
                              profile=st.get("profile", ""), tier="R",
                              kubernetes_version=st.get("kubernetes_version", ""), server=st.get("server", ""),
-                             components=self._node_pids(st.get("nodes", [])))
+                             components=self._node_pids(st.get("nodes", [])),
+                             notes={"engine": st.get("engine", "") or "(not recorded)"})
 
     def _node_pids(self, nodes: list[str]) -> dict[str, int | None]:
         """Each node container's init pid on this host (None: not running)."""
@@ -243,7 +244,8 @@ class _Bringup:
     def actions(self) -> list[Action]:
         c = self.cluster
         acts = [
-            Action("engine", "harness-managed dockerd (started if it is not running)", self.start_engine),
+            Action("engine", "Docker engine: yours where one answers, else aiconform's own dockerd (started if it "
+                   "is not running)", self.start_engine),
             Action("run-dir", f"owner record in {c.dir}", self.make_run_dir, self.remove_run_dir),
             Action("node-image", "offline node image: build, or find it in the engine", self.resolve_node_image),
             Action("kind", f"kind create cluster ({len(self.nodes)} nodes)", self.create_kind, self.delete_kind),
@@ -259,7 +261,8 @@ class _Bringup:
         return acts
 
     def start_engine(self) -> None:
-        self.cluster.engine()  # no Docker: one line before anything is recorded
+        engine = self.cluster.engine()  # no Docker: one line before anything is recorded
+        self.cluster.progress(f"  kind nodes run on {engine.description}")
 
     def make_run_dir(self) -> None:
         mark_owner(self.cluster.dir, PROVIDER)
@@ -358,7 +361,7 @@ class _Bringup:
                  "profile_source": self.profile.source, "fingerprint": self.fingerprint,
                  "kubernetes_version": self.kubernetes, "tier": "R", "node_image": self.node_image,
                  "nodes": self.nodes, "gpu_nodes": sorted(self.gpus), "facts": sorted(set(self.facts)),
-                 "addons": list(self.profile.addons),
+                 "addons": list(self.profile.addons), "engine": c.engine().description,
                  "server": server, "created": time.time()}
         c.state_file.write_text(json.dumps(state, indent=2))
 

@@ -1,14 +1,21 @@
-"""The Docker engine the kind provider runs its nodes on: a harness-managed ``dockerd`` and the Docker SDK client.
+"""The Docker engine the kind provider runs its nodes on, and the Docker SDK client.
 
-Owns the engine's directory ``<state root>/.docker`` (data root, socket, pidfile, log, the runc wrapper) and
+Which engine, as kind itself would pick it: the user's own Docker where one answers (``DOCKER_HOST``, else the
+default socket ``/var/run/docker.sock``: Docker Desktop on a laptop, a hosted CI runner), else a harness-managed
+``dockerd`` started here (a machine with Docker installed but no engine running, like this project's VMs).
+``AICONFORM_KIND_ENGINE=own`` always uses the harness's own, ``=user`` refuses to start one.  ``aiconform status``
+and the bring-up's progress say which one a cluster runs on.  On the user's engine nothing is configured: its
+runtime, data root and networks are the user's.
+
+Owns the harness engine's directory ``<state root>/.docker`` (data root, socket, pidfile, log, the runc wrapper) and
 starting ``dockerd`` there when it is not running.  It is started so that it leaves the host alone: its own data
 root and exec root, ``--iptables=false --ip-masq=false``, no default bridge (kind makes its own network).  Its
 default runtime is a small wrapper around runc that removes CAP_SYS_RESOURCE from each container's OCI spec: this
 project's VMs lack that capability in their bounding set, so runc cannot apply it and every ``--privileged``
 container (every kind node) fails with "unable to apply caps: operation not permitted" without the wrapper.
 
-The engine is left running after ``down`` (other clusters and the node-image cache use it).  Must not touch a
-system Docker (its socket, data root or service).
+The harness's engine is left running after ``down`` (other clusters and the node-image cache use it).  It never
+starts, stops or configures the user's Docker (its socket, data root or service).
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import docker
 import docker.errors
 
 from harness import proc
-from harness.errors import ClusterError, CommandError, PrivilegeError, WaitTimeout
+from harness.errors import ClusterError, CommandError, ConfigError, PrivilegeError, WaitTimeout
 from harness.providers.base import Progress, stderr_progress
 from harness.providers.common import state_root
 
@@ -33,6 +40,11 @@ ENGINE_DIR = ".docker"
 EXEC_ROOT_BASE = "/run/aiconform-docker-"
 """``+ <8 hex of the engine directory>``: one per state root (two state roots, two engines, no shared sockets), and
 short on purpose: containerd's sockets live below it and unix socket paths are limited to 107 bytes."""
+DEFAULT_SOCKET = Path("/var/run/docker.sock")
+"""Where the docker CLI and kind look for the engine when ``DOCKER_HOST`` is not set."""
+ENGINE_ENV = "AICONFORM_KIND_ENGINE"
+"""``auto`` (default): the user's engine when one answers, else the harness's own; ``own``; ``user``."""
+ENGINE_CHOICES = ("auto", "own", "user")
 RUNTIME_NAME = "aiconform-runc"
 START_TIMEOUT = 60.0
 DROPPED_CAPS = ("CAP_SYS_RESOURCE",)
@@ -131,21 +143,40 @@ def dockerd_argv(dockerd: str, s: EngineSettings) -> list[str]:
             "--log-level", "warn"]
 
 
-def _client(s: EngineSettings, timeout: int = 120) -> docker.DockerClient:
-    return docker.DockerClient(base_url=s.host, timeout=timeout)
+def _client(host: str, timeout: int = 120) -> docker.DockerClient:
+    return docker.DockerClient(base_url=host, timeout=timeout)
 
 
-def _answers(s: EngineSettings) -> bool:
-    if not s.socket.exists():
-        return False
+def _host_answers(host: str) -> bool:
     try:
-        client = _client(s, timeout=5)
+        client = _client(host, timeout=5)
         try:
             return bool(client.ping())
         finally:
             client.close()
     except (docker.errors.DockerException, OSError):
         return False
+
+
+def _answers(s: EngineSettings) -> bool:
+    return s.socket.exists() and _host_answers(s.host)
+
+
+def user_engine(env: dict[str, str] | os._Environ[str] = os.environ) -> tuple[str, str] | None:
+    """The engine the user's docker CLI (and kind) would use, as (``DOCKER_HOST`` value, where it came from), or None
+    when neither ``DOCKER_HOST`` is set nor the default socket exists."""
+    if env.get("DOCKER_HOST"):
+        return env["DOCKER_HOST"], "DOCKER_HOST"
+    if DEFAULT_SOCKET.exists():
+        return f"unix://{DEFAULT_SOCKET}", "the default socket"
+    return None
+
+
+def engine_choice(env: dict[str, str] | os._Environ[str] = os.environ) -> str:
+    choice = env.get(ENGINE_ENV, "auto").strip() or "auto"
+    if choice not in ENGINE_CHOICES:
+        raise ConfigError(f"{ENGINE_ENV}={choice!r}: give one of {', '.join(ENGINE_CHOICES)}")
+    return choice
 
 
 def _log_tail(s: EngineSettings) -> str:
@@ -158,11 +189,20 @@ def _log_tail(s: EngineSettings) -> str:
 
 
 def ensure_engine(root: Path | None = None, progress: Progress = stderr_progress) -> Engine:
-    """The running harness-managed engine, started now when it is not running.  ClusterError (one line) when
-    Docker is not installed or dockerd does not come up; PrivilegeError when not root."""
+    """The engine to run kind nodes on: the user's where one answers (unless ``AICONFORM_KIND_ENGINE=own``), else
+    the harness-managed one, started now when it is not running.  ClusterError (one line) when Docker is not
+    installed, dockerd does not come up, or ``=user`` finds no engine answering; PrivilegeError when not root."""
+    choice = engine_choice()
+    if choice != "own":
+        found = user_engine()
+        if found is not None and _host_answers(found[0]):
+            return Engine(found[0], f"your Docker engine ({found[1]}, {found[0]})")
+        if choice == "user":
+            where = f"{found[0]} ({found[1]})" if found else f"DOCKER_HOST is not set and {DEFAULT_SOCKET} does not exist"
+            raise ClusterError(f"{ENGINE_ENV}=user: no Docker engine answers: {where}")
     s = engine_settings(root)
     if _answers(s):
-        return Engine(s)
+        return Engine.own(s)
     dockerd = shutil.which("dockerd")
     runc = shutil.which("runc")
     if dockerd is None or runc is None:
@@ -198,7 +238,7 @@ def ensure_engine(root: Path | None = None, progress: Progress = stderr_progress
     except WaitTimeout:
         proc.stop_pidfile(s.pidfile)
         raise ClusterError(f"dockerd did not answer on {s.socket} within {START_TIMEOUT:.0f}s: {_log_tail(s)}") from None
-    return Engine(s)
+    return Engine.own(s)
 
 
 def stop_engine(root: Path | None = None) -> bool:
@@ -207,15 +247,21 @@ def stop_engine(root: Path | None = None) -> bool:
 
 
 class Engine:
-    """A running harness-managed engine: the SDK client and the environment for the kind CLI."""
+    """A running engine (the user's or the harness's own): the SDK client and the environment for the kind CLI."""
 
-    def __init__(self, settings: EngineSettings) -> None:
-        self.settings = settings
-        self.client = _client(settings, timeout=600)
+    def __init__(self, host: str, description: str) -> None:
+        self.host = host
+        self.description = description
+        """Which engine, in words, for progress lines and ``aiconform status``."""
+        self.client = _client(host, timeout=600)
+
+    @classmethod
+    def own(cls, s: EngineSettings) -> Engine:
+        return cls(s.host, f"aiconform's own dockerd ({s.host})")
 
     def env(self) -> dict[str, str]:
         """The environment for ``kind`` and the docker CLI it runs: this engine's socket."""
-        return {**os.environ, "DOCKER_HOST": self.settings.host}
+        return {**os.environ, "DOCKER_HOST": self.host}
 
     def image_exists(self, ref: str) -> bool:
         try:
