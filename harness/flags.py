@@ -139,6 +139,25 @@ def _complaint(output: str) -> str:
     return lines[0][:300] if lines else ""
 
 
+API_SINCE: dict[str, tuple[int, int]] = {"scheduling.k8s.io/v1beta1": (1, 37)}
+"""``controlPlane.runtimeConfig`` API versions and the first Kubernetes minor that serves each (the ones aiconform's
+checks use).  An older apiserver accepts the entry and serves nothing for it; with the GenericWorkload gate on,
+v1.36's then waits for ``scheduling.k8s.io/v1alpha2`` PodGroups and never becomes ready: refused up front instead."""
+
+
+def _check_runtime_config(runtime_config: Mapping[str, str], version: str) -> None:
+    match = re.match(r"v?(\d+)\.(\d+)", version)
+    if not match:
+        return
+    minor = (int(match.group(1)), int(match.group(2)))
+    for api, value in runtime_config.items():
+        since = API_SINCE.get(api)
+        if since and minor < since and str(value).lower() != "false":
+            raise ConfigError(f"controlPlane.runtimeConfig.{api}: Kubernetes v{version} does not serve {api} (first "
+                              f"served in v{since[0]}.{since[1]}); aiconform's native gang scheduling needs it: on "
+                              f"v{minor[0]}.{minor[1]} use a profile without it (e.g. default, local-real)")
+
+
 def component_settings(
     profile: Profile,
     binaries: Mapping[str, Path],
@@ -150,6 +169,7 @@ def component_settings(
     """Check the profile's gates and flags against ``binaries`` (component → binary: the control plane, plus the
     kubelet for a real node) and say what each component gets.  ConfigError naming the field and component."""
     cp = profile.control_plane
+    _check_runtime_config(cp.runtime_config, version)
     wanted_args: dict[str, tuple[str, dict[str, str]]] = {
         comp: (f"controlPlane.extraArgs.{comp}", dict(args)) for comp, args in cp.extra_args.items() if args}
     if profile.real_node.extra_args:

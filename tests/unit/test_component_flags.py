@@ -159,3 +159,18 @@ def test_harness_flags_cover_every_flag_cluster_builds(node_ip: str | None) -> N
     assert "--enable-aggregator-routing=true" in seen["kube-apiserver"]
     assert "--runtime-config=scheduling.k8s.io/v1beta1=true" in seen["kube-apiserver"]
     assert all("--feature-gates=GenericWorkload=true" in argv for argv in seen.values())
+
+
+def test_an_api_version_the_kubernetes_version_does_not_serve_is_refused_up_front() -> None:
+    """The gang profiles' scheduling.k8s.io/v1beta1 on the previous pinned minor (v1.36 serves v1alpha2): one line
+    before anything starts, not an apiserver that never becomes ready (it waited 60 s, then failed)."""
+    from harness.config import load_profile
+    from harness.flags import component_settings
+
+    previous = pinned_kubernetes("previous")
+    with pytest.raises(ConfigError, match=rf"^controlPlane.runtimeConfig.scheduling.k8s.io/v1beta1: Kubernetes "
+                                          rf"v{previous} does not serve scheduling.k8s.io/v1beta1 \(first served in "
+                                          r"v1.37\); aiconform's native gang scheduling needs it"):
+        component_settings(load_profile("conformance-s"), {}, previous, {})
+    off = parse_profile({"controlPlane": {"runtimeConfig": {"scheduling.k8s.io/v1beta1": "false"}}}, name="off")
+    assert component_settings(off, {}, previous, {}).runtime_config == {"scheduling.k8s.io/v1beta1": "false"}
