@@ -1,9 +1,10 @@
 """The ``kind`` provider: a cluster of kind nodes (Docker containers of the offline node image), tier R.
 
 Bring-up is a list of named actions run by the provider kit (harness/providers/kit.py, which local shares): the
-Docker engine (the user's where one answers, else a harness-managed dockerd: engine.py), the node image (built or found in the engine), ``kind create cluster`` with the generated
-config (kind is driven through its CLI), pod networking (network.py), the fake GPU stack as a DaemonSet
-(gpustack.py: the plugin image built here, ``kind load``-ed into the GPU workers), and the profile's addons
+Docker engine (the user's where one answers, else a harness-managed dockerd: engine.py), the node image (built or
+found in the engine), ``kind create cluster`` with the generated config (kind is driven through its CLI), pod
+networking (network.py), the fake GPU stack as a DaemonSet (gpustack.py: the plugin image built here, ``kind
+load``-ed into the GPU workers), and the profile's addons
 (through :class:`KindSite`: pods on the kind nodes; a kind cluster runs no host process).  A failure or Ctrl-C undoes
 what ran.
 
