@@ -18,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -53,9 +54,16 @@ def run_actions(actions: Sequence[Action], progress: Progress) -> None:
             started.append(action)
             action.run()
     except BaseException:
-        progress("bring-up did not finish; undoing what was done")
+        progress("interrupted: undoing what was done" if undoing_an_interrupt()
+                 else "bring-up did not finish; undoing what was done")
         undo_actions(started, progress)
         raise
+
+
+def undoing_an_interrupt() -> bool:
+    """True inside the undos of a bring-up the user interrupted (Ctrl-C, or SIGTERM, which the CLI turns into one):
+    an undo then keeps nothing for a post-mortem (a failed bring-up keeps its logs)."""
+    return isinstance(sys.exc_info()[1], KeyboardInterrupt)
 
 
 def undo_actions(started: Sequence[Action], progress: Progress) -> list[str]:

@@ -116,3 +116,25 @@ def test_tear_down_removes_the_cluster_and_its_lock_file(tmp_path: Path) -> None
     bring_up(c, "local", parse_profile({"name": "one"}), c.plan("one"))
     assert tear_down(c) is True
     assert not c.dir.exists() and not (tmp_path / ".p.lock").exists()
+
+
+@pytest.mark.parametrize(("raised", "said", "interrupted"), [
+    (KeyboardInterrupt(), "interrupted: undoing what was done", True),
+    (ClusterError("etcd did not start"), "bring-up did not finish; undoing what was done", False),
+])
+def test_undos_know_whether_the_user_interrupted(raised: BaseException, said: str, interrupted: bool) -> None:
+    """Ctrl-C (or SIGTERM, turned into one) leaves nothing behind; a failed bring-up keeps its logs for a
+    post-mortem: each undo can tell which it is undoing."""
+    from harness.providers.kit import run_actions, undoing_an_interrupt
+
+    seen: list[bool] = []
+    lines: list[str] = []
+
+    def fail() -> None:
+        raise raised
+
+    with pytest.raises(type(raised)):
+        run_actions([Action("run-dir", "made", lambda: None, lambda: seen.append(undoing_an_interrupt())),
+                     Action("etcd", "fails", fail)], lines.append)
+    assert seen == [interrupted] and said in lines
+    assert not undoing_an_interrupt()  # outside an undo

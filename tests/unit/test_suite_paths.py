@@ -108,8 +108,8 @@ def test_claims_are_requirement_ids_and_musts_is_the_checklists_musts() -> None:
     with pytest.raises(ConfigError, match=r"^--claim: unknown requirement 'gpu_metrics'; give 'musts' or "
                                           r"requirement ids: dra_support, "):
         validate_claims(["gpu_metrics"])
-    assert expand_claims(frozenset({"gpu_sharing"}), "1.37.2") == {"gpu_sharing"}
-    musts_137 = expand_claims(frozenset({"musts"}), "1.37.2")
+    assert expand_claims(frozenset({"gpu_sharing"}), "1.37.0") == {"gpu_sharing"}
+    musts_137 = expand_claims(frozenset({"musts"}), "1.37.0")
     assert len(musts_137) == 8 and "dra_support" not in musts_137 and "ai_service_metrics" in musts_137
     assert "dra_support" in expand_claims(frozenset({"musts"}), "1.35.0")  # a MUST in the 1.35 checklist
 

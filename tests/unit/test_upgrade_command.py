@@ -61,7 +61,7 @@ def test_ctrl_c_stops_the_commands_whole_process_group(tmp_path: Path) -> None:
 
 def test_waits_through_a_restarting_api_until_it_serves_another_version() -> None:
     said: list[str] = []
-    answers = iter([KubeUnreachable("connection refused"), "v1.36.3", "v1.37.2"])
+    answers = iter([KubeUnreachable("connection refused"), "v1.40.1", "v1.41.0"])
 
     def version() -> str:
         item = next(answers)
@@ -69,19 +69,19 @@ def test_waits_through_a_restarting_api_until_it_serves_another_version() -> Non
             raise item
         return item
 
-    assert wait_new_version(version, "1.36.3", 30, interval=0.01, progress=said.append) == "1.37.2"
-    assert said == ["waiting up to 30s for the API to serve a version other than v1.36.3"]
+    assert wait_new_version(version, "1.40.1", 30, interval=0.01, progress=said.append) == "1.41.0"
+    assert said == ["waiting up to 30s for the API to serve a version other than v1.40.1"]
 
 
 def test_an_upgrade_that_never_reaches_the_api_fails_at_the_deadline() -> None:
     with pytest.raises(UpgradeFailed, match=r"still serves v1\.36\.3 0s after the upgrade command ended: the upgrade "
                                             r"did not take effect .*--upgrade-timeout 0"):
-        wait_new_version(lambda: "v1.36.3", "1.36.3", 0.05, interval=0.01)
+        wait_new_version(lambda: "v1.40.1", "1.40.1", 0.05, interval=0.01)
 
 
 def test_timeout_zero_compares_at_the_version_served_now() -> None:
     """A node image or GPU driver upgrade keeps the control plane's version."""
-    assert wait_new_version(lambda: "v1.36.3", "1.36.3", 0) == "1.36.3"
+    assert wait_new_version(lambda: "v1.40.1", "1.40.1", 0) == "1.40.1"
 
 
 @pytest.mark.parametrize(("args", "line"), [

@@ -50,7 +50,15 @@ from harness.nodes import LABEL_CLUSTER, LABEL_POOL, register_nodes, simulated_n
 from harness.pki import Pki
 from harness.providers.base import ClusterStatus, Progress, ProviderInfo, ProviderOptions, provider_info, stderr_progress
 from harness.providers.common import mark_owner, state_root, validate_cluster_name
-from harness.providers.kit import Action, bring_up, cluster_lock, profile_fingerprint, read_state, tear_down
+from harness.providers.kit import (
+    Action,
+    bring_up,
+    cluster_lock,
+    profile_fingerprint,
+    read_state,
+    tear_down,
+    undoing_an_interrupt,
+)
 from harness.providers.local import components as comp
 from harness.providers.local import controlplane
 from harness.providers.local.addonsite import LocalNodeSite, LocalSite, undo_recorded
@@ -618,8 +626,10 @@ class _BringUp:
         (self.cluster.dir / "profile.json").write_text(json.dumps(asdict(self.profile), indent=2, default=str))
 
     def remove_run_dir(self) -> None:
-        """The last undo: stop whatever is still recorded, keep the logs beside the run dir, remove it."""
-        self.cluster.teardown(keep_logs_to=self.cluster.root / f"{self.cluster.name}.failed-logs")
+        """The last undo: stop whatever is still recorded, keep the logs beside the run dir (unless the user
+        interrupted the bring-up: then nothing stays), remove it."""
+        keep = None if undoing_an_interrupt() else self.cluster.root / f"{self.cluster.name}.failed-logs"
+        self.cluster.teardown(keep_logs_to=keep)
 
     def resolve_binaries(self) -> None:
         resolver = self.cluster._resolver or BinaryResolver(progress=self.cluster.progress)
