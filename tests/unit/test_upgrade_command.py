@@ -74,7 +74,7 @@ def test_waits_through_a_restarting_api_until_it_serves_another_version() -> Non
 
 
 def test_an_upgrade_that_never_reaches_the_api_fails_at_the_deadline() -> None:
-    with pytest.raises(UpgradeFailed, match=r"still serves v1\.36\.3 0s after the upgrade command ended: the upgrade "
+    with pytest.raises(UpgradeFailed, match=r"still serves v1\.40\.1 0s after the upgrade command ended: the upgrade "
                                             r"did not take effect .*--upgrade-timeout 0"):
         wait_new_version(lambda: "v1.40.1", "1.40.1", 0.05, interval=0.01)
 
