@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from harness.contract import GPU_RESOURCE as GPU
-from harness.contract import REAL_NODE_LABEL, SIMULATED_LABEL
+from harness.contract import REAL_NODE_LABEL, SIMULATED_LABEL, SIMULATED_TAINT
 from harness.errors import AiconformError, ApiError, NotFound, WaitFailed, WaitTimeout
 from harness.facts import FACTS, NATIVE_GANG_API
 from harness.kube import KubeClient, Obj
@@ -32,7 +32,8 @@ SOURCES = (DETECTED, DECLARED, PROVIDER)
 """Where a fact's answer comes from: detected here, declared with ``--capability``, or declared by the provider
 that built the cluster."""
 
-KWOK_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
+KWOK_ANNOTATION = (SIMULATED_TAINT["key"], SIMULATED_TAINT["value"])
+"""What KWOK manages nodes by (aiconform's simulated nodes carry it as a taint, too; a foreign KWOK node may not)."""
 PRODUCT_LABEL = "nvidia.com/gpu.product"
 TEST_IMAGE = "aiconform.local/busybox:latest"
 """The image of the NetworkPolicy probe's pods (``$AICONFORM_TEST_IMAGE`` overrides it, as for the isolation
