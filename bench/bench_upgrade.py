@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._common import run_bench, run_child  # noqa: E402
 from harness.bins import load_versions  # noqa: E402
 from harness.config import parse_profile  # noqa: E402
-from harness.contract import GPU_RESOURCE, REAL_NODE_LABEL  # noqa: E402
+from harness.contract import GPU_RESOURCE, REAL_NODE_LABEL, SIMULATED_TOLERATION  # noqa: E402
 from harness.kube import KubeClient  # noqa: E402
 from harness.providers import open_provider  # noqa: E402
 from harness.providers.base import ProviderOptions, UpgradesControlPlane, require  # noqa: E402
@@ -76,7 +76,8 @@ def deployment(real: bool) -> dict[str, Any]:
     c: dict[str, Any] = {"name": "main", "image": "aiconform.local/pause:3.10",
                          "resources": {"limits": {GPU_RESOURCE: "1", "cpu": "50m", "memory": "32Mi"}}}
     spec: dict[str, Any] = {"containers": [c], "terminationGracePeriodSeconds": 0,
-                            "tolerations": [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]}
+                            "tolerations": [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"},
+                                            dict(SIMULATED_TOLERATION)]}
     if real:
         spec["nodeSelector"] = {REAL_NODE_LABEL: "true"}
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "gpu-work"},

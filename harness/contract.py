@@ -1,5 +1,6 @@
 """The facts that cross layers, each with one owner: the tiers and their order, the node labels the providers set
-and everyone else selects on, the ports one component listens on and another dials, and which node is simulated.
+and everyone else selects on, the ports one component listens on and another dials, and which node is simulated
+(and the taint that keeps pods nobody meant for it off it).
 
 Providers, addons, the pytest seam, the report, the scenarios, the reference workloads, the benchmarks and the
 tests import these names instead of repeating the literals.  The GPU-side names (resource, DRA driver, driver
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any
 
 from fake_gpu_plugin.names import DCGM_EXPORTER_PORT as DCGM_EXPORTER_PORT
@@ -67,6 +69,17 @@ POOL_LABEL = "aiconform.io/pool"
 """The profile pool (or kind worker) a node belongs to."""
 CLUSTER_LABEL = "aiconform.io/cluster"
 """The name of the cluster that made the node."""
+
+
+SIMULATED_TAINT: Mapping[str, str] = MappingProxyType(
+    {"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"})
+"""The taint of every simulated node aiconform makes (profile pools, sandbox pools, nodes Karpenter adds): KWOK's own
+key and value (the annotation KWOK manages such nodes by, too), so a pod nobody meant for a node that runs nothing (a
+third-party suite's pod with no nodeSelector) is never bound there.  Read-only: copy it (``dict(...)``) into a
+manifest."""
+SIMULATED_TOLERATION: Mapping[str, str] = MappingProxyType(
+    {"key": SIMULATED_TAINT["key"], "operator": "Equal", "value": SIMULATED_TAINT["value"], "effect": "NoSchedule"})
+"""What every pod aiconform means for simulated nodes tolerates (:data:`SIMULATED_TAINT`, exactly).  Read-only."""
 
 
 def is_simulated(node: Mapping[str, Any]) -> bool:

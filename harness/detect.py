@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from harness.contract import GPU_RESOURCE as GPU
-from harness.contract import REAL_NODE_LABEL, SIMULATED_LABEL
+from harness.contract import REAL_NODE_LABEL, SIMULATED_LABEL, SIMULATED_TAINT
 from harness.errors import AiconformError, ApiError, NotFound, WaitFailed, WaitTimeout
 from harness.facts import FACTS, NATIVE_GANG_API
 from harness.kube import KubeClient, Obj
@@ -32,7 +32,12 @@ SOURCES = (DETECTED, DECLARED, PROVIDER)
 """Where a fact's answer comes from: detected here, declared with ``--capability``, or declared by the provider
 that built the cluster."""
 
-KWOK_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
+KWOK_ANNOTATION = (SIMULATED_TAINT["key"], SIMULATED_TAINT["value"])
+"""What KWOK manages nodes by (aiconform's simulated nodes carry it as a taint, too; a foreign KWOK node may not)."""
+_TAINT_TEXT = f"{SIMULATED_TAINT['key']}={SIMULATED_TAINT['value']}:{SIMULATED_TAINT['effect']}"
+SIMULATED_NODES_TAINTED = (f"its simulated nodes carry the taint {_TAINT_TEXT}, so pods nobody meant for them (a "
+                           "third-party suite's, with no nodeSelector) never land there")
+"""What the report says of the simulated nodes of a cluster aiconform made (the ``simulated-nodes`` fact)."""
 PRODUCT_LABEL = "nvidia.com/gpu.product"
 TEST_IMAGE = "aiconform.local/busybox:latest"
 """The image of the NetworkPolicy probe's pods (``$AICONFORM_TEST_IMAGE`` overrides it, as for the isolation
@@ -356,8 +361,10 @@ def detect_simulated_nodes(api: ApiView, _known: Mapping[str, Evidence]) -> Evid
     ready = sorted(_name(n) for n in fake if node_ready(n))
     key = "=".join(KWOK_ANNOTATION)
     if ready:
+        tainted = sum(1 for n in fake if dict(SIMULATED_TAINT) in ((n.get("spec") or {}).get("taints") or []))
         return _yes(f"{len(ready)} of {len(fake)} nodes annotated {key} are Ready (KWOK keeps them: e.g. "
-                    f"{_some(ready, 3)})")
+                    f"{_some(ready, 3)}); {tainted} of {len(fake)} carry the taint {_TAINT_TEXT}"
+                    + ("" if tainted == len(fake) else ": a pod with no nodeSelector may land on the others"))
     if fake:
         return _no(f"{len(fake)} nodes are annotated {key}, none Ready: nothing plays their kubelet")
     return _no(f"no node is annotated {key} (no KWOK-managed node to show a KWOK controller runs)")
@@ -499,8 +506,11 @@ def declared_by_provider(facts: frozenset[str], provider: str, profile: str) -> 
     """The facts of a cluster the harness built: what its provider declared for the profile, every other fact
     absent."""
     by = f"provider {provider}" + (f" (profile {profile})" if profile else "")
-    return {fact: Evidence(fact in facts, f"{'declared' if fact in facts else 'not declared'} by {by}", PROVIDER)
-            for fact in FACTS}
+    out = {fact: Evidence(fact in facts, f"{'declared' if fact in facts else 'not declared'} by {by}", PROVIDER)
+           for fact in FACTS}
+    if "simulated-nodes" in facts:
+        out["simulated-nodes"] = Evidence(True, f"declared by {by}; {SIMULATED_NODES_TAINTED}", PROVIDER)
+    return out
 
 
 # -- the NetworkPolicy probe -----------------------------------------------------------------------------------------

@@ -15,11 +15,13 @@ from typing import Any
 from fake_gpu_plugin.inventory import resource_counts
 from fake_gpu_plugin.labels import node_labels
 from harness.config import Pool
-from harness.contract import CLUSTER_LABEL, POOL_LABEL, SIMULATED_LABEL
+from harness.contract import CLUSTER_LABEL, POOL_LABEL, SIMULATED_LABEL, SIMULATED_TAINT
 from harness.errors import AiconformError, ClusterError, Conflict
 from harness.kube import KubeClient
 
-SIM_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
+SIM_ANNOTATION = (SIMULATED_TAINT["key"], SIMULATED_TAINT["value"])
+"""KWOK manages the nodes annotated so (its ``--manage-nodes-with-annotation-selector``): the same key and value as
+the simulated nodes' own taint."""
 LABEL_SIMULATED = SIMULATED_LABEL
 LABEL_POOL = POOL_LABEL
 LABEL_CLUSTER = CLUSTER_LABEL
@@ -50,6 +52,12 @@ def pool_labels(pool: Pool, cluster: str) -> dict[str, str]:
     return labels
 
 
+def pool_taints(pool: Pool) -> list[dict[str, str]]:
+    """The taints every node of the pool carries: the pool's own, then the simulated nodes' own
+    (``contract.SIMULATED_TAINT``), so only pods meant for simulated nodes land there."""
+    return [*(t.to_api() for t in pool.taints), dict(SIMULATED_TAINT)]
+
+
 def pool_resources(pool: Pool) -> dict[str, str]:
     """Capacity (= allocatable) of one node of the pool: its size and what the fake GPU plugin would advertise."""
     resources: dict[str, str] = {
@@ -77,7 +85,7 @@ def simulated_node(pool: Pool, index: int, cluster: str) -> dict[str, Any]:
             "labels": labels,
             "annotations": {SIM_ANNOTATION[0]: SIM_ANNOTATION[1], "node.alpha.kubernetes.io/ttl": "0"},
         },
-        "spec": {"taints": [t.to_api() for t in pool.taints]} if pool.taints else {},
+        "spec": {"taints": pool_taints(pool)},
         "status": {"capacity": dict(resources), "allocatable": dict(resources), "phase": "Pending"},
     }
 

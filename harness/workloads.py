@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from harness.contract import GPU_RESOURCE, REAL_NODE_LABEL
+from harness.contract import GPU_RESOURCE, REAL_NODE_LABEL, SIMULATED_TOLERATION
 from harness.errors import ApiError, KubeError
 from harness.kube import KubeClient, Obj, is_bound, unschedulable_message
 
@@ -24,6 +24,13 @@ REAL_NODE_IP, REAL_NODE_PREFIX = "172.31.255.1", 30
 REAL_POD_CIDR = "10.244.0.0/24"
 """Where a real node of this host lives (the ``local`` provider's veth address and pod bridge, realnode.py): with
 loopback, the only addresses a load generator of this host may send traffic to (reference_workloads/serving/load.py)."""
+
+
+def untolerated_taints(node: Obj) -> list[Obj]:
+    """The node's NoSchedule/NoExecute taints that keep off a :func:`pod` built with ``tolerate_gpu=False``: every
+    one but the simulated nodes' own, which such a pod tolerates."""
+    return [t for t in (node.get("spec") or {}).get("taints") or []
+            if t.get("effect") in ("NoSchedule", "NoExecute") and t.get("key") != SIMULATED_TOLERATION["key"]]
 
 
 def real_node_selector() -> dict[str, str]:
@@ -69,7 +76,9 @@ def pod(
     service_account: str | None = None,
     security_context: dict[str, Any] | None = None,
 ) -> Obj:
-    """A one-container pod; ``resources`` go to limits (requests default to limits for extended resources)."""
+    """A one-container pod; ``resources`` go to limits (requests default to limits for extended resources).  It
+    tolerates the simulated nodes' own taint (``contract.SIMULATED_TAINT``) always, a GPU pool's only with
+    ``tolerate_gpu``: aiconform's pods may land on simulated nodes, unless a selector keeps them off."""
     container: dict[str, Any] = {"name": "main", "image": image, "imagePullPolicy": "IfNotPresent"}
     if command:
         container["command"] = command
@@ -83,8 +92,7 @@ def pod(
         "terminationGracePeriodSeconds": 0,
         "restartPolicy": "Never" if command else "Always",
     }
-    if tolerate_gpu:
-        spec["tolerations"] = [GPU_TOLERATION]
+    spec["tolerations"] = [*([dict(GPU_TOLERATION)] if tolerate_gpu else []), dict(SIMULATED_TOLERATION)]
     if node_selector:
         spec["nodeSelector"] = node_selector
     if affinity:

@@ -18,7 +18,7 @@ import pytest
 from harness.errors import AiconformError
 from harness.kube import KubeClient
 from harness.testing import Evidence, Tenant
-from harness.workloads import GPU, gpu_pod, pod, wait_bound
+from harness.workloads import GPU, gpu_pod, pod, untolerated_taints, wait_bound
 
 NODEPOOL = ("karpenter.sh/v1", "NodePool")
 LABEL_NODEPOOL = "karpenter.sh/nodepool"
@@ -117,8 +117,8 @@ def test_pending_gpu_pods_add_a_node_of_the_requested_type_and_it_goes_when_empt
 @pytest.mark.aiconform(requirement="cluster_autoscaling", tier="S", capabilities=("node-autoscaling",),
                        exclusive=True, destructive=True)
 def test_cpu_only_pods_never_cause_a_gpu_node(kube: KubeClient, tenant: Tenant, evidence: Evidence) -> None:
-    """More CPU-only pods than the untainted nodes hold: Karpenter adds capacity for them from a CPU NodePool, and
-    none of the nodes it adds carries a GPU."""
+    """More CPU-only pods than the nodes open to them hold (no taint but the simulated nodes' own): Karpenter adds
+    capacity for them from a CPU NodePool, and none of the nodes it adds carries a GPU."""
     cpu_pools = [np for np in _node_pools(kube) if PRODUCT not in _template_labels(np)]
     if not cpu_pools:
         pytest.skip("no Karpenter NodePool without GPUs: CPU-only pods would have nowhere to go")
@@ -127,7 +127,7 @@ def test_cpu_only_pods_never_cause_a_gpu_node(kube: KubeClient, tenant: Tenant, 
     per_pod = 6.0
     fits = 0
     for name, n in nodes.items():
-        if any(t.get("effect") in ("NoSchedule", "NoExecute") for t in n.get("spec", {}).get("taints") or []):
+        if untolerated_taints(n):
             continue
         free = _qty(str(n["status"].get("allocatable", {}).get("cpu", "0"))) - used.get(name, 0.0)
         fits += max(0, int(free // per_pod))

@@ -25,7 +25,7 @@ from fake_gpu_plugin.config import parse_gpu
 from fake_gpu_plugin.dra_devices import DRIVER, PCI_BUS_ID, VFIO_CLASS, VFIO_TYPE, resource_slices
 from fake_gpu_plugin.inventory import build_inventory
 from harness.config import Pool, Taint
-from harness.contract import POOL_LABEL, REAL_NODE_LABEL, declares_fake_gpus, is_simulated
+from harness.contract import POOL_LABEL, REAL_NODE_LABEL, SIMULATED_TOLERATION, declares_fake_gpus, is_simulated
 from harness.dra import (
     allocated_devices,
     allocation,
@@ -574,7 +574,7 @@ def test_random_slices_and_claims_never_double_allocate(
             pod = claim_pod(f"p{i}", claims={"gpu": ("claim", f"c{i}")}, containers=[("main", ["gpu"], "")],
                             image=PAUSE_IMAGE, node_selector={POOL_LABEL: pool_name})
             pod["spec"]["tolerations"] = [{"key": SANDBOX_TAINT, "operator": "Equal", "value": sid,
-                                           "effect": "NoSchedule"}]
+                                           "effect": "NoSchedule"}, dict(SIMULATED_TOLERATION)]
             kube.create(pod, namespace=ns)
         wanted = {f"{ns}/p{i}" for i in range(len(claims))}
 

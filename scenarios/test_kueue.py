@@ -66,7 +66,7 @@ def world(aiconform_cluster: ClusterHandle, kube: KubeClient,
         sfx = pool.id
         cfg = kq.QueueConfig(
             cohort=f"org-{sfx}", flavor=f"gpu-{sfx}", node_labels=pool.node_selector(),
-            tolerations=(pool.toleration(),),
+            tolerations=pool.tolerations(),
             teams=tuple(kq.TeamQueue(f"{name}-{sfx}", ns[name], gpus, borrowing_limit=b, lending_limit=lend)
                         for name, gpus, b, lend in teams))
         w = World(kube, pool, cfg, {q.name: q.namespace for q in cfg.teams}, secrets.token_hex(4))

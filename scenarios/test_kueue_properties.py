@@ -120,7 +120,7 @@ def test_kueue_admission_respects_quota_model(aiconform_cluster: ClusterHandle, 
             sfx = secrets.token_hex(3)
             cfg = kq.QueueConfig(
                 cohort=f"p-{sfx}", flavor=f"p-{sfx}", node_labels=pool.node_selector(),
-                tolerations=(pool.toleration(),),
+                tolerations=pool.tolerations(),
                 teams=tuple(kq.TeamQueue(f"p{i}-{sfx}", namespaces[i], s.nominal, borrowing_limit=s.borrowing_limit,
                                          lending_limit=s.lending_limit) for i, s in enumerate(specs)))
             jobs = [(team % len(specs), pods) for team, pods in jobs]

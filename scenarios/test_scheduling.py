@@ -22,6 +22,7 @@ from harness.workloads import (
     node_gpu_usage,
     pod,
     priority_class,
+    untolerated_taints,
     wait_bound,
     wait_no_terminating_pods,
     wait_unschedulable,
@@ -41,7 +42,7 @@ def _label(node: dict[str, Any], key: str) -> str | None:
 
 
 def _gpu_taint_free(node: dict[str, Any]) -> bool:
-    return not any(t.get("effect") in ("NoSchedule", "NoExecute") for t in node.get("spec", {}).get("taints") or [])
+    return not untolerated_taints(node)
 
 
 # exclusive: the 8-GPU pod needs a whole free node, and GPU pods of checks beside it spread over the nodes.
@@ -107,7 +108,8 @@ def test_node_affinity_on_gpu_memory(kube: KubeClient, tenant: Tenant, evidence:
 
 @pytest.mark.aiconform(requirement="aiconform.gpu_scheduling", tier="S")
 def test_taints_keep_non_gpu_pods_off_gpu_pools(kube: KubeClient, tenant: Tenant, evidence: Evidence) -> None:
-    """Pods that ask for no GPU and tolerate nothing all land on untainted nodes, never on tainted GPU nodes."""
+    """Pods that ask for no GPU and tolerate no GPU taint (only the simulated nodes' own) all land on nodes without
+    a GPU taint, never on tainted GPU nodes."""
     tainted_gpu = {n["metadata"]["name"] for n in _nodes(kube) if _alloc(n) > 0 and not _gpu_taint_free(n)}
     free = [n["metadata"]["name"] for n in _nodes(kube) if _gpu_taint_free(n)]
     if not tainted_gpu:

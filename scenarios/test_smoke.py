@@ -3,21 +3,30 @@
 - a pod asking for GPUs is bound by the default scheduler to a node that has them;
 - an over-ask stays Pending, with the scheduler's ``Insufficient nvidia.com/gpu`` event;
 - a pod that does not tolerate a GPU pool's taint stays off that pool;
-- a ResourceQuota on ``requests.nvidia.com/gpu`` rejects, at admission, a pod that would exceed it.
+- a ResourceQuota on ``requests.nvidia.com/gpu`` rejects, at admission, a pod that would exceed it;
+
+and, where a real node runs containers, that a third-party pod (no nodeSelector) is never bound to a simulated node.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from harness.contract import SIMULATED_TAINT, is_simulated
 from harness.errors import Forbidden
+from harness.images import BUSYBOX_IMAGE
 from harness.kube import KubeClient
+from harness.nodes import node_ready
 from harness.testing import Evidence, Tenant
 from harness.workloads import (
     GPU,
     gpu_pod,
     gpu_quota,
+    logs_until,
     pod,
+    pod_failure,
     scheduler_events,
     wait_bound,
     wait_quota_published,
@@ -107,3 +116,44 @@ def test_gpu_quota_rejects_pod_at_admission(kube: KubeClient, tenant: Tenant, ev
     assert "exceeded quota" in refused.value.message
     tenant.create(gpu_pod("within-quota", 2))
     evidence["within_quota_pod"] = "admitted"
+
+
+@pytest.mark.aiconform(requirement="aiconform.gpu_scheduling", tier="R")
+def test_third_party_pod_without_selector_lands_on_a_real_node(
+    kube: KubeClient, tenant: Tenant, evidence: Evidence
+) -> None:
+    """A pod as a third-party suite writes it (no nodeSelector, no claim, a toleration for every taint in the
+    cluster but the simulated nodes' own ``kwok.x-k8s.io/node``) running ``ls /dev/nvidia*`` is bound to a real
+    node, never a simulated one, and its logs read back."""
+    nodes = kube.list("Node")["items"]
+    real = sorted(n["metadata"]["name"] for n in nodes if not is_simulated(n) and node_ready(n))
+    if not real:
+        pytest.skip("no real node: every Ready node is simulated, so no pod's logs could be read")
+    tolerated = sorted({(t["key"], t["effect"]) for n in nodes for t in (n.get("spec") or {}).get("taints") or []
+                        if t.get("key") != SIMULATED_TAINT["key"]})
+    manifest: dict[str, Any] = {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "third-party"},
+        "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 0,
+                 "tolerations": [{"key": k, "operator": "Exists", "effect": e} for k, e in tolerated],
+                 "containers": [{"name": "main", "image": BUSYBOX_IMAGE, "imagePullPolicy": "IfNotPresent",
+                                 "command": ["sh", "-c", "ls /dev/nvidia* 2>&1; echo END"]}]},
+    }
+    tenant.create(manifest)
+    placed = wait_bound(kube, tenant.name, ["third-party"])["third-party"]
+    evidence["node"] = placed.node
+    evidence["real_nodes"] = real
+    evidence["simulated_nodes"] = sum(map(is_simulated, nodes))
+    evidence["tolerated_taints"] = [f"{k}:{e}" for k, e in tolerated]
+    assert placed.node in real, f"bound to {placed.node}, a simulated node: it runs nothing and serves no logs"
+
+    def ended(s: dict[str, dict[str, Any]]) -> bool:
+        return bool(s) and next(iter(s.values()))["status"].get("phase") in ("Succeeded", "Failed")
+
+    def failed(s: dict[str, dict[str, Any]]) -> str | None:
+        return pod_failure(next(iter(s.values()))) if s else None
+
+    kube.wait_for("Pod", namespace=tenant.name, name="third-party", timeout=60, condition=ended, failure=failed,
+                  what="pod third-party to run to its end")
+    logs = logs_until(kube, tenant.name, "third-party", ["main"])["main"]
+    evidence["logs"] = logs.strip()[:300]
+    assert "END" in logs and "/dev/nvidia" in logs, f"the pod's logs did not read back: {logs!r}"

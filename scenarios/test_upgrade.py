@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from harness.contract import SIMULATED_TOLERATION
 from harness.errors import Forbidden, NotFound
 from harness.kube import KubeClient
 from harness.testing import ClusterHandle, Evidence, Tenant, UpgradePhase, label_value
@@ -87,7 +88,8 @@ def _deployment(cluster: ClusterHandle, pc: str, node: str | None) -> dict[str, 
             "spec": {"replicas": SURVIVORS, "selector": {"matchLabels": labels},
                      "template": {"metadata": {"labels": labels},
                                   "spec": {"containers": [_container(cluster, 1)], "priorityClassName": pc,
-                                           "nodeSelector": selector, "tolerations": [GPU_TOLERATION],
+                                           "nodeSelector": selector,
+                                           "tolerations": [GPU_TOLERATION, dict(SIMULATED_TOLERATION)],
                                            "terminationGracePeriodSeconds": 0}}}}
 
 
@@ -225,7 +227,8 @@ def test_device_plugin_reregisters_and_no_gpu_is_handed_out_twice(
     for name in names:
         tenant.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
                        "spec": {"containers": [_container(aiconform_cluster, 1)], "restartPolicy": "Always",
-                                "nodeSelector": {"kubernetes.io/hostname": node}, "tolerations": [GPU_TOLERATION],
+                                "nodeSelector": {"kubernetes.io/hostname": node},
+                                "tolerations": [GPU_TOLERATION, dict(SIMULATED_TOLERATION)],
                                 "terminationGracePeriodSeconds": 0}})
     if names:
         wait_bound(kube, tenant.name, names, timeout=90)

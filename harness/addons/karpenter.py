@@ -13,7 +13,7 @@ What shaped it (PLATFORM-NOTES, 2026-11-27, and the module's kwok/cloudprovider 
   requirements; its allocatable is the instance type less a fixed kube-reserved (100m CPU, 10Mi), its capacity
   only what the pods that caused it asked for (upstream's choice, ``toNode``);
 - so the template labels and taints are exactly what a simulated node of the pool carries
-  (``harness.nodes.pool_labels``, itself from fake_gpu_plugin's ``node_labels``), and the instance
+  (``harness.nodes.pool_labels`` and ``pool_taints``, the former from fake_gpu_plugin's ``node_labels``), and the instance
   type's resources are the pool's node resources (``pool_resources``, from ``resource_counts``) plus that
   kube-reserved: an added node has the pool's shape (allocatable included) by construction, and
   tests/integration/test_autoscaling.py compares them;
@@ -34,7 +34,7 @@ from harness import images
 from harness.addons.base import Addon, AddonContext, HostContext, HostProcess
 from harness.errors import ConfigError
 from harness.hostproc import free_port
-from harness.nodes import pool_labels, pool_resources
+from harness.nodes import pool_labels, pool_resources, pool_taints
 
 if TYPE_CHECKING:
     from harness.config import Pool
@@ -115,9 +115,9 @@ def _bytes(q: str) -> int:
 
 
 def node_pools(pools: tuple[Pool, ...] | list[Pool], cluster: str) -> list[Obj]:
-    """One NodePool per autoscaled pool: template labels and taints are the pool's, its only instance type is the
-    pool's, its limit is ``maxNodes`` nodes' worth of CPU, and empty or underused nodes go after
-    ``consolidateAfter`` (a 100% budget: all at once)."""
+    """One NodePool per autoscaled pool: template labels and taints are the pool's (``pool_taints``: the simulated
+    nodes' own taint included), its only instance type is the pool's, its limit is ``maxNodes`` nodes' worth of CPU,
+    and empty or underused nodes go after ``consolidateAfter`` (a 100% budget: all at once)."""
     out = []
     for pool in autoscaled(pools):
         assert pool.autoscale is not None
@@ -128,8 +128,7 @@ def node_pools(pools: tuple[Pool, ...] | list[Pool], cluster: str) -> list[Obj]:
                               "values": [instance_type_name(pool)]}],
             "expireAfter": "Never",
         }
-        if pool.taints:
-            spec["taints"] = [t.to_api() for t in pool.taints]
+        spec["taints"] = pool_taints(pool)
         out.append({
             "apiVersion": NODEPOOL_API[0],
             "kind": NODEPOOL_API[1],

@@ -4,7 +4,7 @@ readers of what Kueue decided (admitted workloads, usage per queue, preemptions)
 The small public surface other parts of aiconform use (the simulator's Kueue policy, the Kueue scenarios, the bench):
 
     cfg = QueueConfig(cohort="org", teams=(TeamQueue("research", "ns-a", gpus=8, borrowing_limit=4), ...),
-                      node_labels=pool.node_selector(), tolerations=(pool.toleration(),))
+                      node_labels=pool.node_selector(), tolerations=pool.tolerations())
     apply_queues(client, cfg)            # ResourceFlavor, Cohort, ClusterQueues, LocalQueues; waits until Active
     client.create(job("j1", queue="research", pods=4, gpus_per_pod=1), namespace="ns-a")
     usage = queue_usage(client, cfg)     # ClusterQueue -> GPUs admitted (and borrowed), as Kueue reports it
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.addons.kueue import BATCH_LABEL
+from harness.contract import SIMULATED_TOLERATION
 from harness.errors import BadRequest, ConfigError, Conflict, Forbidden, Invalid, KubeError
 from harness.kube import KubeClient, is_bound
 from harness.workloads import GPU, GPU_TOLERATION, PAUSE_IMAGE
@@ -144,7 +145,8 @@ def job(name: str, *, queue: str, pods: int, gpus_per_pod: int, priority_class: 
         "spec": {"parallelism": pods, "completions": pods, "suspend": True, "backoffLimit": 0,
                  "template": {"metadata": {"labels": dict(labels)},
                               "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 0,
-                                       "tolerations": [GPU_TOLERATION], "containers": [container]}}},
+                                       "tolerations": [dict(GPU_TOLERATION), dict(SIMULATED_TOLERATION)],
+                                       "containers": [container]}}},
     }
 
 

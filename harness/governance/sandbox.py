@@ -1,7 +1,8 @@
 """A private pool of simulated GPU nodes on a running cluster, owned by one check (or one simulation).
 
-The pool's nodes carry a taint ``aiconform.io/sandbox=<id>:NoSchedule`` and the label ``aiconform.io/pool=<pool>``,
-so nothing but pods that tolerate the taint and select the pool lands there; the nodes are labelled with the run id,
+The pool's nodes carry a taint ``aiconform.io/sandbox=<id>:NoSchedule`` (beside every simulated node's own,
+``contract.SIMULATED_TAINT``) and the label ``aiconform.io/pool=<pool>``, so nothing but pods that tolerate both
+taints and select the pool lands there; the nodes are labelled with the run id,
 so the end-of-run sweep removes them if their owner could not.  KWOK plays their kubelets (the cluster must declare
 the ``simulated-nodes`` fact).  Owns creating, growing and removing those nodes; never touches other nodes.
 """
@@ -14,7 +15,7 @@ from typing import Any
 
 from fake_gpu_plugin.config import parse_gpu
 from harness.config import Pool, Taint
-from harness.contract import POOL_LABEL
+from harness.contract import POOL_LABEL, SIMULATED_TOLERATION
 from harness.errors import KubeError
 from harness.kube import KubeClient
 from harness.nodes import register_nodes, simulated_node
@@ -68,13 +69,17 @@ class SandboxPool:
     def node_selector(self) -> dict[str, str]:
         return {POOL_LABEL: self.name}
 
-    def toleration(self) -> dict[str, str]:
-        return {"key": SANDBOX_TAINT, "operator": "Equal", "value": self.id, "effect": "NoSchedule"}
+    def tolerations(self) -> tuple[dict[str, str], ...]:
+        """What a pod needs to land on the pool: the toleration of its sandbox taint and of the simulated nodes'."""
+        return ({"key": SANDBOX_TAINT, "operator": "Equal", "value": self.id, "effect": "NoSchedule"},
+                dict(SIMULATED_TOLERATION))
 
     def place(self, pod_spec: dict[str, Any]) -> dict[str, Any]:
-        """``pod_spec`` (a PodSpec) pinned to this pool: the pool's selector and the toleration of its taint."""
+        """``pod_spec`` (a PodSpec) pinned to this pool: the pool's selector and the tolerations of its taints
+        (those it does not carry yet)."""
         pod_spec.setdefault("nodeSelector", {}).update(self.node_selector())
-        pod_spec.setdefault("tolerations", []).append(self.toleration())
+        held = pod_spec.setdefault("tolerations", [])
+        held += [t for t in self.tolerations() if t not in held]
         return pod_spec
 
     def __enter__(self) -> SandboxPool:

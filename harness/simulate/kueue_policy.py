@@ -10,7 +10,7 @@ is Kueue's; the replay reads back what happened.
 
 from __future__ import annotations
 
-from harness.contract import POOL_LABEL
+from harness.contract import POOL_LABEL, SIMULATED_TOLERATION
 from harness.governance.kueue import QUEUE_LABEL, QueueConfig, TeamQueue, apply_queues
 from harness.kube import KubeClient
 from harness.simulate.policies import Obj, Policy, priority_classes, register
@@ -35,7 +35,8 @@ def queue_config(trace: Trace, gpus: int) -> QueueConfig:
                             within_cluster_queue="LowerPriority")
                   for t, n in sorted(nominal_quotas(trace.entitlements, gpus).items()))
     return QueueConfig(cohort=COHORT, teams=teams, flavor="sim-gpu", node_labels={POOL_LABEL: "sim"},
-                       tolerations=(dict(GPU_TOLERATION),), fair_sharing=True)
+                       tolerations=(dict(GPU_TOLERATION), dict(SIMULATED_TOLERATION)),
+                       fair_sharing=True)
 
 
 def _setup(client: KubeClient, trace: Trace, gpus: int) -> None:

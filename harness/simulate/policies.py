@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.contract import GPU_RESOURCE, POOL_LABEL
+from harness.contract import GPU_RESOURCE, POOL_LABEL, SIMULATED_TOLERATION
 from harness.errors import ConfigError
 from harness.kube import KubeClient
 from harness.simulate.trace import PRIORITIES, Trace, TraceJob
@@ -81,7 +81,8 @@ def job_objects(policy: Policy, tj: TraceJob, ctx: JobContext) -> list[Obj]:
         "containers": [{"name": "main", "image": PAUSE_IMAGE, "imagePullPolicy": "Never",
                         "resources": {"requests": {"cpu": "100m", GPU_RESOURCE: str(tj.gpus_per_pod)},
                                       "limits": {GPU_RESOURCE: str(tj.gpus_per_pod)}}}],
-        "tolerations": [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}],
+        "tolerations": [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"},
+                        dict(SIMULATED_TOLERATION)],
         "nodeSelector": {POOL_LABEL: "sim"},
     }
     out: list[Obj] = []

@@ -20,6 +20,7 @@ from harness import addons, proc
 from harness.addons import jobset
 from harness.bins import BinaryResolver, Component, load_versions
 from harness.config import parse_profile
+from harness.contract import SIMULATED_TOLERATION
 from harness.errors import ApiError, ConfigError, NotFound
 from harness.kube import KubeClient, is_running
 from harness.providers import ensure_addons
@@ -110,7 +111,8 @@ def test_a_webhook_that_never_answers_is_one_line_with_the_controller_log_and_no
 
 
 def _jobset(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
-    pod = {"restartPolicy": "Never", "containers": [{"name": "w", "image": "aiconform.local/busybox:latest"}]}
+    pod = {"restartPolicy": "Never", "containers": [{"name": "w", "image": "aiconform.local/busybox:latest"}],
+           "tolerations": [dict(SIMULATED_TOLERATION)]}  # its pods run on simulated nodes
     return {"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet",
             "metadata": {"name": name, "namespace": namespace},
             "spec": {"replicatedJobs": [{"name": "workers", "replicas": 2,

@@ -14,7 +14,7 @@ import pytest
 
 from harness.addons.karpenter import KARPENTER_LABEL_DOMAINS
 from harness.config import load_profile
-from harness.contract import GPU_RESOURCE, POOL_LABEL
+from harness.contract import GPU_RESOURCE, POOL_LABEL, SIMULATED_TAINT
 from harness.kube import KubeClient
 from harness.providers.local import LocalCluster
 from harness.testing import ClusterInfo
@@ -60,7 +60,8 @@ def test_karpenter_node_has_the_shape_of_the_pools_simulated_nodes(cluster: Loca
         return sorted((t["key"], t.get("value", ""), t["effect"]) for t in spec.get("taints") or []
                       if not t["key"].startswith("karpenter.sh/"))
 
-    assert taints(new) == taints(sim) == [(GPU_RESOURCE, "present", "NoSchedule")]
+    own = (SIMULATED_TAINT["key"], SIMULATED_TAINT["value"], SIMULATED_TAINT["effect"])
+    assert taints(new) == taints(sim) == sorted([(GPU_RESOURCE, "present", "NoSchedule"), own])
     assert _quantities(new["status"]["allocatable"]) == _quantities(sim["status"]["allocatable"])
     # upstream's kwok provider writes into capacity only what the pods that caused the node asked for
     assert int(new["status"]["capacity"].get(GPU_RESOURCE, 0)) >= 1

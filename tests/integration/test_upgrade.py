@@ -21,7 +21,7 @@ from harness.errors import ConfigError
 from harness.kube import KubeClient
 from harness.nodes import node_ready
 from harness.providers.local import LocalCluster, realnode
-from harness.workloads import gpu_pod, wait_bound
+from harness.workloads import gpu_pod, untolerated_taints, wait_bound
 
 VERSIONS = load_versions()
 PREVIOUS, CURRENT = VERSIONS.kubernetes_previous, VERSIONS.kubernetes_default
@@ -59,10 +59,11 @@ def old_cluster(tmp_path: Path, previous_control_plane: None) -> Iterator[LocalC
                                  name="upgrade"))
     try:
         # Settled first: on a loaded machine the node lifecycle controller may still hold a transient
-        # node.kubernetes.io/* taint on a just-registered node, and the test's own pods tolerate none.
+        # node.kubernetes.io/* taint on a just-registered node, and the test's own pods tolerate none of those
+        # (only the simulated nodes' own).
         KubeClient.from_kubeconfig(cluster.kubeconfig()).wait_for(
             "Node", condition=lambda nodes: len(nodes) == 2 and all(
-                node_ready(n) and not n.get("spec", {}).get("taints") for n in nodes.values()),
+                node_ready(n) and not untolerated_taints(n) for n in nodes.values()),
             timeout=60, what="both nodes Ready and untainted")
         yield cluster
     finally:

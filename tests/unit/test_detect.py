@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from harness.addons import known_addons
-from harness.contract import PROMETHEUS_PORT, REAL_NODE_LABEL
+from harness.contract import PROMETHEUS_PORT, REAL_NODE_LABEL, SIMULATED_TAINT
 from harness.detect import (
     DECLARED,
     DETECTED,
@@ -281,6 +281,18 @@ def test_simulated_nodes_need_a_ready_kwok_node() -> None:
     assert yes.present and "1 of 1 nodes annotated kwok.x-k8s.io/node=fake are Ready" in yes.detail
     stale = detect(Recorded(objects={NODES: [node("a100-0", kwok=True, ready=False)]}), "simulated-nodes")
     assert not stale.present and "none Ready" in stale.detail
+
+
+def test_simulated_nodes_say_whether_they_carry_their_taint() -> None:
+    """aiconform's simulated nodes carry SIMULATED_TAINT; a foreign KWOK node may not, and the evidence says so."""
+    ours = node("a100-0", kwok=True, taints=[dict(SIMULATED_TAINT)])
+    both = detect(Recorded(objects={NODES: [ours, node("foreign-0", kwok=True)]}), "simulated-nodes")
+    assert both.present and "1 of 2 carry the taint kwok.x-k8s.io/node=fake:NoSchedule" in both.detail
+    assert "may land on the others" in both.detail
+    tainted = detect(Recorded(objects={NODES: [ours]}), "simulated-nodes")
+    assert tainted.present and "1 of 1 carry the taint" in tainted.detail and "others" not in tainted.detail
+    declared = declared_by_provider(frozenset({"simulated-nodes"}), "local", "conformance")["simulated-nodes"]
+    assert declared.present and "carry the taint kwok.x-k8s.io/node=fake:NoSchedule" in declared.detail
 
 
 def test_device_plugin_needs_a_real_kubelet_advertising_gpus() -> None:
