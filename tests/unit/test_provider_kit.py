@@ -138,3 +138,26 @@ def test_undos_know_whether_the_user_interrupted(raised: BaseException, said: st
                      Action("etcd", "fails", fail)], lines.append)
     assert seen == [interrupted] and said in lines
     assert not undoing_an_interrupt()  # outside an undo
+
+
+def test_a_cluster_brought_up_on_another_kubernetes_version_still_finds_its_profile(tmp_path: Path) -> None:
+    """`up --profile FILE --kubernetes previous`: the addon installer and add_nodes reload the profile from its file
+    and must get it as it was brought up (the version set), not refuse it as "changed since"."""
+    from harness.bins import pinned_kubernetes
+    from harness.config import load_profile, with_kubernetes
+    from harness.providers.local import LocalCluster
+
+    source = tmp_path / "mine.yaml"
+    source.write_text("name: mine\nextends: [minimal]\n")
+    previous = pinned_kubernetes("previous")
+    running = with_kubernetes(load_profile(str(source)), "previous")
+    cluster = LocalCluster("mine", root=tmp_path / "state")
+    cluster.dir.mkdir(parents=True)
+    state = {"name": "mine", "provider": "local", "profile": "mine", "profile_source": str(source),
+             "profile_kubernetes": previous, "fingerprint": profile_fingerprint(running),
+             "kubernetes_version": previous}
+    (cluster.dir / "state.json").write_text(json.dumps(state))
+    assert cluster._running_profile().control_plane.kubernetes_version == previous
+    source.write_text("name: mine\nextends: [default]\n")  # the file really changed: refused
+    with pytest.raises(ClusterError, match="changed since cluster 'mine' was brought up"):
+        cluster._running_profile()

@@ -32,7 +32,7 @@ import yaml
 
 from harness import addons
 from harness.bins import CONTROL_PLANE, REAL_NODE, BinaryResolver, check_upgrade
-from harness.config import Pool, Profile, load_profile
+from harness.config import Pool, Profile, load_profile, with_kubernetes
 from harness.errors import (
     AiconformError,
     ClusterError,
@@ -234,7 +234,8 @@ class LocalCluster:
         if not source:
             raise ClusterError(f"cluster {self.name!r} was made from an inline profile that is not at hand; "
                                "add nodes through the LocalCluster object that created it")
-        profile = load_profile(source)
+        # as brought up: `--kubernetes VERSION` (with_kubernetes) set the version the profile file does not name
+        profile = with_kubernetes(load_profile(source), st.get("profile_kubernetes") or None)
         if profile_fingerprint(profile) != st.get("fingerprint"):
             raise ClusterError(f"profile {source} changed since cluster {self.name!r} was brought up; its pools "
                                "may no longer be the cluster's")
@@ -738,6 +739,7 @@ class _BringUp:
             "provider": PROVIDER,
             "profile": self.profile.name,
             "profile_source": self.profile.source,
+            "profile_kubernetes": self.profile.control_plane.kubernetes_version,
             "fingerprint": self.fingerprint,
             "kubernetes_version": self.s.kubernetes_version,
             "tier": self.tier,
