@@ -45,6 +45,9 @@ def _alive(pid: int) -> bool:
 
 def test_ctrl_c_stops_the_commands_whole_process_group(tmp_path: Path) -> None:
     pids = tmp_path / "pids"
+    # Ctrl-C as a terminal delivers it, whatever this process inherited (a background job of a script, as CI may
+    # start it, has SIGINT ignored).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
     try:
@@ -52,6 +55,7 @@ def test_ctrl_c_stops_the_commands_whole_process_group(tmp_path: Path) -> None:
             run_command(f"sleep 60 & echo $! > {pids}; echo $$ >> {pids}; wait", tmp_path / "kc", tmp_path / "log")
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     children = [int(p) for p in pids.read_text().split()]
     deadline = time.monotonic() + 5
     while any(map(_alive, children)) and time.monotonic() < deadline:
