@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from harness.contract import SIMULATED_TOLERATION
 from harness.kube import is_bound, unschedulable_message
 
 if TYPE_CHECKING:
@@ -41,7 +42,10 @@ def training_job(name: str, workers: int) -> dict[str, Any]:
                 "restartPolicy": "Never",
                 "terminationGracePeriodSeconds": 0,
                 "containers": [worker],
-                "tolerations": [{"key": GPU, "operator": "Exists", "effect": "NoSchedule"}],
+                # aiconform's simulated nodes carry their own taint (KWOK's kwok.x-k8s.io/node=fake:NoSchedule) so
+                # that pods nobody meant for them never land there: a placement-only check tolerates it too.  On a
+                # real platform no node has that taint and the toleration changes nothing.
+                "tolerations": [{"key": GPU, "operator": "Exists", "effect": "NoSchedule"}, dict(SIMULATED_TOLERATION)],
             }},
         },
     }
