@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from harness.config import load_profile
-from harness.contract import POOL_LABEL
+from harness.contract import POOL_LABEL, SIMULATED_TOLERATION
 from harness.kube import KubeClient
 from harness.nodes import FAKE_NODE_IP
 from harness.providers.local import LocalCluster, netsvc, realnode
@@ -275,6 +275,7 @@ def test_connections_to_simulated_pods_fail_at_once_and_send_nothing_out(
     sim = [{"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": f"sim-{i}", "labels": {"app": "sim"}},
             "spec": {"nodeSelector": {POOL_LABEL: "cpu"}, "terminationGracePeriodSeconds": 0,
+                     "tolerations": [dict(SIMULATED_TOLERATION)],
                      "containers": [{"name": "main", "image": "aiconform.local/pause:3.10"}]}} for i in range(2)]
     run_pods(client, namespace, sim, "Running")
     client.create(service("sim", {"app": "sim"}, 80), namespace=namespace)
