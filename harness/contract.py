@@ -77,6 +77,8 @@ SIMULATED_TAINT: Mapping[str, str] = MappingProxyType(
 key and value (the annotation KWOK manages such nodes by, too), so a pod nobody meant for a node that runs nothing (a
 third-party suite's pod with no nodeSelector) is never bound there.  Read-only: copy it (``dict(...)``) into a
 manifest."""
+SIMULATED_TAINT_TEXT = f"{SIMULATED_TAINT['key']}={SIMULATED_TAINT['value']}:{SIMULATED_TAINT['effect']}"
+""":data:`SIMULATED_TAINT` as ``kubectl taint`` writes it, for messages and the report."""
 SIMULATED_TOLERATION: Mapping[str, str] = MappingProxyType(
     {"key": SIMULATED_TAINT["key"], "operator": "Equal", "value": SIMULATED_TAINT["value"], "effect": "NoSchedule"})
 """What every pod aiconform means for simulated nodes tolerates (:data:`SIMULATED_TAINT`, exactly).  Read-only."""

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from harness.contract import GPU_RESOURCE as GPU
-from harness.contract import REAL_NODE_LABEL, SIMULATED_LABEL, SIMULATED_TAINT
+from harness.contract import REAL_NODE_LABEL, SIMULATED_LABEL, SIMULATED_TAINT, SIMULATED_TAINT_TEXT
 from harness.errors import AiconformError, ApiError, NotFound, WaitFailed, WaitTimeout
 from harness.facts import FACTS, NATIVE_GANG_API
 from harness.kube import KubeClient, Obj
@@ -34,8 +34,7 @@ that built the cluster."""
 
 KWOK_ANNOTATION = (SIMULATED_TAINT["key"], SIMULATED_TAINT["value"])
 """What KWOK manages nodes by (aiconform's simulated nodes carry it as a taint, too; a foreign KWOK node may not)."""
-_TAINT_TEXT = f"{SIMULATED_TAINT['key']}={SIMULATED_TAINT['value']}:{SIMULATED_TAINT['effect']}"
-SIMULATED_NODES_TAINTED = (f"its simulated nodes carry the taint {_TAINT_TEXT}, so pods nobody meant for them (a "
+SIMULATED_NODES_TAINTED = (f"its simulated nodes carry the taint {SIMULATED_TAINT_TEXT}, so pods nobody meant for them (a "
                            "third-party suite's, with no nodeSelector) never land there")
 """What the report says of the simulated nodes of a cluster aiconform made (the ``simulated-nodes`` fact)."""
 PRODUCT_LABEL = "nvidia.com/gpu.product"
@@ -363,7 +362,7 @@ def detect_simulated_nodes(api: ApiView, _known: Mapping[str, Evidence]) -> Evid
     if ready:
         tainted = sum(1 for n in fake if dict(SIMULATED_TAINT) in ((n.get("spec") or {}).get("taints") or []))
         return _yes(f"{len(ready)} of {len(fake)} nodes annotated {key} are Ready (KWOK keeps them: e.g. "
-                    f"{_some(ready, 3)}); {tainted} of {len(fake)} carry the taint {_TAINT_TEXT}"
+                    f"{_some(ready, 3)}); {tainted} of {len(fake)} carry the taint {SIMULATED_TAINT_TEXT}"
                     + ("" if tainted == len(fake) else ": a pod with no nodeSelector may land on the others"))
     if fake:
         return _no(f"{len(fake)} nodes are annotated {key}, none Ready: nothing plays their kubelet")

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from harness.contract import GATEWAY_PORT, PROMETHEUS_PORT, SIMULATED_TAINT
+from harness.contract import GATEWAY_PORT, PROMETHEUS_PORT, SIMULATED_TAINT, SIMULATED_TAINT_TEXT
 from harness.errors import ConfigError
 
-_SIM = SIMULATED_TAINT["key"]
 FACTS: dict[str, str] = {
     "networkpolicy": "a NetworkPolicy implementation enforces policies (the CNI or a policy agent)",
     "gang-scheduling": "a gang scheduler admits a group of pods all or nothing (Kueue, Volcano, coscheduling)",
@@ -28,9 +27,9 @@ FACTS: dict[str, str] = {
     "dra-partitionable-devices": "DRA partitionable devices: MIG partitions and their whole GPU share counters",
     "dra-consumable-capacity": "DRA consumable capacity: a time-sliced GPU is allocated to several claims",
     "dra-device-taints": "DRA device taints: an unhealthy GPU is tainted and not allocated",
-    "simulated-nodes": f"KWOK plays the kubelet of nodes annotated {_SIM}={SIMULATED_TAINT['value']} (property "
-                       f"sandboxes add them); aiconform's carry the taint {_SIM}={SIMULATED_TAINT['value']}:"
-                       f"{SIMULATED_TAINT['effect']}, which only the pods it means for them tolerate",
+    "simulated-nodes": f"KWOK plays the kubelet of nodes annotated {SIMULATED_TAINT['key']}={SIMULATED_TAINT['value']} "
+                       f"(property sandboxes add them); aiconform's carry the taint {SIMULATED_TAINT_TEXT}, which "
+                       "only the pods it means for them tolerate",
     "device-plugin": "GPUs are advertised by a device plugin through a real kubelet",
     "gateway-api": "a Gateway API implementation programs Gateways of GatewayClass 'traefik' on the real node's address "
                    f"(listener port {GATEWAY_PORT}) and routes HTTPRoutes",
