@@ -208,7 +208,7 @@ def run_main(args: argparse.Namespace) -> int:
     if getattr(args, "product", None):
         load_product(args.product)  # a bad product file is one line now, not after the run
     facts = validate_facts(args.capability or [])
-    args.claims = validate_claims(getattr(args, "claim", None) or [])
+    claims = validate_claims(getattr(args, "claim", None) or [])
     if facts and not args.kubeconfig:
         raise ConfigError("--capability declares facts of an existing cluster (with --kubeconfig); a cluster the "
                           "harness brings up has the facts its provider declares")
@@ -263,7 +263,7 @@ def run_main(args: argparse.Namespace) -> int:
     if args.examples is not None:
         env["AICONFORM_EXAMPLES"] = str(args.examples)
     t0 = time.monotonic()
-    suites = _Suites(files, cluster, Path(kubeconfig), profile.name, parallel, seed, args, env, found)
+    suites = _Suites(files, cluster, Path(kubeconfig), profile.name, parallel, seed, args, env, found, claims)
     regression = False
     try:
         if upgrader is not None and upgrade_to:
@@ -363,10 +363,12 @@ class _Suites:
 
     def __init__(self, files: list[Path], cluster: ClusterProvider, kubeconfig: Path, profile: str, parallel: int,
                  seed: int, args: argparse.Namespace, env: dict[str, str],
-                 facts: dict[str, Evidence] | None = None) -> None:
-        """``facts``: the detected (and declared) facts of an existing cluster; None: the provider's."""
+                 facts: dict[str, Evidence] | None = None, claims: frozenset[str] = frozenset()) -> None:
+        """``facts``: the detected (and declared) facts of an existing cluster; None: the provider's.  ``claims``:
+        ``--claim`` as given (``musts`` is expanded per phase, by the version the cluster then serves)."""
         self.files, self.cluster, self.kubeconfig, self.profile = files, cluster, kubeconfig, profile
         self.parallel, self.seed, self.args, self.env, self.facts = parallel, seed, args, env, facts
+        self.claims = claims
 
     def run(self, report_dir: Path, run_id: str, upgrade: dict[str, str] | None = None) -> int:
         info = self.cluster.info()  # asked anew: an upgrade changes the version
@@ -377,7 +379,7 @@ class _Suites:
             profile=info.profile or self.profile, tier=info.tier,
             capabilities=frozenset(f for f, e in facts.items() if e.present),
             fact_evidence={f: e.to_dict() for f, e in facts.items()},
-            claims=expand_claims(getattr(self.args, "claims", frozenset()), info.kubernetes_version),
+            claims=expand_claims(self.claims, info.kubernetes_version),
             kubernetes_version=info.kubernetes_version, allow_destructive=bool(self.args.allow_existing),
             fake=info.fake, component_pids=_component_pids(self.cluster), upgrade=upgrade or {},
         ).write(report_dir / CLUSTER_INFO_FILE)

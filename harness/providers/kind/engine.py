@@ -24,6 +24,7 @@ import hashlib
 import os
 import shutil
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,7 +163,7 @@ def _answers(s: EngineSettings) -> bool:
     return s.socket.exists() and _host_answers(s.host)
 
 
-def user_engine(env: dict[str, str] | os._Environ[str] = os.environ) -> tuple[str, str] | None:
+def user_engine(env: Mapping[str, str] = os.environ) -> tuple[str, str] | None:
     """The engine the user's docker CLI (and kind) would use, as (``DOCKER_HOST`` value, where it came from), or None
     when neither ``DOCKER_HOST`` is set nor the default socket exists."""
     if env.get("DOCKER_HOST"):
@@ -172,7 +173,7 @@ def user_engine(env: dict[str, str] | os._Environ[str] = os.environ) -> tuple[st
     return None
 
 
-def engine_choice(env: dict[str, str] | os._Environ[str] = os.environ) -> str:
+def engine_choice(env: Mapping[str, str] = os.environ) -> str:
     choice = env.get(ENGINE_ENV, "auto").strip() or "auto"
     if choice not in ENGINE_CHOICES:
         raise ConfigError(f"{ENGINE_ENV}={choice!r}: give one of {', '.join(ENGINE_CHOICES)}")
