@@ -75,9 +75,14 @@ __all__ = ["STOP_ORDER", "LocalCluster", "open_cluster"]
 
 
 UPGRADE_ORDER = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+"""Kubernetes' version-skew order: the apiserver first, then its clients; kubelets after the control plane."""
 SURGE_FLAG = "--permit-port-sharing=true"
 """An apiserver started with it is upgraded by surge (new beside old on one port), else by stop and start."""
-"""Kubernetes' version-skew order: the apiserver first, then its clients; kubelets after the control plane."""
+SURGE_TRIES = 6
+"""Surges of one upgrade before falling back to stop and start.  A try loses the loopback race about half the time
+(10 upgrades here: 5 won at once, 3 on a later try, 2 lost 3 tries); the loss is seen in a second or two."""
+LOOPBACK_RACE = "x509: certificate signed by unknown authority"
+"""What the new kube-apiserver logs when its loopback client reached the old process on the shared port."""
 
 
 def _https_healthz(argv: list[str]) -> bool:
@@ -295,7 +300,7 @@ class LocalCluster:
                 self.progress(f"upgrading {component} v{current} -> v{target}")
                 try:
                     if component == "kube-apiserver" and SURGE_FLAG in old:
-                        self._surge_apiserver([str(bins[component]), *old[1:]], env, target)
+                        self._surge_apiserver([str(bins[component]), *old[1:]], env, target, probes[component])
                     else:
                         self._restart_on(component, [str(bins[component]), *old[1:]], env, probes[component])
                 except ClusterError as err:
@@ -318,14 +323,44 @@ class LocalCluster:
                     host.upgrade_kube_proxy(bins["kube-proxy"], target)
             self.progress(f"cluster {self.name!r} runs Kubernetes v{target}")
 
-    def _surge_apiserver(self, argv: list[str], env: dict[str, str] | None, version: str, timeout: float = 90) -> None:
+    def _surge_apiserver(self, argv: list[str], env: dict[str, str] | None, version: str,
+                         probe: Callable[[], bool], timeout: float = 90) -> None:
         """Start the new kube-apiserver beside the old one on the same port (SO_REUSEPORT), wait until a fresh
         connection finds it ready and on ``version``, then stop the old one: the API keeps answering through the
-        swap.  A new one that never gets ready is stopped and the old one keeps serving (ClusterError)."""
+        swap.
+
+        The new process's own loopback client dials that shared port too, and the kernel may hand the connection to
+        the old process, whose in-memory loopback certificate the new one does not trust; a post-start hook that
+        loses that race (the service IP repair) kills the new process a minute later.  So a new process whose log
+        shows the race is started again at once, :data:`SURGE_TRIES` times; after that the old one is stopped and
+        the new one started alone (the API is unanswered for those seconds, the upgrade still happens).  A new
+        process that never gets ready otherwise is stopped and the old one keeps serving (ClusterError)."""
         surge = "kube-apiserver.surge"
+        for attempt in range(1, SURGE_TRIES + 1):
+            if self._surge_once(surge, argv, env, version, timeout):
+                return
+            lost = self.procs.logfile(surge)  # kept for a look; the next try starts a fresh log
+            lost.replace(lost.with_name(f"{surge}.lost-{attempt}.log"))
+            self.progress(f"the new kube-apiserver's loopback reached the old one on the shared port "
+                          f"(try {attempt} of {SURGE_TRIES})")
+        self.progress("stopping the old kube-apiserver and starting the new one alone")
+        self._restart_on("kube-apiserver", argv, env, probe)
+
+    def _surge_once(self, surge: str, argv: list[str], env: dict[str, str] | None, version: str,
+                    timeout: float) -> bool:
+        """One surge; False when the new process lost the loopback race (it is stopped again)."""
         self.procs.start(surge, argv, env=env)
+        log = self.procs.logfile(surge)
+
+        def lost_race() -> bool:
+            try:
+                return LOOPBACK_RACE in log.read_text(errors="replace")
+            except OSError:
+                return False
 
         def new_one_ready() -> bool:
+            if lost_race():
+                return True  # settled below
             client = KubeClient.from_kubeconfig(self.kubeconfig())  # a fresh connection: either process may take it
             try:
                 return client.server_version() == f"v{version}" and client.healthz("/readyz")
@@ -338,13 +373,18 @@ class LocalCluster:
             self.procs.wait_ready(surge, new_one_ready, timeout=timeout, what=f"kube-apiserver v{version}")
         except ClusterError:
             self.procs.stop(surge)
+            if lost_race():
+                return False
             raise
+        if lost_race():
+            self.procs.stop(surge)
+            return False
         self.procs.stop("kube-apiserver")
         # the new process takes the component's name: its pidfile, and its log (the old log kept beside it)
-        log = self.procs.logfile("kube-apiserver")
-        if log.exists():
-            log.replace(log.with_name(f"kube-apiserver.before-v{version}.log"))
-        self.procs.logfile(surge).replace(log)
+        old_log = self.procs.logfile("kube-apiserver")
+        if old_log.exists():
+            old_log.replace(old_log.with_name(f"kube-apiserver.before-v{version}.log"))
+        log.replace(old_log)
         self.procs.pidfile(surge).replace(self.procs.pidfile("kube-apiserver"))
         api = self.client()
         try:
@@ -352,6 +392,7 @@ class LocalCluster:
                                   what=f"kube-apiserver v{version} alone")
         finally:
             api.close()
+        return True
 
     def _restart_on(self, component: str, argv: list[str], env: dict[str, str] | None,
                     probe: Callable[[], bool]) -> None:
