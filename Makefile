@@ -45,10 +45,13 @@ bins: venv
 bins-all: venv
 	$(BIN)/aiconform bins --all
 
-## The project's own tests: unit (no cluster), then integration (real local clusters) even when a unit test
-## failed (the exit status is then the unit tests').  .ci/run runs the same two steps around a background build.
-test: venv bins
-	@unit=0; $(BIN)/pytest tests/unit || unit=$$?; \
+## The project's own tests: the unit tests that run no upstream binary first (no build to wait for), then the
+## pinned binaries (`aiconform bins`), the unit tests that run one, then integration (real local clusters) even when
+## a unit test failed (the exit status is then the unit tests').  .ci/run runs it beside a background build.
+test: venv
+	@unit=0; $(BIN)/pytest tests/unit -m "not bins" || unit=$$?; \
+	$(BIN)/aiconform bins || exit $$?; \
+	$(BIN)/pytest tests/unit -m bins || unit=$$?; \
 	$(BIN)/pytest tests/integration && exit $$unit
 
 test-unit: venv

@@ -488,10 +488,17 @@ def _read(path: Path) -> str:
         return ""
 
 
+BUILD_GOGC = "400"
+"""GOGC of the compiler and linker processes a build runs (unless GOGC is set already): less time collecting garbage
+for more memory.  A cold compile of KWOK here: wall 0.92 and CPU 0.89 of GOGC=100's, peak 1.01 GiB instead of 0.93
+(docs/cold-ci.md)."""
+
+
 def build_env(comp: Component) -> dict[str, str]:
-    """The environment of every ``go`` command for ``comp``: static binaries, module updates allowed, and the
-    pinned toolchain when the module needs a newer Go than this machine's."""
-    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
+    """The environment of every ``go`` command for ``comp``: static binaries, module updates allowed, a lazier
+    garbage collector for the compiler (:data:`BUILD_GOGC`), and the pinned toolchain when the module needs a newer
+    Go than this machine's."""
+    env = {"GOGC": BUILD_GOGC, **os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
     if comp.toolchain:
         env["GOTOOLCHAIN"] = comp.toolchain
     return env

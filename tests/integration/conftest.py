@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.bins import load_versions
 from harness.config import Profile, load_profile
 from harness.kube import KubeClient
 from harness.providers.local import LocalCluster
@@ -23,6 +24,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration" in item.nodeid:
             item.add_marker(pytest.mark.integration)
+    items[:] = in_build_order(items, list(load_versions().groups))
+
+
+def in_build_order(items: list[pytest.Item], build_order: list[str]) -> list[pytest.Item]:
+    """Modules whose clusters need only the core binaries first, then by the latest-built group their
+    ``upstream`` marker names (versions.toml's section order: `aiconform bins --all` builds top to bottom); the
+    order within a rank, and within a module, is kept.  On a cold run (.ci/run builds everything in the background)
+    the tests of the early binaries run while the late ones (Prometheus, Traefik) still build; warm, only the
+    order changes."""
+
+    def rank(item: pytest.Item) -> int:
+        groups = [g for m in item.iter_markers("upstream") for g in m.args]
+        unknown = [g for g in groups if g not in build_order]
+        if unknown:
+            raise pytest.UsageError(f"{item.nodeid}: upstream marker names {unknown}, not a versions.toml group")
+        return max((build_order.index(g) + 1 for g in groups), default=0)
+
+    return sorted(items, key=rank)  # stable
 
 
 @contextmanager

@@ -27,6 +27,8 @@ from harness.providers import ensure_addons
 from harness.providers.local import LocalCluster
 from tests.integration.conftest import running_cluster
 
+pytestmark = pytest.mark.upstream("jobset")
+
 POOL = {"name": "cpu", "nodes": 1, "cpu": "16", "memory": "64Gi"}
 CRD = "jobsets.jobset.x-k8s.io"
 

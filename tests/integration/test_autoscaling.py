@@ -21,6 +21,8 @@ from harness.testing import ClusterInfo
 from harness.workloads import gpu_pod, wait_bound
 from tests.integration.conftest import running_cluster
 
+pytestmark = pytest.mark.upstream("karpenter")
+
 REPO = Path(__file__).resolve().parents[2]
 PRODUCT = "nvidia.com/gpu.product"
 

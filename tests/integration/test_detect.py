@@ -21,6 +21,8 @@ from harness.kube import KubeClient
 from harness.providers.local import LocalCluster
 from tests.integration.conftest import running_cluster
 
+pytestmark = pytest.mark.upstream("jobset", "kueue")
+
 REPO = Path(__file__).resolve().parents[2]
 
 

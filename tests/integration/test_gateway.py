@@ -59,7 +59,8 @@ def _skip_reason() -> str | None:
     return None
 
 
-pytestmark = [pytest.mark.realnode, pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))]
+pytestmark = [pytest.mark.upstream("traefik"),
+              pytest.mark.realnode, pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))]
 
 
 @pytest.fixture(scope="module")

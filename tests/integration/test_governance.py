@@ -26,6 +26,8 @@ from harness.providers.local import LocalCluster
 from harness.testing import ClusterInfo
 from tests.integration.conftest import running_cluster
 
+pytestmark = pytest.mark.upstream("jobset", "kueue")
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -33,7 +33,8 @@ def _skip_reason() -> str | None:
     return None
 
 
-pytestmark = [pytest.mark.realnode, pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))]
+pytestmark = [pytest.mark.upstream("kube-router"),
+              pytest.mark.realnode, pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))]
 
 
 @pytest.fixture(scope="module")

@@ -39,7 +39,8 @@ def _skip_reason() -> str | None:
     return None
 
 
-pytestmark = [pytest.mark.kind, pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))]
+pytestmark = [pytest.mark.upstream("kind"),
+              pytest.mark.kind, pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))]
 
 PROFILE = {
     "name": "kind-it",

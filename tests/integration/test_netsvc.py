@@ -38,7 +38,8 @@ from harness.workloads import pin_to_real_node
 from tests.integration.conftest import running_cluster
 from tests.integration.test_real_node import _skip_reason, container, delete_pods, pod_log, run_pods
 
-pytestmark = [pytest.mark.realnode, pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))]
+pytestmark = [pytest.mark.upstream("kube-router"),
+              pytest.mark.realnode, pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))]
 
 SAVES = ("iptables-legacy-save", "iptables-nft-save", "ip6tables-legacy-save", "ip6tables-nft-save")
 LEAK_TABLE = "aiconform_leak_test"

@@ -41,7 +41,8 @@ from harness.providers.local.controlplane import first_service_ip
 from tests.integration.conftest import running_cluster
 from tests.integration.test_real_node import _skip_reason, pod, pod_log, run_pods
 
-pytestmark = [pytest.mark.realnode, pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))]
+pytestmark = [pytest.mark.upstream("kube-router"),
+              pytest.mark.realnode, pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))]
 
 GROUP, VERSION = "probe.aiconform.io", "v1alpha1"
 APIGET_SRC = Path(__file__).with_name("data") / "apiget.go"

@@ -12,6 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.upstream("jobset", "kueue")
+
 REPO = Path(__file__).resolve().parents[2]
 WEAK = REPO / "tests" / "selftest_data" / "weak_gang_check.py"  # outside tests/integration: its conftest would
 # hand the check the integration session's own (default) cluster

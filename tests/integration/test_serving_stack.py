@@ -22,7 +22,8 @@ from reference_workloads.serving.autoscale import wait_queue_metric
 from tests.integration.conftest import running_cluster
 from tests.integration.test_real_node import _skip_reason
 
-pytestmark = [pytest.mark.realnode, pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))]
+pytestmark = [pytest.mark.upstream("kube-router", "prometheus", "prometheus-adapter", "traefik"),
+              pytest.mark.realnode, pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))]
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,8 @@ def _skip_reason() -> str | None:
     return f"the real node needs: apt-get install {' '.join(missing)}" if missing else None
 
 
-pytestmark = [pytest.mark.realnode, pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))]
+pytestmark = [pytest.mark.upstream("kube-router", "jobset", "trainer"),
+              pytest.mark.realnode, pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))]
 NS = "training-bad-input"
 
 

@@ -392,3 +392,13 @@ def test_a_resolver_that_cannot_build_does_not_wait_for_another_build_of_the_gro
     t.join(10)
     assert not alive, "the lookup waited for the other build's lock"
     assert "downloads are off" in str(errors[0])
+
+
+def test_builds_give_the_compiler_a_lazier_gc_unless_gogc_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.bins import BUILD_GOGC, build_env
+
+    comp = load_versions().component("kwok")
+    monkeypatch.delenv("GOGC", raising=False)
+    assert build_env(comp)["GOGC"] == BUILD_GOGC == "400"
+    monkeypatch.setenv("GOGC", "150")  # the user's own setting wins
+    assert build_env(comp)["GOGC"] == "150"
