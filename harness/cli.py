@@ -190,11 +190,27 @@ def cmd_images(args: argparse.Namespace) -> int:
             print(f"{r['name']:<20} {r['kind']:<8} {r['key'][:16] or '-':<16} {cached:<6} {size:>9}  {r['ref']}"
                   + (f"  ({r['error']})" if r.get("error") else ""))
         return 0
+    if args.images_cmd == "push":
+        registry = images.parse_registry(args.registry)  # a bad registry is one line before any build
+        targets = [images.get(n) for n in (args.names or list(FOREIGN_IMAGES))]
+        for img in targets:
+            built = images.build(img)
+            print(f"pushing {img.name} to {registry.ref(img.ref)}", file=sys.stderr, flush=True)
+            pushed = images.push_archive(built.archive, img.ref, registry,
+                                         progress=lambda line: print(line, file=sys.stderr, flush=True))
+            print(f"{pushed.ref}  {pushed.digest}  ({pushed.sent} blob(s) sent, {pushed.bytes_sent / 1e6:.1f} MB; "
+                  f"{pushed.present} already there)", flush=True)
+        return 0
     targets = [images.get(n) for n in (args.names or list(images.REGISTRY))]  # unknown names fail before any build
     for img in targets:
         built = images.build(img)
         print(built.archive, flush=True)
     return 0
+
+
+FOREIGN_IMAGES = ("pause", "busybox", "model-server")
+"""What `aiconform images push` pushes by default: the images the suites run on a real node of a cluster aiconform did
+not build (the pod sandbox image of GPU pods, the tier R probes, the reference model server)."""
 
 
 def cmd_node_image(args: argparse.Namespace) -> int:
@@ -314,6 +330,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--capability", action="append", default=None, metavar="FACT",
                      help="declare a fact of the existing cluster (--kubeconfig), e.g. networkpolicy, instead of "
                           "detecting it; repeatable")
+    run.add_argument("--image-registry", default=None, metavar="REGISTRY",
+                     help="the suites' pods run images from REGISTRY (HOST[:PORT][/PATH], pushed there by `aiconform "
+                          "images push`), for a cluster aiconform did not build")
+    run.add_argument("--node-selector", default=None, metavar="KEY=VALUE[,KEY=VALUE]",
+                     help="where pods that need a node running containers go on an existing cluster (default: "
+                          "aiconform's real-node label where nodes carry it, else none when no node is simulated; "
+                          "`none`: no selector)")
     run.add_argument("--claim", action="append", default=None, metavar="REQ",
                      help="a requirement the platform claims to implement (repeatable or comma-separated; `musts`: "
                           "every CNCF MUST of the cluster's checklist): a check of it on a cluster that lacks a "
@@ -392,6 +415,13 @@ def build_parser() -> argparse.ArgumentParser:
     ib = isub.add_parser("build", help="build (or find cached) images; prints each archive's path")
     ib.add_argument("names", nargs="*", metavar="NAME", help="image names (default: all; see `images list`)")
     isub.add_parser("list", help="name, kind, content hash, cached or not, archive size")
+    ip = isub.add_parser("push", help="push images (built first if need be) to a registry, for a cluster aiconform "
+                                      "did not build (then `aiconform run --image-registry REGISTRY`)")
+    ip.add_argument("names", nargs="*", metavar="NAME",
+                    help="image names (default: pause, busybox, model-server; see `images list`)")
+    ip.add_argument("--registry", required=True, metavar="REGISTRY",
+                    help="HOST[:PORT][/PATH] (plain HTTP for a loopback host or an http:// prefix, else HTTPS; "
+                         "credentials from `docker login`)")
     img.set_defaults(func=cmd_images)
 
     ni = sub.add_parser("node-image", help="the offline kind node image (built here, nothing pulled)")

@@ -407,9 +407,23 @@ def detect_prometheus(api: ApiView, _known: Mapping[str, Evidence]) -> Evidence:
 
 
 def detect_model_server(api: ApiView, _known: Mapping[str, Evidence]) -> Evidence:
-    from harness.images import image_ref
+    """The reference model server's image where the cluster's nodes can get it: in the run's registry
+    (``--image-registry``, asked for its manifest), else imported on a Ready real node (node status images)."""
+    from harness.images import get, image_ref, image_registry
+    from harness.images.push import RegistryClient, RegistryError
 
     ref = image_ref("model-server")
+    registry = image_registry()
+    if registry is not None:
+        repo, tag = registry.repository(get("model-server").ref)
+        try:
+            digest = RegistryClient(registry, timeout=15).manifest_digest(repo, tag)
+        except RegistryError as err:
+            return _no(f"registry {registry.host} did not answer for {ref}: {_line(str(err), 160)}")
+        if digest is None:
+            return _no(f"registry {registry.host} has no {ref} (push it: aiconform images push --registry "
+                       f"{registry.prefix} model-server)")
+        return _yes(f"registry {registry.host} has {ref} ({digest}); the suites' pods pull it from there")
     holders = sorted(_name(n) for n in api.list("Node", "v1") if not simulated(n) and node_ready(n)
                      and any(ref in (i.get("names") or []) for i in (n.get("status") or {}).get("images") or []))
     if holders:

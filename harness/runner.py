@@ -30,9 +30,11 @@ from pathlib import Path
 
 from harness.bins import check_upgrade, load_versions, pinned_kubernetes
 from harness.config import load_profile, parse_profile, with_kubernetes
+from harness.contract import REAL_NODE_LABEL, SIMULATED_LABEL
 from harness.detect import Evidence, declared_by_provider, detect_facts, merge
 from harness.errors import AiconformError, ConfigError
 from harness.facts import validate_facts
+from harness.images.push import IMAGE_REGISTRY_ENV, parse_registry
 from harness.kube import KubeClient, KubeConfig
 from harness.providers import provider_for
 from harness.providers.base import ClusterProvider, ProviderOptions, UpgradesControlPlane, unsupported
@@ -42,6 +44,7 @@ from harness.report.submission import load_product
 from harness.testing import ClusterInfo, new_run_id
 from harness.testing.cluster import CLUSTER_INFO_FILE
 from harness.upgrade_command import LOG_FILE, run_command, wait_new_version
+from harness.workloads import NODE_SELECTOR_ENV, parse_node_selector
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 EXIT_FAILED = 1
@@ -215,6 +218,18 @@ def run_main(args: argparse.Namespace) -> int:
     if getattr(args, "no_probe", False) and not args.kubeconfig:
         raise ConfigError("--no-probe skips a probe of fact detection on an existing cluster (with --kubeconfig); "
                           "a cluster the harness brings up has the facts its provider declares")
+    image_registry = getattr(args, "image_registry", None)
+    node_selector = getattr(args, "node_selector", None)
+    if (image_registry or node_selector is not None) and not args.kubeconfig:
+        raise ConfigError("--image-registry and --node-selector are for an existing cluster (with --kubeconfig); a "
+                          "cluster the harness brings up has its images imported and its real node labelled")
+    if image_registry:
+        parse_registry(image_registry)  # one line now, not after the cluster answered
+    if node_selector is not None:
+        try:
+            parse_node_selector(node_selector)
+        except ValueError as err:
+            raise ConfigError(f"--node-selector: {err}; give key=value[,key=value], or none") from None
     if args.kubeconfig and getattr(args, "kubernetes", None):
         raise ConfigError("--kubernetes picks the version of a cluster the harness brings up; an existing cluster "
                           "(--kubeconfig) runs the version it runs")
@@ -257,6 +272,7 @@ def run_main(args: argparse.Namespace) -> int:
     if args.kubeconfig:
         print(f"aiconform run {run_id}: using the cluster in {kubeconfig} (tier {info.tier})", file=sys.stderr,
               flush=True)
+        _placement(Path(kubeconfig), run_id, image_registry, node_selector)
         found = _detect(Path(kubeconfig), facts, run_id, probe=not getattr(args, "no_probe", False))
     seed = args.seed if args.seed is not None else secrets.randbelow(2**32)
     env = dict(os.environ)
@@ -397,6 +413,33 @@ class _Suites:
             if codes[-1] not in (0, 1, 5):
                 break
         return combined_exit(codes)
+
+
+def _placement(kubeconfig: Path, run_id: str, image_registry: str | None, node_selector: str | None) -> None:
+    """Where an existing cluster's pods get their images and which nodes the real-node ones go to: this process's
+    environment (detection reads it; the suites' pytest process inherits it).  Without ``--node-selector``, a
+    cluster with nodes labelled as aiconform's real nodes keeps that label, one with no simulated node pins nothing
+    (its nodes all run containers), and any other keeps the label (nothing runs on a simulated node)."""
+    if image_registry:
+        os.environ[IMAGE_REGISTRY_ENV] = image_registry
+        print(f"aiconform run {run_id}: images from {parse_registry(image_registry).prefix} (push them with "
+              f"`aiconform images push --registry {image_registry}`)", file=sys.stderr, flush=True)
+    if node_selector is None:
+        client = KubeClient(KubeConfig.from_file(kubeconfig))
+        try:
+            nodes = client.list("Node")["items"]
+        finally:
+            client.close()
+        labels = [(n.get("metadata") or {}).get("labels") or {} for n in nodes]
+        if any(lb.get(REAL_NODE_LABEL) == "true" for lb in labels) or any(lb.get(SIMULATED_LABEL) == "true"
+                                                                           for lb in labels):
+            return
+        node_selector = ""
+    os.environ[NODE_SELECTOR_ENV] = node_selector
+    chosen = parse_node_selector(node_selector)
+    print(f"aiconform run {run_id}: pods that need a node running containers "
+          + (f"go to nodeSelector {','.join(f'{k}={v}' for k, v in chosen.items())}" if chosen
+             else "are not pinned (no simulated node here)"), file=sys.stderr, flush=True)
 
 
 def _detect(kubeconfig: Path, declared: frozenset[str], run_id: str, *, probe: bool) -> dict[str, Evidence]:

@@ -6,17 +6,21 @@ Owns building objects and reading answers; never decides an outcome itself.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from harness.contract import GPU_RESOURCE, REAL_NODE_LABEL, SIMULATED_TOLERATION
 from harness.errors import ApiError, KubeError
+from harness.images import run_ref
 from harness.kube import KubeClient, Obj, is_bound, unschedulable_message
 
 GPU = GPU_RESOURCE
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
-PAUSE_IMAGE = "aiconform.local/pause:3.10"  # harness.images builds it for real nodes; nothing is pulled
+PAUSE_IMAGE = run_ref("aiconform.local/pause:3.10")
+"""harness.images builds it for real nodes (nothing is pulled); under ``aiconform run --image-registry`` its name
+there (pushed by ``aiconform images push``)."""
 # REAL_NODE_LABEL (harness.contract): the one label of real (kubelet) nodes, ``"true"`` on them.  Workloads that
 # carry real traffic (serving, training, DNS or Service checks) are pinned to it with :func:`real_node_selector` /
 # :func:`pin_to_real_node`: a pod on a simulated node has a fake IP that is unreachable from this host by design.
@@ -33,9 +37,29 @@ def untolerated_taints(node: Obj) -> list[Obj]:
             if t.get("effect") in ("NoSchedule", "NoExecute") and t.get("key") != SIMULATED_TOLERATION["key"]]
 
 
+NODE_SELECTOR_ENV = "AICONFORM_NODE_SELECTOR"
+"""Set (by ``aiconform run --kubeconfig``): the nodeSelector of pods that need a real node, ``key=value[,key=value]``,
+or empty for none (a cluster with no simulated node).  Unset: the real-node label of aiconform's own clusters."""
+
+
+def parse_node_selector(text: str) -> dict[str, str]:
+    """``key=value[,key=value]`` (``none`` or empty: no selector); ValueError naming the bad item."""
+    out: dict[str, str] = {}
+    if text.strip().lower() in ("", "none"):
+        return out
+    for item in text.split(","):
+        key, sep, value = item.strip().partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{item.strip()!r} is not key=value")
+        out[key.strip()] = value.strip()
+    return out
+
+
 def real_node_selector() -> dict[str, str]:
-    """nodeSelector that keeps a pod on a real node."""
-    return {REAL_NODE_LABEL: "true"}
+    """nodeSelector that keeps a pod on a real node: the real-node label, or what the run says
+    (:data:`NODE_SELECTOR_ENV`)."""
+    raw = os.environ.get(NODE_SELECTOR_ENV)
+    return {REAL_NODE_LABEL: "true"} if raw is None else parse_node_selector(raw)
 
 
 def pin_to_real_node(obj: Obj) -> Obj:

@@ -25,7 +25,7 @@ from fake_gpu_plugin.config import parse_gpu
 from fake_gpu_plugin.dra_devices import DRIVER, PCI_BUS_ID, VFIO_CLASS, VFIO_TYPE, resource_slices
 from fake_gpu_plugin.inventory import build_inventory
 from harness.config import Pool, Taint
-from harness.contract import POOL_LABEL, REAL_NODE_LABEL, SIMULATED_TOLERATION, declares_fake_gpus, is_simulated
+from harness.contract import POOL_LABEL, SIMULATED_TOLERATION, declares_fake_gpus, is_simulated
 from harness.dra import (
     allocated_devices,
     allocation,
@@ -43,7 +43,7 @@ from harness.errors import KubeError, NotFound, PlatformFault, WaitTimeout
 from harness.kube import KubeClient, is_bound, unschedulable_message
 from harness.nodes import register_nodes, simulated_node
 from harness.testing import LABEL_RUN, ClusterHandle, Evidence, Tenant, create_run_namespace, label_value, release_tenant
-from harness.workloads import PAUSE_IMAGE, logs_until, wait_bound, wait_unschedulable
+from harness.workloads import PAUSE_IMAGE, logs_until, real_node_selector, wait_bound, wait_unschedulable
 
 A = f'device.attributes["{DRIVER}"]'
 MEM = f'device.capacity["{DRIVER}"].memory'
@@ -104,7 +104,7 @@ def _logs(kube: KubeClient, t: Tenant, manifest: dict[str, Any], timeout: float 
 
 
 def _node_selector(handle: ClusterHandle) -> dict[str, str] | None:
-    return {REAL_NODE_LABEL: "true"} if handle.tier == "R" else None
+    return real_node_selector() if handle.tier == "R" else None
 
 
 # -- tier R: what a container sees ----------------------------------------------------------------------------------

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from harness.contract import FAKE_GPU_LABEL, REAL_NODE_LABEL, SIMULATED_LABEL
+from harness.contract import FAKE_GPU_LABEL, SIMULATED_LABEL
 from harness.errors import Forbidden
 from harness.kube import KubeClient
 from harness.testing import ClusterHandle, Evidence, Tenant
-from harness.workloads import GPU, gpu_pod, gpu_quota, logs_until, pod, wait_bound, wait_quota_published
+from harness.workloads import GPU, gpu_pod, gpu_quota, logs_until, pod, real_node_selector, wait_bound, wait_quota_published
 
 
 @pytest.mark.aiconform(requirement="aiconform.quota", tier="S", gpus=4)
@@ -105,7 +105,7 @@ def test_pod_security_restricted_rejects_privileged_pod(
     assert 'violates PodSecurity "restricted' in refused.value.message
 
 
-REAL_NODE_SELECTOR = {REAL_NODE_LABEL: "true"}  # traffic-carrying pods never land on simulated nodes
+REAL_NODE_SELECTOR = real_node_selector()  # traffic-carrying pods never land on simulated nodes
 
 
 def _client_exit(kube: KubeClient, t: Tenant, name: str, url: str, image: str,

@@ -16,7 +16,7 @@ import pytest
 
 from harness.contract import SIMULATED_TAINT, is_simulated
 from harness.errors import Forbidden
-from harness.images import BUSYBOX_IMAGE
+from harness.images import image_ref
 from harness.kube import KubeClient
 from harness.nodes import node_ready
 from harness.testing import Evidence, Tenant
@@ -135,7 +135,7 @@ def test_third_party_pod_without_selector_lands_on_a_real_node(
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "third-party"},
         "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 0,
                  "tolerations": [{"key": k, "operator": "Exists", "effect": e} for k, e in tolerated],
-                 "containers": [{"name": "main", "image": BUSYBOX_IMAGE, "imagePullPolicy": "IfNotPresent",
+                 "containers": [{"name": "main", "image": image_ref("busybox"), "imagePullPolicy": "IfNotPresent",
                                  "command": ["sh", "-c", "ls /dev/nvidia* 2>&1; echo END"]}]},
     }
     tenant.create(manifest)

@@ -26,6 +26,7 @@ import pytest
 
 from harness.contract import SIMULATED_TOLERATION
 from harness.errors import Forbidden, NotFound
+from harness.images import image_ref
 from harness.kube import KubeClient
 from harness.testing import ClusterHandle, Evidence, Tenant, UpgradePhase, label_value
 from harness.workloads import (
@@ -66,7 +67,7 @@ def _name(key: str) -> str:
 
 
 def _image(cluster: ClusterHandle) -> str:
-    return "aiconform.local/busybox:latest" if cluster.tier == "R" else PAUSE_IMAGE
+    return image_ref("busybox") if cluster.tier == "R" else PAUSE_IMAGE
 
 
 def _selector(cluster: ClusterHandle) -> dict[str, str]:

@@ -7,10 +7,13 @@
 - :mod:`harness.images.oci`: layers and the archive (OCI layout + docker ``manifest.json`` in one tar).
 - :mod:`harness.images.cache`: content keys, atomic cache entries, cleanup on failure and Ctrl-C.
 - :mod:`harness.images.containerd`: :func:`import_archive` into a containerd (``ctr -n k8s.io images import``).
+- :mod:`harness.images.push`: :func:`push_archive` to a registry the user names, for clusters aiconform did not
+  build (``aiconform images push``; ``aiconform run --image-registry`` points :func:`image_ref` there).
 
-Image names are ``aiconform.local/<name>:<tag>``; nothing is ever pulled.  ``aiconform images build|list`` is the
-CLI.  The functions the real node has always used (:func:`pause_archive`, :func:`busybox_archive`,
-:func:`images_cache`, ``PAUSE_IMAGE``, ``BUSYBOX_IMAGE``, ``BUSYBOX_BINARY``) keep their names and signatures.
+Image names are ``aiconform.local/<name>:<tag>``; nothing is ever pulled, except from the registry a user names for a
+cluster aiconform did not build.  ``aiconform images build|list|push`` is the CLI.  The functions the real node has
+always used (:func:`pause_archive`, :func:`busybox_archive`, :func:`images_cache`, ``PAUSE_IMAGE``,
+``BUSYBOX_IMAGE``, ``BUSYBOX_BINARY``) keep their names and signatures.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 from harness.images.cache import images_cache
 from harness.images.containerd import import_archive
 from harness.images.oci import ImageConfig, LayerFile
+from harness.images.push import IMAGE_REGISTRY_ENV, image_registry, parse_registry, push_archive
 from harness.images.registry import (
     REGISTRY,
     REGISTRY_HOST,
@@ -36,9 +40,10 @@ from harness.images.registry import (
 from harness.images.static import BUSYBOX_BINARY, BUSYBOX_IMAGE, PAUSE_IMAGE, busybox_contents, is_static_elf
 
 __all__ = [
-    "BUSYBOX_BINARY", "BUSYBOX_IMAGE", "PAUSE_IMAGE", "REGISTRY", "REGISTRY_HOST", "Built", "DebianImage", "Image",
-    "ImageConfig", "LayerFile", "ScratchImage", "build", "busybox_archive", "get", "image_ref", "images_cache",
-    "import_archive", "is_static_elf", "pause_archive", "static_binary_image", "status",
+    "BUSYBOX_BINARY", "BUSYBOX_IMAGE", "IMAGE_REGISTRY_ENV", "PAUSE_IMAGE", "REGISTRY", "REGISTRY_HOST", "Built",
+    "DebianImage", "Image", "ImageConfig", "LayerFile", "ScratchImage", "build", "busybox_archive", "get",
+    "image_ref", "image_registry", "images_cache", "import_archive", "is_static_elf", "parse_registry",
+    "pause_archive", "push_archive", "run_ref", "static_binary_image", "status",
 ]
 
 
@@ -47,8 +52,15 @@ def _quiet(line: str) -> None:
 
 
 def image_ref(name: str) -> str:
-    """The image name a pod spec uses for the registered image ``name`` (``aiconform.local/…``)."""
-    return get(name).ref
+    """The image name a pod spec uses for the registered image ``name``: ``aiconform.local/…`` (imported into the
+    nodes), or its name in the run's registry (``aiconform run --image-registry``, harness.images.push)."""
+    return run_ref(get(name).ref)
+
+
+def run_ref(local_ref: str) -> str:
+    """``local_ref`` (``aiconform.local/<name>:<tag>``) as this run's pods name it (see :func:`image_ref`)."""
+    registry = image_registry()
+    return registry.ref(local_ref) if registry is not None else local_ref
 
 
 def pause_archive(progress: Callable[[str], None] = _quiet) -> Path:

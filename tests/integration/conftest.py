@@ -9,6 +9,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,43 @@ def aiconform_cluster(local_cluster: LocalCluster) -> ClusterHandle:
 def cli_env(state_dir: Path) -> dict[str, str]:
     """Environment for running the ``aiconform`` CLI against the private state root."""
     return {**os.environ, "AICONFORM_STATE_DIR": str(state_dir), "PYTHONUNBUFFERED": "1"}
+
+
+REGISTRY_BINARY = Path("/usr/bin/docker-registry")
+"""Debian's ``docker-registry`` (the CNCF distribution registry): the real registry images are pushed to in tests."""
+
+
+@dataclass(frozen=True)
+class LoopbackRegistry:
+    address: str
+    """``127.0.0.1:PORT``"""
+    log: Path
+
+
+@contextmanager
+def loopback_registry(root: Path) -> Iterator[LoopbackRegistry]:
+    """The distribution registry serving plain HTTP on a free 127.0.0.1 port, its storage and log under ``root``,
+    stopped after the with-block."""
+    import urllib.request
+
+    from harness import proc
+    from harness.hostproc import free_port
+
+    port = free_port()
+    config = root / "registry.yml"
+    config.write_text(f"version: 0.1\nlog: {{level: info}}\nstorage: {{filesystem: {{rootdirectory: {root / 'data'}}}}}\n"
+                      f"http: {{addr: 127.0.0.1:{port}}}\n")
+    log, pidfile = root / "registry.log", root / "registry.pid"
+    proc.start_daemon("registry", [str(REGISTRY_BINARY), "serve", str(config)], log=log, pidfile=pidfile)
+    try:
+        def answers() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2) as resp:
+                    return bool(resp.status == 200)
+            except OSError:
+                return False
+
+        proc.poll_until(answers, timeout=30, interval=0.1, what="the registry on 127.0.0.1")
+        yield LoopbackRegistry(f"127.0.0.1:{port}", log)
+    finally:
+        proc.stop_pidfile(pidfile)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ import pytest
 from harness import images, proc
 from harness.errors import CommandError, ImageBuildError
 from harness.images import containerd, debian
+from tests.integration.conftest import REGISTRY_BINARY, loopback_registry
 
 
 def _skip_reason() -> str | None:
@@ -128,3 +130,25 @@ def test_fake_gpu_plugin_image_has_its_dependencies(ctr_socket: Path) -> None:
     out = ctr_run(ctr_socket, built.ref, "python3", "-c", script)
     assert out.strip() == "plugin ok 1.85.3"
     assert "serve" in ctr_run(ctr_socket, built.ref, "python3", "-m", "fake_gpu_plugin", "--help")
+
+
+@pytest.mark.skipif(not REGISTRY_BINARY.exists(), reason="needs Debian's registry: apt-get install docker-registry")
+def test_pushed_image_is_pulled_by_containerd_and_runs(ctr_socket: Path, tmp_path: Path) -> None:
+    """`aiconform images push` into a real registry (the distribution registry on 127.0.0.1): a second push sends no
+    blob, containerd pulls the image from there under the registry's name, and it runs."""
+    cli = str(Path(sys.executable).parent / "aiconform")
+    with loopback_registry(tmp_path) as reg:
+        target = f"{reg.address}/it-{secrets.token_hex(2)}"
+        first = proc.run([cli, "images", "push", "--registry", target, "busybox"], timeout=300)
+        ref = f"{target}/busybox:latest"
+        assert first.stdout.startswith(f"{ref}  sha256:") and "(2 blob(s) sent" in first.stdout, first.stdout
+        again = proc.run([cli, "images", "push", "--registry", target, "busybox"], timeout=300).stdout
+        assert "(0 blob(s) sent, 0.0 MB; 2 already there)" in again, again
+        assert again.split()[1] == first.stdout.split()[1]  # the same manifest digest
+        proc.run(containerd.ctr_argv(ctr_socket, "k8s.io", "images", "pull", "--plain-http", ref), timeout=120)
+        assert ref in containerd.image_names(ctr_socket)
+        assert ctr_run(ctr_socket, ref, "echo", "pulled from the registry").strip() == "pulled from the registry"
+        assert f"/v2/{target.split('/', 1)[1]}/busybox/manifests/latest" in reg.log.read_text()
+        refused = subprocess.run([cli, "images", "push", "--registry", "ftp://x", "busybox"], capture_output=True,
+                                 text=True, timeout=60)
+        assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "http:// or https://" in refused.stderr

@@ -8,8 +8,10 @@ one real node per host: when another cluster holds it, bringing the cluster up f
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,11 +19,12 @@ from typing import Any
 
 import pytest
 
-from harness import images
+from harness import images, proc
 from harness.config import load_profile
 from harness.images import debian
 from harness.kube import KubeClient, unschedulable_message
 from harness.providers.local import LocalCluster, realnode
+from tests.integration.conftest import REGISTRY_BINARY, loopback_registry
 
 
 def _skip_reason() -> str | None:
@@ -85,3 +88,27 @@ def test_python_image_built_here_runs_as_a_pod(cluster: LocalCluster) -> None:
     assert log.strip() == f"{token} 3 11 aiconform_pod 42.0"
     client.delete("Namespace", ns)
     client.close()
+
+
+@pytest.mark.skipif(not REGISTRY_BINARY.exists(), reason="needs Debian's registry: apt-get install docker-registry")
+def test_a_run_with_an_image_registry_pulls_its_images_from_there(cluster: LocalCluster, tmp_path: Path) -> None:
+    """A cluster judged with --kubeconfig pulls the suites' images from the registry named with --image-registry
+    (pushed by `aiconform images push`): the real node's containerd fetches them over plain HTTP from 127.0.0.1,
+    and the smoke suite's pods (GPU pods on pause, the third-party probe on busybox) run from them."""
+    cli = str(Path(sys.executable).parent / "aiconform")
+    with loopback_registry(tmp_path) as reg:
+        target = f"{reg.address}/run-{secrets.token_hex(2)}"
+        proc.run([cli, "images", "push", "--registry", target, "pause", "busybox"], timeout=300)
+        report = tmp_path / "report"
+        res = subprocess.run([cli, "run", "--kubeconfig", str(cluster.kubeconfig()), "--allow-existing", "--no-probe",
+                              "--image-registry", target, "--suite", "smoke", "--report-dir", str(report)],
+                             capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr[-3000:]
+        assert f"images from {target}" in res.stderr
+        checks = json.loads((report / "results.json").read_text())["checks"]
+        probe = next(c for c in checks if c["id"].endswith("::test_third_party_pod_without_selector_lands_on_a_real_node"))
+        assert probe["status"] == "passed", probe
+        pulled = [ln for ln in reg.log.read_text().splitlines() if "containerd" in ln and "/manifests/" in ln]
+        repo = target.split("/", 1)[1]
+        assert any(f"/v2/{repo}/busybox/manifests/latest" in ln for ln in pulled), pulled[-5:]
+        assert any(f"/v2/{repo}/pause/manifests/3.10" in ln for ln in pulled), pulled[-5:]
