@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness import timescale
 from harness.errors import ConfigError
 from harness.simulate import (
     kueue_policy,  # noqa: F401  (registers the kueue policy)
@@ -80,6 +81,9 @@ def simulate(settings: SimulateSettings, *, progress: Callable[[str], None] = _s
         "gpu_model": replay.GPU_MODEL,
         "total_gpus": settings.replay.total_gpus,
         "kubernetes": kube_version,
+        "timers": [t.as_dict() for t in timescale.timers(
+            settings.replay.compression,
+            (timescale.SCHEDULER, *((timescale.KUEUE,) if any("kueue" in p.addons for p in chosen) else ())))],
         "policies": results,
     }
     paths = report.write(settings.report_dir, doc)

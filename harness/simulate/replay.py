@@ -39,7 +39,8 @@ class ReplaySettings:
     nodes: int = 16
     """Simulated nodes of 8 GPUs each."""
     compression: float = 300.0
-    """Trace seconds played per wall second (declared in the report)."""
+    """Trace seconds played per wall second (declared in the report); the controllers' timers are divided by it too
+    (the profile's ``time_compression``, harness/timescale.py)."""
     deadline_s: float = 0.0
     """Wall seconds to wait for every job to finish after the last arrival; 0: 3 × the compressed span + 60 s."""
     root: Path | None = None
@@ -92,7 +93,8 @@ def simulation_profile(policy: Policy, settings: ReplaySettings) -> Profile:
     gpu = parse_gpu({"model": GPU_MODEL, "count": GPUS_PER_NODE}, at="gpu", pool="sim")
     pool = Pool(name="sim", nodes=settings.nodes, gpu=gpu, cpu="96", memory="1Ti",
                 taints=(Taint(key=GPU_RESOURCE, value="present", effect="NoSchedule"),))
-    cp = ControlPlane(feature_gates=dict(policy.feature_gates), runtime_config=dict(policy.runtime_config))
+    cp = ControlPlane(feature_gates=dict(policy.feature_gates), runtime_config=dict(policy.runtime_config),
+                      time_compression=settings.compression)
     return Profile(name=f"simulate-{policy.name}", pools=(pool,), control_plane=cp, addons=policy.addons,
                    source="aiconform simulate")
 
