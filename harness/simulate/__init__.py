@@ -67,6 +67,7 @@ def simulate(settings: SimulateSettings, *, progress: Callable[[str], None] = _s
         obs = replay.replay(pol, tr, settings.replay, progress=progress)
         figures = metrics.compute(obs, tr, starve_after_s=settings.starve_after_h * 3600)
         figures["description"] = pol.description
+        figures["notes"] = list(obs.notes)
         figures["total_wall_s"] = round(time.monotonic() - t0, 2)
         figures["jobs_per_wall_s"] = round(figures["jobs_finished"] / max(obs.end, 1e-9), 2)
         figures["pods_per_wall_s"] = round(figures["pods_succeeded"] / max(obs.end, 1e-9), 2)

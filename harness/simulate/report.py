@@ -109,7 +109,8 @@ def render_html(doc: dict[str, Any]) -> str:
             for team, t in sorted(p["teams"].items()))
         sections.append(
             f"<h2>Policy {escape(p['policy'])}</h2><p>{escape(p.get('description', ''))}</p>"
-            "<table><tr><th>team</th><th>jobs</th><th>finished</th><th>wait p50 (min)</th><th>wait p99 (min)</th>"
+            + "".join(f"<p class=note>Deadline passed: {escape(n)}.</p>" for n in p.get("notes", []))
+            + "<table><tr><th>team</th><th>jobs</th><th>finished</th><th>wait p50 (min)</th><th>wait p99 (min)</th>"
             "<th>GPU-hours</th><th>share</th><th>entitlement</th><th>pods preempted</th><th>Preempted events</th>"
             f"</tr>{team_rows}</table>"
             + svg.bar_chart(bars, title=f"{p['policy']}: share of GPU-hours vs entitlement", unit="%")
