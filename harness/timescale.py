@@ -16,7 +16,7 @@ Production values are upstream's defaults of the pinned versions: kube-scheduler
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 SCHEDULER = "kube-scheduler"
 KUEUE = "kueue"
@@ -33,10 +33,12 @@ class Timer:
     """What the component is given: ``production_s / compression`` unless clamped."""
     clamped: str = ""
     """Why ``value_s`` is not ``production_s / compression`` (the component's limit); "" when it is."""
+    note: str = ""
+    """What the component does with it that no setting changes (a fixed period that checks it)."""
 
     def as_dict(self) -> dict[str, object]:
         return {"component": self.component, "setting": self.setting, "production_s": self.production_s,
-                "value_s": self.value_s, "clamped": self.clamped}
+                "value_s": self.value_s, "clamped": self.clamped, "note": self.note}
 
 
 def _scaled(component: str, setting: str, production_s: float, compression: float, *, whole_seconds: bool,
@@ -59,8 +61,11 @@ def scheduler_timers(compression: float) -> dict[str, Timer]:
                       why="kube-scheduler requires integer seconds > 0")
     maximum = _scaled(SCHEDULER, "podMaxBackoffSeconds", 10, compression, whole_seconds=True,
                       minimum=initial.value_s, why="kube-scheduler requires >= podInitialBackoffSeconds")
-    unschedulable = _scaled(SCHEDULER, "--pod-max-in-unschedulable-pods-duration", 300, compression,
-                            whole_seconds=False, minimum=0.001, why="a positive duration (ms precision here)")
+    unschedulable = replace(
+        _scaled(SCHEDULER, "--pod-max-in-unschedulable-pods-duration", 300, compression, whole_seconds=False,
+                minimum=0.001, why="a positive duration (ms precision here)"),
+        note="kube-scheduler looks for such pods every 30 s (a fixed period): a pod no cluster event moves waits "
+             "up to 30 s more")
     return {t.setting: t for t in (initial, maximum, unschedulable)}
 
 

@@ -39,9 +39,10 @@ def _timers(timers: list[dict[str, Any]], compression: float) -> str:
         f"<tr><th scope=row>{escape(t['component'])}</th><th scope=row>{escape(t['setting'])}</th>"
         f"<td>{_fmt(t['production_s'], ' s')}</td><td>{_fmt(t['value_s'], ' s')}</td>"
         f"<td>{_fmt(t['value_s'] * compression / 60, ' min')}</td>"
-        f"<td style=\"text-align:left\">{escape(t['clamped'] or 'no')}</td></tr>" for t in timers)
+        f"<td style=\"text-align:left\">{escape(t['clamped'] or 'no')}</td>"
+        f"<td style=\"text-align:left\">{escape(t.get('note', ''))}</td></tr>" for t in timers)
     return ("<table><tr><th>component</th><th>setting</th><th>production</th><th>set (wall)</th>"
-            f"<th>in trace time</th><th>clamped</th></tr>{rows}</table>")
+            f"<th>in trace time</th><th>clamped</th><th>note</th></tr>{rows}</table>")
 
 
 def render_html(doc: dict[str, Any]) -> str:

@@ -26,8 +26,11 @@ def test_timers_are_production_over_compression_and_clamps_say_why() -> None:
     assert s["podInitialBackoffSeconds"].value_s == 1 and "integer seconds > 0" in s["podInitialBackoffSeconds"].clamped
     assert s["podMaxBackoffSeconds"].value_s == 1 and ">= podInitialBackoffSeconds" in s["podMaxBackoffSeconds"].clamped
     assert s["--pod-max-in-unschedulable-pods-duration"].value_s == 1.0
+    assert "every 30 s" in s["--pod-max-in-unschedulable-pods-duration"].note  # a period no setting changes
     # at 1x nothing is clamped: the production values themselves
     assert all(t.value_s == t.production_s and not t.clamped for t in timescale.timers(1))
+    tiny = timescale.kueue_timers(1e6)["waitForPodsReady.timeout"]  # 0.3 ms: below what is rendered, never "0s"
+    assert tiny.clamped and timescale.duration(tiny.value_s) == "0.001s"
     # 10x: 60 s / 10 = 6 s exactly; 1 s / 10 rounds to 0, below the scheduler's minimum
     assert timescale.kueue_timers(10)["waitForPodsReady.requeuingStrategy.backoffBaseSeconds"].value_s == 6
     assert timescale.timers(7, (timescale.SCHEDULER,))[1].clamped  # 10 s / 7 = 1.43 s: whole seconds only
