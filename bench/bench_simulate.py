@@ -50,7 +50,7 @@ def main() -> int:
               f"{p['jobs_per_wall_s']} jobs/s, {p['pods_per_wall_s']} pods/s; utilization "
               f"{100 * p['gpu_utilization_avg']:.1f}%")
     out = {"nodes": args.nodes, "gpus": doc["total_gpus"], "compression": args.compression, "trace": doc["trace"],
-           "kubernetes": doc["kubernetes"], "total_wall_s": round(total, 1), "policies": rows}
+           "kubernetes": doc["kubernetes"], "timers": doc["timers"], "total_wall_s": round(total, 1), "policies": rows}
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0

@@ -159,6 +159,11 @@ class ControlPlane:
     """kube-scheduler plugins turned off in its KubeSchedulerConfiguration, per extension point (``multiPoint``:
     everywhere; ``permit``, ``filter``...: only there), e.g. ``{"permit": ("GangScheduling",)}`` (local provider
     only; kube-scheduler itself refuses a plugin name it does not know)."""
+    time_compression: float | None = None
+    """Trace seconds this cluster plays per wall second (set by ``aiconform simulate``, not a profile key): the
+    controllers' timers (kube-scheduler's pod backoffs, Kueue's waitForPodsReady timeout and requeue backoff) are
+    their production values divided by it, clamped to what each accepts (harness/timescale.py).  None: the harness's
+    own settings."""
 
 
 class ProviderSpec(Protocol):

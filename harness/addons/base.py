@@ -52,6 +52,9 @@ class AddonContext:
     host_metrics: dict[str, str] = field(default_factory=dict)
     """Host-process metrics endpoints of the real node (``fake-gpu-plugin`` → ``127.0.0.1:PORT``), reachable from
     a host-network pod only."""
+    time_compression: float | None = None
+    """The profile's ``controlPlane.time_compression``: a controller's timers are its production values divided by
+    it (harness/timescale.py); None: the addon's own settings."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,8 @@ class HostContext:
     """A free port on 127.0.0.1 for its health endpoint, if it has one."""
     pools: tuple[Pool, ...] = ()
     """The profile's simulated node pools (as :attr:`AddonContext.pools`)."""
+    time_compression: float | None = None
+    """As :attr:`AddonContext.time_compression`."""
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,7 @@ def install(addons: Sequence[Addon], site: AddonSite, *, timeout: float = 120.0,
                            pki=site.ca(), workdir=host.workdir if host is not None else None,
                            supervisor=host.supervisor() if host is not None else None, timeout=timeout,
                            webhook_timeout=webhook_timeout, cluster=site.cluster, pools=site.pools,
+                           time_compression=site.time_compression,
                            host_metrics=dict(nodes.host_metrics) if nodes is not None else {})
             try:
                 version = job.run(add_undo)
@@ -174,6 +175,7 @@ class _Install:
     webhook_timeout: float
     cluster: str = ""
     pools: tuple[Pool, ...] = ()
+    time_compression: float | None = None
     host_metrics: dict[str, str] = field(default_factory=dict)
     step: str = "binary"
     applied: list[Obj] = field(default_factory=list)
@@ -220,7 +222,7 @@ class _Install:
                                      if addon.upstream_group or addon.binary else _no_upstream),
                            cluster=self.cluster, pools=self.pools,
                            real_nodes=_real_nodes(self.client, self.node_selector) if self.mode == "pod" else (),
-                           host_metrics=dict(self.host_metrics))
+                           host_metrics=dict(self.host_metrics), time_compression=self.time_compression)
         objs = [copy.deepcopy(o) for o in addon.manifests(ctx)]
         if addon.workload is None:  # image only (loaded) or manifests only: nothing to run
             self._apply_ordered(objs)
@@ -323,7 +325,8 @@ class _Install:
         write_kubeconfig(kubeconfig, self.client.config.server, self.pki.ca.cert, pair.cert, pair.key,
                          f"addon-{self.name}")
         return HostContext(binary=binary, kubeconfig=kubeconfig, workdir=wd, cert_dir=wd / "certs",
-                           webhook_port=free_port(), health_port=free_port(), pools=self.pools)
+                           webhook_port=free_port(), health_port=free_port(), pools=self.pools,
+                           time_compression=self.time_compression)
 
     def _wire_webhooks(self, objs: list[Obj], hooks: Webhooks, hctx: HostContext | None) -> list[Obj]:
         assert self.pki is not None

@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from harness import images
+from harness import images, timescale
 from harness.addons.base import Addon, AddonContext, HostContext, HostProcess, Obj, WebhookProbe, Webhooks
 from harness.errors import ClusterError
 
@@ -60,14 +60,17 @@ by one label selector."""
 class KueueSettings:
     """What the Kueue Configuration turns on; defaults suit a tier S cluster of simulated nodes."""
 
-    wait_for_pods_ready_s: int = 10
+    wait_for_pods_ready_s: float = 10
     """``waitForPodsReady.timeout``: an admitted workload whose pods are not all Ready by then is evicted and
     requeued (all-or-nothing admission)."""
+    recovery_timeout_s: float | None = None
+    """``waitForPodsReady.recoveryTimeout`` (a workload whose pods stop being Ready); None: the timeout."""
     block_admission: bool = False
     """``waitForPodsReady.blockAdmission``: admit the next workload only once the admitted ones have all their pods
     Ready.  Off: admissions go on in parallel and a gang that cannot get all its pods Ready is still evicted at the
     timeout (all or nothing), without serialising every admission behind the slowest gang."""
     requeue_backoff_base_s: int = 5
+    requeue_backoff_max_s: int = 60
     requeue_backoff_limit: int | None = None
     """Evictions before a workload is deactivated; None: requeue forever."""
     fair_sharing: tuple[str, ...] = ("LessThanOrEqualToFinalShare", "LessThanInitialShare")
@@ -79,11 +82,23 @@ class KueueSettings:
     """The visibility API is an aggregated APIService, which a tier S apiserver (loopback only) cannot reach."""
 
 
+def settings_for(time_compression: float | None) -> KueueSettings:
+    """The settings of a cluster that plays time compressed: the waitForPodsReady timers are upstream's production
+    values divided by ``time_compression``, clamped (harness/timescale.py); None: :class:`KueueSettings`'
+    defaults."""
+    if time_compression is None:
+        return KueueSettings()
+    t = {k.removeprefix("waitForPodsReady."): v.value_s for k, v in timescale.kueue_timers(time_compression).items()}
+    return KueueSettings(wait_for_pods_ready_s=t["timeout"], recovery_timeout_s=t["recoveryTimeout"],
+                         requeue_backoff_base_s=int(t["requeuingStrategy.backoffBaseSeconds"]),
+                         requeue_backoff_max_s=int(t["requeuingStrategy.backoffMaxSeconds"]))
+
+
 def configuration(settings: KueueSettings, *, webhook: dict[str, Any], health: str) -> dict[str, Any]:
     """The Kueue Configuration (``--config``): ``webhook`` is its webhook server block, ``health`` its probe
     address."""
     requeue: dict[str, Any] = {"timestamp": "Eviction", "backoffBaseSeconds": settings.requeue_backoff_base_s,
-                               "backoffMaxSeconds": max(settings.requeue_backoff_base_s, 60)}
+                               "backoffMaxSeconds": max(settings.requeue_backoff_base_s, settings.requeue_backoff_max_s)}
     if settings.requeue_backoff_limit is not None:
         requeue["backoffLimitCount"] = settings.requeue_backoff_limit
     return {
@@ -95,9 +110,11 @@ def configuration(settings: KueueSettings, *, webhook: dict[str, Any], health: s
         "leaderElection": {"leaderElect": False},
         "internalCertManagement": {"enable": False},
         "manageJobsWithoutQueueName": False,
-        "waitForPodsReady": {"timeout": f"{settings.wait_for_pods_ready_s}s",
+        "waitForPodsReady": {"timeout": timescale.duration(settings.wait_for_pods_ready_s),
                              "blockAdmission": settings.block_admission,
-                             "recoveryTimeout": f"{settings.wait_for_pods_ready_s}s",
+                             "recoveryTimeout": timescale.duration(
+                                 settings.wait_for_pods_ready_s if settings.recovery_timeout_s is None
+                                 else settings.recovery_timeout_s),
                              "requeuingStrategy": requeue},
         "clientConnection": {"qps": settings.qps, "burst": settings.burst},
         "integrations": {"frameworks": list(settings.frameworks),
@@ -119,7 +136,7 @@ def _hook_kept(hook: Obj, frameworks: tuple[str, ...]) -> bool:
 
 def adapt(objs: list[Obj], ctx: AddonContext, settings: KueueSettings | None = None) -> list[Obj]:
     """Upstream's rendered ``config/default`` as this harness deploys it (see the module docstring).  Pure."""
-    settings = settings or KueueSettings()
+    settings = settings or settings_for(ctx.time_compression)
     out = []
     for obj in objs:
         kind, md = obj["kind"], obj.get("metadata", {})
@@ -161,7 +178,7 @@ def image(binary: Path, version: str) -> images.ScratchImage:
 def host(h: HostContext, settings: KueueSettings | None = None) -> HostProcess:
     """Lay out the private root under the addon's workdir (the binary hard-linked, or copied across filesystems; the
     kubeconfig; the serving pair in the webhook cert dir and at the metrics path) and start Kueue chrooted there."""
-    settings = settings or KueueSettings()
+    settings = settings or settings_for(h.time_compression)
     unshare = shutil.which("unshare")
     if unshare is None:
         raise ClusterError("running Kueue at tier S needs `unshare` (util-linux) on PATH")

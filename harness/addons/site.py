@@ -45,6 +45,8 @@ class AddonSite(Protocol):
     """The cluster's name (labels that name it, e.g. on nodes an autoscaler adds)."""
     pools: tuple[Pool, ...]
     """The profile's simulated node pools (an autoscaler's node shapes come from them); () when unknown."""
+    time_compression: float | None
+    """The profile's ``controlPlane.time_compression`` (the addons' timers scale by it); None when unset."""
     progress: Progress
 
     def client(self) -> KubeClient:

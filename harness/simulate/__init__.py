@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness import timescale
 from harness.errors import ConfigError
 from harness.simulate import (
     kueue_policy,  # noqa: F401  (registers the kueue policy)
@@ -66,6 +67,7 @@ def simulate(settings: SimulateSettings, *, progress: Callable[[str], None] = _s
         obs = replay.replay(pol, tr, settings.replay, progress=progress)
         figures = metrics.compute(obs, tr, starve_after_s=settings.starve_after_h * 3600)
         figures["description"] = pol.description
+        figures["notes"] = list(obs.notes)
         figures["total_wall_s"] = round(time.monotonic() - t0, 2)
         figures["jobs_per_wall_s"] = round(figures["jobs_finished"] / max(obs.end, 1e-9), 2)
         figures["pods_per_wall_s"] = round(figures["pods_succeeded"] / max(obs.end, 1e-9), 2)
@@ -80,6 +82,9 @@ def simulate(settings: SimulateSettings, *, progress: Callable[[str], None] = _s
         "gpu_model": replay.GPU_MODEL,
         "total_gpus": settings.replay.total_gpus,
         "kubernetes": kube_version,
+        "timers": [t.as_dict() for t in timescale.timers(
+            settings.replay.compression,
+            (timescale.SCHEDULER, *((timescale.KUEUE,) if any("kueue" in p.addons for p in chosen) else ())))],
         "policies": results,
     }
     paths = report.write(settings.report_dir, doc)

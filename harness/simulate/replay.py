@@ -39,7 +39,8 @@ class ReplaySettings:
     nodes: int = 16
     """Simulated nodes of 8 GPUs each."""
     compression: float = 300.0
-    """Trace seconds played per wall second (declared in the report)."""
+    """Trace seconds played per wall second (declared in the report); the controllers' timers are divided by it too
+    (the profile's ``time_compression``, harness/timescale.py)."""
     deadline_s: float = 0.0
     """Wall seconds to wait for every job to finish after the last arrival; 0: 3 × the compressed span + 60 s."""
     root: Path | None = None
@@ -92,7 +93,8 @@ def simulation_profile(policy: Policy, settings: ReplaySettings) -> Profile:
     gpu = parse_gpu({"model": GPU_MODEL, "count": GPUS_PER_NODE}, at="gpu", pool="sim")
     pool = Pool(name="sim", nodes=settings.nodes, gpu=gpu, cpu="96", memory="1Ti",
                 taints=(Taint(key=GPU_RESOURCE, value="present", effect="NoSchedule"),))
-    cp = ControlPlane(feature_gates=dict(policy.feature_gates), runtime_config=dict(policy.runtime_config))
+    cp = ControlPlane(feature_gates=dict(policy.feature_gates), runtime_config=dict(policy.runtime_config),
+                      time_compression=settings.compression)
     return Profile(name=f"simulate-{policy.name}", pools=(pool,), control_plane=cp, addons=policy.addons,
                    source="aiconform simulate")
 
@@ -145,11 +147,33 @@ def replay_on(client: KubeClient, policy: Policy, trace: Trace, settings: Replay
         recorder.stop.set()
     events = _preemption_events(client, trace.teams)
     done = sum(1 for j in trace.jobs if recorder.job_done(j.name))
+    pods = recorder.snapshot()
+    notes: tuple[str, ...] = () if finished else (unfinished(trace, pods, recorder.job_done),)
     progress(f"simulate {policy.name}: {done}/{len(trace.jobs)} jobs finished in {end:.1f}s wall"
-             + ("" if finished else " (deadline passed)"))
+             + "".join(f" (deadline passed; {n})" for n in notes))
     return Observation(policy=policy.name, compression=settings.compression, total_gpus=settings.total_gpus,
-                       nodes=settings.nodes, submitted=submitted, pods=tuple(recorder.snapshot()),
-                       preemption_events=events, end=end, finished=finished, kubernetes=client.server_version())
+                       nodes=settings.nodes, submitted=submitted, pods=tuple(pods),
+                       preemption_events=events, end=end, finished=finished, kubernetes=client.server_version(),
+                       notes=notes)
+
+
+def unfinished(trace: Trace, pods: list[PodRecord], done: Callable[[str], bool]) -> str:
+    """What the jobs not finished at the deadline were waiting on, from the pods the API showed: no live pod (not
+    admitted or not yet created), pods not bound (the scheduler), or pods running."""
+    live: dict[str, list[PodRecord]] = {}
+    for p in pods:
+        if p.succeeded is None and p.stopped is None:
+            live.setdefault(p.job, []).append(p)
+    waiting = {"without a live pod (not admitted, or not yet created)": 0, "with pods not yet bound": 0,
+               "with every live pod bound (running)": 0}
+    keys = list(waiting)
+    for j in trace.jobs:
+        if done(j.name):
+            continue
+        mine = live.get(j.name, [])
+        waiting[keys[0] if not mine else keys[1] if any(p.bound is None for p in mine) else keys[2]] += 1
+    total = sum(waiting.values())
+    return f"{total} jobs unfinished: " + ", ".join(f"{n} {what}" for what, n in waiting.items() if n)
 
 
 def _submit(client: KubeClient, policy: Policy, trace: Trace, settings: ReplaySettings, t0: float,

@@ -32,6 +32,19 @@ def _fmt(v: Any, unit: str = "") -> str:
     return f"{v}{unit}"
 
 
+def _timers(timers: list[dict[str, Any]], compression: float) -> str:
+    if not timers:
+        return ""
+    rows = "".join(
+        f"<tr><th scope=row>{escape(t['component'])}</th><th scope=row>{escape(t['setting'])}</th>"
+        f"<td>{_fmt(t['production_s'], ' s')}</td><td>{_fmt(t['value_s'], ' s')}</td>"
+        f"<td>{_fmt(t['value_s'] * compression / 60, ' min')}</td>"
+        f"<td style=\"text-align:left\">{escape(t['clamped'] or 'no')}</td>"
+        f"<td style=\"text-align:left\">{escape(t.get('note', ''))}</td></tr>" for t in timers)
+    return ("<table><tr><th>component</th><th>setting</th><th>production</th><th>set (wall)</th>"
+            f"<th>in trace time</th><th>clamped</th><th>note</th></tr>{rows}</table>")
+
+
 def render_html(doc: dict[str, Any]) -> str:
     policies: list[dict[str, Any]] = doc["policies"]
     trace = doc["trace"]
@@ -97,7 +110,8 @@ def render_html(doc: dict[str, Any]) -> str:
             for team, t in sorted(p["teams"].items()))
         sections.append(
             f"<h2>Policy {escape(p['policy'])}</h2><p>{escape(p.get('description', ''))}</p>"
-            "<table><tr><th>team</th><th>jobs</th><th>finished</th><th>wait p50 (min)</th><th>wait p99 (min)</th>"
+            + "".join(f"<p class=note>Deadline passed: {escape(n)}.</p>" for n in p.get("notes", []))
+            + "<table><tr><th>team</th><th>jobs</th><th>finished</th><th>wait p50 (min)</th><th>wait p99 (min)</th>"
             "<th>GPU-hours</th><th>share</th><th>entitlement</th><th>pods preempted</th><th>Preempted events</th>"
             f"</tr>{team_rows}</table>"
             + svg.bar_chart(bars, title=f"{p['policy']}: share of GPU-hours vs entitlement", unit="%")
@@ -122,9 +136,10 @@ th[scope=row] {{ text-align: left; font-weight: normal; }}
 <p class="note">Every figure comes from what the cluster did, read back from the API's watch of the pods (bound,
 running, finished, stopped) and its Events; the real kube-scheduler, Job controller and admission decided every
 placement and preemption.  KWOK played running time: a pod completes its job's duration (compressed) after it
-starts.  What is simulated: the nodes and GPUs.  The controllers' own timers (scheduler backoff, Kueue's
-waitForPodsReady timeout and requeue backoff) run in wall time, so they weigh the compression factor more in trace
-time.</p>
+starts.  What is simulated: the nodes and GPUs.  The controllers' own timers are their production values divided by
+the same compression, clamped where the component accepts no smaller value (a clamped timer lasts longer in trace
+time than in production):</p>
+{_timers(doc.get("timers", []), doc['compression'])}
 <h2>Policies compared</h2>
 <table><tr><th></th>{head}</tr>{''.join(body)}</table>
 {''.join(sections)}

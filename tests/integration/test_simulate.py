@@ -53,6 +53,11 @@ def test_policies_differ_as_the_cluster_decided(tmp_path: Path, state_dir: Path)
     # gang scheduling placed every job whole or not at all
     assert gang["productive_utilization_avg"] >= 0.97 * gang["gpu_utilization_avg"], gang
     assert gang["jobs_never_fully_ran"] == 0
+    # the controllers' timers played at the same compression: kube-scheduler's backoffs clamped to its 1 s minimum
+    timers = {t["setting"]: t for t in doc["timers"]}
+    assert timers["podMaxBackoffSeconds"]["value_s"] == 1 and timers["podMaxBackoffSeconds"]["clamped"], timers
+    assert timers["--pod-max-in-unschedulable-pods-duration"]["value_s"] == 1.25, timers
+    assert not any(t["component"] == "kueue" for t in doc["timers"])  # no kueue policy, no Kueue
     html = (report / "report.html").read_text()
     assert "<svg" in html and "Time compression 240" in html and "team-b" in html
     assert not list(state_dir.glob("sim-*")), "a simulation cluster was left behind"

@@ -116,6 +116,7 @@ class Site:
     provider = "paper"
     cluster = "p1"
     pools = ()
+    time_compression = None
 
     def __init__(self) -> None:
         self.lines: list[str] = []

@@ -72,3 +72,18 @@ def test_percentile_and_jain() -> None:
     assert metrics.percentile([1, 2, 3, 4], 50) == 2 and metrics.percentile(list(range(1, 101)), 99) == 99
     assert metrics.jain([1, 1, 1]) == pytest.approx(1.0, abs=1e-3)
     assert metrics.jain([4, 0, 0, 0]) == pytest.approx(0.25, abs=1e-3)
+
+
+def test_unfinished_jobs_say_what_they_waited_on() -> None:
+    from harness.simulate.replay import unfinished
+
+    tr = Trace(tuple(TraceJob(n, "a", 8, 60, "normal", 0) for n in ("done", "queued", "evicted", "pending", "run")),
+               {"a": 1.0})
+    pods = [PodRecord("a/done-x", "done", "a", 8, 0, bound=0, running=0, succeeded=1),
+            PodRecord("a/evicted-x", "evicted", "a", 8, 0, bound=0, running=0, stopped=2, stop_reason="Deleted"),
+            PodRecord("a/pending-x", "pending", "a", 8, 0, bound=0, running=0),
+            PodRecord("a/pending-y", "pending", "a", 8, 0),
+            PodRecord("a/run-x", "run", "a", 8, 0, bound=1, running=1)]
+    assert unfinished(tr, pods, lambda job: job == "done") == (
+        "4 jobs unfinished: 2 without a live pod (not admitted, or not yet created), 1 with pods not yet bound, "
+        "1 with every live pod bound (running)")

@@ -375,6 +375,8 @@ class KindSite:
     provider = PROVIDER
     node_selector = {REAL_NODE_LABEL: "true"}
     host_metrics: dict[str, str] = {}
+    time_compression: float | None = None
+    """kind's control plane keeps its own timers: time compression is the local provider's (aiconform simulate)."""
 
     def __init__(self, cluster: KindCluster, pools: tuple[Pool, ...] = ()) -> None:
         self._kind = cluster

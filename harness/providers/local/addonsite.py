@@ -30,7 +30,7 @@ class LocalSite:
     provider = PROVIDER
 
     def __init__(self, view: ClusterView, *, resolver: BinaryResolver, pools: Sequence[Pool] = (),
-                 recorded: Sequence[str] = (), record: bool = True) -> None:
+                 recorded: Sequence[str] = (), record: bool = True, time_compression: float | None = None) -> None:
         """``recorded``: the addon names ``addons.json`` lists once these are installed; ``record=False``: keep no
         undo record (an install a test drives by hand)."""
         self._view = view
@@ -39,6 +39,7 @@ class LocalSite:
         self._record = record
         self.cluster = view.name
         self.pools = tuple(pools)
+        self.time_compression = time_compression
         self.progress = view.progress
         self.workdir = view.dir / "addons"
         try:
@@ -69,8 +70,9 @@ class LocalNodeSite(LocalSite):
 
     def __init__(self, view: ClusterView, *, resolver: BinaryResolver, load_image: Callable[[Path], None],
                  node_selector: Mapping[str, str], host_metrics: Mapping[str, str], pools: Sequence[Pool] = (),
-                 recorded: Sequence[str] = (), record: bool = True) -> None:
-        super().__init__(view, resolver=resolver, pools=pools, recorded=recorded, record=record)
+                 recorded: Sequence[str] = (), record: bool = True, time_compression: float | None = None) -> None:
+        super().__init__(view, resolver=resolver, pools=pools, recorded=recorded, record=record,
+                         time_compression=time_compression)
         self._load_image = load_image
         self.node_selector = dict(node_selector)
         self.host_metrics = dict(host_metrics)

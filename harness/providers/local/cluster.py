@@ -424,7 +424,9 @@ class LocalCluster:
             added: list[str] = []
             for name in todo:  # recorded one by one: a later failure leaves the earlier ones installed and known
                 facts = self._install_addons((name,), real=real, already=tuple(have),
-                                             pools=self._profile.pools if self._profile is not None else ())
+                                             pools=self._profile.pools if self._profile is not None else (),
+                                             time_compression=(self._profile.control_plane.time_compression
+                                                               if self._profile is not None else None))
                 have.append(name)
                 added += [f for f in facts if f not in added]
                 st["addons"] = list(have)
@@ -446,24 +448,27 @@ class LocalCluster:
                 return False
 
     def addon_site(self, *, real: bool, pools: Sequence[Pool] = (), recorded: Sequence[str] = (),
-                   resolver: BinaryResolver | None = None, record: bool = True) -> LocalSite:
+                   resolver: BinaryResolver | None = None, record: bool = True,
+                   time_compression: float | None = None) -> LocalSite:
         """This cluster as an addon site (harness/addons/site.py): host processes under its supervisor, and at tier
-        R (``real``) its real node's containerd; ``recorded`` names the addons ``addons.json`` lists."""
+        R (``real``) its real node's containerd; ``recorded`` names the addons ``addons.json`` lists;
+        ``time_compression`` the profile's (the addons' timers scale by it)."""
         resolver = resolver or self._resolver or BinaryResolver(progress=self.progress)
         if not real:
-            return LocalSite(self, resolver=resolver, pools=pools, recorded=recorded, record=record)
+            return LocalSite(self, resolver=resolver, pools=pools, recorded=recorded, record=record,
+                             time_compression=time_compression)
         from harness.contract import REAL_NODE_LABEL
         from harness.providers.local.realnode import load_record
 
         port = (load_record(self) or {}).get("metrics_port")  # the fake GPU plugin's metrics
         return LocalNodeSite(self, resolver=resolver, load_image=self.load_image, pools=pools, recorded=recorded,
-                             record=record, node_selector={REAL_NODE_LABEL: "true"},
+                             record=record, time_compression=time_compression, node_selector={REAL_NODE_LABEL: "true"},
                              host_metrics={"fake-gpu-plugin": f"127.0.0.1:{port}"} if port else {})
 
     def _install_addons(self, names: Sequence[str], *, real: bool, already: Sequence[str] = (),
-                        pools: Sequence[Pool] = ()) -> list[str]:
+                        pools: Sequence[Pool] = (), time_compression: float | None = None) -> list[str]:
         """Install ``names`` through harness.addons; host undo commands go to ``addons.json`` (run at teardown)."""
-        site = self.addon_site(real=real, pools=pools, recorded=[*already, *names])
+        site = self.addon_site(real=real, pools=pools, recorded=[*already, *names], time_compression=time_compression)
         return addons.install([addons.lookup(n) for n in names], site)
 
     # -- create -------------------------------------------------------------------------------------------------------
@@ -770,8 +775,9 @@ class _BringUp:
                        if f not in self.facts]
 
     def install_addons(self) -> None:
-        self.facts += [f for f in self.cluster._install_addons(self.profile.addons, real=self.profile.real_node.enabled,
-                                                               pools=self.profile.pools)
+        self.facts += [f for f in self.cluster._install_addons(
+            self.profile.addons, real=self.profile.real_node.enabled, pools=self.profile.pools,
+            time_compression=self.profile.control_plane.time_compression)
                        if f not in self.facts]
 
     def write_state(self) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness import timescale
 from harness.config import ControlPlane
 from harness.flags import ComponentSettings
 from harness.nodes import FAKE_NODE_IP, SIM_ANNOTATION
@@ -210,6 +211,10 @@ def scheduler_config(s: Settings) -> dict[str, Any]:
                              "qps": 5000 if lift else 50, "burst": 10000 if lift else 100},
         "leaderElection": {"leaderElect": False},
     }
+    if s.control_plane.time_compression is not None:  # a cluster that plays time compressed (aiconform simulate)
+        timers = timescale.scheduler_timers(s.control_plane.time_compression)
+        for key in ("podInitialBackoffSeconds", "podMaxBackoffSeconds"):
+            config[key] = int(timers[key].value_s)
     disabled = s.control_plane.scheduler_disabled_plugins
     if disabled:  # the profile turns plugins off (controlPlane.schedulerDisabledPlugins): the default profile only
         config["profiles"] = [{"schedulerName": "default-scheduler", "plugins": {
@@ -230,6 +235,10 @@ def scheduler_argv(binary: Path, s: Settings) -> list[str]:
         "--profiling=false",
         *controlplane.feature_gate_args(s.components.gates("kube-scheduler")),
     ]
+    if s.control_plane.time_compression is not None:
+        unschedulable = timescale.scheduler_timers(s.control_plane.time_compression)[
+            "--pod-max-in-unschedulable-pods-duration"]
+        argv.append(f"{unschedulable.setting}={timescale.duration(unschedulable.value_s)}")
     return argv + controlplane.extra_args("kube-scheduler", argv, s.components.args("kube-scheduler"))
 
 
