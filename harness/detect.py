@@ -14,7 +14,6 @@ namespace of its own labelled with the run id and deleted afterwards, bounded by
 from __future__ import annotations
 
 import copy
-import os
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -25,6 +24,7 @@ from harness.contract import GPU_RESOURCE as GPU
 from harness.contract import REAL_NODE_LABEL, SIMULATED_LABEL, SIMULATED_TAINT, SIMULATED_TAINT_TEXT
 from harness.errors import AiconformError, ApiError, NotFound, WaitFailed, WaitTimeout
 from harness.facts import FACTS, NATIVE_GANG_API
+from harness.images import probe_image
 from harness.kube import KubeClient, Obj
 
 DETECTED, DECLARED, PROVIDER = "detected", "declared", "provider"
@@ -38,9 +38,6 @@ SIMULATED_NODES_TAINTED = (f"its simulated nodes carry the taint {SIMULATED_TAIN
                            "third-party suite's, with no nodeSelector) never land there")
 """What the report says of the simulated nodes of a cluster aiconform made (the ``simulated-nodes`` fact)."""
 PRODUCT_LABEL = "nvidia.com/gpu.product"
-TEST_IMAGE = "aiconform.local/busybox:latest"
-"""The image of the NetworkPolicy probe's pods (``$AICONFORM_TEST_IMAGE`` overrides it, as for the isolation
-check): busybox's ``httpd`` and ``wget``."""
 PROBE_DEADLINE_S = 60.0
 
 
@@ -556,7 +553,7 @@ def probe_networkpolicy(client: KubeClient, *, run_id: str, image: str | None = 
     node = runnable_node(client.list("Node")["items"])
     if node is None:
         return _no("not detected: no node runs pods (every node is simulated, NotReady, cordoned or tainted)")
-    image = image or os.environ.get("AICONFORM_TEST_IMAGE") or TEST_IMAGE
+    image = image or probe_image()  # busybox's httpd and wget
     ns = f"aiconform-detect-{secrets.token_hex(3)}"
     end = time.monotonic() + deadline_s
 

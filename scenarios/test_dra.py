@@ -40,6 +40,7 @@ from harness.dra import (
     wait_claim_allocated,
 )
 from harness.errors import KubeError, NotFound, PlatformFault, WaitTimeout
+from harness.images import probe_image
 from harness.kube import KubeClient, is_bound, unschedulable_message
 from harness.nodes import register_nodes, simulated_node
 from harness.testing import LABEL_RUN, ClusterHandle, Evidence, Tenant, create_run_namespace, label_value, release_tenant
@@ -47,7 +48,7 @@ from harness.workloads import PAUSE_IMAGE, logs_until, real_node_selector, wait_
 
 A = f'device.attributes["{DRIVER}"]'
 MEM = f'device.capacity["{DRIVER}"].memory'
-IMAGE = os.environ.get("AICONFORM_TEST_IMAGE", "aiconform.local/busybox:latest")
+IMAGE = probe_image()
 SCRIPT = ("nvidia-smi -L 2>&1; echo ---; ls /dev/ 2>&1 | grep -i nvidia; echo ---; env | grep NVIDIA_VISIBLE; "
           "echo ---; nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>&1; echo END; exec sleep 3600")
 UUID = re.compile(r"UUID: ((?:GPU|MIG)-[0-9a-fA-F-]+)")

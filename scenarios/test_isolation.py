@@ -14,6 +14,7 @@ import pytest
 
 from harness.contract import FAKE_GPU_LABEL, SIMULATED_LABEL
 from harness.errors import Forbidden
+from harness.images import probe_image
 from harness.kube import KubeClient
 from harness.testing import ClusterHandle, Evidence, Tenant
 from harness.workloads import GPU, gpu_pod, gpu_quota, logs_until, pod, real_node_selector, wait_bound, wait_quota_published
@@ -128,9 +129,8 @@ def test_networkpolicy_default_deny_blocks_cross_tenant_traffic(
     """Tenant A reaches tenant B's server until B applies a default-deny ingress NetworkPolicy; then it cannot.  An
     allow rule for one labelled pod of tenant A admits exactly that pod.  Runs only where the cluster declares the
     ``networkpolicy`` fact (an enforcing implementation: on ``local-real``, kube-router's firewall)."""
-    import os
 
-    image = os.environ.get("AICONFORM_TEST_IMAGE", "aiconform.local/busybox:latest")
+    image = probe_image()
     a, b = tenants("np-a"), tenants("np-b")
     b.create(pod("server", image=image, tolerate_gpu=False, labels={"app": "server"}, node_selector=REAL_NODE_SELECTOR,
                  command=["sh", "-c", "mkdir -p /www && echo ok > /www/index.html && httpd -f -p 8080 -h /www"]))
@@ -213,10 +213,9 @@ def test_container_sees_only_its_allocated_accelerators(
 ) -> None:
     """In real containers running side by side: two 1-GPU pods see one distinct GPU each (nvidia-smi and
     /dev/nvidiaN agree); a container that asked for none, even beside one that did in the same pod, sees no GPU."""
-    import os
     import re
 
-    image = os.environ.get("AICONFORM_TEST_IMAGE", "aiconform.local/busybox:latest")
+    image = probe_image()
     selector = ({FAKE_GPU_LABEL: "true"} if aiconform_cluster.tier == "R"
                 else {"nvidia.com/gpu.present": "true"})
     uuid = re.compile(r"UUID: ((?:GPU|MIG)-[0-9a-fA-F-]+)")

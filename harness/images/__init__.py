@@ -18,6 +18,7 @@ always used (:func:`pause_archive`, :func:`busybox_archive`, :func:`images_cache
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,7 +43,7 @@ from harness.images.static import BUSYBOX_BINARY, BUSYBOX_IMAGE, PAUSE_IMAGE, bu
 __all__ = [
     "BUSYBOX_BINARY", "BUSYBOX_IMAGE", "IMAGE_REGISTRY_ENV", "PAUSE_IMAGE", "REGISTRY", "REGISTRY_HOST", "Built",
     "DebianImage", "Image", "ImageConfig", "LayerFile", "ScratchImage", "build", "busybox_archive", "get",
-    "image_ref", "image_registry", "images_cache", "import_archive", "is_static_elf", "parse_registry",
+    "image_ref", "image_registry", "probe_image", "images_cache", "import_archive", "is_static_elf", "parse_registry",
     "pause_archive", "push_archive", "run_ref", "static_binary_image", "status",
 ]
 
@@ -55,6 +56,15 @@ def image_ref(name: str) -> str:
     """The image name a pod spec uses for the registered image ``name``: ``aiconform.local/…`` (imported into the
     nodes), or its name in the run's registry (``aiconform run --image-registry``, harness.images.push)."""
     return run_ref(get(name).ref)
+
+
+TEST_IMAGE_ENV = "AICONFORM_TEST_IMAGE"
+
+
+def probe_image() -> str:
+    """The busybox image of probe pods (the NetworkPolicy probe, the isolation and DRA checks: ``httpd``, ``wget``,
+    ``sh``): ``$AICONFORM_TEST_IMAGE`` when set, else :func:`image_ref` of ``busybox`` (the run's registry, if any)."""
+    return os.environ.get(TEST_IMAGE_ENV) or image_ref("busybox")
 
 
 def run_ref(local_ref: str) -> str:
