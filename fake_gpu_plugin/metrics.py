@@ -26,11 +26,11 @@ from pathlib import Path
 from fake_gpu_plugin.config import COMPUTE_SLICES
 from fake_gpu_plugin.errors import HostSetupError, PluginError
 from fake_gpu_plugin.inventory import Inventory, MigDevice, Unit, parent_gpu
+from fake_gpu_plugin.names import UTILIZATION_ANNOTATION
 from fake_gpu_plugin.podresources import DeviceHolder, list_device_holders
 
 log = logging.getLogger(__name__)
 
-UTILIZATION_ANNOTATION = "aiconform.io/gpu-utilization"
 DEFAULT_ALLOCATED_UTILIZATION = 100
 """Utilisation of a held unit whose pod gives no annotation (or when no lookup is configured)."""
 

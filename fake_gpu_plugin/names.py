@@ -23,3 +23,6 @@ FAKE_GPU_LABEL = "aiconform.io/fake-gpu"
 """``true`` on every node whose GPUs the fake plays (real kubelet nodes and simulated nodes alike)."""
 DCGM_EXPORTER_PORT = 9400
 """The port of ``/metrics`` (DCGM-exporter metric names), as NVIDIA's dcgm-exporter uses it."""
+UTILIZATION_ANNOTATION = "aiconform.io/gpu-utilization"
+"""A pod annotation (0-100) the fake's DCGM exporter reports as ``DCGM_FI_DEV_GPU_UTIL`` of the GPUs the pod holds:
+how a workload on fake GPUs says how busy it keeps them (a check reads the value back through Prometheus)."""

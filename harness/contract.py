@@ -21,6 +21,7 @@ from fake_gpu_plugin.names import DRA_DRIVER as DRA_DRIVER
 from fake_gpu_plugin.names import FAKE_DRIVER_VERSION as FAKE_DRIVER_VERSION
 from fake_gpu_plugin.names import FAKE_GPU_LABEL as FAKE_GPU_LABEL
 from fake_gpu_plugin.names import GPU_RESOURCE as GPU_RESOURCE
+from fake_gpu_plugin.names import UTILIZATION_ANNOTATION as UTILIZATION_ANNOTATION
 
 # -- tiers -------------------------------------------------------------------------------------------------------
 

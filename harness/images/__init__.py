@@ -41,10 +41,10 @@ from harness.images.registry import (
 from harness.images.static import BUSYBOX_BINARY, BUSYBOX_IMAGE, PAUSE_IMAGE, busybox_contents, is_static_elf
 
 __all__ = [
-    "BUSYBOX_BINARY", "BUSYBOX_IMAGE", "IMAGE_REGISTRY_ENV", "PAUSE_IMAGE", "REGISTRY", "REGISTRY_HOST", "Built",
-    "DebianImage", "Image", "ImageConfig", "LayerFile", "ScratchImage", "build", "busybox_archive", "get",
-    "image_ref", "image_registry", "probe_image", "images_cache", "import_archive", "is_static_elf", "parse_registry",
-    "pause_archive", "push_archive", "run_ref", "static_binary_image", "status",
+    "BUSYBOX_BINARY", "BUSYBOX_IMAGE", "Built", "DebianImage", "IMAGE_REGISTRY_ENV", "Image", "ImageConfig",
+    "LayerFile", "PAUSE_IMAGE", "REGISTRY", "REGISTRY_HOST", "ScratchImage", "build", "busybox_archive", "get",
+    "image_ref", "image_registry", "images_cache", "import_archive", "is_static_elf", "parse_registry",
+    "pause_archive", "probe_image", "pull_policy", "push_archive", "run_ref", "static_binary_image", "status",
 ]
 
 
@@ -56,6 +56,12 @@ def image_ref(name: str) -> str:
     """The image name a pod spec uses for the registered image ``name``: ``aiconform.local/…`` (imported into the
     nodes), or its name in the run's registry (``aiconform run --image-registry``, harness.images.push)."""
     return run_ref(get(name).ref)
+
+
+def pull_policy(ref: str) -> str:
+    """``Never`` for an image imported into the nodes (``aiconform.local/…``: no registry has it, so a missing one
+    fails at once as ErrImageNeverPull), ``IfNotPresent`` for one in a registry (``--image-registry``)."""
+    return "Never" if ref.startswith(REGISTRY_HOST + "/") else "IfNotPresent"
 
 
 TEST_IMAGE_ENV = "AICONFORM_TEST_IMAGE"

@@ -76,13 +76,14 @@ def model_image() -> str:
 
 def deploy_model(client: KubeClient, namespace: str, version: str = "v1", replicas: int = 1, *,
                  cpu: str = "250m", gpus: int = 1, name: str = "", node_port: int | None = None,
-                 env: dict[str, str] | None = None, timeout: float = READY_TIMEOUT_S) -> ModelEndpoint:
+                 env: dict[str, str] | None = None, annotations: dict[str, str] | None = None,
+                 timeout: float = READY_TIMEOUT_S) -> ModelEndpoint:
     """Apply the model server Deployment + NodePort Service for ``version`` in ``namespace`` and wait until all
     ``replicas`` pods are Ready; WorkloadError (with the pods' log lines) when one fails or the deadline passes.
     The image must already be in the node's containerd (the provider loads it: ``aiconform images`` /
     :func:`ensure_image`)."""
     spec = ModelSpec(version=version, replicas=replicas, image=model_image(), cpu=cpu, gpus=gpus, name=name,
-                     node_port=node_port, env=dict(env or {}))
+                     node_port=node_port, env=dict(env or {}), annotations=dict(annotations or {}))
     return apply_model(client, namespace, spec, timeout=timeout)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.images import pull_policy
 from harness.workloads import GPU, GPU_TOLERATION, real_node_selector
 
 Obj = dict[str, Any]
@@ -45,6 +46,8 @@ class ModelSpec:
     """A fixed NodePort for the Service (on the node's own address); None lets the apiserver pick."""
     env: dict[str, str] = field(default_factory=dict)
     """Extra environment (``AICONFORM_FAIL_LOAD`` for the bad-input path)."""
+    annotations: dict[str, str] = field(default_factory=dict)
+    """Extra pod annotations (the fake GPUs' utilisation, ``aiconform.io/gpu-utilization``)."""
 
     @property
     def resource_name(self) -> str:
@@ -70,7 +73,7 @@ def deployment(spec: ModelSpec) -> Obj:
     container = {
         "name": "server",
         "image": spec.image,
-        "imagePullPolicy": "Never",
+        "imagePullPolicy": pull_policy(spec.image),
         "env": env,
         "ports": [{"name": "http", "containerPort": HTTP_PORT}],
         "resources": {"requests": {**resources, **({GPU: str(spec.gpus)} if spec.gpus else {})}, "limits": limits},
@@ -89,7 +92,7 @@ def deployment(spec: ModelSpec) -> Obj:
                 "metadata": {
                     "labels": pod_labels,
                     "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(HTTP_PORT),
-                                    "prometheus.io/path": "/metrics"},
+                                    "prometheus.io/path": "/metrics", **spec.annotations},
                 },
                 "spec": {
                     "nodeSelector": real_node_selector(),

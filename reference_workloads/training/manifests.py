@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.contract import GPU_RESOURCE
+from harness.images import pull_policy
 
 Obj = dict[str, Any]
 TRAINER_API = "trainer.kubeflow.org/v1alpha1"
@@ -37,7 +38,7 @@ def training_runtime(name: str, namespace: str, *, image: str, claim: str, max_r
         "containers": [{
             "name": "node",
             "image": image,
-            "imagePullPolicy": "Never",
+            "imagePullPolicy": pull_policy(image),
             "terminationMessagePolicy": "FallbackToLogsOnError",
             "command": ["python3", "-m", "reference_workloads.training.train"],
             "env": env,
@@ -126,7 +127,7 @@ def cleanup_pod(name: str, namespace: str, *, image: str, claim: str,
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "terminationGracePeriodSeconds": 0,
-        "containers": [{"name": "wipe", "image": image, "imagePullPolicy": "Never",
+        "containers": [{"name": "wipe", "image": image, "imagePullPolicy": pull_policy(image),
                         "command": ["sh", "-c", f"rm -rf {CHECKPOINT_MOUNT}/* {CHECKPOINT_MOUNT}/.[!.]*"],
                         "volumeMounts": [{"name": "checkpoints", "mountPath": CHECKPOINT_MOUNT}]}],
         "volumes": [{"name": "checkpoints", "persistentVolumeClaim": {"claimName": claim}}],

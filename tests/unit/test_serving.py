@@ -31,6 +31,10 @@ def test_model_server_runs_on_the_real_node_with_a_gpu_and_a_cpu_limit() -> None
     assert {"name": "MODEL_VERSION", "value": "v2"} in c["env"]
     assert c["readinessProbe"]["httpGet"]["path"] == "/v2/models/minilm/ready"
     assert dep["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    pulled = manifests.deployment(manifests.ModelSpec(image="127.0.0.1:5000/ac/model-server:v1",
+                                                      annotations={"aiconform.io/gpu-utilization": "37"}))
+    assert pulled["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] == "IfNotPresent"  # --image-registry
+    assert pulled["spec"]["template"]["metadata"]["annotations"]["aiconform.io/gpu-utilization"] == "37"
     svc = manifests.service(spec)
     assert svc["spec"]["type"] == "NodePort" and svc["metadata"]["name"] == "model-v2"
     with pytest.raises(ValueError, match="v1, v2"):
