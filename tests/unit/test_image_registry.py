@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.contract import REAL_NODE_LABEL
 from harness.errors import ConfigError
 from harness.images.push import (
     IMAGE_REGISTRY_ENV,
@@ -91,7 +92,7 @@ def test_the_manifest_and_its_blobs_are_read_from_a_built_archive(tmp_path: Path
 
 def test_real_node_pods_follow_the_runs_node_selector(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(NODE_SELECTOR_ENV, raising=False)
-    assert real_node_selector() == {"aiconform.io/real-node": "true"}
+    assert real_node_selector() == {REAL_NODE_LABEL: "true"}
     monkeypatch.setenv(NODE_SELECTOR_ENV, "nvidia.com/gpu.present=true,pool=a100")
     pod = pin_to_real_node({"kind": "Pod", "spec": {"nodeSelector": {"zone": "a"}}})
     assert pod["spec"]["nodeSelector"] == {"zone": "a", "nvidia.com/gpu.present": "true", "pool": "a100"}
