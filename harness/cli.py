@@ -190,9 +190,10 @@ def cmd_images(args: argparse.Namespace) -> int:
             print(f"{r['name']:<20} {r['kind']:<8} {r['key'][:16] or '-':<16} {cached:<6} {size:>9}  {r['ref']}"
                   + (f"  ({r['error']})" if r.get("error") else ""))
         return 0
-    if args.images_cmd == "push":
-        registry = images.parse_registry(args.registry)  # a bad registry is one line before any build
-        targets = [images.get(n) for n in (args.names or list(FOREIGN_IMAGES))]
+    registry = images.parse_registry(args.registry) if args.images_cmd == "push" else None  # one line before any build
+    default = FOREIGN_IMAGES if registry is not None else tuple(images.REGISTRY)
+    targets = [images.get(n) for n in (args.names or default)]  # unknown names fail before any build
+    if registry is not None:
         for img in targets:
             built = images.build(img)
             print(f"pushing {img.name} to {registry.ref(img.ref)}", file=sys.stderr, flush=True)
@@ -201,7 +202,6 @@ def cmd_images(args: argparse.Namespace) -> int:
             print(f"{pushed.ref}  {pushed.digest}  ({pushed.sent} blob(s) sent, {pushed.bytes_sent / 1e6:.1f} MB; "
                   f"{pushed.present} already there)", flush=True)
         return 0
-    targets = [images.get(n) for n in (args.names or list(images.REGISTRY))]  # unknown names fail before any build
     for img in targets:
         built = images.build(img)
         print(built.archive, flush=True)

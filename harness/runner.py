@@ -272,8 +272,12 @@ def run_main(args: argparse.Namespace) -> int:
     if args.kubeconfig:
         print(f"aiconform run {run_id}: using the cluster in {kubeconfig} (tier {info.tier})", file=sys.stderr,
               flush=True)
-        _placement(Path(kubeconfig), run_id, image_registry, node_selector)
-        found = _detect(Path(kubeconfig), facts, run_id, probe=not getattr(args, "no_probe", False))
+        client = KubeClient(KubeConfig.from_file(Path(kubeconfig)))
+        try:
+            _placement(client, run_id, image_registry, node_selector)
+            found = _detect(client, facts, run_id, probe=not getattr(args, "no_probe", False))
+        finally:
+            client.close()
     seed = args.seed if args.seed is not None else secrets.randbelow(2**32)
     env = dict(os.environ)
     if args.examples is not None:
@@ -415,7 +419,7 @@ class _Suites:
         return combined_exit(codes)
 
 
-def _placement(kubeconfig: Path, run_id: str, image_registry: str | None, node_selector: str | None) -> None:
+def _placement(client: KubeClient, run_id: str, image_registry: str | None, node_selector: str | None) -> None:
     """Where an existing cluster's pods get their images and which nodes the real-node ones go to: this process's
     environment (detection reads it; the suites' pytest process inherits it).  Without ``--node-selector``, a
     cluster with nodes labelled as aiconform's real nodes keeps that label, one with no simulated node pins nothing
@@ -425,12 +429,7 @@ def _placement(kubeconfig: Path, run_id: str, image_registry: str | None, node_s
         print(f"aiconform run {run_id}: images from {parse_registry(image_registry).prefix} (push them with "
               f"`aiconform images push --registry {image_registry}`)", file=sys.stderr, flush=True)
     if node_selector is None:
-        client = KubeClient(KubeConfig.from_file(kubeconfig))
-        try:
-            nodes = client.list("Node")["items"]
-        finally:
-            client.close()
-        labels = [(n.get("metadata") or {}).get("labels") or {} for n in nodes]
+        labels = [(n.get("metadata") or {}).get("labels") or {} for n in client.list("Node")["items"]]
         if any(lb.get(REAL_NODE_LABEL) == "true" for lb in labels) or any(lb.get(SIMULATED_LABEL) == "true"
                                                                            for lb in labels):
             return
@@ -442,18 +441,14 @@ def _placement(kubeconfig: Path, run_id: str, image_registry: str | None, node_s
              else "are not pinned (no simulated node here)"), file=sys.stderr, flush=True)
 
 
-def _detect(kubeconfig: Path, declared: frozenset[str], run_id: str, *, probe: bool) -> dict[str, Evidence]:
+def _detect(client: KubeClient, declared: frozenset[str], run_id: str, *, probe: bool) -> dict[str, Evidence]:
     """The facts of an existing cluster: detected from what its API serves, the NetworkPolicy probe unless ``probe``
     is off or the fact is declared, then the declarations on top.  One progress line before, one after."""
     probe = probe and "networkpolicy" not in declared
     print(f"aiconform run {run_id}: detecting the cluster's facts from what its API serves"
           f"{' (and a NetworkPolicy probe: a server pod and client pods, at most 60 s)' if probe else ''}",
           file=sys.stderr, flush=True)
-    client = KubeClient(KubeConfig.from_file(kubeconfig))
-    try:
-        found = merge(detect_facts(client, probe=probe, run_id=run_id), declared)
-    finally:
-        client.close()
+    found = merge(detect_facts(client, probe=probe, run_id=run_id), declared)
     detected = sorted(f for f, e in found.items() if e.present and e.source != "declared")
     print(f"aiconform run {run_id}: facts detected: {', '.join(detected) or 'none'}"
           f"{'; declared: ' + ', '.join(sorted(declared)) if declared else ''} (evidence in the report)",

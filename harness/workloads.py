@@ -13,12 +13,13 @@ from typing import Any
 
 from harness.contract import GPU_RESOURCE, REAL_NODE_LABEL, SIMULATED_TOLERATION
 from harness.errors import ApiError, KubeError
+from harness.images import PAUSE_IMAGE as LOCAL_PAUSE_IMAGE
 from harness.images import run_ref
 from harness.kube import KubeClient, Obj, is_bound, unschedulable_message
 
 GPU = GPU_RESOURCE
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
-PAUSE_IMAGE = run_ref("aiconform.local/pause:3.10")
+PAUSE_IMAGE = run_ref(LOCAL_PAUSE_IMAGE)
 """harness.images builds it for real nodes (nothing is pulled); under ``aiconform run --image-registry`` its name
 there (pushed by ``aiconform images push``)."""
 # REAL_NODE_LABEL (harness.contract): the one label of real (kubelet) nodes, ``"true"`` on them.  Workloads that

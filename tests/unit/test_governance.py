@@ -14,6 +14,7 @@ from harness.contract import GPU_RESOURCE, POOL_LABEL, REAL_NODE_LABEL
 from harness.governance import gang
 from harness.governance import kueue as kq
 from scenarios.test_kueue_properties import TeamSpec, check_invariants
+from tests.unit.addon_fixtures import host_context
 
 
 def _cfg() -> kq.QueueConfig:
@@ -142,15 +143,7 @@ def test_host_process_runs_kueue_in_a_private_root(tmp_path: Path) -> None:
     """Tier S: Kueue chrooted into a root under its workdir that holds the binary, kubeconfig, serving pair and the
     metrics pair at the fixed path Kueue reads; the supervised executable is `unshare` (absolute, as the pidfile
     records it), forked so Kueue stays in its process group."""
-    from harness.addons.base import HostContext
-
-    (tmp_path / "certs").mkdir()
-    for f in ("tls.crt", "tls.key"):
-        (tmp_path / "certs" / f).write_text(f)
-    (tmp_path / "bin").write_text("binary")
-    (tmp_path / "kc").write_text("kubeconfig")
-    h = HostContext(binary=tmp_path / "bin", kubeconfig=tmp_path / "kc", workdir=tmp_path / "wd",
-                    cert_dir=tmp_path / "certs", webhook_port=1234, health_port=5678)
+    h = host_context(tmp_path, webhook_port=1234, health_port=5678)
     spec = addon.host(h)
     root = tmp_path / "wd" / "root"
     assert Path(spec.argv[0]).is_absolute() and spec.argv[1:3] == ("--fork", "--map-root-user")

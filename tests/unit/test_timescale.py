@@ -9,11 +9,12 @@ import yaml
 
 from harness import timescale
 from harness.addons import kueue
-from harness.addons.base import AddonContext, HostContext
+from harness.addons.base import AddonContext
 from harness.bins import pinned_kubernetes
 from harness.config import ControlPlane
 from harness.providers.local import components as comp
 from harness.simulate import report
+from tests.unit.addon_fixtures import host_context
 
 
 def test_timers_are_production_over_compression_and_clamps_say_why() -> None:
@@ -62,13 +63,7 @@ def test_kueue_configuration_follows_the_profiles_compression(tmp_path: Path) ->
     assert cfg["requeuingStrategy"]["backoffBaseSeconds"] == 1 and cfg["requeuingStrategy"]["backoffMaxSeconds"] == 12
     assert kueue.settings_for(None) == kueue.KueueSettings()
     # the installer hands the profile's compression to the host process (tier S) and to the manifests (pod mode)
-    (tmp_path / "certs").mkdir()
-    for f in ("tls.crt", "tls.key"):
-        (tmp_path / "certs" / f).write_text(f)
-    (tmp_path / "bin").write_text("binary")
-    (tmp_path / "kc").write_text("kubeconfig")
-    h = HostContext(binary=tmp_path / "bin", kubeconfig=tmp_path / "kc", workdir=tmp_path / "wd",
-                    cert_dir=tmp_path / "certs", webhook_port=1, health_port=2, time_compression=60)
+    h = host_context(tmp_path, webhook_port=1, health_port=2, time_compression=60)
     [(_, text)] = kueue.host(h).files
     assert yaml.safe_load(text)["waitForPodsReady"]["timeout"] == "5s"
     cm = {"kind": "ConfigMap", "metadata": {"name": kueue.CONFIG_MAP}}
